@@ -1,0 +1,111 @@
+// Tiled matmul for prefill: Y = act(X . W^T + bias), PyTorch nn.Linear with weight (N, K).
+//   Y[m, y_offset + n] = act(sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
+// Strides and offsets let a caller read a column slice of a wider activation (dt_low inside
+// x_proj's output) and write into a slice of a wider output (one part of a split LM head).
+//
+// A 16x16 workgroup computes a 64x64 tile of Y; each invocation owns a 4x4 block. Tiles of X and
+// W, 64 rows x 16 k each, are staged in workgroup memory so every loaded value is reused 64
+// times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB floor).
+
+override WEIGHT_F16: bool = false;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    x_stride: u32,
+    x_offset: u32,
+    y_stride: u32,
+    y_offset: u32,
+    bias_offset: u32,
+    has_bias: u32,
+    activation: u32,  // 0: identity, 1: softplus (dt projection)
+    _pad0: u32,
+    _pad1: u32,
+}
+
+const TILE: u32 = 64u;
+const TK: u32 = 16u;
+const PER: u32 = 4u;     // outputs per invocation along each axis
+const LANES: u32 = 16u;  // invocations along each axis
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // (m, x_stride)
+@group(0) @binding(2) var<storage, read> w: array<u32>;        // (n, k) as f32 or packed f16 pairs
+@group(0) @binding(3) var<storage, read> bias: array<f32>;     // (bias_offset + n)
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (m, y_stride)
+
+// +1 column of padding keeps the column reads of the inner loop off the same bank.
+var<workgroup> x_tile: array<array<f32, 17>, 64>;
+var<workgroup> w_tile: array<array<f32, 17>, 64>;
+
+fn weight(i: u32) -> f32 {
+    if (WEIGHT_F16) {
+        let pair = unpack2x16float(w[i >> 1u]);
+        return select(pair.x, pair.y, (i & 1u) == 1u);
+    }
+    return bitcast<f32>(w[i]);
+}
+
+fn softplus(v: f32) -> f32 {
+    // log(1 + exp(v)), and v itself above 20 as PyTorch does (exp would lose nothing there).
+    return select(log(1.0 + exp(v)), v, v > 20.0);
+}
+
+@compute @workgroup_size(16, 16)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg: vec3<u32>) {
+    let row0 = wg.y * TILE;
+    let col0 = wg.x * TILE;
+    let flat = lid.y * LANES + lid.x;
+    var acc: array<array<f32, 4>, 4>;
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        // 256 invocations load 64 x 16 values of each tile, 4 each, consecutive k per row.
+        for (var i = 0u; i < PER; i++) {
+            let e = flat + i * 256u;
+            let r = e / TK;
+            let kk = e % TK;
+            let gk = k0 + kk;
+            var xv = 0.0;
+            if (row0 + r < p.m && gk < p.k) {
+                xv = x[(row0 + r) * p.x_stride + p.x_offset + gk];
+            }
+            x_tile[r][kk] = xv;
+            var wv = 0.0;
+            if (col0 + r < p.n && gk < p.k) {
+                wv = weight((col0 + r) * p.k + gk);
+            }
+            w_tile[r][kk] = wv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var xr: array<f32, 4>;
+            var wr: array<f32, 4>;
+            for (var i = 0u; i < PER; i++) {
+                xr[i] = x_tile[lid.y + i * LANES][kk];
+                wr[i] = w_tile[lid.x + i * LANES][kk];
+            }
+            for (var i = 0u; i < PER; i++) {
+                for (var j = 0u; j < PER; j++) {
+                    acc[i][j] = fma(xr[i], wr[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < PER; i++) {
+        let r = row0 + lid.y + i * LANES;
+        for (var j = 0u; j < PER; j++) {
+            let c = col0 + lid.x + j * LANES;
+            if (r < p.m && c < p.n) {
+                var v = acc[i][j];
+                if (p.has_bias == 1u) {
+                    v += bias[p.bias_offset + c];
+                }
+                if (p.activation == 1u) {
+                    v = softplus(v);
+                }
+                y[r * p.y_stride + p.y_offset + c] = v;
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Adapter and device selection. The context owns the device, the queue and the pipeline cache;
+//! nothing in the crate is global.
+
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::kernels::KernelCache;
+
+const NO_ADAPTER_HELP: &str = "no GPU adapter found. On Linux without a GPU, install a software Vulkan driver: \
+`apt-get install mesa-vulkan-drivers` (lavapipe); otherwise install your GPU's Vulkan, Metal or DX12 driver";
+
+/// What `mamba-wgpu info` prints and benchmarks record.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub max_storage_binding_bytes: u64,
+    pub max_buffer_bytes: u64,
+    pub max_workgroup_storage_bytes: u32,
+    pub max_invocations_per_workgroup: u32,
+    pub max_storage_buffers_per_stage: u32,
+    pub shader_f16: bool,
+}
+
+impl std::fmt::Display for AdapterSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {})", self.name, self.backend, self.device_type)
+    }
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    /// Largest storage binding a single weight part may occupy; weights above it are split by
+    /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
+    pub max_binding_bytes: u64,
+    pub(crate) kernels: KernelCache,
+    /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
+    pub(crate) placeholder: wgpu::Buffer,
+}
+
+impl GpuContext {
+    /// Picks the adapter wgpu prefers (high performance), or the first whose name contains
+    /// `adapter_filter` (case-insensitive) on native platforms.
+    pub async fn new(adapter_filter: Option<&str>) -> Result<Arc<Self>> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = match adapter_filter {
+            Some(filter) => pick_adapter(&instance, filter).await?,
+            None => instance
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| Error::NoAdapter(format!("{NO_ADAPTER_HELP} ({e})")))?,
+        };
+        Self::from_adapter(adapter).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Arc<Self>> {
+        let info = adapter.get_info();
+        let supported = adapter.limits();
+        // Start from WebGPU's defaults (what every kernel is written to fit) and take the
+        // adapter's larger buffers, so big weights need fewer splits where the device allows.
+        let mut limits = wgpu::Limits::default();
+        limits.max_storage_buffer_binding_size = supported.max_storage_buffer_binding_size;
+        limits.max_buffer_size = supported.max_buffer_size;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("mamba-wgpu"),
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Gpu(format!("could not open a device on {}: {e}", info.name)))?;
+        let adapter = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            max_storage_binding_bytes: limits.max_storage_buffer_binding_size,
+            max_buffer_bytes: limits.max_buffer_size,
+            max_workgroup_storage_bytes: limits.max_compute_workgroup_storage_size,
+            max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
+            shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+        };
+        let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
+        let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
+        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, kernels: KernelCache::default(), placeholder }))
+    }
+
+    /// A context whose weights are split at `bytes` per part (tests of the split path).
+    pub fn with_max_binding_bytes(self: Arc<Self>, bytes: u64) -> Result<Arc<Self>> {
+        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; lower the binding size before loading"))?;
+        Ok(Arc::new(GpuContext { max_binding_bytes: bytes.min(ctx.max_binding_bytes), ..ctx }))
+    }
+
+    /// Every adapter wgpu can see, for `mamba-wgpu info`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn list_adapters() -> Vec<String> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
+            .into_iter()
+            .map(|a| {
+                let i = a.get_info();
+                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+            })
+            .collect()
+    }
+}
+
+async fn pick_adapter(instance: &wgpu::Instance, filter: &str) -> Result<wgpu::Adapter> {
+    let wanted = filter.to_lowercase();
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
+    adapters
+        .into_iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+        .ok_or_else(|| {
+            if names.is_empty() {
+                Error::NoAdapter(NO_ADAPTER_HELP.to_string())
+            } else {
+                Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", ")))
+            }
+        })
+}

@@ -1,0 +1,111 @@
+//! Typed kernel ids -> WGSL source, entry point and `override` constants; each pipeline is
+//! compiled once per context, on first use, and cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Every compute pipeline the engine runs. Variants that differ only in an `override` constant
+/// (f32 or packed-f16 weights) are separate kernels because they are separate pipelines.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Embedding { f16: bool },
+    AddRmsNorm,
+    Matmul { f16: bool },
+    Matvec { f16: bool },
+    ConvPrefill,
+    ConvStateUpdate,
+    ConvStep,
+    ScanChunked,
+    ScanStep,
+    Argmax,
+}
+
+/// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
+pub const SCAN_CHUNK: u32 = 64;
+/// Channels per workgroup in shaders/scan_chunked.wgsl (CH there).
+pub const SCAN_CHANNELS_PER_WG: u32 = 16;
+/// Largest d_state shaders/scan_chunked.wgsl holds in its carry (MAX_STATE there).
+pub const SCAN_MAX_STATE: u32 = 64;
+/// Output tile edge of shaders/matmul.wgsl (TILE there).
+pub const MATMUL_TILE: u32 = 64;
+/// Output rows per workgroup and most batch rows of shaders/matvec.wgsl.
+pub const MATVEC_ROWS_PER_WG: u32 = 8;
+pub const MATVEC_MAX_M: u32 = 8;
+/// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
+pub const WG_64: u32 = 64;
+pub const WG_256: u32 = 256;
+
+/// The shader files, embedded at build time so the binary is self-contained.
+pub const SHADERS: &[(&str, &str)] = &[
+    ("embedding.wgsl", include_str!("../../shaders/embedding.wgsl")),
+    ("add_rms_norm.wgsl", include_str!("../../shaders/add_rms_norm.wgsl")),
+    ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    ("matvec.wgsl", include_str!("../../shaders/matvec.wgsl")),
+    ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
+    ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
+    ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
+    ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
+];
+
+fn shader_source(file: &str) -> &'static str {
+    SHADERS.iter().find(|(name, _)| *name == file).map(|(_, src)| *src).expect("every kernel names a file in SHADERS")
+}
+
+impl Kernel {
+    /// (file, entry point, weights are f16)
+    fn spec(self) -> (&'static str, &'static str, Option<bool>) {
+        match self {
+            Kernel::Embedding { f16 } => ("embedding.wgsl", "main", Some(f16)),
+            Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", None),
+            Kernel::Matmul { f16 } => ("matmul.wgsl", "main", Some(f16)),
+            Kernel::Matvec { f16 } => ("matvec.wgsl", "main", Some(f16)),
+            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", None),
+            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", None),
+            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", None),
+            Kernel::ScanChunked => ("scan_chunked.wgsl", "main", None),
+            Kernel::ScanStep => ("scan_step.wgsl", "main", None),
+            Kernel::Argmax => ("argmax.wgsl", "main", None),
+        }
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct KernelCache {
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
+}
+
+impl KernelCache {
+    pub(crate) fn pipeline(&self, device: &wgpu::Device, kernel: Kernel) -> Arc<wgpu::ComputePipeline> {
+        // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
+        let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = pipelines.get(&kernel) {
+            return p.clone();
+        }
+        let (file, entry, f16) = kernel.spec();
+        let module = {
+            let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+            modules
+                .entry(file)
+                .or_insert_with(|| {
+                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(file),
+                        source: wgpu::ShaderSource::Wgsl(shader_source(file).into()),
+                    })
+                })
+                .clone()
+        };
+        let constants: Vec<(&str, f64)> = f16.map(|f| vec![("WEIGHT_F16", if f { 1.0 } else { 0.0 })]).unwrap_or_default();
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(entry),
+            layout: None,
+            module: &module,
+            entry_point: Some(entry),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, zero_initialize_workgroup_memory: false },
+            cache: None,
+        });
+        let pipeline = Arc::new(pipeline);
+        pipelines.insert(kernel, pipeline.clone());
+        pipeline
+    }
+}

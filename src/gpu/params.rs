@@ -1,0 +1,81 @@
+//! Parameter blocks of the kernels, `#[repr(C)]` and Pod so they upload as bytes. Each mirrors
+//! the `Params` struct at the top of its shader field for field (u32/f32 only, padded to 16
+//! bytes as uniform buffers require).
+
+use bytemuck::{Pod, Zeroable};
+
+/// shaders/embedding.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct EmbeddingParams {
+    pub rows: u32,
+    pub d_model: u32,
+    pub first_row: u32,
+    pub part_rows: u32,
+}
+
+/// shaders/add_rms_norm.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct NormParams {
+    pub rows: u32,
+    pub d: u32,
+    pub in_step: u32,
+    pub in_offset: u32,
+    pub add: u32,
+    pub eps: f32,
+    pub _pad: [u32; 2],
+}
+
+/// shaders/matmul.wgsl and shaders/matvec.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct LinearParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub x_stride: u32,
+    pub x_offset: u32,
+    pub y_stride: u32,
+    pub y_offset: u32,
+    pub bias_offset: u32,
+    pub has_bias: u32,
+    pub activation: u32,
+    pub _pad: [u32; 2],
+}
+
+/// shaders/conv1d.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ConvParams {
+    pub batch: u32,
+    pub t_len: u32,
+    pub channels: u32,
+    pub k: u32,
+    pub x_stride: u32,
+    pub has_bias: u32,
+    pub _pad: [u32; 2],
+}
+
+/// shaders/scan_chunked.wgsl and shaders/scan_step.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ScanParams {
+    pub batch: u32,
+    pub t_len: u32,
+    pub d_inner: u32,
+    pub d_state: u32,
+    pub dt_rank: u32,
+    pub xdbl_stride: u32,
+    pub z_stride: u32,
+    pub _pad: u32,
+}
+
+/// shaders/argmax.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ArgmaxParams {
+    pub rows: u32,
+    pub n: u32,
+    pub _pad: [u32; 2],
+}

@@ -1,0 +1,91 @@
+//! Reading GPU buffers back to the host without blocking the browser's thread: `map_async`
+//! wakes a future; natively we also poll the device so the callback fires.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// A MAP_READ buffer reused for every readback of a session.
+pub struct Staging {
+    pub buffer: wgpu::Buffer,
+}
+
+impl Staging {
+    pub fn new(ctx: &GpuContext, label: &str, bytes: u64) -> Self {
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Staging { buffer }
+    }
+
+    /// Maps the first `bytes` (already copied in by a submitted command) and returns them.
+    pub async fn read(&self, ctx: &GpuContext, bytes: u64) -> Result<Vec<u8>> {
+        let slice = self.buffer.slice(..bytes);
+        let shared = Arc::new(Mutex::new(MapState::default()));
+        let callback_state = shared.clone();
+        slice.map_async(wgpu::MapMode::Read, move |result| {
+            let mut state = callback_state.lock().unwrap_or_else(|e| e.into_inner());
+            state.result = Some(result.map_err(|e| Error::Gpu(format!("mapping a readback buffer failed: {e}"))));
+            if let Some(waker) = state.waker.take() {
+                waker.wake();
+            }
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        ctx.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        #[cfg(target_arch = "wasm32")]
+        let _ = ctx;
+        MapFuture { shared }.await?;
+        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer failed: {e:?}")))?.to_vec();
+        self.buffer.unmap();
+        Ok(data)
+    }
+}
+
+#[derive(Default)]
+struct MapState {
+    result: Option<Result<()>>,
+    waker: Option<Waker>,
+}
+
+struct MapFuture {
+    shared: Arc<Mutex<MapState>>,
+}
+
+impl Future for MapFuture {
+    type Output = Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let mut state = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+        match state.result.take() {
+            Some(result) => Poll::Ready(result),
+            None => {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Copies `bytes` of `source` to a fresh staging buffer and reads them (tests and one-off
+/// reads; the per-token path uses a session's own staging buffer).
+pub async fn read_buffer(ctx: &GpuContext, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
+    let staging = Staging::new(ctx, "readback", bytes);
+    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes);
+    ctx.queue.submit([encoder.finish()]);
+    staging.read(ctx, bytes).await
+}
+
+pub async fn read_f32(ctx: &GpuContext, source: &wgpu::Buffer, elements: usize) -> Result<Vec<f32>> {
+    let bytes = read_buffer(ctx, source, (elements * 4) as u64).await?;
+    Ok(bytemuck::pod_collect_to_vec(&bytes))
+}

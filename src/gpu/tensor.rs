@@ -1,0 +1,117 @@
+//! GPU buffers: plain f32 activations and weight matrices that may be f16 and split by rows.
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::gpu::GpuContext;
+
+/// How big matrices are stored on the GPU. Activations and small vectors are always f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightDtype {
+    F32,
+    /// IEEE half, two per u32 word, read with unpack2x16float (no shader-f16 needed).
+    F16,
+}
+
+impl WeightDtype {
+    pub fn bytes_per_element(self) -> u64 {
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 => 2,
+        }
+    }
+
+    pub fn is_f16(self) -> bool {
+        self == WeightDtype::F16
+    }
+}
+
+/// Rows [first_row, first_row + rows) of a matrix, in one buffer.
+pub struct WeightPart {
+    pub buffer: wgpu::Buffer,
+    pub first_row: u32,
+    pub rows: u32,
+}
+
+/// A (rows, cols) matrix on the GPU. A matrix larger than one storage binding (mamba-130m's
+/// f32 embedding is 154 MB, WebGPU guarantees 128 MiB) is split by rows into several parts.
+pub struct GpuWeight {
+    pub dtype: WeightDtype,
+    pub rows: u32,
+    pub cols: u32,
+    pub parts: Vec<WeightPart>,
+}
+
+impl GpuWeight {
+    /// Uploads row-major values given either as f32 or as half bits, splitting so that no part
+    /// exceeds the context's binding size.
+    pub fn upload(ctx: &GpuContext, name: &str, rows: usize, cols: usize, data: WeightData<'_>) -> Result<Self> {
+        let dtype = match data {
+            WeightData::F32(_) => WeightDtype::F32,
+            WeightData::F16(_) => WeightDtype::F16,
+        };
+        // +4 bytes: an odd number of halves is padded to a whole word.
+        let row_bytes = cols as u64 * dtype.bytes_per_element();
+        let rows_per_part = (ctx.max_binding_bytes.saturating_sub(4) / row_bytes.max(1)) as usize;
+        if rows_per_part == 0 {
+            return Err(Error::Limit(format!("tensor `{name}`: one row of {row_bytes} bytes exceeds the storage binding size {}", ctx.max_binding_bytes)));
+        }
+        let mut parts = Vec::new();
+        let mut first = 0;
+        while first < rows {
+            let n = rows_per_part.min(rows - first);
+            let range = first * cols..(first + n) * cols;
+            let words: Vec<u32> = match data {
+                WeightData::F32(v) => v[range].iter().map(|x| x.to_bits()).collect(),
+                WeightData::F16(h) => h[range].chunks(2).map(|pair| pair[0] as u32 | (*pair.get(1).unwrap_or(&0) as u32) << 16).collect(),
+            };
+            let buffer = upload_words(ctx, name, &words);
+            parts.push(WeightPart { buffer, first_row: first as u32, rows: n as u32 });
+            first += n;
+        }
+        Ok(GpuWeight { dtype, rows: rows as u32, cols: cols as u32, parts })
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.buffer.size()).sum()
+    }
+}
+
+pub enum WeightData<'a> {
+    F32(&'a [f32]),
+    /// IEEE half bits
+    F16(&'a [u16]),
+}
+
+fn upload_words(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(words),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+    })
+}
+
+/// A storage buffer initialised with f32 values (small weights, test inputs).
+pub fn upload_f32(ctx: &GpuContext, label: &str, values: &[f32]) -> wgpu::Buffer {
+    // wgpu rejects zero-sized bindings; a 1-element buffer stands in for an empty one.
+    let values = if values.is_empty() { &[0.0][..] } else { values };
+    ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(values),
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+    })
+}
+
+/// A zeroed storage buffer of `elements` 4-byte values that can be copied in and out.
+pub fn storage(ctx: &GpuContext, label: &str, elements: usize) -> wgpu::Buffer {
+    storage_with(&ctx.device, label, elements)
+}
+
+pub(crate) fn storage_with(device: &wgpu::Device, label: &str, elements: usize) -> wgpu::Buffer {
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size: (elements.max(1) * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}

@@ -1,0 +1,120 @@
+//! Uploading a checkpoint's tensors to the GPU, one tensor at a time.
+
+use std::sync::Arc;
+
+use super::checkpoint::{Checkpoint, StoredDtype, TensorBytes};
+use super::config::MambaConfig;
+use super::weights::{load_weights, ModelWeights, TensorSink};
+use crate::error::Result;
+use crate::gpu::tensor::{upload_f32, WeightData};
+use crate::gpu::{GpuContext, GpuWeight, WeightDtype};
+
+pub type GpuWeights = ModelWeights<GpuWeight, wgpu::Buffer>;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Storage of the big matrices. None keeps the checkpoint's precision: f32 stays f32, f16
+    /// stays f16, bf16 becomes f16 (same exponent range for weights, more mantissa).
+    pub weight_dtype: Option<WeightDtype>,
+}
+
+pub struct Model {
+    pub ctx: Arc<GpuContext>,
+    pub config: MambaConfig,
+    pub weights: GpuWeights,
+    pub weight_dtype: WeightDtype,
+    /// Identifies the model in state snapshots: a hash of the config and of a few weights.
+    pub fingerprint: u64,
+    /// Where it was loaded from.
+    pub source: String,
+}
+
+/// Uploads each tensor as it is read and reports progress (bytes of tensor data done).
+struct GpuSink<'a> {
+    ctx: &'a GpuContext,
+    dtype: Option<WeightDtype>,
+    chosen: Option<WeightDtype>,
+    hasher: Fnv,
+    progress: &'a mut dyn FnMut(u64),
+    done: u64,
+}
+
+impl TensorSink for GpuSink<'_> {
+    type Matrix = GpuWeight;
+    type Vector = wgpu::Buffer;
+
+    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<GpuWeight> {
+        let dtype = self.dtype.unwrap_or(match t.dtype {
+            StoredDtype::F32 => WeightDtype::F32,
+            StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
+        });
+        self.chosen.get_or_insert(dtype);
+        let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
+        let weight = match dtype {
+            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
+            WeightDtype::F16 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
+        };
+        self.advance(&t);
+        Ok(weight)
+    }
+
+    fn vector(&mut self, t: TensorBytes<'_>) -> Result<wgpu::Buffer> {
+        let values = t.to_f32();
+        self.hasher.write(t.name.as_bytes());
+        self.hasher.write(bytemuck::cast_slice(&values));
+        let buffer = upload_f32(self.ctx, t.name, &values);
+        self.advance(&t);
+        Ok(buffer)
+    }
+}
+
+impl GpuSink<'_> {
+    fn advance(&mut self, t: &TensorBytes<'_>) {
+        self.done += t.bytes.len() as u64;
+        (self.progress)(self.done);
+    }
+}
+
+impl Model {
+    /// Uploads every tensor of `ckpt`. `progress` receives the bytes of tensor data done so far.
+    pub fn load(ctx: Arc<GpuContext>, ckpt: &Checkpoint, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
+        let mut sink = GpuSink { ctx: &ctx, dtype: options.weight_dtype, chosen: None, hasher: Fnv::new(), progress, done: 0 };
+        sink.hasher.write(format!("{:?}", ckpt.config).as_bytes());
+        let weights = load_weights(ckpt, &mut sink)?;
+        let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);
+        let fingerprint = sink.hasher.0;
+        Ok(Model { ctx, config: ckpt.config.clone(), weights, weight_dtype, fingerprint, source: ckpt.source.clone() })
+    }
+
+    /// Opens and uploads a model folder (config.json + safetensors).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(ctx: Arc<GpuContext>, dir: &std::path::Path, options: LoadOptions) -> Result<Self> {
+        Self::load(ctx, &Checkpoint::open(dir)?, options, &mut |_| {})
+    }
+
+    /// Bytes of GPU memory the weights occupy.
+    pub fn weight_bytes(&self) -> u64 {
+        let w = &self.weights;
+        let mut total = w.embedding.size_bytes() + w.norm_f.size() + w.lm_head.as_ref().map_or(0, |h| h.size_bytes());
+        for l in &w.layers {
+            total += [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
+            total += [&l.norm, &l.conv_weight, &l.dt_proj_bias, &l.a_log, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
+            total += [&l.in_proj_bias, &l.conv_bias, &l.out_proj_bias].iter().filter_map(|v| v.as_ref()).map(|v| v.size()).sum::<u64>();
+        }
+        total
+    }
+}
+
+/// FNV-1a, 64 bit: a stable fingerprint without a hashing crate.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

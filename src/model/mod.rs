@@ -1,0 +1,11 @@
+//! A Mamba-1 model on the GPU: config, weights uploaded once, and the forward pass.
+
+pub mod checkpoint;
+pub mod config;
+pub mod forward;
+pub mod gpu_weights;
+pub mod weights;
+
+pub use checkpoint::Checkpoint;
+pub use config::MambaConfig;
+pub use gpu_weights::{LoadOptions, Model};

@@ -1,0 +1,119 @@
+//! The tensors of a Mamba-1 model, their names in both checkpoint namings and the shapes the
+//! config implies. `ModelWeights<M, V>` is generic over where matrices (M) and vectors (V)
+//! live: `Vec<f32>` for the CPU reference, GPU buffers for the engine; one loader fills either.
+
+use super::checkpoint::{Checkpoint, TensorBytes};
+use super::config::{MambaConfig, Naming};
+use crate::error::{Error, Result};
+
+/// Receives each tensor as it is read. Big matrices may be stored in f16 on the GPU; small
+/// vectors (norms, biases, A_log, D, conv taps) always stay f32.
+pub trait TensorSink {
+    type Matrix;
+    type Vector;
+    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Self::Matrix>;
+    fn vector(&mut self, t: TensorBytes<'_>) -> Result<Self::Vector>;
+}
+
+pub struct LayerWeights<M, V> {
+    pub norm: V,                  // (d_model)
+    pub in_proj: M,               // (2 * d_inner, d_model): rows [0, d_inner) -> x, [d_inner, 2 d_inner) -> z
+    pub in_proj_bias: Option<V>,  // (2 * d_inner)
+    pub conv_weight: V,           // (d_inner, 1, d_conv): weight[c, 0, d_conv - 1] multiplies the current token
+    pub conv_bias: Option<V>,     // (d_inner)
+    pub x_proj: M,                // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
+    pub dt_proj: M,               // (d_inner, dt_rank)
+    pub dt_proj_bias: V,          // (d_inner)
+    pub a_log: V,                 // (d_inner, d_state): A = -exp(A_log)
+    pub d_skip: V,                // (d_inner)
+    pub out_proj: M,              // (d_model, d_inner)
+    pub out_proj_bias: Option<V>, // (d_model)
+}
+
+pub struct ModelWeights<M, V> {
+    pub embedding: M,       // (vocab, d_model)
+    pub layers: Vec<LayerWeights<M, V>>,
+    pub norm_f: V,          // (d_model)
+    /// (vocab, d_model); None when tied to the embedding.
+    pub lm_head: Option<M>,
+}
+
+impl<M, V> ModelWeights<M, V> {
+    /// The matrix the LM head multiplies with: its own, or the tied embedding.
+    pub fn lm_head(&self) -> &M {
+        self.lm_head.as_ref().unwrap_or(&self.embedding)
+    }
+}
+
+/// Reads every tensor of the model into `sink`, checking names and shapes against the config.
+/// One tensor at a time, so a sink can upload and drop each before reading the next.
+pub fn load_weights<S: TensorSink>(ckpt: &Checkpoint, sink: &mut S) -> Result<ModelWeights<S::Matrix, S::Vector>> {
+    let c = &ckpt.config;
+    let embedding_name = match c.naming {
+        Naming::HuggingFace => "backbone.embeddings.weight",
+        Naming::StateSpaces => "backbone.embedding.weight",
+    };
+    let embedding = sink.matrix(ckpt.tensor(embedding_name, &[c.vocab_size, c.d_model])?)?;
+    let mut layers = Vec::with_capacity(c.n_layer);
+    for i in 0..c.n_layer {
+        layers.push(load_layer(ckpt, c, i, sink)?);
+    }
+    let norm_f = sink.vector(ckpt.tensor("backbone.norm_f.weight", &[c.d_model])?)?;
+    // Tied checkpoints usually omit lm_head.weight; the state-spaces ones may store a copy.
+    let lm_head = if c.tie_embeddings {
+        None
+    } else if ckpt.contains("lm_head.weight") {
+        Some(sink.matrix(ckpt.tensor("lm_head.weight", &[c.vocab_size, c.d_model])?)?)
+    } else {
+        return Err(Error::tensor("lm_head.weight", format!("missing in {} (tie_word_embeddings is false)", ckpt.source)));
+    };
+    Ok(ModelWeights { embedding, layers, norm_f, lm_head })
+}
+
+fn load_layer<S: TensorSink>(ckpt: &Checkpoint, c: &MambaConfig, i: usize, sink: &mut S) -> Result<LayerWeights<S::Matrix, S::Vector>> {
+    let p = format!("backbone.layers.{i}");
+    let m = format!("{p}.mixer");
+    let (d, di, n, r, k) = (c.d_model, c.d_inner, c.d_state, c.dt_rank, c.d_conv);
+    // A bias the config announces must exist; one it does not announce is still used if stored.
+    let mut optional = |name: String, wanted: bool, shape: &[usize]| -> Result<Option<S::Vector>> {
+        if wanted || ckpt.contains(&name) {
+            sink.vector(ckpt.tensor(&name, shape)?).map(Some)
+        } else {
+            Ok(None)
+        }
+    };
+    let in_proj_bias = optional(format!("{m}.in_proj.bias"), c.proj_bias, &[2 * di])?;
+    let conv_bias = optional(format!("{m}.conv1d.bias"), c.conv_bias, &[di])?;
+    let out_proj_bias = optional(format!("{m}.out_proj.bias"), c.proj_bias, &[d])?;
+    Ok(LayerWeights {
+        norm: sink.vector(ckpt.tensor(&format!("{p}.norm.weight"), &[d])?)?,
+        in_proj: sink.matrix(ckpt.tensor(&format!("{m}.in_proj.weight"), &[2 * di, d])?)?,
+        in_proj_bias,
+        conv_weight: sink.vector(ckpt.tensor(&format!("{m}.conv1d.weight"), &[di, 1, k])?)?,
+        conv_bias,
+        x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?)?,
+        dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?)?,
+        dt_proj_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_proj.bias"), &[di])?)?,
+        a_log: sink.vector(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?)?,
+        d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[di])?)?,
+        out_proj: sink.matrix(ckpt.tensor(&format!("{m}.out_proj.weight"), &[d, di])?)?,
+        out_proj_bias,
+    })
+}
+
+/// The CPU reference keeps every tensor as f32 vectors.
+pub struct HostSink;
+
+impl TensorSink for HostSink {
+    type Matrix = Vec<f32>;
+    type Vector = Vec<f32>;
+    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Vec<f32>> {
+        Ok(t.to_f32())
+    }
+    fn vector(&mut self, t: TensorBytes<'_>) -> Result<Vec<f32>> {
+        Ok(t.to_f32())
+    }
+}
+
+/// All weights as f32 on the host (the CPU reference's input).
+pub type HostWeights = ModelWeights<Vec<f32>, Vec<f32>>;

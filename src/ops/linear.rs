@@ -1,0 +1,80 @@
+//! y = act(x . W^T + bias), PyTorch's nn.Linear: shaders/matvec.wgsl for a few rows (decode,
+//! bandwidth bound), shaders/matmul.wgsl otherwise (prefill, tiled). A weight split into parts
+//! is one dispatch per part, each writing its slice of output columns.
+
+use super::{check_len, groups};
+use crate::error::{Error, Result};
+use crate::gpu::kernels::{MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
+use crate::gpu::params::LinearParams;
+use crate::gpu::{GpuWeight, Kernel, Recorder};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    None,
+    /// log(1 + exp(v)): dt = softplus(dt_proj(dt_low) + bias)
+    Softplus,
+}
+
+/// Row m of x starts at m * x_stride + x_offset; row m of y at m * y_stride + y_offset.
+pub struct Linear<'a> {
+    pub x: &'a wgpu::Buffer,
+    pub x_stride: u32,
+    pub x_offset: u32,
+    pub rows: u32,
+    pub weight: &'a GpuWeight,           // (n, k)
+    pub bias: Option<&'a wgpu::Buffer>,  // (n)
+    pub y: &'a wgpu::Buffer,
+    pub y_stride: u32,
+    pub y_offset: u32,
+    pub activation: Activation,
+}
+
+impl<'a> Linear<'a> {
+    /// Dense rows in and out: x (rows, k), y (rows, n).
+    pub fn dense(x: &'a wgpu::Buffer, rows: u32, weight: &'a GpuWeight, y: &'a wgpu::Buffer) -> Self {
+        Linear { x, x_stride: weight.cols, x_offset: 0, rows, weight, bias: None, y, y_stride: weight.rows, y_offset: 0, activation: Activation::None }
+    }
+}
+
+pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
+    let (n, k, m) = (op.weight.rows, op.weight.cols, op.rows);
+    if op.x_offset + k > op.x_stride || op.y_offset + n > op.y_stride {
+        return Err(Error::invalid("linear", format!("a row of {k} inputs at offset {} or {n} outputs at offset {} does not fit strides {} / {}", op.x_offset, op.y_offset, op.x_stride, op.y_stride)));
+    }
+    if m == 0 {
+        return Ok(());
+    }
+    check_len("linear", "x", op.x, (m as u64 - 1) * op.x_stride as u64 + op.x_offset as u64 + k as u64)?;
+    check_len("linear", "y", op.y, (m as u64 - 1) * op.y_stride as u64 + op.y_offset as u64 + n as u64)?;
+    let placeholder = rec.ctx().placeholder.clone();
+    let bias = match op.bias {
+        Some(b) => {
+            check_len("linear", "bias", b, n as u64)?;
+            b
+        }
+        None => &placeholder,
+    };
+    let f16 = op.weight.dtype.is_f16();
+    for part in &op.weight.parts {
+        let params = LinearParams {
+            m,
+            n: part.rows,
+            k,
+            x_stride: op.x_stride,
+            x_offset: op.x_offset,
+            y_stride: op.y_stride,
+            y_offset: op.y_offset + part.first_row,
+            bias_offset: part.first_row,
+            has_bias: op.bias.is_some() as u32,
+            activation: (op.activation == Activation::Softplus) as u32,
+            _pad: [0; 2],
+        };
+        let buffers = [op.x, &part.buffer, bias, op.y];
+        if m <= MATVEC_MAX_M {
+            rec.dispatch(Kernel::Matvec { f16 }, &params, &buffers, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1])?;
+        } else {
+            rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,591 @@
+//! Picking the next token from the logits of the last position, on the CPU.
+//!
+//! The GPU produces one row of logits (one score per vocabulary entry); turning
+//! that row into a token id is cheap and branchy, so it happens here. The
+//! filters run in the same order as Hugging Face `transformers` and llama.cpp,
+//! so a given set of parameters behaves the way users of those tools expect:
+//!
+//! repetition penalty -> (temperature 0: argmax) -> temperature -> top-k ->
+//! softmax -> top-p -> min-p -> renormalize -> seeded random draw.
+
+use crate::error::{Error, Result};
+
+/// User-facing knobs of the sampler. Each filter has a value that disables it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature. 0 means greedy (argmax). Must be finite and >= 0.
+    pub temperature: f32,
+    /// Keep only the `top_k` highest logits. 0 disables the filter.
+    pub top_k: usize,
+    /// Nucleus sampling: keep the smallest set of most probable tokens whose
+    /// probabilities add up to at least `top_p`. 1.0 disables; range (0, 1].
+    pub top_p: f32,
+    /// Drop tokens whose probability is below `min_p` times the probability of
+    /// the most likely token. 0 disables; range [0, 1].
+    pub min_p: f32,
+    /// CTRL-style penalty for tokens seen recently: positive logits are divided
+    /// by it, negative ones multiplied. 1.0 disables; must be > 0.
+    pub repetition_penalty: f32,
+    /// How many of the most recent tokens the repetition penalty looks at.
+    pub repetition_window: usize,
+    /// Seed of the random generator; the same seed replays the same draws.
+    pub seed: u64,
+}
+
+impl Default for SamplingParams {
+    /// Plain sampling from the model's distribution: every filter disabled.
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            repetition_window: 64,
+            seed: 0,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// Deterministic decoding: always the most likely token.
+    pub fn greedy() -> Self {
+        Self {
+            temperature: 0.0,
+            ..Self::default()
+        }
+    }
+
+    /// Checks every field against its allowed range. The comparisons are
+    /// written so that NaN fails them (NaN compares false to everything).
+    pub fn validate(&self) -> Result<()> {
+        let t = self.temperature;
+        if !(t.is_finite() && t >= 0.0) {
+            return Err(invalid("temperature", t, "must be finite and >= 0"));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(invalid("top_p", self.top_p, "must be in (0, 1]"));
+        }
+        if !(self.min_p >= 0.0 && self.min_p <= 1.0) {
+            return Err(invalid("min_p", self.min_p, "must be in [0, 1]"));
+        }
+        let r = self.repetition_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return Err(invalid("repetition_penalty", r, "must be finite and > 0"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(name: &str, value: f32, rule: &str) -> Error {
+    Error::InvalidArgument {
+        name: name.to_string(),
+        reason: format!("{value} {rule}"),
+    }
+}
+
+/// Index of the largest logit; the first one wins ties. `None` when empty.
+/// NaN entries are never chosen (they compare false to everything).
+pub fn argmax(logits: &[f32]) -> Option<u32> {
+    let mut best: Option<(usize, f32)> = None;
+    for (i, &x) in logits.iter().enumerate() {
+        // Strictly greater, so an equal later value does not replace the first.
+        if !x.is_nan() && best.is_none_or(|(_, b)| x > b) {
+            best = Some((i, x));
+        }
+    }
+    best.map(|(i, _)| i as u32)
+}
+
+/// Stateful sampler: owns the random generator and reusable buffers, so one
+/// `Sampler` should follow one generated sequence.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+    scratch: Scratch,
+}
+
+impl Sampler {
+    /// Validates `params` and seeds the random generator from `params.seed`.
+    pub fn new(params: SamplingParams) -> Result<Self> {
+        params.validate()?;
+        let rng = Rng::new(params.seed);
+        let scratch = Scratch::default();
+        Ok(Self {
+            params,
+            rng,
+            scratch,
+        })
+    }
+
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Picks the next token from one row of logits. `recent` holds the token
+    /// ids seen so far (prompt + generated); the repetition penalty uses the
+    /// last `repetition_window` of them. Ids outside the vocabulary are ignored.
+    pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> Result<u32> {
+        let candidates = self.scratch.filter(&self.params, logits, recent, false)?;
+        Ok(draw(candidates, self.rng.next_f64()))
+    }
+
+    /// The tokens that survive every filter with their renormalized
+    /// probabilities, most probable first (ties: lower id first). With
+    /// temperature 0 this is the argmax alone with probability 1.
+    pub fn candidate_probs(&self, logits: &[f32], recent: &[u32]) -> Result<Vec<(u32, f32)>> {
+        let mut scratch = Scratch::default();
+        Ok(scratch.filter(&self.params, logits, recent, true)?.to_vec())
+    }
+}
+
+/// Buffers reused from one token to the next, so sampling does not allocate
+/// two vocabulary-sized vectors per generated token.
+#[derive(Default)]
+struct Scratch {
+    /// The logits after the repetition penalty.
+    logits: Vec<f32>,
+    /// Surviving (token id, score, later probability) pairs.
+    candidates: Vec<(u32, f32)>,
+}
+
+impl Scratch {
+    /// Runs the whole filter chain and returns the survivors with their
+    /// normalized probabilities. They are in descending order only when
+    /// `sorted` is set (top-p sorts anyway; a plain draw does not need it).
+    fn filter(
+        &mut self,
+        params: &SamplingParams,
+        logits: &[f32],
+        recent: &[u32],
+        sorted: bool,
+    ) -> Result<&[(u32, f32)]> {
+        check_logits(logits)?;
+        let work = &mut self.logits;
+        work.clear();
+        work.extend_from_slice(logits);
+        let (penalty, window) = (params.repetition_penalty, params.repetition_window);
+        apply_repetition_penalty(work, recent, penalty, window);
+
+        let out = &mut self.candidates;
+        out.clear();
+        if params.temperature == 0.0 {
+            // check_logits guarantees a finite entry, so argmax finds one.
+            let best = argmax(work).ok_or_else(|| no_finite_logit(logits.len()))?;
+            out.push((best, 1.0));
+            return Ok(out);
+        }
+        push_scaled(work, params.temperature, out);
+        apply_top_k(out, params.top_k);
+        if sorted || params.top_p < 1.0 {
+            out.sort_unstable_by(descending);
+        }
+        softmax_in_place(out);
+        if params.top_p < 1.0 {
+            apply_top_p(out, params.top_p);
+        }
+        if params.min_p > 0.0 {
+            apply_min_p(out, params.min_p);
+        }
+        normalize(out);
+        Ok(out)
+    }
+}
+
+/// Rejects rows the math below cannot handle: empty, NaN, +inf (softmax would
+/// produce NaN), or nothing but -inf (no token is possible).
+fn check_logits(logits: &[f32]) -> Result<()> {
+    if logits.is_empty() {
+        return Err(Error::InvalidArgument {
+            name: "logits".into(),
+            reason: "empty row".into(),
+        });
+    }
+    if let Some(i) = logits
+        .iter()
+        .position(|x| x.is_nan() || *x == f32::INFINITY)
+    {
+        let reason = format!("entry {i} is {} (the model output is broken)", logits[i]);
+        return Err(Error::InvalidArgument {
+            name: "logits".into(),
+            reason,
+        });
+    }
+    if !logits.iter().any(|x| x.is_finite()) {
+        return Err(no_finite_logit(logits.len()));
+    }
+    Ok(())
+}
+
+fn no_finite_logit(len: usize) -> Error {
+    let reason = format!("all {len} entries are -inf, no token can be chosen");
+    Error::InvalidArgument {
+        name: "logits".into(),
+        reason,
+    }
+}
+
+/// Pushes `(id, (logit - max) / temperature)` for every token that can still
+/// be drawn. Shifting by the maximum before dividing keeps a tiny temperature
+/// from overflowing to +inf (which would turn the softmax into NaN); -inf
+/// logits (masked tokens) are left out.
+fn push_scaled(logits: &[f32], temperature: f32, out: &mut Vec<(u32, f32)>) {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let scaled = logits
+        .iter()
+        .enumerate()
+        .filter(|(_, x)| **x != f32::NEG_INFINITY);
+    out.extend(scaled.map(|(i, &x)| (i as u32, (x - max) / temperature)));
+}
+
+/// Penalizes each distinct token of the window once (like HF and llama.cpp),
+/// however often it occurs there.
+fn apply_repetition_penalty(logits: &mut [f32], recent: &[u32], penalty: f32, window: usize) {
+    if penalty == 1.0 || window == 0 {
+        return;
+    }
+    let mut seen: Vec<u32> = recent[recent.len().saturating_sub(window)..].to_vec();
+    seen.sort_unstable();
+    seen.dedup();
+    for id in seen {
+        if let Some(x) = logits.get_mut(id as usize) {
+            // Dividing a negative logit would raise it, so those are multiplied.
+            *x = if *x > 0.0 { *x / penalty } else { *x * penalty };
+        }
+    }
+}
+
+/// Highest score first; equal scores by lower id, so results are reproducible.
+fn descending(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
+}
+
+/// Keeps the `k` highest scores. A partial selection avoids sorting the whole
+/// vocabulary (tens of thousands of entries) for a handful of survivors.
+fn apply_top_k(cands: &mut Vec<(u32, f32)>, k: usize) {
+    if k == 0 || k >= cands.len() {
+        return;
+    }
+    cands.select_nth_unstable_by(k - 1, descending);
+    cands.truncate(k);
+}
+
+/// Turns scores into probabilities. Subtracting the maximum first keeps
+/// `exp` from overflowing. Tokens whose probability underflows to 0 can never
+/// be drawn, so they stop being candidates.
+fn softmax_in_place(cands: &mut Vec<(u32, f32)>) {
+    let max = cands.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    for c in cands.iter_mut() {
+        c.1 = (c.1 - max).exp();
+    }
+    cands.retain(|c| c.1 > 0.0);
+    normalize(cands);
+}
+
+fn normalize(cands: &mut [(u32, f32)]) {
+    let sum: f64 = cands.iter().map(|c| c.1 as f64).sum();
+    if sum > 0.0 {
+        for c in cands.iter_mut() {
+            c.1 = (c.1 as f64 / sum) as f32;
+        }
+    }
+}
+
+/// Keeps the smallest prefix (of probabilities sorted in descending order)
+/// whose sum reaches `p`, never less than one token. The small tolerance
+/// stops float rounding from pulling in one extra token when the sum lands
+/// exactly on `p` (0.5 + 0.3 computed in f32 can come out as 0.79999995).
+fn apply_top_p(sorted: &mut Vec<(u32, f32)>, p: f32) {
+    const TOLERANCE: f64 = 1e-6;
+    let mut cumulative = 0.0f64;
+    let mut keep = sorted.len();
+    for (i, c) in sorted.iter().enumerate() {
+        cumulative += c.1 as f64;
+        if cumulative + TOLERANCE >= p as f64 {
+            keep = i + 1;
+            break;
+        }
+    }
+    sorted.truncate(keep.max(1));
+}
+
+/// Drops tokens less likely than `min_p` times the most likely one. The most
+/// likely token always passes since `min_p <= 1`.
+fn apply_min_p(cands: &mut Vec<(u32, f32)>, min_p: f32) {
+    let max = cands.iter().map(|c| c.1).fold(0.0f32, f32::max);
+    let threshold = min_p * max;
+    cands.retain(|c| c.1 >= threshold);
+}
+
+/// Inverse-CDF draw: walks the probabilities until their running sum passes
+/// `u` in [0, 1). Falls back to the last candidate if rounding leaves the
+/// total just under `u`. Callers guarantee `cands` is not empty.
+fn draw(cands: &[(u32, f32)], u: f64) -> u32 {
+    let mut cumulative = 0.0f64;
+    for c in cands {
+        cumulative += c.1 as f64;
+        if u < cumulative {
+            return c.0;
+        }
+    }
+    cands.last().map_or(0, |c| c.0)
+}
+
+/// xoshiro256** (Blackman & Vigna): small, fast, statistically solid, and
+/// self-contained, so draws are identical on every platform, wasm included.
+struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// Expands the 64-bit seed with SplitMix64, as the xoshiro authors
+    /// recommend; this also avoids the forbidden all-zero state.
+    fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut splitmix = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Self {
+            s: [splitmix(), splitmix(), splitmix(), splitmix()],
+        }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1): the top 53 bits fill an f64 mantissa exactly.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sampler(params: SamplingParams) -> Sampler {
+        Sampler::new(params).expect("test parameters are valid")
+    }
+
+    /// Default parameters with one change, e.g. `with(|p| p.top_k = 5)`.
+    fn with(change: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+        let mut params = SamplingParams::default();
+        change(&mut params);
+        params
+    }
+
+    fn ids(cands: &[(u32, f32)]) -> Vec<u32> {
+        cands.iter().map(|c| c.0).collect()
+    }
+
+    /// Logits whose softmax is exactly the given probabilities (up to rounding).
+    fn logits_of(probs: &[f32]) -> Vec<f32> {
+        probs.iter().map(|p| p.ln()).collect()
+    }
+
+    fn random_logits(rng: &mut Rng, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| (rng.next_f64() * 20.0 - 10.0) as f32)
+            .collect()
+    }
+
+    #[test]
+    fn argmax_takes_first_of_ties_and_skips_nan() {
+        assert_eq!(argmax(&[]), None);
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), Some(1));
+        assert_eq!(argmax(&[f32::NAN, -1.0, f32::NAN]), Some(1));
+    }
+
+    #[test]
+    fn tiny_temperature_matches_greedy() {
+        let mut data = Rng::new(7);
+        let mut greedy = sampler(SamplingParams::greedy());
+        let mut cold = sampler(with(|p| p.temperature = 1e-6));
+        for _ in 0..200 {
+            let logits = random_logits(&mut data, 500);
+            let expected = argmax(&logits);
+            assert_eq!(greedy.sample(&logits, &[]).ok(), expected);
+            assert_eq!(cold.sample(&logits, &[]).ok(), expected);
+        }
+    }
+
+    #[test]
+    fn top_k_never_leaves_the_k_best() {
+        let mut data = Rng::new(11);
+        let logits = random_logits(&mut data, 1000);
+        let mut order: Vec<u32> = (0..1000).collect();
+        order.sort_by(|a, b| logits[*b as usize].total_cmp(&logits[*a as usize]));
+        let best: Vec<u32> = order[..5].to_vec();
+
+        // A high temperature flattens the distribution so that, without the
+        // filter, tokens outside the top 5 would be drawn often.
+        let mut s = sampler(with(|p| {
+            p.temperature = 5.0;
+            p.top_k = 5
+        }));
+        let mut drawn = std::collections::HashSet::new();
+        for _ in 0..2000 {
+            let t = s.sample(&logits, &[]).expect("valid logits");
+            assert!(best.contains(&t), "token {t} is not among the 5 best");
+            drawn.insert(t);
+        }
+        assert_eq!(drawn.len(), 5, "every one of the k best should come up");
+        let cands = s.candidate_probs(&logits, &[]).expect("valid logits");
+        assert_eq!(ids(&cands), best);
+    }
+
+    #[test]
+    fn top_p_keeps_smallest_set_reaching_p() {
+        let logits = logits_of(&[0.5, 0.3, 0.15, 0.05]);
+        let cases = [(0.4, vec![0]), (0.7, vec![0, 1]), (0.8, vec![0, 1])];
+        let more_cases = [(0.81, vec![0, 1, 2]), (1.0, vec![0, 1, 2, 3])];
+        for (top_p, expected) in cases.into_iter().chain(more_cases) {
+            let s = sampler(with(|p| p.top_p = top_p));
+            let cands = s.candidate_probs(&logits, &[]).expect("valid logits");
+            assert_eq!(ids(&cands), expected, "top_p = {top_p}");
+            let total: f32 = cands.iter().map(|c| c.1).sum();
+            assert!((total - 1.0).abs() < 1e-5, "renormalized, got {total}");
+        }
+        // Renormalized: with {0, 1} kept, token 0 has 0.5 / 0.8.
+        let s = sampler(with(|p| p.top_p = 0.7));
+        let cands = s.candidate_probs(&logits, &[]).expect("valid logits");
+        assert!((cands[0].1 - 0.625).abs() < 1e-5, "got {}", cands[0].1);
+    }
+
+    #[test]
+    fn min_p_drops_tokens_below_fraction_of_best() {
+        // Best is 0.5, so min_p 0.29 sets the bar at 0.145, 0.31 at 0.155,
+        // 0.61 at 0.305.
+        let logits = logits_of(&[0.5, 0.3, 0.15, 0.05]);
+        for (min_p, expected) in [(0.29, vec![0, 1, 2]), (0.31, vec![0, 1]), (0.61, vec![0])] {
+            let s = sampler(with(|p| p.min_p = min_p));
+            assert_eq!(
+                ids(&s.candidate_probs(&logits, &[]).expect("valid logits")),
+                expected,
+                "min_p {min_p}"
+            );
+        }
+    }
+
+    fn prob_of(s: &Sampler, logits: &[f32], recent: &[u32], id: u32) -> f32 {
+        let cands = s.candidate_probs(logits, recent).expect("valid logits");
+        cands.iter().find(|c| c.0 == id).map_or(0.0, |c| c.1)
+    }
+
+    #[test]
+    fn repetition_penalty_lowers_positive_and_negative_logits() {
+        let s = sampler(with(|p| p.repetition_penalty = 2.0));
+        let positive = [2.0, 1.0, 0.5];
+        assert!(prob_of(&s, &positive, &[0], 0) < prob_of(&s, &positive, &[], 0) - 0.1);
+        // Dividing -1 by 2 would raise it; the penalty must multiply instead.
+        let negative = [-1.0, -2.0, -0.5];
+        assert!(prob_of(&s, &negative, &[0], 0) < prob_of(&s, &negative, &[], 0) - 0.05);
+        // Repeating the token in the window does not penalize it twice.
+        assert_eq!(
+            prob_of(&s, &positive, &[0, 0, 0], 0),
+            prob_of(&s, &positive, &[0], 0)
+        );
+        // Out-of-vocabulary ids in the history are ignored, not an error.
+        assert!(s.candidate_probs(&positive, &[99]).is_ok());
+    }
+
+    #[test]
+    fn repetition_penalty_only_looks_inside_the_window() {
+        let params = with(|p| {
+            p.repetition_penalty = 2.0;
+            p.repetition_window = 3
+        });
+        let s = sampler(params);
+        let logits = [2.0, 1.0, 0.5];
+        // Token 1 is in the window every time; only token 0's place changes.
+        let unpenalized = prob_of(&s, &logits, &[1], 0);
+        // Token 0 is 4th from the end: outside a window of 3.
+        assert_eq!(prob_of(&s, &logits, &[0, 1, 1, 1], 0), unpenalized);
+        assert!(prob_of(&s, &logits, &[1, 0, 1, 1], 0) < unpenalized - 0.1);
+    }
+
+    fn draws(seed: u64, n: usize) -> Vec<u32> {
+        let mut s = sampler(with(|p| p.seed = seed));
+        let flat = vec![0.0f32; 100];
+        (0..n)
+            .map(|_| s.sample(&flat, &[]).expect("valid logits"))
+            .collect()
+    }
+
+    #[test]
+    fn seed_makes_draws_reproducible() {
+        assert_eq!(draws(42, 50), draws(42, 50));
+        assert_ne!(draws(42, 50), draws(43, 50));
+    }
+
+    #[test]
+    fn draws_follow_the_distribution() {
+        let logits = logits_of(&[0.7, 0.2, 0.1]);
+        let mut s = sampler(with(|p| p.seed = 5));
+        let mut counts = [0usize; 3];
+        for _ in 0..20_000 {
+            counts[s.sample(&logits, &[]).expect("valid logits") as usize] += 1;
+        }
+        for (count, p) in counts.iter().zip([0.7, 0.2, 0.1]) {
+            let freq = *count as f64 / 20_000.0;
+            assert!(
+                (freq - p).abs() < 0.02,
+                "frequency {freq} for probability {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn validate_rejects_out_of_range_values() {
+        let cases = [
+            ("top_p", with(|p| p.top_p = 1.5)),
+            ("top_p", with(|p| p.top_p = 0.0)),
+            ("temperature", with(|p| p.temperature = -1.0)),
+            ("temperature", with(|p| p.temperature = f32::NAN)),
+            ("min_p", with(|p| p.min_p = f32::NAN)),
+            ("repetition_penalty", with(|p| p.repetition_penalty = 0.0)),
+        ];
+        for (field, params) in cases {
+            match Sampler::new(params) {
+                Err(Error::InvalidArgument { name, .. }) => assert_eq!(name, field),
+                Err(other) => panic!("wrong error for {field}: {other}"),
+                Ok(_) => panic!("{field} should be rejected"),
+            }
+        }
+        assert!(SamplingParams::default().validate().is_ok());
+        assert!(SamplingParams::greedy().validate().is_ok());
+    }
+
+    #[test]
+    fn broken_logits_are_errors() {
+        let mut s = sampler(SamplingParams::default());
+        assert!(s.sample(&[], &[]).is_err());
+        assert!(s.sample(&[0.0, f32::NAN], &[]).is_err());
+        assert!(s.sample(&[0.0, f32::INFINITY], &[]).is_err());
+        assert!(s.sample(&[f32::NEG_INFINITY; 3], &[]).is_err());
+        let mut g = sampler(SamplingParams::greedy());
+        assert!(g.sample(&[f32::NAN, 1.0], &[]).is_err());
+        // Masked (-inf) tokens are fine and are never drawn.
+        for _ in 0..100 {
+            assert_eq!(
+                s.sample(&[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[])
+                    .ok(),
+                Some(1)
+            );
+        }
+    }
+}

@@ -1,0 +1,284 @@
+//! A `Session` runs a model over `batch` sequences of equal length: prefill a prompt, step one
+//! token at a time, reset, and snapshot / restore the recurrent state (Mamba's whole "prompt
+//! cache" is that small fixed-size state).
+//!
+//! Weights, state and scratch are allocated when the session is created; a step only writes the
+//! token ids, replays a recorded tape, submits once and reads back what the caller asked for.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::gpu::readback::Staging;
+use crate::gpu::tensor::storage;
+use crate::gpu::{GpuContext, Tape};
+use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
+use crate::model::Model;
+use crate::ops::argmax::argmax;
+
+/// Tokens per sequence in one prefill submit, unless the device's limits demand fewer.
+pub const DEFAULT_PREFILL_CHUNK: usize = 512;
+
+/// What a run reads back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Readback {
+    Nothing,
+    LastLogits,
+    /// argmax of the last logits, computed on the GPU
+    LastIds,
+    AllLogits,
+}
+
+/// Tapes differ in their kernel sequence: one-token steps use the decode kernels, runs of at
+/// most 8 rows the matrix-vector product, longer ones the tiled matmul and chunked scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct TapeKey {
+    t_is_one: bool,
+    few_rows: bool,
+    readback: Readback,
+}
+
+pub struct Session {
+    model: Arc<Model>,
+    batch: usize,
+    chunk: usize,
+    state: StateBuffers,
+    scratch: Scratch,
+    tapes: HashMap<TapeKey, Tape>,
+    staging: Staging,
+    /// (batch * chunk, vocab), created on the first request for every position's logits.
+    all_logits: Option<(wgpu::Buffer, Staging)>,
+    /// Tokens consumed per sequence since the last reset.
+    position: u64,
+}
+
+impl Session {
+    pub fn new(model: Arc<Model>, batch: usize) -> Result<Self> {
+        Self::with_chunk(model, batch, DEFAULT_PREFILL_CHUNK)
+    }
+
+    /// A session whose prefill submits at most `chunk` tokens per sequence at a time.
+    pub fn with_chunk(model: Arc<Model>, batch: usize, chunk: usize) -> Result<Self> {
+        if batch == 0 {
+            return Err(Error::invalid("batch", "must be at least 1"));
+        }
+        if chunk == 0 {
+            return Err(Error::invalid("chunk", "must be at least 1"));
+        }
+        let ctx = model.ctx.clone();
+        let chunk = chunk.min(max_chunk(&ctx, &model, batch));
+        let state = StateBuffers::new(&ctx, &model, batch);
+        let scratch = Scratch::new(&ctx, &model, batch, batch * chunk);
+        let staging = Staging::new(&ctx, "logits readback", (batch * model.config.vocab_size * 4) as u64);
+        Ok(Session { model, batch, chunk, state, scratch, tapes: HashMap::new(), staging, all_logits: None, position: 0 })
+    }
+
+    pub fn model(&self) -> &Arc<Model> {
+        &self.model
+    }
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+    pub fn prefill_chunk(&self) -> usize {
+        self.chunk
+    }
+    /// Tokens per sequence consumed since creation or the last reset.
+    pub fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// GPU bytes this session owns beyond the weights: state, then scratch (and the all-logits
+    /// buffer if it was created).
+    pub fn memory_bytes(&self) -> (u64, u64) {
+        let extra = self.all_logits.as_ref().map_or(0, |(b, _)| b.size());
+        (self.state.size_bytes(), self.scratch.size_bytes() + extra)
+    }
+
+    /// Consumes a prompt per sequence (all the same length) and returns the last position's
+    /// logits, (batch, vocab) row-major.
+    pub async fn prefill(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let bytes = self.consume(prompts, Readback::LastLogits).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Like `prefill`, but returns the logits of every position, (batch, t, vocab).
+    pub async fn prefill_all_logits(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<f32>> {
+        let bytes = self.consume(prompts, Readback::AllLogits).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Like `prefill`, but returns only the greedy next token of each sequence (argmax on the GPU).
+    pub async fn prefill_greedy(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<u32>> {
+        let bytes = self.consume(prompts, Readback::LastIds).await?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Feeds one token per sequence; returns the logits (batch, vocab).
+    pub async fn step(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        self.prefill(&self.one_per_sequence(tokens)?).await
+    }
+
+    /// Feeds one token per sequence; returns the greedy next token of each (argmax on the GPU).
+    pub async fn step_greedy(&mut self, tokens: &[u32]) -> Result<Vec<u32>> {
+        self.prefill_greedy(&self.one_per_sequence(tokens)?).await
+    }
+
+    /// Zeroes the recurrent state: the next prefill starts a fresh sequence.
+    pub fn reset(&mut self) {
+        let mut encoder = self.model.ctx.device.create_command_encoder(&Default::default());
+        for buffer in self.state.conv.iter().chain(&self.state.ssm) {
+            encoder.clear_buffer(buffer, 0, None);
+        }
+        self.model.ctx.queue.submit([encoder.finish()]);
+        self.position = 0;
+    }
+
+    fn one_per_sequence(&self, tokens: &[u32]) -> Result<Vec<Vec<u32>>> {
+        if tokens.len() != self.batch {
+            return Err(Error::invalid("tokens", format!("{} tokens for a batch of {}", tokens.len(), self.batch)));
+        }
+        Ok(tokens.iter().map(|&t| vec![t]).collect())
+    }
+
+    fn validate(&self, prompts: &[Vec<u32>]) -> Result<usize> {
+        if prompts.len() != self.batch {
+            return Err(Error::invalid("prompt", format!("{} sequences for a session of batch {}", prompts.len(), self.batch)));
+        }
+        let len = prompts[0].len();
+        if len == 0 {
+            return Err(Error::invalid("prompt", "is empty: give at least one token id"));
+        }
+        if let Some(i) = prompts.iter().position(|p| p.len() != len) {
+            return Err(Error::invalid("prompt", format!("sequence {i} has {} tokens, sequence 0 has {len}; a batch needs equal lengths", prompts[i].len())));
+        }
+        let vocab = self.model.config.vocab_size;
+        for (i, p) in prompts.iter().enumerate() {
+            if let Some(&bad) = p.iter().find(|&&id| id as usize >= vocab) {
+                return Err(Error::invalid("token id", format!("{bad} in sequence {i} is outside the vocabulary (size {vocab})")));
+            }
+        }
+        Ok(len)
+    }
+
+    /// Runs the prompts through the model chunk by chunk; reads back per `want` after the last.
+    async fn consume(&mut self, prompts: &[Vec<u32>], want: Readback) -> Result<Vec<u8>> {
+        let len = self.validate(prompts)?;
+        let mut out = Vec::new();
+        let mut start = 0;
+        while start < len {
+            let t = self.chunk.min(len - start);
+            let last = start + t == len;
+            let readback = match want {
+                Readback::AllLogits => Readback::AllLogits,
+                _ if last => want,
+                _ => Readback::Nothing,
+            };
+            // ids laid out (batch, t)
+            let ids: Vec<u32> = prompts.iter().flat_map(|p| p[start..start + t].iter().copied()).collect();
+            out.extend(self.run(&ids, t, readback).await?);
+            start += t;
+        }
+        self.position += len as u64;
+        Ok(out)
+    }
+
+    /// One submit: upload ids, replay the tape for (t, readback), read back.
+    async fn run(&mut self, ids: &[u32], t: usize, readback: Readback) -> Result<Vec<u8>> {
+        let ctx = self.model.ctx.clone();
+        let (batch, rows) = (self.batch, ids.len());
+        let vocab = self.model.config.vocab_size;
+        if readback == Readback::AllLogits && self.all_logits.is_none() {
+            let elements = self.batch * self.chunk * vocab;
+            let buffer = storage(&ctx, "all_logits", elements);
+            self.all_logits = Some((buffer, Staging::new(&ctx, "all logits readback", (elements * 4) as u64)));
+        }
+        ctx.queue.write_buffer(&self.scratch.ids, 0, bytemuck::cast_slice(ids));
+        let key = TapeKey { t_is_one: t == 1, few_rows: rows <= 8, readback };
+        let tape = self.tapes.entry(key).or_insert_with(|| Tape::new(&ctx, &format!("{key:?}"), tape_slots(&self.model)));
+        let mut rec = tape.record(&ctx);
+        let logits_out = match readback {
+            Readback::Nothing => LogitsOut::Skip,
+            Readback::LastLogits | Readback::LastIds => LogitsOut::Last,
+            Readback::AllLogits => LogitsOut::All,
+        };
+        let all = self.all_logits.as_ref().map(|(b, _)| b);
+        record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out, all)?;
+        if readback == Readback::LastIds {
+            argmax(&mut rec, &self.scratch.logits, batch as u32, vocab as u32, &self.scratch.next_ids)?;
+        }
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        rec.encode(&mut encoder);
+        let (source, staging, bytes) = match readback {
+            Readback::Nothing => {
+                ctx.queue.submit([encoder.finish()]);
+                return Ok(Vec::new());
+            }
+            Readback::LastLogits => (&self.scratch.logits, &self.staging, batch * vocab * 4),
+            Readback::LastIds => (&self.scratch.next_ids, &self.staging, batch * 4),
+            Readback::AllLogits => {
+                let (buffer, staging) = self.all_logits.as_ref().ok_or_else(|| Error::Gpu("all-logits buffer missing".into()))?;
+                (buffer, staging, rows * vocab * 4)
+            }
+        };
+        encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes as u64);
+        ctx.queue.submit([encoder.finish()]);
+        staging.read(&ctx, bytes as u64).await
+    }
+
+    /// The state as bytes: a header naming the model and shape, then every layer's conv and
+    /// SSM state (f32 little endian, Hugging Face cache layouts).
+    pub async fn snapshot(&self) -> Result<Vec<u8>> {
+        let ctx = &self.model.ctx;
+        let mut out = crate::snapshot::header(&self.model, self.batch, self.position);
+        for buffer in self.state.conv.iter().chain(&self.state.ssm) {
+            out.extend(crate::gpu::readback::read_buffer(ctx, buffer, buffer.size()).await?);
+        }
+        Ok(out)
+    }
+
+    /// Restores a state saved by `snapshot` from a session of the same model and batch.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
+        let (position, body) = crate::snapshot::check_header(&self.model, self.batch, bytes)?;
+        let expected: u64 = self.state.size_bytes();
+        if body.len() as u64 != expected {
+            return Err(Error::Snapshot { reason: format!("{} bytes of state, this model needs {expected}", body.len()) });
+        }
+        let mut offset = 0;
+        for buffer in self.state.conv.iter().chain(&self.state.ssm) {
+            let size = buffer.size() as usize;
+            self.model.ctx.queue.write_buffer(buffer, 0, &body[offset..offset + size]);
+            offset += size;
+        }
+        self.position = position;
+        Ok(())
+    }
+
+    /// Per layer (conv, ssm) state read back as f32, for tests and inspection.
+    pub async fn read_state(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
+        let ctx = &self.model.ctx;
+        let mut layers = Vec::new();
+        for (conv, ssm) in self.state.conv.iter().zip(&self.state.ssm) {
+            let c = crate::gpu::readback::read_f32(ctx, conv, conv.size() as usize / 4).await?;
+            let s = crate::gpu::readback::read_f32(ctx, ssm, ssm.size() as usize / 4).await?;
+            layers.push((c, s));
+        }
+        Ok(layers)
+    }
+}
+
+/// Upper bound of dispatches in one forward pass (a tape's slot count).
+fn tape_slots(model: &Model) -> usize {
+    let w = &model.weights;
+    let per_layer: usize = w.layers.iter().map(|l| 5 + l.in_proj.parts.len() + l.x_proj.parts.len() + l.dt_proj.parts.len() + l.out_proj.parts.len()).sum();
+    w.embedding.parts.len() + per_layer + 2 + w.lm_head().parts.len() + 1
+}
+
+/// The largest chunk whose scratch buffers fit one storage binding and whose dispatches fit
+/// the workgroup-count limit.
+fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> usize {
+    let c = &model.config;
+    let widest_row_bytes = 4 * (2 * c.d_inner).max(c.d_model).max(c.x_proj_width()) as u64;
+    let by_binding = (ctx.max_binding_bytes / widest_row_bytes) as usize / batch;
+    let by_dispatch = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    by_binding.min(by_dispatch).max(1)
+}
