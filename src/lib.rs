@@ -28,6 +28,7 @@
 //! ```
 
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod ops;

@@ -1,0 +1,195 @@
+//! The command line, declared with clap's derive API. Validation that clap cannot express
+//! (value ranges, which prompt form was given) happens in the commands and reports
+//! `mamba_wgpu::Error` values, so every bad input ends the same way: `error: ...`, exit 1.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mamba_wgpu::sampling::SamplingParams;
+use mamba_wgpu::{Error, Result};
+
+#[derive(Parser, Debug)]
+#[command(name = "mamba-wgpu", version, about = "Run Mamba language models on any GPU through wgpu")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Continue a prompt: streams the new text (or prints the new token ids)
+    Generate(GenerateArgs),
+    /// Talk to the model on stdin; the recurrent state is kept between turns
+    Chat(ChatArgs),
+    /// Show the GPU adapter wgpu picks and every adapter it can see
+    Info {
+        /// Pick the adapter whose name contains this text (case-insensitive)
+        #[arg(long, value_name = "NAME")]
+        adapter: Option<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ModelArgs {
+    /// Model folder (config.json, model.safetensors, tokenizer.json) or Hugging Face repo id
+    /// (owner/name, read from the local Hugging Face cache). Default: the built-in
+    /// shakespeare-mamba model
+    #[arg(long, short = 'm', value_name = "DIR|REPO_ID")]
+    pub model: Option<String>,
+    /// Pick the GPU adapter whose name contains this text (see `mamba-wgpu info`)
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Storage of the weight matrices on the GPU. Default: the checkpoint's own precision
+    /// (bf16 becomes f16)
+    #[arg(long, value_enum)]
+    pub dtype: Option<DtypeArg>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DtypeArg {
+    F32,
+    F16,
+}
+
+#[derive(Args, Debug)]
+pub struct SamplingArgs {
+    /// Most new tokens to generate (per reply in chat); 0 only reads the prompt
+    #[arg(long, default_value_t = 200, value_name = "N")]
+    pub max_tokens: usize,
+    /// Softmax temperature; 0 picks the most likely token after the repetition penalty
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true, value_name = "T")]
+    pub temperature: f32,
+    /// Plain argmax decoding: temperature 0 and every filter off (no repetition penalty)
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty"])]
+    pub greedy: bool,
+    /// Keep only the K most likely tokens; 0 disables
+    #[arg(long, default_value_t = 40, value_name = "K")]
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probabilities reach P; 1 disables
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true, value_name = "P")]
+    pub top_p: f32,
+    /// Drop tokens less likely than P times the most likely one; 0 disables
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true, value_name = "P")]
+    pub min_p: f32,
+    /// Penalty for tokens seen in the last --repetition-window tokens; 1 disables
+    #[arg(long, default_value_t = 1.1, allow_negative_numbers = true, value_name = "R")]
+    pub repetition_penalty: f32,
+    /// How many recent tokens the repetition penalty looks at
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub repetition_window: usize,
+    /// Seed of the sampler's random generator: the same seed, prompt and options give the same
+    /// text. The default is the fixed seed 0, so runs are reproducible unless you change it
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    pub seed: u64,
+    /// Stop when the output contains this text (not printed); repeatable. `\n`, `\t` and `\\`
+    /// are unescaped. Text prompts only
+    #[arg(long = "stop", value_name = "STR")]
+    pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The sampler settings, range-checked; errors name the flag (`--top-p`), not the field.
+    pub fn params(&self) -> Result<SamplingParams> {
+        let params = if self.greedy {
+            SamplingParams { seed: self.seed, ..SamplingParams::greedy() }
+        } else {
+            SamplingParams {
+                temperature: self.temperature,
+                top_k: self.top_k,
+                top_p: self.top_p,
+                min_p: self.min_p,
+                repetition_penalty: self.repetition_penalty,
+                repetition_window: self.repetition_window,
+                seed: self.seed,
+            }
+        };
+        params.validate().map_err(|e| match e {
+            Error::InvalidArgument { name, reason } => Error::InvalidArgument { name: format!("--{}", name.replace('_', "-")), reason },
+            other => other,
+        })?;
+        Ok(params)
+    }
+
+    pub fn stop_strings(&self) -> Result<Vec<String>> {
+        let stops: Vec<String> = self.stop.iter().map(|s| unescape(s)).collect();
+        if stops.iter().any(|s| s.is_empty()) {
+            return Err(Error::invalid("--stop", "a stop string must not be empty"));
+        }
+        Ok(stops)
+    }
+}
+
+/// `\n`, `\t`, `\r` and `\\` as typed in a shell become the characters; other backslashes stay.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("input").args(["prompt", "prompt_file", "prompt_ids"]).multiple(false))]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The prompt text
+    #[arg(long, short = 'p', value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// Read the prompt text from a UTF-8 file
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
+    /// The prompt as token ids (`1,2,3` or `"1 2 3"`); prints token ids instead of text and
+    /// does not stop at EOS
+    #[arg(long, value_name = "IDS")]
+    pub prompt_ids: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+    /// Print the prompt (text, or ids in ids mode) before the new output
+    #[arg(long)]
+    pub echo_prompt: bool,
+    /// Print one JSON object (ids, text, speeds, adapter) instead of plain output
+    #[arg(long)]
+    pub json: bool,
+    /// After the run, save the recurrent state (prompt + generated tokens) to FILE
+    #[arg(long, value_name = "FILE")]
+    pub save_state: Option<PathBuf>,
+    /// Start from a state saved with --save-state (same model); the prompt continues it
+    #[arg(long, value_name = "FILE")]
+    pub load_state: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ChatArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unescape_handles_common_escapes() {
+        assert_eq!(unescape(r"\n\n"), "\n\n");
+        assert_eq!(unescape(r"a\tb\\c\q"), "a\tb\\c\\q");
+        assert_eq!(unescape("trailing\\"), "trailing\\");
+    }
+}

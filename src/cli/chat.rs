@@ -1,0 +1,92 @@
+//! `mamba-wgpu chat`: reads lines from stdin and answers each, keeping the recurrent state
+//! between turns. A turn feeds only what is new (the previous reply's last token, which was
+//! chosen but never fed, then the user's line and a newline), so a long conversation costs
+//! the same per token as a short one: Mamba's whole context is its fixed-size state.
+//!
+//! A reply ends at EOS, at `--max-tokens`, at a `--stop` string, or by default at a blank line
+//! (`\n\n`), which is where a speech ends in the plain-text corpora small models learn from.
+//! Ctrl-C during a reply stops that reply; at the prompt it exits.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use mamba_wgpu::generate::{GenerationStats, Generator, StopConditions};
+use mamba_wgpu::sampling::{Sampler, SamplingParams};
+use mamba_wgpu::{Error, Result, Session};
+
+use super::args::ChatArgs;
+use super::generate_cmd::summary;
+use super::interrupt::Generating;
+use super::load::{load, NeedTokenizer};
+
+pub fn run(args: &ChatArgs) -> Result<()> {
+    let params = args.sampling.params()?;
+    let mut stop_strings = args.sampling.stop_strings()?;
+    if stop_strings.is_empty() {
+        stop_strings.push("\n\n".into());
+    }
+    let loaded = load(&args.model, NeedTokenizer::Yes)?;
+    let tokenizer = loaded.tokenizer.as_ref().ok_or_else(|| Error::invalid("--model", "chat needs a model with tokenizer.json"))?;
+    let model = loaded.model.clone();
+    let eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    let mut session = Session::new(model.clone(), 1)?;
+    let interactive = std::io::stdin().is_terminal();
+    let adapter = model.ctx.adapter.to_string();
+    if interactive {
+        eprintln!("chatting with {} on {adapter}; Ctrl-D ends, Ctrl-C stops a reply", model.source);
+    }
+
+    let mut pending: Option<u32> = None;
+    let mut history: Vec<u32> = Vec::new();
+    let mut total = GenerationStats::default();
+    let mut stdin = std::io::stdin().lock();
+    let mut stdout = std::io::stdout();
+    for turn in 0u64.. {
+        if interactive {
+            eprint!("> ");
+        }
+        let mut line = String::new();
+        let read = stdin.read_line(&mut line).map_err(|e| Error::io("stdin", e))?;
+        if read == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\n', '\r']);
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut prompt: Vec<u32> = pending.take().into_iter().collect();
+        prompt.extend(tokenizer.encode(&format!("{line}\n"))?);
+
+        // A fresh draw sequence per turn: reusing the seed would replay the same draws.
+        let sampler = Sampler::new(SamplingParams { seed: params.seed.wrapping_add(turn), ..params.clone() })?;
+        let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos, stop_strings: stop_strings.clone() };
+        let mut gen = Generator::new(&mut session, sampler, stop).with_history(&history).with_tokenizer(tokenizer);
+        let guard = Generating::begin();
+        pollster::block_on(gen.start(&prompt))?;
+        let mut reply = String::new();
+        loop {
+            if guard.stop_requested() {
+                gen.cancel();
+            }
+            let Some(chunk) = pollster::block_on(gen.next_text())? else { break };
+            stdout.write_all(chunk.as_bytes()).and_then(|_| stdout.flush()).map_err(|e| Error::io("stdout", e))?;
+            reply.push_str(&chunk);
+        }
+        drop(guard);
+        if !reply.ends_with('\n') {
+            writeln!(stdout).map_err(|e| Error::io("stdout", e))?;
+        }
+        pending = gen.pending_token();
+        history = gen.history().to_vec();
+        add(&mut total, &gen.stats());
+    }
+    eprintln!("{}", summary(&total, None, &adapter));
+    Ok(())
+}
+
+fn add(total: &mut GenerationStats, turn: &GenerationStats) {
+    total.prompt_tokens += turn.prompt_tokens;
+    total.generated_tokens += turn.generated_tokens;
+    total.prefill_seconds += turn.prefill_seconds;
+    total.decode_steps += turn.decode_steps;
+    total.decode_seconds += turn.decode_seconds;
+}

@@ -1,0 +1,201 @@
+//! `mamba-wgpu generate`: one prompt in, new text (or token ids) out.
+//!
+//! Two modes, picked by the prompt flag:
+//! - text (`--prompt`, `--prompt-file`): the prompt is tokenized, new text streams to stdout
+//!   token by token; generation stops at EOS (config.json's `eos_token_id`, else the
+//!   tokenizer's), a `--stop` string or `--max-tokens`.
+//! - ids (`--prompt-ids`): no tokenizer needed; prints the new ids on one line. It never stops
+//!   at EOS: exactly `--max-tokens` argmax/sampling steps, like the reference fixtures.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+
+use mamba_wgpu::generate::{FinishReason, GenerationStats, Generator, StopConditions};
+use mamba_wgpu::sampling::Sampler;
+use mamba_wgpu::{Error, Result, Session};
+
+use super::args::GenerateArgs;
+use super::interrupt::Generating;
+use super::load::{load, NeedTokenizer};
+use super::state_file::{self, SavedState};
+
+enum Input {
+    Text(String),
+    Ids(Vec<u32>),
+    /// Only valid with --load-state: continue the saved run.
+    Nothing,
+}
+
+pub fn run(args: &GenerateArgs) -> Result<()> {
+    // Everything that can be checked without the GPU is checked before loading the model.
+    let params = args.sampling.params()?;
+    let stop_strings = args.sampling.stop_strings()?;
+    let input = read_input(args)?;
+    if matches!(input, Input::Ids(_)) && !stop_strings.is_empty() {
+        return Err(Error::invalid("--stop", "stop strings match text; --prompt-ids runs have no text"));
+    }
+    let need = if matches!(input, Input::Text(_)) { NeedTokenizer::Yes } else { NeedTokenizer::No };
+    let loaded = load(&args.model, need)?;
+    let model = loaded.model.clone();
+    // Ids in, ids out; text in (or a bare --load-state on a model with a tokenizer), text out.
+    let tokenizer = match input {
+        Input::Ids(_) => None,
+        _ => loaded.tokenizer.as_ref(),
+    };
+    let mut session = Session::new(model.clone(), 1)?;
+
+    // A loaded state already holds earlier tokens; its pending token goes in before the prompt.
+    let (mut prompt, history) = match &args.load_state {
+        Some(path) => {
+            let saved = state_file::load(path, &model)?;
+            session.restore(&saved.snapshot).map_err(|e| Error::Snapshot { reason: format!("{}: {e}", path.display()) })?;
+            (saved.pending.into_iter().collect::<Vec<u32>>(), saved.history)
+        }
+        None => (Vec::new(), Vec::new()),
+    };
+    let (prompt_text, new_ids) = match (&input, tokenizer) {
+        (Input::Text(text), Some(tok)) => (text.clone(), tok.encode(text)?),
+        (Input::Ids(ids), _) => (join_ids(ids), ids.clone()),
+        _ => (String::new(), Vec::new()),
+    };
+    prompt.extend_from_slice(&new_ids);
+
+    let eos = tokenizer.and_then(|tok| model.config.eos_token_id.or(tok.eos_id()));
+    let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos, stop_strings };
+    let mut gen = Generator::new(&mut session, Sampler::new(params)?, stop).with_history(&history);
+    if let Some(tok) = tokenizer {
+        gen = gen.with_tokenizer(tok);
+    }
+    let streaming = tokenizer.is_some() && !args.json;
+    let mut stdout = std::io::stdout().lock();
+    if streaming && args.echo_prompt {
+        write_out(&mut stdout, &prompt_text)?;
+    }
+
+    let guard = Generating::begin();
+    pollster::block_on(gen.start(&prompt))?;
+    let mut text = String::new();
+    loop {
+        if guard.stop_requested() {
+            gen.cancel();
+        }
+        if tokenizer.is_some() {
+            let Some(chunk) = pollster::block_on(gen.next_text())? else { break };
+            if streaming {
+                write_out(&mut stdout, &chunk)?;
+            }
+            text.push_str(&chunk);
+        } else {
+            // The ids are read from the history afterwards.
+            if pollster::block_on(gen.next_token())?.is_none() {
+                break;
+            }
+        }
+    }
+    drop(guard);
+    let (stats, reason, pending) = (gen.stats(), gen.finish_reason(), gen.pending_token());
+    let history = gen.history().to_vec();
+    drop(gen);
+
+    if let Some(path) = &args.save_state {
+        let snapshot = pollster::block_on(session.snapshot())?;
+        state_file::save(path, &model, &SavedState { snapshot, pending, history: history.clone() })?;
+    }
+    let generated = &history[history.len() - stats.generated_tokens..];
+    let adapter = model.ctx.adapter.to_string();
+    if args.json {
+        let mut object = serde_json::json!({
+            "ids": [generated],
+            "prompt_tokens": stats.prompt_tokens,
+            "generated_tokens": stats.generated_tokens,
+            "finish_reason": reason.map(FinishReason::as_str),
+            "prefill_tokens_per_s": stats.prefill_tokens_per_second(),
+            "decode_tokens_per_s": stats.decode_tokens_per_second(),
+            "adapter": adapter,
+        });
+        if tokenizer.is_some() {
+            object["text"] = text.into();
+        }
+        writeln!(stdout, "{object}").map_err(stdout_error)?;
+    } else if tokenizer.is_none() {
+        let echoed = if args.echo_prompt { format!("{prompt_text} ") } else { String::new() };
+        writeln!(stdout, "{echoed}{}", join_ids(generated)).map_err(stdout_error)?;
+    } else if std::io::stdout().is_terminal() && !text.ends_with('\n') {
+        // Keep the summary on its own line when both streams share a terminal.
+        writeln!(stdout).map_err(stdout_error)?;
+    }
+    stdout.flush().map_err(stdout_error)?;
+    eprintln!("{}", summary(&stats, reason, &adapter));
+    Ok(())
+}
+
+fn read_input(args: &GenerateArgs) -> Result<Input> {
+    if let Some(text) = &args.prompt {
+        return Ok(Input::Text(text.clone()));
+    }
+    if let Some(path) = &args.prompt_file {
+        return read_prompt_file(path).map(Input::Text);
+    }
+    if let Some(list) = &args.prompt_ids {
+        return parse_ids(list).map(Input::Ids);
+    }
+    if args.load_state.is_some() {
+        return Ok(Input::Nothing);
+    }
+    Err(Error::invalid("--prompt", "no prompt: give --prompt TEXT, --prompt-file FILE or --prompt-ids IDS"))
+}
+
+fn read_prompt_file(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        Error::io(path.display(), format!("is not UTF-8 text (invalid byte at offset {at}); prompt files must be UTF-8"))
+    })
+}
+
+/// `1,2,3`, `1 2 3` or a mix. An empty list is left for the session to reject, so the message
+/// is the library's ("prompt is empty").
+fn parse_ids(list: &str) -> Result<Vec<u32>> {
+    list.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().map_err(|_| Error::invalid("--prompt-ids", format!("`{s}` is not a token id (a non-negative integer)"))))
+        .collect()
+}
+
+fn join_ids(ids: &[u32]) -> String {
+    ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" ")
+}
+
+fn write_out(out: &mut impl Write, text: &str) -> Result<()> {
+    out.write_all(text.as_bytes()).and_then(|_| out.flush()).map_err(stdout_error)
+}
+
+fn stdout_error(e: std::io::Error) -> Error {
+    Error::io("stdout", e)
+}
+
+/// One line for stderr: counts, speeds, why it stopped, where it ran.
+pub fn summary(stats: &GenerationStats, reason: Option<FinishReason>, adapter: &str) -> String {
+    let speed = |r: Option<f64>| r.map_or("-".to_string(), |r| format!("{r:.1}"));
+    format!(
+        "prompt tokens: {}, generated tokens: {}, prefill: {} tokens/s, decode: {} tokens/s, stop: {}, adapter: {adapter}",
+        stats.prompt_tokens,
+        stats.generated_tokens,
+        speed(stats.prefill_tokens_per_second()),
+        speed(stats.decode_tokens_per_second()),
+        reason.map_or("-", FinishReason::as_str),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_parse_with_commas_and_spaces() {
+        assert_eq!(parse_ids("1,2, 3 4").ok(), Some(vec![1, 2, 3, 4]));
+        assert_eq!(parse_ids("").ok(), Some(vec![]));
+        assert!(parse_ids("1,x").is_err());
+        assert!(parse_ids("-1").is_err());
+    }
+}

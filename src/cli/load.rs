@@ -1,0 +1,126 @@
+//! Opening the GPU, the checkpoint and the tokenizer for a command, with a progress bar on
+//! stderr (only when it is a terminal: logs and pipes stay clean).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mamba_wgpu::tokenizer::Tokenizer;
+use mamba_wgpu::{Checkpoint, Error, GpuContext, LoadOptions, Model, Result, WeightDtype};
+
+use super::args::{DtypeArg, ModelArgs};
+use super::model_path::{self, ModelSource};
+
+pub struct Loaded {
+    pub model: Arc<Model>,
+    pub tokenizer: Option<Tokenizer>,
+}
+
+/// Whether the command can run without a tokenizer (token ids in and out).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum NeedTokenizer {
+    Yes,
+    No,
+}
+
+pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
+    let source = model_path::resolve(args.model.as_deref())?;
+    // The tokenizer first: a missing one should fail before seconds of weight uploads.
+    let tokenizer = load_tokenizer(&source, need)?;
+    let checkpoint = open_checkpoint(&source)?;
+    let ctx = pollster::block_on(GpuContext::new(args.adapter.as_deref()))?;
+    let options = LoadOptions {
+        weight_dtype: args.dtype.map(|d| match d {
+            DtypeArg::F32 => WeightDtype::F32,
+            DtypeArg::F16 => WeightDtype::F16,
+        }),
+    };
+    let bar = progress_bar(checkpoint.stored_bytes() as u64);
+    let model = Model::load(ctx, &checkpoint, options, &mut |done| bar.set_position(done));
+    bar.finish_and_clear();
+    Ok(Loaded { model: Arc::new(model?), tokenizer })
+}
+
+fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<Tokenizer>> {
+    match source {
+        ModelSource::Embedded => embedded::tokenizer().map(Some),
+        ModelSource::Folder(dir) => {
+            let path = dir.join("tokenizer.json");
+            if path.is_file() {
+                return Tokenizer::from_file(&path).map(Some);
+            }
+            if need == NeedTokenizer::Yes {
+                return Err(Error::Tokenizer {
+                    path: path.display().to_string(),
+                    reason: "not found: text prompts need the model's tokenizer.json; without one, give token ids with --prompt-ids".into(),
+                });
+            }
+            Ok(None)
+        }
+    }
+}
+
+fn open_checkpoint(source: &ModelSource) -> Result<Checkpoint> {
+    match source {
+        ModelSource::Embedded => embedded::checkpoint(),
+        ModelSource::Folder(dir) => {
+            if !dir.join("config.json").is_file() {
+                let path: PathBuf = dir.join("config.json");
+                return Err(Error::io(path.display(), "not found: a model folder needs config.json and model.safetensors"));
+            }
+            Checkpoint::open(dir)
+        }
+    }
+}
+
+fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template("loading weights [{bar:32}] {bytes}/{total_bytes}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// models/shakespeare-mamba compiled into the binary, so the default works from any folder
+/// and offline.
+#[cfg(feature = "embedded-model")]
+mod embedded {
+    use mamba_wgpu::model::checkpoint::ShardBytes;
+    use mamba_wgpu::tokenizer::Tokenizer;
+    use mamba_wgpu::{Checkpoint, Result};
+
+    const NAME: &str = "shakespeare-mamba (built in)";
+    const CONFIG: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/shakespeare-mamba/config.json"));
+    const WEIGHTS: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/shakespeare-mamba/model.safetensors"));
+    const TOKENIZER: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/shakespeare-mamba/tokenizer.json"));
+
+    pub fn checkpoint() -> Result<Checkpoint> {
+        // Owned: the library takes a Vec; a few MB copied once is cheaper than a new API.
+        Checkpoint::from_parts(NAME, CONFIG, vec![("model.safetensors".into(), ShardBytes::Owned(WEIGHTS.to_vec()))])
+    }
+
+    pub fn tokenizer() -> Result<Tokenizer> {
+        Tokenizer::from_bytes(TOKENIZER, &format!("{NAME}/tokenizer.json"))
+    }
+}
+
+/// Without the feature `ModelSource::Embedded` is never produced; these keep the match total.
+#[cfg(not(feature = "embedded-model"))]
+mod embedded {
+    use mamba_wgpu::tokenizer::Tokenizer;
+    use mamba_wgpu::{Checkpoint, Error, Result};
+
+    fn missing() -> Error {
+        Error::invalid("--model", "this build has no built-in model (cargo feature `embedded-model`)")
+    }
+    pub fn checkpoint() -> Result<Checkpoint> {
+        Err(missing())
+    }
+    pub fn tokenizer() -> Result<Tokenizer> {
+        Err(missing())
+    }
+}

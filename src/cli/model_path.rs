@@ -1,0 +1,158 @@
+//! What `--model` names: nothing (the built-in model), a folder, or a Hugging Face repo id
+//! found in the local Hugging Face cache (downloaded there first with the `hub` feature).
+
+use std::path::{Path, PathBuf};
+
+use mamba_wgpu::{Error, Result};
+
+/// The repository's default model, relative to the crate root.
+pub const SHIPPED_MODEL_DIR: &str = "models/shakespeare-mamba";
+
+pub enum ModelSource {
+    /// Compiled into the binary (feature `embedded-model`).
+    #[cfg_attr(not(feature = "embedded-model"), allow(dead_code))]
+    Embedded,
+    Folder(PathBuf),
+}
+
+pub fn resolve(arg: Option<&str>) -> Result<ModelSource> {
+    let Some(arg) = arg else { return default_model() };
+    let path = Path::new(arg);
+    if path.is_dir() {
+        return Ok(ModelSource::Folder(path.to_path_buf()));
+    }
+    if path.exists() {
+        return Err(Error::io(arg, "is a file; --model takes a folder with config.json and model.safetensors"));
+    }
+    if !is_repo_id(arg) {
+        return Err(Error::io(arg, "model folder not found"));
+    }
+    let cache = hf_cache_dir();
+    if let Some(dir) = cached_snapshot(&cache, arg) {
+        return Ok(ModelSource::Folder(dir));
+    }
+    download(&cache, arg).map(ModelSource::Folder)
+}
+
+#[cfg(feature = "embedded-model")]
+fn default_model() -> Result<ModelSource> {
+    Ok(ModelSource::Embedded)
+}
+
+/// A build without the embedded model still finds the repository's copy, which is what a
+/// developer running `cargo run --no-default-features` wants.
+#[cfg(not(feature = "embedded-model"))]
+fn default_model() -> Result<ModelSource> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL_DIR);
+    if dir.join("model.safetensors").is_file() {
+        return Ok(ModelSource::Folder(dir));
+    }
+    Err(Error::invalid(
+        "--model",
+        format!(
+            "not given, this build has no built-in model (cargo feature `embedded-model`) and {} has no model.safetensors; \
+             pass --model DIR or --model OWNER/NAME",
+            dir.display()
+        ),
+    ))
+}
+
+/// `owner/name` as the Hub spells repo ids: one slash, letters, digits, `-`, `_`, `.`.
+fn is_repo_id(s: &str) -> bool {
+    let ok_part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    matches!(s.split_once('/'), Some((owner, name)) if ok_part(owner) && ok_part(name) && !name.contains('/'))
+}
+
+/// Where `huggingface_hub` keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else
+/// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
+pub fn hf_cache_dir() -> PathBuf {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = var("HF_HUB_CACHE") {
+        return dir;
+    }
+    if let Some(home) = var("HF_HOME") {
+        return home.join("hub");
+    }
+    let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache"))).unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("huggingface").join("hub")
+}
+
+/// The snapshot folder of `repo` in the cache, if it holds a usable model: the commit named by
+/// refs/main (or the only snapshot when there is no ref), with config.json and weights.
+/// Files there may be symlinks into blobs/, which opening follows.
+fn cached_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
+    let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
+    let snapshots = repo_dir.join("snapshots");
+    let dir = match std::fs::read_to_string(repo_dir.join("refs").join("main")) {
+        Ok(hash) => snapshots.join(hash.trim()),
+        Err(_) => {
+            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
+            if dirs.len() != 1 {
+                return None;
+            }
+            dirs.pop()?
+        }
+    };
+    let has_weights = dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file();
+    (dir.join("config.json").is_file() && has_weights).then_some(dir)
+}
+
+#[cfg(not(feature = "hub"))]
+fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
+    Err(Error::invalid(
+        "--model",
+        format!(
+            "no folder `{repo}`, and model `{repo}` is not in the Hugging Face cache ({}) and this build cannot download \
+             (rebuild with --features hub, or download with `huggingface-cli download {repo}`)",
+            cache.display()
+        ),
+    ))
+}
+
+/// Fetches config.json, the safetensors weights (one file or the shards of an index) and
+/// tokenizer.json (optional: id-only use works without) into the cache.
+#[cfg(feature = "hub")]
+fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
+    use std::io::IsTerminal;
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        Error::invalid(
+            "--model",
+            format!("model `{repo}` is not in the Hugging Face cache ({}) and downloading {what} failed: {e}", cache.display()),
+        )
+    };
+    let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
+        .with_progress(std::io::stderr().is_terminal())
+        .build()
+        .map_err(|e| fail("(client setup)", &e))?;
+    let remote = api.model(repo.to_string());
+    let config = remote.get("config.json").map_err(|e| fail("config.json", &e))?;
+    if remote.get("model.safetensors").is_err() {
+        let index_path = remote.get("model.safetensors.index.json").map_err(|e| fail("model.safetensors (or an index)", &e))?;
+        let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(index_path.display(), e))?;
+        let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::io(index_path.display(), e))?;
+        let mut shards: Vec<&str> = index["weight_map"].as_object().into_iter().flat_map(|m| m.values().filter_map(|v| v.as_str())).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        for shard in shards {
+            remote.get(shard).map_err(|e| fail(shard, &e))?;
+        }
+    }
+    let _ = remote.get("tokenizer.json");
+    config.parent().map(Path::to_path_buf).ok_or_else(|| Error::io(config.display(), "downloaded file has no folder"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_are_told_apart_from_paths() {
+        assert!(is_repo_id("state-spaces/mamba-130m-hf"));
+        assert!(is_repo_id("tiiuae/falcon-mamba-7b"));
+        assert!(!is_repo_id("models/shakespeare/x"));
+        assert!(!is_repo_id("../fixtures"));
+        assert!(!is_repo_id("/abs"));
+        assert!(!is_repo_id("plain"));
+        assert!(!is_repo_id("a/"));
+    }
+}

@@ -1,0 +1,280 @@
+//! Whole-model behaviour on the fixture checkpoints: loading variants (state-spaces naming,
+//! shards, f16 / bf16 storage, split weights), the recurrent equivalences (prefill L then one
+//! step = prefill L + 1; snapshot, restore and continue = continue straight on), and bad
+//! input, each an Error that names the problem.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use half::{bf16, f16};
+use mamba_wgpu::gpu::GpuContext;
+use mamba_wgpu::model::weights::{load_weights, HostSink};
+use mamba_wgpu::reference::{self, RefState};
+use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
+use safetensors::{Dtype, SafeTensors};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mamba-wgpu-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// (dtype, shape, bytes) of every tensor of a fixture's model.safetensors.
+fn fixture_tensors(name: &str) -> Vec<(String, Dtype, Vec<usize>, Vec<u8>)> {
+    let bytes = std::fs::read(fixture(name).join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut out: Vec<_> = st.tensors().into_iter().map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec())).collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+fn write_safetensors(path: &Path, tensors: &[(String, Dtype, Vec<usize>, Vec<u8>)]) {
+    let views: Vec<(String, safetensors::tensor::TensorView)> =
+        tensors.iter().map(|(n, d, s, b)| (n.clone(), safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+fn f32s(bytes: &[u8]) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(bytes)
+}
+
+fn load(ctx: Arc<GpuContext>, dir: &Path, dtype: Option<WeightDtype>) -> mamba_wgpu::Result<Arc<Model>> {
+    Model::open(ctx, dir, LoadOptions { weight_dtype: dtype }).map(Arc::new)
+}
+
+/// The reference forward's logits for a checkpoint (its own weights, after any rounding).
+fn reference_logits(dir: &Path, prompts: &[Vec<u32>]) -> Vec<f32> {
+    let ckpt = Checkpoint::open(dir).unwrap();
+    let weights = load_weights(&ckpt, &mut HostSink).unwrap();
+    let ids: Vec<u32> = prompts.concat();
+    let mut state = RefState::zeros(&ckpt.config, prompts.len());
+    reference::forward(&weights, &ckpt.config, &ids, prompts.len(), &mut state)
+}
+
+fn prompt(len: usize, vocab: u32, seed: u32) -> Vec<u32> {
+    (0..len as u32).map(|i| (i * 7919 + seed * 104729) % vocab).collect()
+}
+
+fn all_logits(model: Arc<Model>, prompts: &[Vec<u32>]) -> Vec<f32> {
+    let mut s = Session::new(model, prompts.len()).unwrap();
+    pollster::block_on(s.prefill_all_logits(prompts)).unwrap()
+}
+
+/// The CPU reference itself reproduces Hugging Face (so it can be trusted as the oracle).
+#[test]
+fn reference_matches_fixture_logits() {
+    let dir = fixture("mamba1-tiny");
+    let expected = std::fs::read(dir.join("expected.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&expected).unwrap();
+    let ids: Vec<i64> = bytemuck::pod_collect_to_vec(st.tensor("input_ids").unwrap().data());
+    let prompts: Vec<Vec<u32>> = ids.chunks(37).map(|r| r.iter().map(|&v| v as u32).collect()).collect();
+    let want = f32s(st.tensor("logits").unwrap().data());
+    let (abs, _) = common::assert_close("reference logits", &reference_logits(&dir, &prompts), &want, 1e-4);
+    println!("reference vs HF: max abs diff {abs:.2e}");
+}
+
+#[test]
+fn prefill_then_step_equals_longer_prefill() {
+    const TOL: f32 = 1e-4;
+    let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    // 130 tokens: several scan chunks, and with a 64-token prefill chunk, three submits.
+    let prompts = vec![prompt(130, vocab, 1), prompt(130, vocab, 2), prompt(130, vocab, 3)];
+    let mut a = Session::with_chunk(model.clone(), 3, 64).unwrap();
+    pollster::block_on(a.prefill(&prompts.iter().map(|p| p[..129].to_vec()).collect::<Vec<_>>())).unwrap();
+    let stepped = pollster::block_on(a.step(&prompts.iter().map(|p| p[129]).collect::<Vec<_>>())).unwrap();
+    let mut b = Session::new(model, 3).unwrap();
+    let straight = pollster::block_on(b.prefill(&prompts)).unwrap();
+    common::assert_close("prefill 129 + step vs prefill 130", &stepped, &straight, TOL);
+    let (sa, sb) = (pollster::block_on(a.read_state()).unwrap(), pollster::block_on(b.read_state()).unwrap());
+    for (layer, ((ca, ha), (cb, hb))) in sa.iter().zip(&sb).enumerate() {
+        common::assert_close(&format!("conv state {layer}"), ca, cb, TOL);
+        common::assert_close(&format!("ssm state {layer}"), ha, hb, TOL);
+    }
+}
+
+#[test]
+fn snapshot_restore_continues_like_straight_generation() {
+    let model = load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap();
+    let prompts = vec![prompt(20, 512, 5), prompt(20, 512, 6)];
+    let greedy = |s: &mut Session, first: Vec<u32>, n: usize| -> Vec<Vec<u32>> {
+        let mut next = first;
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(next.clone());
+            next = pollster::block_on(s.step_greedy(&next)).unwrap();
+        }
+        out
+    };
+    let mut s = Session::new(model.clone(), 2).unwrap();
+    let first = pollster::block_on(s.prefill_greedy(&prompts)).unwrap();
+    let snapshot = pollster::block_on(s.snapshot()).unwrap();
+    let straight = greedy(&mut s, first.clone(), 10);
+
+    let mut restored = Session::new(model.clone(), 2).unwrap();
+    restored.restore(&snapshot).unwrap();
+    assert_eq!(restored.position(), 20);
+    assert_eq!(greedy(&mut restored, first.clone(), 10), straight);
+
+    // Reset forgets the prompt: generation then differs from the continued one... and equals a
+    // fresh session's.
+    restored.reset();
+    let mut fresh = Session::new(model, 2).unwrap();
+    assert_eq!(pollster::block_on(restored.step_greedy(&first)).unwrap(), pollster::block_on(fresh.step_greedy(&first)).unwrap());
+}
+
+#[test]
+fn snapshot_from_another_model_is_refused() {
+    let tiny = load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap();
+    let small = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
+    let mut s = Session::new(tiny.clone(), 1).unwrap();
+    pollster::block_on(s.prefill(&[vec![1, 2, 3]])).unwrap();
+    let snap = pollster::block_on(s.snapshot()).unwrap();
+    let err = Session::new(small, 1).unwrap().restore(&snap).unwrap_err().to_string();
+    assert!(err.contains("different model"), "{err}");
+    let err = Session::new(tiny.clone(), 2).unwrap().restore(&snap).unwrap_err().to_string();
+    assert!(err.contains("batch"), "{err}");
+    let err = Session::new(tiny, 1).unwrap().restore(&snap[..snap.len() - 4]).unwrap_err().to_string();
+    assert!(err.contains("bytes of state"), "{err}");
+}
+
+/// Weights split into many parts (a tiny binding limit) give the same logits.
+#[test]
+fn split_weights_match_unsplit() {
+    let dir = fixture("mamba1-small");
+    let prompts = vec![prompt(40, 1000, 9)];
+    let whole = all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts);
+    let split_ctx = common::own_ctx().with_max_binding_bytes(64 * 1024).unwrap();
+    let model = load(split_ctx, &dir, None).unwrap();
+    assert!(model.weights.embedding.parts.len() > 1 && model.weights.layers[0].in_proj.parts.len() > 1);
+    common::assert_close("split vs whole", &all_logits(model, &prompts), &whole, 1e-5);
+}
+
+/// f16 storage (converted at load, or stored as F16 / BF16 in the file) against the reference
+/// run on the same rounded weights.
+#[test]
+fn half_precision_weights_match_reference_on_rounded_weights() {
+    const TOL: f32 = 1e-3;
+    let prompts = vec![prompt(70, 512, 4)];
+    for (label, convert) in [("F16", Dtype::F16), ("BF16", Dtype::BF16)] {
+        let dir = temp_dir(&format!("half-{label}"));
+        std::fs::copy(fixture("mamba1-tiny").join("config.json"), dir.join("config.json")).unwrap();
+        let tensors: Vec<_> = fixture_tensors("mamba1-tiny")
+            .into_iter()
+            .map(|(n, _, s, b)| {
+                let bits: Vec<u16> = f32s(&b).iter().map(|&v| if convert == Dtype::F16 { f16::from_f32(v).to_bits() } else { bf16::from_f32(v).to_bits() }).collect();
+                (n, convert, s, bytemuck::cast_slice(&bits).to_vec())
+            })
+            .collect();
+        write_safetensors(&dir.join("model.safetensors"), &tensors);
+        let model = load(common::ctx(), &dir, None).unwrap();
+        assert_eq!(model.weight_dtype, WeightDtype::F16, "{label} checkpoints load as f16");
+        let got = all_logits(model, &prompts);
+        let (abs, _) = common::assert_close(&format!("{label} weights"), &got, &reference_logits(&dir, &prompts), TOL);
+        println!("{label}: max abs diff {abs:.2e}");
+    }
+    // An f32 checkpoint converted to f16 at load: close to the f32 logits.
+    let dir = fixture("mamba1-tiny");
+    let f32_logits = all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts);
+    let f16_logits = all_logits(load(common::ctx(), &dir, Some(WeightDtype::F16)).unwrap(), &prompts);
+    common::assert_close("f16 at load vs f32", &f16_logits, &f32_logits, 2e-2);
+}
+
+/// The original state-spaces naming, and shards listed in model.safetensors.index.json.
+#[test]
+fn state_spaces_naming_and_shards_load_the_same_model() {
+    let prompts = vec![prompt(30, 512, 8)];
+    let want = all_logits(load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap(), &prompts);
+    let tensors = fixture_tensors("mamba1-tiny");
+
+    let dir = temp_dir("state-spaces");
+    std::fs::write(dir.join("config.json"), r#"{"d_model": 64, "n_layer": 2, "vocab_size": 512, "ssm_cfg": {}, "rms_norm": true,
+        "residual_in_fp32": true, "fused_add_norm": true, "pad_vocab_size_multiple": 8, "tie_embeddings": true}"#).unwrap();
+    let renamed: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.replace("backbone.embeddings.", "backbone.embedding."), *d, s.clone(), b.clone())).collect();
+    write_safetensors(&dir.join("model.safetensors"), &renamed);
+    common::assert_close("state-spaces naming", &all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts), &want, 0.0);
+
+    let dir = temp_dir("shards");
+    std::fs::copy(fixture("mamba1-tiny").join("config.json"), dir.join("config.json")).unwrap();
+    let (first, second) = tensors.split_at(tensors.len() / 2);
+    write_safetensors(&dir.join("model-00001-of-00002.safetensors"), first);
+    write_safetensors(&dir.join("model-00002-of-00002.safetensors"), second);
+    let map: HashMap<&str, &str> = first.iter().map(|t| (t.0.as_str(), "model-00001-of-00002.safetensors")).chain(second.iter().map(|t| (t.0.as_str(), "model-00002-of-00002.safetensors"))).collect();
+    std::fs::write(dir.join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
+    common::assert_close("sharded", &all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts), &want, 0.0);
+}
+
+/// A model folder whose files are damaged in one way; returns the load error text.
+fn load_error(name: &str, edit: impl FnOnce(&Path, &mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>)) -> String {
+    let dir = temp_dir(name);
+    std::fs::copy(fixture("mamba1-tiny").join("config.json"), dir.join("config.json")).unwrap();
+    let mut tensors = fixture_tensors("mamba1-tiny");
+    edit(&dir, &mut tensors);
+    if !dir.join("model.safetensors").exists() {
+        write_safetensors(&dir.join("model.safetensors"), &tensors);
+    }
+    match load(common::ctx(), &dir, None) {
+        Ok(_) => panic!("{name}: loading succeeded"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_checkpoints_are_errors_that_name_the_problem() {
+    let err = load_error("truncated", |dir, tensors| {
+        write_safetensors(&dir.join("model.safetensors"), tensors);
+        let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+        std::fs::write(dir.join("model.safetensors"), &bytes[..bytes.len() - 1000]).unwrap();
+    });
+    assert!(err.contains("model.safetensors") && err.contains("truncated"), "{err}");
+
+    let err = load_error("wrong-shape", |_, tensors| {
+        let t = tensors.iter_mut().find(|t| t.0 == "backbone.layers.1.mixer.x_proj.weight").unwrap();
+        t.2 = vec![18, 256];
+    });
+    assert!(err.contains("backbone.layers.1.mixer.x_proj.weight") && err.contains("[36, 128]"), "{err}");
+
+    let err = load_error("wrong-dtype", |_, tensors| {
+        let t = tensors.iter_mut().find(|t| t.0 == "backbone.norm_f.weight").unwrap();
+        t.1 = Dtype::I32;
+    });
+    assert!(err.contains("backbone.norm_f.weight") && err.contains("I32"), "{err}");
+
+    let err = load_error("missing-tensor", |_, tensors| tensors.retain(|t| t.0 != "backbone.layers.0.mixer.D"));
+    assert!(err.contains("backbone.layers.0.mixer.D") && err.contains("not found"), "{err}");
+
+    let err = load_error("missing-config-field", |dir, _| {
+        let text = std::fs::read_to_string(dir.join("config.json")).unwrap().replace("\"num_hidden_layers\": 2,", "");
+        std::fs::write(dir.join("config.json"), text).unwrap();
+    });
+    assert!(err.contains("num_hidden_layers") && err.contains("config.json"), "{err}");
+
+    let err = load_error("no-weights", |dir, _| std::fs::write(dir.join("model.safetensors"), b"").unwrap());
+    assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn bad_prompts_are_errors_that_name_the_problem() {
+    let model = load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap();
+    let mut s = Session::new(model, 2).unwrap();
+    let run = |s: &mut Session, p: Vec<Vec<u32>>| pollster::block_on(s.prefill(&p)).unwrap_err().to_string();
+    let err = run(&mut s, vec![vec![1, 512], vec![1, 2]]);
+    assert!(err.contains("512") && err.contains("vocabulary"), "{err}");
+    let err = run(&mut s, vec![vec![], vec![]]);
+    assert!(err.contains("empty"), "{err}");
+    let err = run(&mut s, vec![vec![1, 2]]);
+    assert!(err.contains("batch"), "{err}");
+    let err = run(&mut s, vec![vec![1, 2], vec![3]]);
+    assert!(err.contains("equal lengths"), "{err}");
+    let err = pollster::block_on(s.step(&[1])).unwrap_err().to_string();
+    assert!(err.contains("batch of 2"), "{err}");
+    assert_eq!(s.position(), 0, "failed calls consume nothing");
+}
