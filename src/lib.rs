@@ -37,8 +37,12 @@ pub mod sampling;
 pub mod session;
 pub mod snapshot;
 pub mod tokenizer;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use error::{Error, Result};
 pub use gpu::{GpuContext, WeightDtype};
-pub use model::{Checkpoint, LoadOptions, MambaConfig, Model};
+pub use model::{Checkpoint, LoadOptions, MambaConfig, Model, TensorSource};
 pub use session::Session;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;

@@ -1,1 +1,28 @@
-fn main() {}
+//! `mamba-wgpu`: generate text with Mamba models on any GPU. See `mamba-wgpu --help`.
+//!
+//! Every failure ends the same way: one line `error: ...` on stderr and exit code 1 (usage
+//! errors found by clap exit with 2, as clap does; Ctrl-C outside generation exits with 130).
+
+mod cli;
+
+use clap::Parser;
+
+use cli::args::{Cli, Command};
+
+fn main() {
+    // wgpu's warnings are noise for a CLI user; RUST_LOG=... brings them back.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error")).init();
+    let cli = Cli::parse();
+    cli::interrupt::install();
+    let result = match &cli.command {
+        Command::Generate(args) => cli::generate_cmd::run(args),
+        Command::Chat(args) => cli::chat::run(args),
+        Command::Info { adapter } => cli::info::run(adapter.as_deref()),
+    };
+    if let Err(e) = result {
+        // One line, whatever a dependency put in its message.
+        let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    }
+}

@@ -355,18 +355,21 @@ def param_groups(model, wd):
 
 def train(args, model, train_ids, val_ids, ckpt_path, logf):
     opt = torch.optim.AdamW(param_groups(model, args.wd), lr=args.lr, betas=(0.9, 0.95), eps=1e-8)
-    step, elapsed0, history = 0, 0.0, []
+    step, elapsed0, history, changes = 0, 0.0, [], []
     if os.path.exists(ckpt_path):
         ck = torch.load(ckpt_path, map_location="cpu")
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
         step, elapsed0, history = ck["step"], ck["elapsed"], ck["history"]
+        changes = ck.get("schedule_changes", [])
+        if ck["args"]["steps"] != args.steps:
+            changes.append({"step": step, "old_steps": ck["args"]["steps"], "new_steps": args.steps})
         log(f"resumed from {ckpt_path} at step {step}", logf)
 
     def save(step, elapsed):
         tmp = ckpt_path + ".tmp"
         torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "elapsed": elapsed,
-                    "history": history, "args": vars(args), "cfg": model.cfg}, tmp)
+                    "history": history, "args": vars(args), "cfg": model.cfg, "schedule_changes": changes}, tmp)
         os.replace(tmp, ckpt_path)
 
     t0 = time.time() - elapsed0
@@ -399,7 +402,7 @@ def train(args, model, train_ids, val_ids, ckpt_path, logf):
             run_loss, run_n = 0.0, 0
         if step % args.ckpt_every == 0 or step == args.steps:
             save(step, time.time() - t0)
-    return history
+    return history, changes
 
 
 # --------------------------------------------------------------------------
@@ -538,6 +541,13 @@ def write_model_readme(out, r):
     cmd = ("python tools/train_shakespeare.py --work {work} --steps {steps} --batch {batch} --seq-len {seq_len} "
            "--lr {lr:g} --threads {threads}").format(**a)
     hist = [h for h in r.get("history", []) if "val_loss" in h]
+    note = ""
+    for ch in a.get("schedule_changes", []):
+        note += (f"\nNote: this run was started with `--steps {ch['old_steps']}` and, because the shared 2-core "
+                 f"machine was slower than planned, stopped at step {ch['step']} and resumed with "
+                 f"`--steps {ch['new_steps']}` (the cosine schedule was recomputed for the shorter run from that "
+                 f"step on, a small drop in learning rate). The command above, run from scratch, differs only in "
+                 f"the learning rate of those first {ch['step']} steps.\n")
     rows = "\n".join(f"| {h['step']} | {h['train_loss']:.3f} | {h['val_loss']:.3f} | {h['elapsed'] / 60:.1f} |"
                       for h in hist)
     samples = ""
@@ -577,7 +587,7 @@ python3 -m venv /work/venv-train
 /work/venv-train/bin/pip install -r tools/requirements.txt
 /work/venv-train/bin/{cmd}
 ```
-
+{note}
 (Python {v['python']}, torch {v['torch']}, transformers {v['transformers']}, tokenizers
 {v['tokenizers']}.) See `tools/README.md`. The script trains with its own PyTorch module that
 has Hugging Face's parameter names and arithmetic, then proves the exported folder by loading it
@@ -683,19 +693,21 @@ def main():
         return
 
     ckpt_path = os.path.join(args.work, "ckpt.pt")
-    history = []
+    history, changes = [], []
     train_args = vars(args).copy()
     if args.export_only:
         ck = torch.load(ckpt_path, map_location="cpu")
         model.load_state_dict(ck["model"])
         history = ck["history"]
+        changes = ck.get("schedule_changes", [])
         a = ck["args"]
         train_args = a
         args.steps, args.batch, args.seq_len = a["steps"], a["batch"], a["seq_len"]
         log(f"export-only from checkpoint at step {ck['step']}/{args.steps}", logf)
     else:
-        history = train(args, model, train_ids, val_ids, ckpt_path, logf)
+        history, changes = train(args, model, train_ids, val_ids, ckpt_path, logf)
     if not args.no_export:
+        train_args = dict(train_args, schedule_changes=changes)
         export(args, model, tok_path, train_ids, val_ids, history, logf, train_args)
 
 

@@ -76,7 +76,9 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             writeln!(stdout).map_err(|e| Error::io("stdout", e))?;
         }
         pending = gen.pending_token();
-        history = gen.history().to_vec();
+        // Only the repetition window of the history can matter; keep it bounded.
+        let h = gen.history();
+        history = h[h.len().saturating_sub(params.repetition_window)..].to_vec();
         add(&mut total, &gen.stats());
     }
     eprintln!("{}", summary(&total, None, &adapter));

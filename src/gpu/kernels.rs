@@ -18,6 +18,8 @@ pub enum Kernel {
     ScanChunked,
     ScanStep,
     Argmax,
+    /// Benchmark probe: streaming reads (shaders/read_bandwidth.wgsl).
+    ReadBandwidth,
 }
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
@@ -45,6 +47,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
+    ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
 ];
 
 fn shader_source(file: &str) -> &'static str {
@@ -65,6 +68,7 @@ impl Kernel {
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", None),
             Kernel::ScanStep => ("scan_step.wgsl", "main", None),
             Kernel::Argmax => ("argmax.wgsl", "main", None),
+            Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", None),
         }
     }
 }

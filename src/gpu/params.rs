@@ -79,3 +79,12 @@ pub struct ArgmaxParams {
     pub n: u32,
     pub _pad: [u32; 2],
 }
+
+/// shaders/read_bandwidth.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BandwidthParams {
+    pub n_vec4: u32,
+    pub threads: u32,
+    pub _pad: [u32; 2],
+}

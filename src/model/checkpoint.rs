@@ -4,6 +4,7 @@
 //! weights in RAM: each tensor is converted (if needed) and uploaded on its own. In the browser
 //! the shards are byte vectors fetched by the page.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use half::{bf16, f16};
@@ -45,12 +46,22 @@ pub enum StoredDtype {
     BF16,
 }
 
-/// A borrowed view of one tensor's raw little-endian bytes.
+/// One tensor's raw little-endian bytes: borrowed from a mapped file, or generated.
 pub struct TensorBytes<'a> {
     pub name: &'a str,
     pub dtype: StoredDtype,
     pub shape: Vec<usize>,
-    pub bytes: &'a [u8],
+    pub bytes: Cow<'a, [u8]>,
+}
+
+/// Where a model's tensors come from: a checkpoint, or synthetic weights for benchmarks.
+pub trait TensorSource {
+    fn config(&self) -> &MambaConfig;
+    /// Names the source in error messages (a folder, a URL, "synthetic mamba-130m").
+    fn source_name(&self) -> &str;
+    fn contains(&self, name: &str) -> bool;
+    /// The tensor `name`, checked to have exactly `shape`.
+    fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>>;
 }
 
 impl TensorBytes<'_> {
@@ -109,12 +120,26 @@ impl Checkpoint {
         Self::from_parts(&dir.display().to_string(), &config_json, shards)
     }
 
-    pub fn contains(&self, name: &str) -> bool {
+    /// Total bytes of tensor data over all shards.
+    pub fn stored_bytes(&self) -> usize {
+        self.shards.iter().map(|s| s.bytes.as_slice().len() - s.data_start).sum()
+    }
+}
+
+impl TensorSource for Checkpoint {
+    fn config(&self) -> &MambaConfig {
+        &self.config
+    }
+
+    fn source_name(&self) -> &str {
+        &self.source
+    }
+
+    fn contains(&self, name: &str) -> bool {
         self.shards.iter().any(|s| s.tensors.contains_key(name))
     }
 
-    /// The tensor `name`, checked to have exactly `shape`.
-    pub fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
+    fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
         let (shard, info) = self
             .shards
             .iter()
@@ -131,12 +156,7 @@ impl Checkpoint {
         }
         let (start, end) = info.data_offsets;
         let bytes = &shard.bytes.as_slice()[shard.data_start + start..shard.data_start + end];
-        Ok(TensorBytes { name, dtype, shape: info.shape.clone(), bytes })
-    }
-
-    /// Total bytes of tensor data over all shards.
-    pub fn stored_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.bytes.as_slice().len() - s.data_start).sum()
+        Ok(TensorBytes { name, dtype, shape: info.shape.clone(), bytes: Cow::Borrowed(bytes) })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::checkpoint::{Checkpoint, StoredDtype, TensorBytes};
+use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
 use super::weights::{load_weights, ModelWeights, TensorSink};
 use crate::error::Result;
@@ -77,19 +77,19 @@ impl GpuSink<'_> {
 
 impl Model {
     /// Uploads every tensor of `ckpt`. `progress` receives the bytes of tensor data done so far.
-    pub fn load(ctx: Arc<GpuContext>, ckpt: &Checkpoint, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
+    pub fn load(ctx: Arc<GpuContext>, ckpt: &impl TensorSource, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
         let mut sink = GpuSink { ctx: &ctx, dtype: options.weight_dtype, chosen: None, hasher: Fnv::new(), progress, done: 0 };
-        sink.hasher.write(format!("{:?}", ckpt.config).as_bytes());
+        sink.hasher.write(format!("{:?}", ckpt.config()).as_bytes());
         let weights = load_weights(ckpt, &mut sink)?;
         let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);
         let fingerprint = sink.hasher.0;
-        Ok(Model { ctx, config: ckpt.config.clone(), weights, weight_dtype, fingerprint, source: ckpt.source.clone() })
+        Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, fingerprint, source: ckpt.source_name().to_string() })
     }
 
     /// Opens and uploads a model folder (config.json + safetensors).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(ctx: Arc<GpuContext>, dir: &std::path::Path, options: LoadOptions) -> Result<Self> {
-        Self::load(ctx, &Checkpoint::open(dir)?, options, &mut |_| {})
+        Self::load(ctx, &super::Checkpoint::open(dir)?, options, &mut |_| {})
     }
 
     /// Bytes of GPU memory the weights occupy.

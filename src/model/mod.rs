@@ -6,6 +6,6 @@ pub mod forward;
 pub mod gpu_weights;
 pub mod weights;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, TensorSource};
 pub use config::MambaConfig;
 pub use gpu_weights::{LoadOptions, Model};

@@ -2,7 +2,7 @@
 //! config implies. `ModelWeights<M, V>` is generic over where matrices (M) and vectors (V)
 //! live: `Vec<f32>` for the CPU reference, GPU buffers for the engine; one loader fills either.
 
-use super::checkpoint::{Checkpoint, TensorBytes};
+use super::checkpoint::{TensorBytes, TensorSource};
 use super::config::{MambaConfig, Naming};
 use crate::error::{Error, Result};
 
@@ -47,8 +47,8 @@ impl<M, V> ModelWeights<M, V> {
 
 /// Reads every tensor of the model into `sink`, checking names and shapes against the config.
 /// One tensor at a time, so a sink can upload and drop each before reading the next.
-pub fn load_weights<S: TensorSink>(ckpt: &Checkpoint, sink: &mut S) -> Result<ModelWeights<S::Matrix, S::Vector>> {
-    let c = &ckpt.config;
+pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Result<ModelWeights<S::Matrix, S::Vector>> {
+    let c = ckpt.config();
     let embedding_name = match c.naming {
         Naming::HuggingFace => "backbone.embeddings.weight",
         Naming::StateSpaces => "backbone.embedding.weight",
@@ -65,12 +65,12 @@ pub fn load_weights<S: TensorSink>(ckpt: &Checkpoint, sink: &mut S) -> Result<Mo
     } else if ckpt.contains("lm_head.weight") {
         Some(sink.matrix(ckpt.tensor("lm_head.weight", &[c.vocab_size, c.d_model])?)?)
     } else {
-        return Err(Error::tensor("lm_head.weight", format!("missing in {} (tie_word_embeddings is false)", ckpt.source)));
+        return Err(Error::tensor("lm_head.weight", format!("missing in {} (tie_word_embeddings is false)", ckpt.source_name())));
     };
     Ok(ModelWeights { embedding, layers, norm_f, lm_head })
 }
 
-fn load_layer<S: TensorSink>(ckpt: &Checkpoint, c: &MambaConfig, i: usize, sink: &mut S) -> Result<LayerWeights<S::Matrix, S::Vector>> {
+fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize, sink: &mut S) -> Result<LayerWeights<S::Matrix, S::Vector>> {
     let p = format!("backbone.layers.{i}");
     let m = format!("{p}.mixer");
     let (d, di, n, r, k) = (c.d_model, c.d_inner, c.d_state, c.dt_rank, c.d_conv);

@@ -1,0 +1,168 @@
+//! `mamba-wgpu bench`: prefill and decode tokens/s on synthetic models with the shapes of the
+//! state-spaces releases (or a real checkpoint), each set against baselines measured on the
+//! same adapter in the same run: the streaming read bandwidth (decode's roofline: every weight
+//! byte is read once per step) and the sequential-in-time scan kernel.
+
+pub mod probes;
+mod report;
+pub mod synthetic;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::model::{Checkpoint, LoadOptions, Model, TensorSource};
+use crate::{GpuContext, Session, WeightDtype};
+
+pub use report::{BenchReport, Measurement};
+
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Synthetic shapes to run (names from `synthetic::SHAPES`); ignored when `model_dir` is set.
+    pub shapes: Vec<String>,
+    pub dtypes: Vec<WeightDtype>,
+    pub batches: Vec<usize>,
+    pub prompt_lens: Vec<usize>,
+    /// Decode steps timed after the warm-up.
+    pub decode_steps: usize,
+    pub model_dir: Option<std::path::PathBuf>,
+    pub adapter: Option<String>,
+    /// Sequence length of the scan comparison (d_inner 1536, d_state 16, batch 1).
+    pub scan_len: usize,
+}
+
+impl BenchOptions {
+    /// Every shape and dtype, batch 1 and 8, prompts 128 to 8192.
+    pub fn full() -> Self {
+        BenchOptions {
+            shapes: synthetic::SHAPES.iter().map(|s| s.0.to_string()).collect(),
+            dtypes: vec![WeightDtype::F32, WeightDtype::F16],
+            batches: vec![1, 8],
+            prompt_lens: vec![128, 512, 2048, 8192],
+            decode_steps: 128,
+            model_dir: None,
+            adapter: None,
+            scan_len: 4096,
+        }
+    }
+
+    /// The 130m shape only, small prompts: under a minute on a software device.
+    pub fn quick() -> Self {
+        BenchOptions {
+            shapes: vec!["mamba-130m".into()],
+            dtypes: vec![WeightDtype::F16, WeightDtype::F32],
+            batches: vec![1],
+            prompt_lens: vec![128],
+            decode_steps: 128,
+            scan_len: 4096,
+            ..Self::full()
+        }
+    }
+}
+
+/// Runs the benchmark; `log` receives a line per finished measurement.
+pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+    let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
+    log(&format!("adapter: {}", ctx.adapter));
+    let bandwidth = probes::read_bandwidth_gb_s(&ctx)?;
+    log(&format!("read bandwidth: {bandwidth:.1} GB/s"));
+    let (chunked, sequential) = probes::scan_seconds(&ctx, options.scan_len, 1536, 16)?;
+    log(&format!("scan L={}: chunked {:.2} ms, sequential {:.2} ms", options.scan_len, chunked * 1e3, sequential * 1e3));
+    let mut report = BenchReport::new(&ctx, bandwidth, sequential / chunked, options.scan_len);
+
+    for dtype in &options.dtypes {
+        let sources: Vec<Box<dyn Fn() -> Result<Box<dyn TensorSourceBox>>>> = match &options.model_dir {
+            Some(dir) => {
+                let dir = dir.clone();
+                vec![Box::new(move || Ok(Box::new(Checkpoint::open(&dir)?) as Box<dyn TensorSourceBox>))]
+            }
+            None => options
+                .shapes
+                .iter()
+                .map(|name| {
+                    let (name, dtype) = (name.clone(), *dtype);
+                    Box::new(move || {
+                        let config = synthetic::config_for(&name)?;
+                        Ok(Box::new(synthetic::SyntheticModel { config, name: name.clone(), dtype }) as Box<dyn TensorSourceBox>)
+                    }) as Box<dyn Fn() -> Result<Box<dyn TensorSourceBox>>>
+                })
+                .collect(),
+        };
+        for make in sources {
+            let source = make()?;
+            let model = Arc::new(source.load(ctx.clone(), *dtype)?);
+            for &batch in &options.batches {
+                report.results.extend(measure_model(&model, batch, options, bandwidth, log)?);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Object-safe wrapper so synthetic models and checkpoints share one list.
+trait TensorSourceBox {
+    fn load(&self, ctx: Arc<GpuContext>, dtype: WeightDtype) -> Result<Model>;
+}
+
+impl<T: TensorSource> TensorSourceBox for T {
+    fn load(&self, ctx: Arc<GpuContext>, dtype: WeightDtype) -> Result<Model> {
+        Model::load(ctx, self, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {})
+    }
+}
+
+/// Bytes one decode step must read at least: every weight except the embedding table (only
+/// one row of it is read, unless it doubles as the LM head), plus the state read and written.
+pub fn decode_bytes_per_step(model: &Model, state_bytes: u64) -> u64 {
+    let w = &model.weights;
+    let unread_embedding = if w.lm_head.is_some() { w.embedding.size_bytes() } else { 0 };
+    model.weight_bytes() - unread_embedding + 2 * state_bytes
+}
+
+fn measure_model(model: &Arc<Model>, batch: usize, o: &BenchOptions, bandwidth: f64, log: &mut dyn FnMut(&str)) -> Result<Vec<Measurement>> {
+    let c = &model.config;
+    let name = model.source.clone();
+    let vocab = c.vocab_size as u32;
+    let prompt = |len: usize| -> Vec<Vec<u32>> { (0..batch).map(|b| (0..len).map(|i| ((i * 31 + b * 7 + 1) as u32) % vocab).collect()).collect() };
+    let mut out = Vec::new();
+
+    // Decode: steady state after a short prompt and a warm-up.
+    let mut session = Session::new(model.clone(), batch)?;
+    let mut next = pollster::block_on(session.prefill_greedy(&prompt(16)))?;
+    for _ in 0..8 {
+        next = pollster::block_on(session.step_greedy(&next))?;
+    }
+    let start = Instant::now();
+    for _ in 0..o.decode_steps {
+        next = pollster::block_on(session.step_greedy(&next))?;
+    }
+    let decode_tps = (o.decode_steps * batch) as f64 / start.elapsed().as_secs_f64();
+    let (state_bytes, _) = session.memory_bytes();
+    let roofline_tps = batch as f64 * bandwidth * 1e9 / decode_bytes_per_step(model, state_bytes) as f64;
+
+    for &len in &o.prompt_lens {
+        session.reset();
+        let prompts = prompt(len);
+        // Warm-up on a short prompt so pipelines and tapes exist.
+        pollster::block_on(session.prefill_greedy(&prompt(len.min(session.prefill_chunk()))))?;
+        session.reset();
+        let start = Instant::now();
+        pollster::block_on(session.prefill_greedy(&prompts))?;
+        let prefill_tps = (len * batch) as f64 / start.elapsed().as_secs_f64();
+        let (state, scratch) = session.memory_bytes();
+        let m = Measurement {
+            model: name.clone(),
+            dtype: if model.weight_dtype.is_f16() { "f16" } else { "f32" }.into(),
+            batch,
+            prompt_len: len,
+            prefill_tokens_per_s: prefill_tps,
+            decode_tokens_per_s: decode_tps,
+            decode_roofline_fraction: decode_tps / roofline_tps,
+            gpu_memory_bytes: model.weight_bytes() + state + scratch,
+            weight_bytes: model.weight_bytes(),
+            state_bytes_per_sequence: state / batch as u64,
+        };
+        log(&m.line());
+        out.push(m);
+    }
+    Ok(out)
+}

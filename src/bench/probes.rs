@@ -1,0 +1,85 @@
+//! Baselines measured on the same adapter in the same run: the read bandwidth of a plain
+//! streaming kernel (the decode roofline) and the chunked scan against the sequential one.
+
+use std::time::Instant;
+
+use crate::error::Result;
+use crate::gpu::params::BandwidthParams;
+use crate::gpu::tensor::{storage, upload_f32};
+use crate::gpu::{GpuContext, Kernel, Tape};
+use crate::ops::scan::{selective_scan, Scan, ScanKind};
+
+/// Submits what `record` records `reps` times in one command buffer and waits; best of 3
+/// repetitions, in seconds per rep.
+fn time_best<F>(ctx: &GpuContext, tape: &mut Tape, reps: u32, mut record: F) -> Result<f64>
+where
+    F: FnMut(&mut crate::gpu::Recorder) -> Result<()>,
+{
+    let mut best = f64::INFINITY;
+    for round in 0..4 {
+        let start = Instant::now();
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        for _ in 0..reps {
+            let mut rec = tape.record(ctx);
+            record(&mut rec)?;
+            rec.encode(&mut encoder);
+        }
+        ctx.queue.submit([encoder.finish()]);
+        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| crate::Error::Gpu(e.to_string()))?;
+        // Round 0 warms up (pipeline creation, first touch of memory).
+        if round > 0 {
+            best = best.min(start.elapsed().as_secs_f64() / reps as f64);
+        }
+    }
+    Ok(best)
+}
+
+/// GB/s that a streaming read kernel reaches over a buffer larger than any cache.
+pub fn read_bandwidth_gb_s(ctx: &GpuContext) -> Result<f64> {
+    let bytes = ctx.max_binding_bytes.min(512 << 20) / 16 * 16;
+    let n_vec4 = (bytes / 16) as u32;
+    // Enough invocations to fill a big GPU, few enough that each streams a long run.
+    let threads = 256 * 2048;
+    let src = storage(ctx, "bandwidth source", (bytes / 4) as usize);
+    let sums = storage(ctx, "bandwidth sums", threads as usize);
+    let params = BandwidthParams { n_vec4, threads, _pad: [0; 2] };
+    let mut tape = Tape::new(ctx, "bandwidth", 1);
+    let seconds = time_best(ctx, &mut tape, 4, |rec| rec.dispatch(Kernel::ReadBandwidth, &params, &[&src, &sums], [threads / 256, 1, 1]))?;
+    Ok(bytes as f64 / seconds / 1e9)
+}
+
+/// Seconds per scan of (batch 1, t_len, d_inner, d_state) with each kernel: (chunked, sequential).
+pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usize) -> Result<(f64, f64)> {
+    let dt_rank = 48;
+    let rows = t_len;
+    let fill = |label: &str, n: usize, value: f32| upload_f32(ctx, label, &vec![value; n]);
+    let x = fill("x", rows * d_inner, 0.5);
+    let dt = fill("dt", rows * d_inner, 0.01);
+    let xdbl = fill("xdbl", rows * (dt_rank + 2 * d_state), 0.1);
+    let xz = fill("xz", rows * 2 * d_inner, 0.3);
+    let a_log = fill("a_log", d_inner * d_state, 0.7);
+    let d_skip = fill("d", d_inner, 1.0);
+    let h = fill("h", d_inner * d_state, 0.0);
+    let y = storage(ctx, "y", rows * d_inner);
+    let scan = Scan {
+        x: &x,
+        dt: &dt,
+        xdbl: &xdbl,
+        xz: &xz,
+        a_log: &a_log,
+        d_skip: &d_skip,
+        h: &h,
+        y: &y,
+        batch: 1,
+        t_len: t_len as u32,
+        d_inner: d_inner as u32,
+        d_state: d_state as u32,
+        dt_rank: dt_rank as u32,
+    };
+    let mut timings = [0.0; 2];
+    for (i, kind) in [ScanKind::Chunked, ScanKind::Sequential].into_iter().enumerate() {
+        let mut tape = Tape::new(ctx, "scan", 1);
+        timings[i] = time_best(ctx, &mut tape, 2, |rec| selective_scan(rec, &scan, kind))?;
+    }
+    Ok((timings[0], timings[1]))
+}

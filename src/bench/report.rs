@@ -1,0 +1,93 @@
+//! The benchmark's figures: a table for people, JSON for machines.
+
+use serde::Serialize;
+
+use crate::GpuContext;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Measurement {
+    pub model: String,
+    pub dtype: String,
+    pub batch: usize,
+    pub prompt_len: usize,
+    pub prefill_tokens_per_s: f64,
+    pub decode_tokens_per_s: f64,
+    /// decode tokens/s over (read bandwidth x batch / bytes read per step)
+    pub decode_roofline_fraction: f64,
+    /// weights + state + scratch
+    pub gpu_memory_bytes: u64,
+    pub weight_bytes: u64,
+    pub state_bytes_per_sequence: u64,
+}
+
+impl Measurement {
+    pub fn line(&self) -> String {
+        format!(
+            "{:<11} {:<4} {:>5} {:>6} {:>12.1} {:>11.1} {:>8.0}% {:>9.1} {:>7.3}",
+            self.model,
+            self.dtype,
+            self.batch,
+            self.prompt_len,
+            self.prefill_tokens_per_s,
+            self.decode_tokens_per_s,
+            self.decode_roofline_fraction * 100.0,
+            self.gpu_memory_bytes as f64 / 1e6,
+            self.gpu_memory_bytes as f64 / self.weight_bytes as f64,
+        )
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub adapter: String,
+    pub backend: String,
+    pub device_type: String,
+    /// Seconds since the Unix epoch.
+    pub timestamp: u64,
+    pub read_bandwidth_gb_s: f64,
+    /// Sequential-in-time scan time over chunked scan time (> 1: the chunked scan is faster).
+    pub scan_speedup: f64,
+    pub scan_len: usize,
+    pub results: Vec<Measurement>,
+}
+
+impl BenchReport {
+    pub fn new(ctx: &GpuContext, read_bandwidth_gb_s: f64, scan_speedup: f64, scan_len: usize) -> Self {
+        BenchReport {
+            adapter: ctx.adapter.name.clone(),
+            backend: ctx.adapter.backend.clone(),
+            device_type: ctx.adapter.device_type.clone(),
+            timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            read_bandwidth_gb_s,
+            scan_speedup,
+            scan_len,
+            results: Vec::new(),
+        }
+    }
+
+    pub fn header() -> &'static str {
+        "model       type batch prompt prefill tok/s decode tok/s roofline    mem MB mem/wts"
+    }
+
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "adapter: {} ({}, {})\nread bandwidth (streaming kernel): {:.1} GB/s\nchunked scan vs sequential scan (L={}, d_inner=1536, d_state=16): {:.2}x\n\n{}\n",
+            self.adapter,
+            self.backend,
+            self.device_type,
+            self.read_bandwidth_gb_s,
+            self.scan_len,
+            self.scan_speedup,
+            Self::header()
+        );
+        for m in &self.results {
+            s += &m.line();
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}

@@ -1,0 +1,100 @@
+//! Synthetic models with the exact shapes of the state-spaces Mamba-1 releases and random
+//! weights generated in memory, one tensor at a time, so benchmarks need no download.
+
+use std::borrow::Cow;
+
+use half::f16;
+
+use crate::error::{Error, Result};
+use crate::model::checkpoint::{StoredDtype, TensorBytes, TensorSource};
+use crate::model::config::{MambaConfig, Naming};
+use crate::WeightDtype;
+
+/// (name, d_model, n_layer) of state-spaces/mamba-{130m,370m,790m,1.4b,2.8b}.
+pub const SHAPES: &[(&str, usize, usize)] = &[
+    ("mamba-130m", 768, 24),
+    ("mamba-370m", 1024, 48),
+    ("mamba-790m", 1536, 48),
+    ("mamba-1.4b", 2048, 48),
+    ("mamba-2.8b", 2560, 64),
+];
+
+pub fn config_for(name: &str) -> Result<MambaConfig> {
+    let &(_, d_model, n_layer) = SHAPES
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .ok_or_else(|| Error::invalid("shape", format!("`{name}` is not one of {:?}", SHAPES.iter().map(|s| s.0).collect::<Vec<_>>())))?;
+    Ok(MambaConfig {
+        vocab_size: 50280,
+        d_model,
+        n_layer,
+        d_state: 16,
+        d_conv: 4,
+        d_inner: 2 * d_model,
+        dt_rank: d_model.div_ceil(16),
+        proj_bias: false,
+        conv_bias: true,
+        tie_embeddings: true,
+        norm_eps: 1e-5,
+        eos_token_id: Some(0),
+        naming: Naming::HuggingFace,
+    })
+}
+
+/// Random weights at the scale of a trained model (so activations stay finite): matrices
+/// ~U(-0.05, 0.05), norms 1, A_log = log(1..N), D = 1, dt bias = softplus^-1(0.01).
+pub struct SyntheticModel {
+    pub config: MambaConfig,
+    pub name: String,
+    pub dtype: WeightDtype,
+}
+
+impl TensorSource for SyntheticModel {
+    fn config(&self) -> &MambaConfig {
+        &self.config
+    }
+
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        !name.starts_with("lm_head") && !name.ends_with("proj.bias")
+    }
+
+    fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
+        let n: usize = shape.iter().product();
+        let seed = name.bytes().fold(0x9E37_79B9_7F4A_7C15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+        let values: Vec<f32> = if name.ends_with("norm.weight") || name.ends_with("norm_f.weight") || name.ends_with(".D") {
+            vec![1.0; n]
+        } else if name.ends_with("A_log") {
+            (0..n).map(|i| ((i % self.config.d_state) as f32 + 1.0).ln()).collect()
+        } else if name.ends_with("dt_proj.bias") {
+            vec![(0.01f32.exp() - 1.0).ln(); n]
+        } else {
+            uniform(seed, n, 0.05)
+        };
+        let matrix = shape.len() == 2 && !name.ends_with("A_log");
+        let (dtype, bytes) = if matrix && self.dtype == WeightDtype::F16 {
+            let bits: Vec<u16> = values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
+            (StoredDtype::F16, bytemuck::cast_slice(&bits).to_vec())
+        } else {
+            (StoredDtype::F32, bytemuck::cast_slice(&values).to_vec())
+        };
+        Ok(TensorBytes { name, dtype, shape: shape.to_vec(), bytes: Cow::Owned(bytes) })
+    }
+}
+
+fn uniform(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+    let mut state = seed;
+    (0..n)
+        .map(|_| {
+            // xorshift64*: fast enough for billions of values
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (bits as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

@@ -1,0 +1,448 @@
+//! The browser facade: a small wasm-bindgen API over the engine, used by `web/main.js`.
+//!
+//! ```js
+//! import init, { MambaEngine } from './pkg/mamba_wgpu.js';
+//! await init();
+//! const engine = await MambaEngine.create();          // WebGPU adapter + device
+//! console.log(engine.adapterInfo());                   // {name, backend, device_type, ...}
+//! await engine.loadModel(configText, weightBytes, tokenizerText, (done, total) => {});
+//! const stats = await engine.generate('ROMEO.', { max_tokens: 100, temperature: 0.8 },
+//!                                     (piece) => output.append(piece));
+//! const { ids } = await engine.generateIds([1, 2, 3], 12);  // greedy ids, no tokenizer needed
+//! ```
+//!
+//! Every method that touches the GPU returns a Promise and never blocks the page: readbacks
+//! await `mapAsync`. One generation runs at a time; `stop()` ends it before the next token.
+//! Methods take `&self` and keep their state behind `Rc<RefCell<..>>`, so `stop()` can be called
+//! while a generation is awaiting the GPU (a `&mut self` async method would hold the object's
+//! borrow across the await and make any other call throw).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+
+use js_sys::{Function, Promise};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::{Error, Result};
+use crate::generate::{FinishReason, GenerationStats, Generator, StopConditions};
+use crate::gpu::GpuContext;
+use crate::model::checkpoint::ShardBytes;
+use crate::model::{Checkpoint, LoadOptions, Model};
+use crate::sampling::{Sampler, SamplingParams};
+use crate::session::Session;
+use crate::tokenizer::Tokenizer;
+
+/// A loaded model with its one session and what the session's state holds.
+struct Loaded {
+    model: Arc<Model>,
+    tokenizer: Option<Tokenizer>,
+    session: Session,
+    /// Prompt and generated ids in the state (for the repetition penalty of a continuation).
+    history: Vec<u32>,
+    /// The last returned token, not yet fed to the session (see `Generator::pending_token`).
+    pending: Option<u32>,
+}
+
+enum Slot {
+    Empty,
+    Ready(Box<Loaded>),
+    /// A generation has taken the model out; it puts it back when it ends.
+    Busy,
+}
+
+/// The engine: one WebGPU device, at most one model, one generation at a time.
+#[wasm_bindgen]
+pub struct MambaEngine {
+    ctx: Arc<GpuContext>,
+    slot: Rc<RefCell<Slot>>,
+    /// Set by `stop()`, checked between tokens, cleared when a generation starts.
+    stop: Rc<Cell<bool>>,
+    /// The first GPU error WebGPU reported since the last check (validation, out of memory):
+    /// WebGPU reports them asynchronously instead of failing the call.
+    gpu_error: Arc<Mutex<Option<String>>>,
+}
+
+/// Options of `generate` and `generateIds`, as a plain JS object; absent fields take the CLI's
+/// defaults, so `{temperature: 0}` decodes like `mamba-wgpu generate --temperature 0`.
+#[derive(Deserialize, Debug)]
+#[serde(default, deny_unknown_fields)]
+struct GenerateOptions {
+    max_tokens: usize,
+    temperature: f32,
+    top_k: usize,
+    top_p: f32,
+    min_p: f32,
+    repetition_penalty: f32,
+    repetition_window: usize,
+    seed: u64,
+    /// Texts that end generation (not shown).
+    stop: Vec<String>,
+    /// Continue from the state the last generation left, instead of starting afresh.
+    #[serde(rename = "continue")]
+    continue_: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        // The same defaults as the CLI's flags (src/cli/args.rs).
+        GenerateOptions {
+            max_tokens: 200,
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.95,
+            min_p: 0.05,
+            repetition_penalty: 1.1,
+            repetition_window: 64,
+            seed: 0,
+            stop: Vec::new(),
+            continue_: false,
+        }
+    }
+}
+
+impl GenerateOptions {
+    fn from_js(value: &JsValue) -> Result<Self> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(Self::default());
+        }
+        let json = js_sys::JSON::stringify(value)
+            .ok()
+            .and_then(|s| s.as_string())
+            .ok_or_else(|| Error::invalid("options", "must be a plain object"))?;
+        serde_json::from_str(&json).map_err(|e| Error::invalid("options", e.to_string()))
+    }
+
+    fn sampling(&self) -> SamplingParams {
+        SamplingParams {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repetition_penalty: self.repetition_penalty,
+            repetition_window: self.repetition_window,
+            seed: self.seed,
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl MambaEngine {
+    /// Opens the browser's WebGPU adapter (high performance) and a device on it.
+    pub async fn create() -> std::result::Result<MambaEngine, JsError> {
+        console_error_panic_hook::set_once();
+        let ctx = GpuContext::new(None).await.map_err(js_error)?;
+        let gpu_error = Arc::new(Mutex::new(None));
+        let sink = gpu_error.clone();
+        ctx.device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
+            slot.get_or_insert_with(|| e.to_string());
+        }));
+        Ok(MambaEngine { ctx, slot: Rc::new(RefCell::new(Slot::Empty)), stop: Rc::new(Cell::new(false)), gpu_error })
+    }
+
+    /// The adapter in use: `{name, backend, device_type, driver, shader_f16, max_storage_binding_bytes,
+    /// max_buffer_bytes, max_workgroup_storage_bytes}`.
+    #[wasm_bindgen(js_name = adapterInfo)]
+    pub fn adapter_info(&self) -> JsValue {
+        let a = &self.ctx.adapter;
+        to_js(&serde_json::json!({
+            "name": a.name,
+            "backend": a.backend,
+            "device_type": a.device_type,
+            "driver": a.driver,
+            "shader_f16": a.shader_f16,
+            "max_storage_binding_bytes": a.max_storage_binding_bytes,
+            "max_buffer_bytes": a.max_buffer_bytes,
+            "max_workgroup_storage_bytes": a.max_workgroup_storage_bytes,
+        }))
+    }
+
+    /// Uploads a model: config.json text, the bytes of model.safetensors, and tokenizer.json
+    /// text (optional: without it only `generateIds` works). `progress(done, total)` receives
+    /// bytes of tensor data uploaded. Replaces any model loaded before. Resolves to `modelInfo()`.
+    #[wasm_bindgen(js_name = loadModel)]
+    pub fn load_model(&self, config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, progress: Option<Function>) -> Promise {
+        let (ctx, slot) = (self.ctx.clone(), self.slot.clone());
+        let gpu_error = self.gpu_error.clone();
+        future_to_promise(async move {
+            if matches!(*slot.borrow(), Slot::Busy) {
+                return Err(js_error(busy()).into());
+            }
+            // Free the old model's GPU memory before uploading the new one.
+            *slot.borrow_mut() = Slot::Empty;
+            take_gpu_error(&gpu_error);
+            let loaded = load(ctx, &config_json, weights, tokenizer_json.as_deref(), progress.as_ref()).map_err(js_error)?;
+            if let Some(e) = take_gpu_error(&gpu_error) {
+                return Err(js_error(Error::Gpu(format!("uploading the model failed: {e}"))).into());
+            }
+            let info = model_info(&loaded);
+            *slot.borrow_mut() = Slot::Ready(Box::new(loaded));
+            Ok(info)
+        })
+    }
+
+    /// `{source, vocab_size, d_model, n_layer, d_state, weight_dtype, weight_bytes, has_tokenizer}`
+    /// of the loaded model, or null.
+    #[wasm_bindgen(js_name = modelInfo)]
+    pub fn model_info(&self) -> JsValue {
+        match &*self.slot.borrow() {
+            Slot::Ready(loaded) => model_info(loaded),
+            _ => JsValue::NULL,
+        }
+    }
+
+    /// Continues `prompt` (text; needs a tokenizer). `onToken(piece)` receives each new piece
+    /// of text as it is decoded (never half a character). Resolves to
+    /// `{text, ids, prompt_tokens, generated_tokens, finish_reason, prefill_seconds,
+    /// decode_seconds, prefill_tokens_per_s, decode_tokens_per_s}`.
+    pub fn generate(&self, prompt: String, options: JsValue, on_token: Option<Function>) -> Promise {
+        let run = self.runner();
+        future_to_promise(async move {
+            let options = GenerateOptions::from_js(&options).map_err(js_error)?;
+            run.run(move |loaded, stop, gpu_error| Box::pin(generate_text(loaded, prompt, options, on_token, stop, gpu_error))).await
+        })
+    }
+
+    /// Greedy continuation of token ids (no tokenizer needed, no EOS stop): exactly
+    /// `maxTokens` argmax steps, like the reference fixtures and `mamba-wgpu generate
+    /// --prompt-ids --greedy`. `onToken(id)` receives each id. Resolves like `generate`.
+    #[wasm_bindgen(js_name = generateIds)]
+    pub fn generate_ids(&self, ids: Vec<u32>, max_tokens: usize, on_token: Option<Function>) -> Promise {
+        let run = self.runner();
+        future_to_promise(async move {
+            let options = GenerateOptions { max_tokens, ..GenerateOptions::default() };
+            run.run(move |loaded, stop, gpu_error| Box::pin(generate_ids(loaded, ids, options, on_token, stop, gpu_error))).await
+        })
+    }
+
+    /// Ends the running generation before its next token (its promise resolves normally, with
+    /// `finish_reason: "cancelled"`).
+    pub fn stop(&self) {
+        self.stop.set(true);
+    }
+
+    /// True while a generation runs.
+    #[wasm_bindgen(js_name = isBusy)]
+    pub fn is_busy(&self) -> bool {
+        matches!(*self.slot.borrow(), Slot::Busy)
+    }
+
+    /// Zeroes the recurrent state, so a `{continue: true}` generation starts afresh.
+    pub fn reset(&self) -> std::result::Result<(), JsError> {
+        match &mut *self.slot.borrow_mut() {
+            Slot::Ready(loaded) => {
+                reset(loaded);
+                Ok(())
+            }
+            Slot::Empty => Ok(()),
+            Slot::Busy => Err(js_error(busy())),
+        }
+    }
+}
+
+impl MambaEngine {
+    fn runner(&self) -> Runner {
+        Runner { slot: self.slot.clone(), stop: self.stop.clone(), gpu_error: self.gpu_error.clone() }
+    }
+}
+
+type BoxFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<serde_json::Value>> + 'a>>;
+
+/// Takes the model out of its slot for one generation and always puts it back.
+struct Runner {
+    slot: Rc<RefCell<Slot>>,
+    stop: Rc<Cell<bool>>,
+    gpu_error: Arc<Mutex<Option<String>>>,
+}
+
+impl Runner {
+    async fn run<F>(self, job: F) -> std::result::Result<JsValue, JsValue>
+    where
+        F: for<'a> FnOnce(&'a mut Loaded, &'a Cell<bool>, &'a Mutex<Option<String>>) -> BoxFuture<'a>,
+    {
+        let mut loaded = match std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Busy) {
+            Slot::Ready(loaded) => loaded,
+            Slot::Empty => {
+                *self.slot.borrow_mut() = Slot::Empty;
+                return Err(js_error(Error::invalid("model", "no model loaded: call loadModel() first")).into());
+            }
+            Slot::Busy => return Err(js_error(busy()).into()),
+        };
+        self.stop.set(false);
+        take_gpu_error(&self.gpu_error);
+        let result = job(&mut loaded, &self.stop, &self.gpu_error).await;
+        if result.is_err() {
+            // The state is unknown after a failed step: the next run starts from zero.
+            reset(&mut loaded);
+        }
+        *self.slot.borrow_mut() = Slot::Ready(loaded);
+        result.map(|v| to_js(&v)).map_err(|e| js_error(e).into())
+    }
+}
+
+fn load(ctx: Arc<GpuContext>, config_json: &str, weights: Vec<u8>, tokenizer_json: Option<&str>, progress: Option<&Function>) -> Result<Loaded> {
+    let tokenizer = tokenizer_json.map(|t| Tokenizer::from_bytes(t.as_bytes(), "tokenizer.json")).transpose()?;
+    let ckpt = Checkpoint::from_parts("browser", config_json, vec![("model.safetensors".into(), ShardBytes::Owned(weights))])?;
+    let total = ckpt.stored_bytes() as f64;
+    let mut report = |done: u64| {
+        if let Some(f) = progress {
+            // A throwing callback must not abort the load.
+            let _ = f.call2(&JsValue::NULL, &JsValue::from_f64(done as f64), &JsValue::from_f64(total));
+        }
+    };
+    let model = Arc::new(Model::load(ctx, &ckpt, LoadOptions::default(), &mut report)?);
+    drop(ckpt);
+    if let Some(tok) = &tokenizer {
+        let (t, m) = (tok.vocab_size(), model.config.vocab_size);
+        if t > m {
+            return Err(Error::invalid("tokenizer.json", format!("has {t} tokens but the model's vocabulary has {m}: they do not belong together")));
+        }
+    }
+    let session = Session::new(model.clone(), 1)?;
+    Ok(Loaded { model, tokenizer, session, history: Vec::new(), pending: None })
+}
+
+fn reset(loaded: &mut Loaded) {
+    loaded.session.reset();
+    loaded.history.clear();
+    loaded.pending = None;
+}
+
+async fn generate_text(
+    loaded: &mut Loaded,
+    prompt: String,
+    options: GenerateOptions,
+    on_token: Option<Function>,
+    stop: &Cell<bool>,
+    gpu_error: &Mutex<Option<String>>,
+) -> Result<serde_json::Value> {
+    if !options.continue_ {
+        reset(loaded);
+    }
+    let Loaded { model, tokenizer, session, history, pending } = loaded;
+    let tokenizer = tokenizer.as_ref().ok_or_else(|| Error::invalid("prompt", "this model has no tokenizer.json: use generateIds()"))?;
+    let mut ids: Vec<u32> = pending.take().into_iter().collect();
+    ids.extend(tokenizer.encode(&prompt)?);
+    if ids.is_empty() {
+        return Err(Error::invalid("prompt", "is empty: type some text to continue"));
+    }
+    let eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    let stop_conditions = StopConditions { max_tokens: options.max_tokens, eos, stop_strings: options.stop.clone() };
+    let mut gen = Generator::new(session, Sampler::new(options.sampling())?, stop_conditions).with_history(history).with_tokenizer(tokenizer);
+    gen.start(&ids).await?;
+    check_gpu(gpu_error)?;
+    let mut text = String::new();
+    loop {
+        if stop.get() {
+            gen.cancel();
+        }
+        let Some(piece) = gen.next_text().await? else { break };
+        check_gpu(gpu_error)?;
+        if !piece.is_empty() {
+            emit(on_token.as_ref(), &JsValue::from_str(&piece));
+            text.push_str(&piece);
+        }
+    }
+    let (stats, reason) = (gen.stats(), gen.finish_reason());
+    *pending = gen.pending_token();
+    *history = gen.history().to_vec();
+    let generated = history[history.len() - stats.generated_tokens..].to_vec();
+    Ok(stats_json(&stats, reason, &generated, Some(text)))
+}
+
+async fn generate_ids(
+    loaded: &mut Loaded,
+    prompt: Vec<u32>,
+    options: GenerateOptions,
+    on_token: Option<Function>,
+    stop: &Cell<bool>,
+    gpu_error: &Mutex<Option<String>>,
+) -> Result<serde_json::Value> {
+    reset(loaded);
+    let stop_conditions = StopConditions { max_tokens: options.max_tokens, eos: None, stop_strings: Vec::new() };
+    let mut gen = Generator::new(&mut loaded.session, Sampler::new(SamplingParams::greedy())?, stop_conditions);
+    gen.start(&prompt).await?;
+    check_gpu(gpu_error)?;
+    let mut generated = Vec::new();
+    loop {
+        if stop.get() {
+            gen.cancel();
+        }
+        let Some(id) = gen.next_token().await? else { break };
+        check_gpu(gpu_error)?;
+        emit(on_token.as_ref(), &JsValue::from_f64(id as f64));
+        generated.push(id);
+    }
+    let (stats, reason) = (gen.stats(), gen.finish_reason());
+    loaded.pending = gen.pending_token();
+    loaded.history = gen.history().to_vec();
+    Ok(stats_json(&stats, reason, &generated, None))
+}
+
+fn stats_json(stats: &GenerationStats, reason: Option<FinishReason>, ids: &[u32], text: Option<String>) -> serde_json::Value {
+    let mut out = serde_json::json!({
+        "ids": ids,
+        "prompt_tokens": stats.prompt_tokens,
+        "generated_tokens": stats.generated_tokens,
+        "finish_reason": reason.map(FinishReason::as_str),
+        "prefill_seconds": stats.prefill_seconds,
+        "decode_seconds": stats.decode_seconds,
+        "prefill_tokens_per_s": stats.prefill_tokens_per_second(),
+        "decode_tokens_per_s": stats.decode_tokens_per_second(),
+    });
+    if let Some(text) = text {
+        out["text"] = text.into();
+    }
+    out
+}
+
+fn model_info(loaded: &Loaded) -> JsValue {
+    let (m, c) = (&loaded.model, &loaded.model.config);
+    to_js(&serde_json::json!({
+        "source": m.source,
+        "vocab_size": c.vocab_size,
+        "d_model": c.d_model,
+        "d_inner": c.d_inner,
+        "n_layer": c.n_layer,
+        "d_state": c.d_state,
+        "weight_dtype": format!("{:?}", m.weight_dtype),
+        "weight_bytes": m.weight_bytes(),
+        "has_tokenizer": loaded.tokenizer.is_some(),
+    }))
+}
+
+/// Calls the page's callback; an exception there is logged, not allowed to end generation.
+fn emit(callback: Option<&Function>, value: &JsValue) {
+    if let Some(f) = callback {
+        if let Err(e) = f.call1(&JsValue::NULL, value) {
+            web_sys::console::error_2(&"mamba-wgpu: onToken callback threw".into(), &e);
+        }
+    }
+}
+
+fn take_gpu_error(slot: &Mutex<Option<String>>) -> Option<String> {
+    slot.lock().unwrap_or_else(|p| p.into_inner()).take()
+}
+
+fn check_gpu(slot: &Mutex<Option<String>>) -> Result<()> {
+    match take_gpu_error(slot) {
+        Some(e) => Err(Error::Gpu(format!("WebGPU reported an error: {e}"))),
+        None => Ok(()),
+    }
+}
+
+fn busy() -> Error {
+    Error::invalid("engine", "a generation is running: call stop() and wait for it to end")
+}
+
+fn js_error(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// A JSON value as a plain JS object.
+fn to_js(value: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}

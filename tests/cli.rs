@@ -1,0 +1,225 @@
+//! End-to-end tests of the `mamba-wgpu` binary. Expected token ids come from the fixtures'
+//! expected.json (Hugging Face's outputs) or from a second, independent path through the CLI
+//! (one uninterrupted run vs. a saved and restored one), never from the code under test.
+//!
+//! Text mode is tested on the fixture models with a word-level tokenizer written here: token
+//! `i` is the word `t{i}`, so the text a run prints can be compared with the fixture's ids.
+
+mod cli_support;
+
+use cli_support::*;
+
+#[test]
+fn ids_mode_reproduces_the_fixture_greedy_tokens() {
+    let fx = Fixture::load("mamba1-small");
+    let out = run_ok(&["generate", "--model", &fx.dir_str(), "--prompt-ids", &fx.prompt_csv(0), "--max-tokens", "12", "--greedy"]);
+    assert_eq!(parse_ids(&out.stdout), fx.greedy[0], "stdout: {}", out.stdout);
+    assert!(out.stderr.contains("generated tokens: 12"), "summary missing: {}", out.stderr);
+}
+
+#[test]
+fn ids_mode_json_output() {
+    let fx = Fixture::load("mamba1-small");
+    let out = run_ok(&["generate", "--model", &fx.dir_str(), "--prompt-ids", &fx.prompt_csv(0), "--max-tokens", "12", "--greedy", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", out.stdout));
+    let ids: Vec<Vec<u32>> = serde_json::from_value(v["ids"].clone()).expect("`ids` is a list of id lists");
+    assert_eq!(ids, vec![fx.greedy[0].clone()]);
+    for key in ["prefill_tokens_per_s", "decode_tokens_per_s"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} should be a positive number: {v}");
+    }
+    assert!(v["adapter"].as_str().is_some_and(|a| !a.is_empty()), "adapter missing: {v}");
+    assert_eq!(v["generated_tokens"], 12);
+}
+
+#[test]
+fn info_lists_adapters() {
+    let out = run_ok(&["info"]);
+    assert!(out.stdout.lines().any(|l| l.starts_with("adapter: ") && l.len() > 10), "{}", out.stdout);
+    assert!(out.stdout.contains("adapters:"), "{}", out.stdout);
+}
+
+#[test]
+fn bad_sampling_values_are_clean_errors() {
+    let fx = Fixture::load("mamba1-small");
+    let base = ["generate", "--model", &fx.dir_str(), "--prompt-ids", "1,2"];
+    expect_error(&[&base[..], &["--top-p", "1.5"]].concat(), &["--top-p", "1.5"]);
+    expect_error(&[&base[..], &["--temperature", "-1"]].concat(), &["--temperature", "-1"]);
+    expect_error(&[&base[..], &["--min-p", "2"]].concat(), &["--min-p"]);
+    // A flag without its value is clap's usage error: exit code 2, still no panic.
+    let out = run(&[&base[..], &["--top-k"]].concat(), &RunOpts::default());
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("--top-k") && !out.stderr.contains("panicked"), "{}", out.stderr);
+}
+
+#[test]
+fn bad_prompts_are_clean_errors() {
+    let fx = Fixture::load("mamba1-small");
+    let dir = fx.dir_str();
+    expect_error(&["generate", "--model", &dir, "--prompt-ids", "1,1000"], &["1000", "vocabulary"]);
+    expect_error(&["generate", "--model", &dir, "--prompt-ids", ""], &["empty"]);
+    expect_error(&["generate", "--model", &dir, "--prompt-ids", "1,x"], &["--prompt-ids", "`x`"]);
+    // A model folder without tokenizer.json cannot take text.
+    expect_error(&["generate", "--model", &dir, "--prompt", "hello"], &["tokenizer.json", "--prompt-ids"]);
+    let tmp = TempDir::new("bad-utf8");
+    let file = tmp.path().join("prompt.txt");
+    std::fs::write(&file, b"ok \xff\xfe not utf-8").expect("write prompt file");
+    let with_tok = word_model(&tmp, "mamba1-small");
+    expect_error(&["generate", "--model", &with_tok, "--prompt-file", &file.display().to_string()], &["prompt.txt", "UTF-8"]);
+}
+
+#[test]
+fn missing_models_are_clean_errors() {
+    let tmp = TempDir::new("missing-model");
+    expect_error(&["generate", "--model", &tmp.path().join("no/such/dir").display().to_string(), "--prompt-ids", "1"], &["no/such/dir", "not found"]);
+    // An owner/name that is neither a folder nor cached, in a build that cannot download.
+    let opts = RunOpts { envs: vec![("HF_HUB_CACHE", tmp.path().display().to_string())], cwd: Some(tmp.path().into()), ..RunOpts::default() };
+    let out = run(&["generate", "--model", "nobody-here/no-such-model", "--prompt-ids", "1"], &opts);
+    check_error(&out, &["nobody-here/no-such-model", "Hugging Face cache"]);
+    if !cfg!(feature = "hub") {
+        check_error(&out, &["cannot download", "--features hub", "huggingface-cli download nobody-here/no-such-model"]);
+    }
+    expect_error(&["generate", "--model", "../shared/fixtures/mamba1-small", "--prompt-ids", "1", "--adapter", "no-such-gpu-xyz"], &["no-such-gpu-xyz"]);
+}
+
+#[test]
+fn hugging_face_cache_resolves_repo_ids() {
+    let fx = Fixture::load("mamba1-tiny");
+    let tmp = TempDir::new("hf-cache");
+    // The hub's layout: refs/main names the commit; snapshot files are symlinks into blobs/.
+    let repo = tmp.path().join("hub/models--test-owner--tiny-mamba");
+    let hash = "0123456789abcdef0123456789abcdef01234567";
+    let snapshot = repo.join("snapshots").join(hash);
+    std::fs::create_dir_all(&snapshot).expect("mkdir snapshot");
+    std::fs::create_dir_all(repo.join("blobs")).expect("mkdir blobs");
+    std::fs::create_dir_all(repo.join("refs")).expect("mkdir refs");
+    std::fs::write(repo.join("refs/main"), format!("{hash}\n")).expect("write ref");
+    for file in ["config.json", "model.safetensors"] {
+        let blob = repo.join("blobs").join(format!("blob-{file}"));
+        std::fs::copy(fx.dir.join(file), &blob).expect("copy fixture file");
+        std::os::unix::fs::symlink(&blob, snapshot.join(file)).expect("symlink");
+    }
+    let args = ["generate", "--model", "test-owner/tiny-mamba", "--prompt-ids", &fx.prompt_csv(0), "--max-tokens", "12", "--greedy"];
+    let hub = tmp.path().join("hub").display().to_string();
+    for envs in [vec![("HF_HUB_CACHE", hub)], vec![("HF_HOME", tmp.path().display().to_string())]] {
+        let out = run(&args, &RunOpts { envs, cwd: Some(tmp.path().into()), ..RunOpts::default() });
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert_eq!(parse_ids(&out.stdout), fx.greedy[0]);
+    }
+}
+
+#[test]
+fn state_from_another_model_is_refused() {
+    let tiny = Fixture::load("mamba1-tiny");
+    let small = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("other-model-state");
+    let state = tmp.path().join("tiny.state").display().to_string();
+    run_ok(&["generate", "--model", &tiny.dir_str(), "--prompt-ids", "1,2,3", "--max-tokens", "2", "--save-state", &state]);
+    expect_error(&["generate", "--model", &small.dir_str(), "--prompt-ids", "1", "--load-state", &state], &["tiny.state", "different model"]);
+    std::fs::write(tmp.path().join("junk.state"), b"not a state").expect("write junk");
+    let junk = tmp.path().join("junk.state").display().to_string();
+    expect_error(&["generate", "--model", &small.dir_str(), "--prompt-ids", "1", "--load-state", &junk], &["junk.state"]);
+}
+
+#[test]
+fn saved_state_continues_as_one_uninterrupted_run() {
+    let fx = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("continue-state");
+    let state = tmp.path().join("a.state").display().to_string();
+    let (a, b) = fx.prompts[0].split_at(170);
+    let dir = fx.dir_str();
+    // Prompt A only, then B from the saved state, must equal A+B in one go (the fixture).
+    run_ok(&["generate", "--model", &dir, "--prompt-ids", &csv(a), "--max-tokens", "0", "--save-state", &state]);
+    let out = run_ok(&["generate", "--model", &dir, "--load-state", &state, "--prompt-ids", &csv(b), "--max-tokens", "12", "--greedy"]);
+    assert_eq!(parse_ids(&out.stdout), fx.greedy[0]);
+    // Saved after generating: the last generated token is pending and fed on load.
+    run_ok(&["generate", "--model", &dir, "--prompt-ids", &fx.prompt_csv(0), "--max-tokens", "5", "--greedy", "--save-state", &state]);
+    let out = run_ok(&["generate", "--model", &dir, "--load-state", &state, "--max-tokens", "7", "--greedy"]);
+    assert_eq!(parse_ids(&out.stdout), fx.greedy[0][5..]);
+    // Sampling with a repetition penalty: the saved history keeps the penalty identical.
+    let sampled = ["--max-tokens", "20", "--seed", "7", "--temperature", "1.5", "--repetition-penalty", "1.5"];
+    let whole = run_ok(&[&["generate", "--model", &dir, "--prompt-ids", &fx.prompt_csv(0)][..], &sampled].concat());
+    run_ok(&["generate", "--model", &dir, "--prompt-ids", &csv(a), "--max-tokens", "0", "--save-state", &state]);
+    let resumed = run_ok(&[&["generate", "--model", &dir, "--load-state", &state, "--prompt-ids", &csv(b)][..], &sampled].concat());
+    assert_eq!(parse_ids(&whole.stdout).len(), 20);
+    assert_eq!(parse_ids(&resumed.stdout), parse_ids(&whole.stdout));
+}
+
+#[test]
+fn text_mode_streams_the_fixture_tokens_as_words() {
+    let fx = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("text-mode");
+    let model = word_model(&tmp, "mamba1-small");
+    let prompt = words(&fx.prompts[0]);
+    let args = ["generate", "--model", &model, "--prompt", &prompt, "--max-tokens", "12", "--greedy"];
+    let out = run_ok(&args);
+    assert_eq!(out.stdout, words(&fx.greedy[0]));
+    assert!(out.stderr.contains("prompt tokens: 300") && out.stderr.contains("generated tokens: 12"), "{}", out.stderr);
+
+    // The same prompt from a file, echoed before the new text.
+    let file = tmp.path().join("prompt.txt");
+    std::fs::write(&file, &prompt).expect("write prompt");
+    let out = run_ok(&["generate", "--model", &model, "--prompt-file", &file.display().to_string(), "--max-tokens", "12", "--greedy", "--echo-prompt"]);
+    assert_eq!(out.stdout, format!("{prompt}{}", words(&fx.greedy[0])));
+
+    // A stop string ends the output before it and is not printed.
+    let stop = format!("t{}", fx.greedy[0][3]);
+    let out = run_ok(&[&args[..], &["--stop", &stop, "--json"]].concat());
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["text"].as_str(), Some(format!("{} ", words(&fx.greedy[0][..3])).as_str()), "{v}");
+    assert_eq!(v["finish_reason"], "stop-string");
+}
+
+#[test]
+fn text_mode_stops_at_eos() {
+    // Continue the fixture's greedy run, but with its 4th token declared the EOS id.
+    let fx = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("eos");
+    let model = word_model(&tmp, "mamba1-small");
+    let config_path = std::path::Path::new(&model).join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).expect("config")).expect("json");
+    config["eos_token_id"] = fx.greedy[0][3].into();
+    std::fs::write(&config_path, config.to_string()).expect("write config");
+    let out = run_ok(&["generate", "--model", &model, "--prompt", &words(&fx.prompts[0]), "--max-tokens", "12", "--greedy", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("one JSON object");
+    assert_eq!(v["finish_reason"], "eos", "{v}");
+    assert_eq!(v["text"].as_str(), Some(words(&fx.greedy[0][..3]).as_str()));
+}
+
+#[test]
+fn chat_keeps_the_state_between_turns() {
+    let fx = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("chat");
+    let model = word_model(&tmp, "mamba1-small");
+    let (a, b) = (&fx.prompts[0][..290], &fx.prompts[0][290..]);
+    let input = format!("{}\n\n{}\n", words(a), words(b));
+    let opts = RunOpts { stdin: Some(input), ..RunOpts::default() };
+    let out = run(&["chat", "--model", &model, "--greedy", "--max-tokens", "6"], &opts);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let replies: Vec<Vec<u32>> = out.stdout.lines().map(parse_words).collect();
+    assert_eq!(replies.len(), 2, "two replies expected (blank lines are skipped): {:?}", out.stdout);
+    // Independent path: one prefill of everything the chat fed, A + reply 1 + B (the word
+    // tokenizer drops the newline separators).
+    let generate = |prompt: &[u32]| parse_ids(&run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(prompt), "--max-tokens", "6", "--greedy"]).stdout);
+    assert_eq!(replies[0], generate(a));
+    assert_eq!(replies[1], generate(&[a, &replies[0][..], b].concat()));
+    // The check can tell: forgetting reply 1's last (chosen, never stepped) token changes it.
+    assert_ne!(replies[1], generate(&[a, &replies[0][..5], b].concat()), "the test cannot see a lost token");
+}
+
+/// The shipped default model (models/shakespeare-mamba, embedded in the binary or found in the
+/// repository): these fail, not skip, while it is missing.
+#[test]
+fn shipped_model_generates_reproducible_text() {
+    let tmp = TempDir::new("shipped");
+    // From an unrelated folder: the default model must not depend on the working directory.
+    let opts = RunOpts { cwd: Some(tmp.path().into()), ..RunOpts::default() };
+    let args = ["generate", "--prompt", "ROMEO.\n", "--seed", "1", "--max-tokens", "40"];
+    let first = run(&args, &opts);
+    assert_eq!(first.code, Some(0), "the shipped model should run: {}", first.stderr);
+    assert!(!first.stdout.trim().is_empty(), "no text generated");
+    assert!(first.stderr.contains("prompt tokens:") && first.stderr.contains("decode:"), "summary missing: {}", first.stderr);
+    let again = run(&args, &opts);
+    assert_eq!(first.stdout, again.stdout, "the same seed must give the same text");
+    let other = run(&[&args[..3], &["--seed", "2", "--max-tokens", "40"]].concat(), &opts);
+    assert_ne!(first.stdout, other.stdout, "another seed should give other text");
+}
