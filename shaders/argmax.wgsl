@@ -25,7 +25,9 @@ fn beats(v1: f32, i1: u32, v2: f32, i2: u32) -> bool {
 @compute @workgroup_size(256)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let base = wg.x * p.n;
-    var v = -3.4028235e38;
+    // -FLT_MAX, written exactly: Chrome's WGSL compiler (Tint) rejects the decimal -3.4028235e38,
+    // which lies just beyond the f32 range before rounding.
+    var v = -0x1.fffffep+127f;
     var idx = 0xffffffffu;
     for (var i = lid; i < p.n; i += WG) {
         let x = logits[base + i];

@@ -3,6 +3,11 @@
 //! Every failure ends the same way: one line `error: ...` on stderr and exit code 1 (usage
 //! errors found by clap exit with 2, as clap does; Ctrl-C outside generation exits with 130).
 
+// The CLI is native only: a wasm32 build of the package compiles the library (src/web.rs)
+// and an empty binary, so `cargo check --target wasm32-unknown-unknown` passes.
+#![cfg_attr(target_arch = "wasm32", no_main)]
+#![cfg(not(target_arch = "wasm32"))]
+
 mod cli;
 
 use clap::Parser;

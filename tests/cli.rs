@@ -223,3 +223,36 @@ fn shipped_model_generates_reproducible_text() {
     let other = run(&[&args[..3], &["--seed", "2", "--max-tokens", "40"]].concat(), &opts);
     assert_ne!(first.stdout, other.stdout, "another seed should give other text");
 }
+
+/// Ctrl-C while tokens stream: the run ends after the current token, prints the summary and
+/// exits 0.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_generation_cleanly() {
+    use std::io::Read;
+    let tmp = TempDir::new("ctrl-c");
+    let model = word_model(&tmp, "mamba1-small");
+    // No EOS anywhere, so only Ctrl-C can end this run early.
+    let dir = std::path::Path::new(&model);
+    let tok = std::fs::read_to_string(dir.join("tokenizer.json")).expect("tokenizer");
+    std::fs::write(dir.join("tokenizer.json"), tok.replace("<|endoftext|>", "<none>")).expect("write tokenizer");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).expect("config")).expect("json");
+    config.as_object_mut().expect("config object").remove("eos_token_id");
+    std::fs::write(dir.join("config.json"), config.to_string()).expect("write config");
+
+    let mut child = spawn(&["generate", "--model", &model, "--prompt", "t1 t2 t3", "--max-tokens", "1000000"]);
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let mut first = [0u8; 16];
+    // Text arriving means the loop is generating; then interrupt it.
+    stdout.read_exact(&mut first).expect("some text streams before Ctrl-C");
+    let status = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("read stdout");
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stop: cancelled"), "{stderr}");
+    let generated: usize = stderr.split("generated tokens: ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.parse().ok()).expect("count in summary");
+    assert!(generated < 1_000_000 && generated > 0, "{stderr}");
+}

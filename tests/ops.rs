@@ -20,7 +20,7 @@ use common::{assert_close, random_values};
 
 /// Records `f` on a fresh tape, submits, waits.
 fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
-    let mut tape = Tape::new(ctx, "test", 64);
+    let mut tape = Tape::new(ctx, "test", 1024);
     let mut rec = tape.record(ctx);
     f(&mut rec).expect("op accepted its arguments");
     let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -43,16 +43,23 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 #[test]
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
-    let ctx = common::ctx();
-    let split_ctx = common::own_ctx().with_max_binding_bytes(4096).unwrap();
+    // The matvec kernel runs with 1 lane per row on CPU devices and 8 on GPUs: test both here.
+    let contexts = [
+        common::own_ctx().with_matvec_lanes(1).unwrap(),
+        common::own_ctx().with_matvec_lanes(8).unwrap(),
+        common::own_ctx().with_max_binding_bytes(4096).unwrap(),
+    ];
     let mut case = 0u64;
-    for &(m, n, k) in &[(1, 1, 1), (1, 17, 5), (3, 100, 33), (8, 64, 16), (9, 65, 70), (70, 130, 129), (130, 31, 64), (3, 7, 1000)] {
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 17, 5), (3, 100, 33), (8, 64, 16), (8, 64, 24), (1, 300, 768), (9, 65, 70), (70, 130, 129), (130, 31, 64), (3, 7, 1000)] {
         for f16_weights in [false, true] {
-            for split in [false, true] {
+            for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
-                let ctx = if split { &split_ctx } else { &ctx };
-                let x_offset = 3;
-                let x_stride = k + 5;
+                let split = variant == 2;
+                let lanes = ctx.matvec_lanes;
+                // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
+                let aligned = case % 3 != 0;
+                let x_offset = if aligned { 4 } else { 3 };
+                let x_stride = if aligned { k.next_multiple_of(4) + 4 } else { k + 5 };
                 let x = random_values(case, m * x_stride, 1.0);
                 let w = random_values(case + 1000, n * k, 0.5);
                 let bias = random_values(case + 2000, n, 0.5);
@@ -91,7 +98,7 @@ fn linear_matches_reference() {
                     want.iter_mut().for_each(|v| *v = reference::softplus(*v as f64) as f32);
                 }
                 let got = read(ctx, &y_buf, m * n);
-                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split}"), &got, &want, TOL);
+                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} lanes={lanes}"), &got, &want, TOL);
             }
         }
     }

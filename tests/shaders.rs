@@ -64,12 +64,17 @@ fn check_shader(source: &str) -> Result<(), String> {
         return Err(format!("{workgroup_bytes} bytes of workgroup memory (WebGPU guarantees {MAX_WORKGROUP_BYTES})"));
     }
 
-    // Every combination of boolean overrides (WEIGHT_F16 false / true).
+    // Every combination of the values the engine gives each override constant.
     let overrides: Vec<String> = module.overrides.iter().filter_map(|(_, o)| o.name.clone()).collect();
-    for combo in 0..(1u32 << overrides.len()) {
+    let mut combos: Vec<Vec<(String, f64)>> = vec![vec![]];
+    for name in &overrides {
+        let values = override_values(name)?;
+        combos = combos.into_iter().flat_map(|c| values.iter().map(move |&v| [c.clone(), vec![(name.clone(), v)]].concat())).collect();
+    }
+    for combo in combos {
         let mut constants = naga::back::PipelineConstants::default();
-        for (i, name) in overrides.iter().enumerate() {
-            constants.insert(name.clone(), ((combo >> i) & 1) as f64);
+        for (name, value) in combo {
+            constants.insert(name, value);
         }
         for (ep_index, ep) in module.entry_points.iter().enumerate() {
             if ep.stage != ShaderStage::Compute {
@@ -94,6 +99,16 @@ fn check_shader(source: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The values gpu::kernels passes for each override constant.
+fn override_values(name: &str) -> Result<&'static [f64], String> {
+    match name {
+        "WEIGHT_F16" => Ok(&[0.0, 1.0]),
+        "BATCH" => Ok(&[1.0, 3.0, 8.0]),
+        "LANES" => Ok(&[1.0, 8.0]),
+        other => Err(format!("override `{other}` has no test values in tests/shaders.rs")),
+    }
 }
 
 fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str) -> Result<(), String> {

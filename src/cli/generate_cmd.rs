@@ -48,7 +48,10 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let (mut prompt, history) = match &args.load_state {
         Some(path) => {
             let saved = state_file::load(path, &model)?;
-            session.restore(&saved.snapshot).map_err(|e| Error::Snapshot { reason: format!("{}: {e}", path.display()) })?;
+            session.restore(&saved.snapshot).map_err(|e| match e {
+                Error::Snapshot { reason } => Error::Snapshot { reason: format!("{}: {reason}", path.display()) },
+                other => other,
+            })?;
             (saved.pending.into_iter().collect::<Vec<u32>>(), saved.history)
         }
         None => (Vec::new(), Vec::new()),

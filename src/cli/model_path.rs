@@ -5,9 +5,6 @@ use std::path::{Path, PathBuf};
 
 use mamba_wgpu::{Error, Result};
 
-/// The repository's default model, relative to the crate root.
-pub const SHIPPED_MODEL_DIR: &str = "models/shakespeare-mamba";
-
 pub enum ModelSource {
     /// Compiled into the binary (feature `embedded-model`).
     #[cfg_attr(not(feature = "embedded-model"), allow(dead_code))]
@@ -43,7 +40,7 @@ fn default_model() -> Result<ModelSource> {
 /// developer running `cargo run --no-default-features` wants.
 #[cfg(not(feature = "embedded-model"))]
 fn default_model() -> Result<ModelSource> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(SHIPPED_MODEL_DIR);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shakespeare-mamba");
     if dir.join("model.safetensors").is_file() {
         return Ok(ModelSource::Folder(dir));
     }

@@ -38,6 +38,9 @@ pub struct GpuContext {
     /// Largest storage binding a single weight part may occupy; weights above it are split by
     /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
     pub max_binding_bytes: u64,
+    /// Invocations per output row in the decode matrix-vector kernel: 8 on GPUs (coalesced
+    /// loads), 1 on CPU devices such as lavapipe (each SIMD lane streams its own row).
+    pub matvec_lanes: u8,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -96,13 +99,23 @@ impl GpuContext {
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
-        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, kernels: KernelCache::default(), placeholder }))
+        let matvec_lanes = if info.device_type == wgpu::DeviceType::Cpu { 1 } else { 8 };
+        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, matvec_lanes, kernels: KernelCache::default(), placeholder }))
     }
 
     /// A context whose weights are split at `bytes` per part (tests of the split path).
     pub fn with_max_binding_bytes(self: Arc<Self>, bytes: u64) -> Result<Arc<Self>> {
         let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; lower the binding size before loading"))?;
         Ok(Arc::new(GpuContext { max_binding_bytes: bytes.min(ctx.max_binding_bytes), ..ctx }))
+    }
+
+    /// A context whose matvec kernel uses `lanes` (1, 2, 4 or 8) invocations per row (tests).
+    pub fn with_matvec_lanes(self: Arc<Self>, lanes: u8) -> Result<Arc<Self>> {
+        if !matches!(lanes, 1 | 2 | 4 | 8) {
+            return Err(Error::invalid("lanes", format!("{lanes} is not 1, 2, 4 or 8")));
+        }
+        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; set the lanes before loading"))?;
+        Ok(Arc::new(GpuContext { matvec_lanes: lanes, ..ctx }))
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

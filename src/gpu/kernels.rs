@@ -11,7 +11,9 @@ pub enum Kernel {
     Embedding { f16: bool },
     AddRmsNorm,
     Matmul { f16: bool },
-    Matvec { f16: bool },
+    /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers;
+    /// `lanes` = invocations per output row (8 on GPUs, 1 on CPU devices).
+    Matvec { f16: bool, batch: u8, lanes: u8 },
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,
@@ -30,8 +32,8 @@ pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 pub const SCAN_MAX_STATE: u32 = 64;
 /// Output tile edge of shaders/matmul.wgsl (TILE there).
 pub const MATMUL_TILE: u32 = 64;
-/// Output rows per workgroup and most batch rows of shaders/matvec.wgsl.
-pub const MATVEC_ROWS_PER_WG: u32 = 8;
+/// Invocations per workgroup and most batch rows of shaders/matvec.wgsl.
+pub const MATVEC_WG: u32 = 256;
 pub const MATVEC_MAX_M: u32 = 8;
 /// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
 pub const WG_64: u32 = 64;
@@ -55,20 +57,20 @@ fn shader_source(file: &str) -> &'static str {
 }
 
 impl Kernel {
-    /// (file, entry point, weights are f16)
-    fn spec(self) -> (&'static str, &'static str, Option<bool>) {
+    /// (file, entry point, weights are f16, matvec's (batch rows, lanes per row))
+    fn spec(self) -> (&'static str, &'static str, Option<bool>, Option<(u8, u8)>) {
         match self {
-            Kernel::Embedding { f16 } => ("embedding.wgsl", "main", Some(f16)),
-            Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", None),
-            Kernel::Matmul { f16 } => ("matmul.wgsl", "main", Some(f16)),
-            Kernel::Matvec { f16 } => ("matvec.wgsl", "main", Some(f16)),
-            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", None),
-            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", None),
-            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", None),
-            Kernel::ScanChunked => ("scan_chunked.wgsl", "main", None),
-            Kernel::ScanStep => ("scan_step.wgsl", "main", None),
-            Kernel::Argmax => ("argmax.wgsl", "main", None),
-            Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", None),
+            Kernel::Embedding { f16 } => ("embedding.wgsl", "main", Some(f16), None),
+            Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", None, None),
+            Kernel::Matmul { f16 } => ("matmul.wgsl", "main", Some(f16), None),
+            Kernel::Matvec { f16, batch, lanes } => ("matvec.wgsl", "main", Some(f16), Some((batch, lanes))),
+            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", None, None),
+            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", None, None),
+            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", None, None),
+            Kernel::ScanChunked => ("scan_chunked.wgsl", "main", None, None),
+            Kernel::ScanStep => ("scan_step.wgsl", "main", None, None),
+            Kernel::Argmax => ("argmax.wgsl", "main", None, None),
+            Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", None, None),
         }
     }
 }
@@ -86,7 +88,7 @@ impl KernelCache {
         if let Some(p) = pipelines.get(&kernel) {
             return p.clone();
         }
-        let (file, entry, f16) = kernel.spec();
+        let (file, entry, f16, matvec) = kernel.spec();
         let module = {
             let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
             modules
@@ -99,7 +101,14 @@ impl KernelCache {
                 })
                 .clone()
         };
-        let constants: Vec<(&str, f64)> = f16.map(|f| vec![("WEIGHT_F16", if f { 1.0 } else { 0.0 })]).unwrap_or_default();
+        let mut constants: Vec<(&str, f64)> = Vec::new();
+        if let Some(f) = f16 {
+            constants.push(("WEIGHT_F16", if f { 1.0 } else { 0.0 }));
+        }
+        if let Some((batch, lanes)) = matvec {
+            constants.push(("BATCH", batch as f64));
+            constants.push(("LANES", lanes as f64));
+        }
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,

@@ -41,7 +41,9 @@ pub struct LinearParams {
     pub bias_offset: u32,
     pub has_bias: u32,
     pub activation: u32,
-    pub _pad: [u32; 2],
+    /// matvec only: rows of W and X are 16-byte aligned (vec4 loads)
+    pub wide: u32,
+    pub _pad: u32,
 }
 
 /// shaders/conv1d.wgsl

@@ -83,21 +83,29 @@ pub enum WeightData<'a> {
     F16(&'a [u16]),
 }
 
+/// Buffers are padded to whole 16-byte words so kernels may bind them as arrays of vec4.
+fn padded<T: Copy + Default>(values: &[T], multiple: usize) -> std::borrow::Cow<'_, [T]> {
+    if !values.is_empty() && values.len() % multiple == 0 {
+        return std::borrow::Cow::Borrowed(values);
+    }
+    let mut v = values.to_vec();
+    v.resize(values.len().max(1).div_ceil(multiple) * multiple, T::default());
+    std::borrow::Cow::Owned(v)
+}
+
 fn upload_words(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: bytemuck::cast_slice(words),
+        contents: bytemuck::cast_slice(&padded(words, 4)),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
     })
 }
 
 /// A storage buffer initialised with f32 values (small weights, test inputs).
 pub fn upload_f32(ctx: &GpuContext, label: &str, values: &[f32]) -> wgpu::Buffer {
-    // wgpu rejects zero-sized bindings; a 1-element buffer stands in for an empty one.
-    let values = if values.is_empty() { &[0.0][..] } else { values };
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: bytemuck::cast_slice(values),
+        contents: bytemuck::cast_slice(&padded(values, 4)),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
     })
 }
@@ -110,7 +118,7 @@ pub fn storage(ctx: &GpuContext, label: &str, elements: usize) -> wgpu::Buffer {
 pub(crate) fn storage_with(device: &wgpu::Device, label: &str, elements: usize) -> wgpu::Buffer {
     device.create_buffer(&wgpu::BufferDescriptor {
         label: Some(label),
-        size: (elements.max(1) * 4) as u64,
+        size: (elements.max(1).div_ceil(4) * 16) as u64,
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })

@@ -4,7 +4,7 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
+use crate::gpu::kernels::{MATMUL_TILE, MATVEC_MAX_M, MATVEC_WG};
 use crate::gpu::params::LinearParams;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -55,6 +55,9 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
         None => &placeholder,
     };
     let f16 = op.weight.dtype.is_f16();
+    // matvec's 16-byte loads need rows of W (4 f32 or 8 f16) and of X (4 f32) aligned.
+    let wide = k % if f16 { 8 } else { 4 } == 0 && op.x_stride % 4 == 0 && op.x_offset % 4 == 0;
+    let lanes = rec.ctx().matvec_lanes;
     for part in &op.weight.parts {
         let params = LinearParams {
             m,
@@ -67,11 +70,13 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
             bias_offset: part.first_row,
             has_bias: op.bias.is_some() as u32,
             activation: (op.activation == Activation::Softplus) as u32,
-            _pad: [0; 2],
+            wide: wide as u32,
+            _pad: 0,
         };
         let buffers = [op.x, &part.buffer, bias, op.y];
         if m <= MATVEC_MAX_M {
-            rec.dispatch(Kernel::Matvec { f16 }, &params, &buffers, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1])?;
+            let rows_per_wg = MATVEC_WG / lanes as u32;
+            rec.dispatch(Kernel::Matvec { f16, batch: m as u8, lanes }, &params, &buffers, [groups(part.rows, rows_per_wg), 1, 1])?;
         } else {
             rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
         }

@@ -16,7 +16,12 @@ pub struct RunOpts {
     pub stdin: Option<String>,
 }
 
-pub fn run(args: &[&str], opts: &RunOpts) -> Output {
+/// Starts the binary with piped stdout and stderr (null stdin) in the crate root.
+pub fn spawn(args: &[&str]) -> std::process::Child {
+    command(args, &RunOpts::default()).stdin(Stdio::null()).spawn().expect("the mamba-wgpu binary runs")
+}
+
+fn command(args: &[&str], opts: &RunOpts) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
     cmd.args(args).current_dir(opts.cwd.clone().unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()));
     // Without a login session, libwayland (loaded by the Vulkan/GL drivers) prints
@@ -28,8 +33,13 @@ pub fn run(args: &[&str], opts: &RunOpts) -> Output {
     for (k, v) in &opts.envs {
         cmd.env(k, v);
     }
-    cmd.stdin(if opts.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd
+}
+
+pub fn run(args: &[&str], opts: &RunOpts) -> Output {
+    let mut cmd = command(args, opts);
+    cmd.stdin(if opts.stdin.is_some() { Stdio::piped() } else { Stdio::null() });
     let mut child = cmd.spawn().expect("the mamba-wgpu binary runs");
     if let Some(input) = &opts.stdin {
         use std::io::Write;

@@ -1,0 +1,92 @@
+//! The browser demo end to end: builds `web/dist` (wasm engine, page, shipped model, fixture)
+//! with `web/build.sh`, then runs `web/test/e2e.mjs`, which opens the page in headless Chromium
+//! (WebGPU on SwiftShader, Chromium's software Vulkan) and checks
+//! (a) greedy ids on the mamba1-tiny fixture against its `expected.json`, and
+//! (b) greedy text from the shipped model against what the native CLI prints.
+//!
+//! Needs Chromium (`apt-get install -y chromium`), Node with npm (`apt-get install -y nodejs
+//! npm`) and `npm ci --prefix web`; a missing piece fails the test with the command that
+//! installs it, it never passes silently.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The text case: a short greedy run, since SwiftShader takes a while per token.
+const PROMPT: &str = "ROMEO:";
+const MAX_TOKENS: usize = 20;
+const SHIPPED_MODEL: &str = "models/shakespeare-mamba";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(command: &mut Command, what: &str) -> Output {
+    match command.output() {
+        Ok(output) => output,
+        Err(e) => panic!("could not start {what}: {e}"),
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn require_tools(root: &Path) {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "the browser test needs Chromium at {chromium}: install it with `apt-get install -y chromium` (or set CHROMIUM=/path/to/chromium)"
+    );
+    let node = Command::new("node").arg("--version").output();
+    assert!(
+        node.as_ref().is_ok_and(|o| o.status.success()),
+        "the browser test needs Node.js: install it with `apt-get install -y nodejs npm`"
+    );
+    if !root.join("web/node_modules/playwright-core/package.json").exists() {
+        let npm = Command::new("npm").args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]).current_dir(root).output();
+        match npm {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("`npm ci --prefix web` failed (run it by hand to see why):\n{}{}", text(&o.stdout), text(&o.stderr)),
+            Err(e) => panic!("the browser test needs npm to install playwright-core: `apt-get install -y npm`, then `npm ci --prefix web` ({e})"),
+        }
+    }
+}
+
+/// What the native CLI prints for the text case, or why there is nothing to compare with.
+fn expected_text(root: &Path) -> Result<String, String> {
+    if !root.join(SHIPPED_MODEL).join("model.safetensors").is_file() {
+        return Err(format!("{SHIPPED_MODEL}/model.safetensors is missing: the shipped model is not in the repository yet"));
+    }
+    let output = run(
+        Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"))
+            .args(["generate", "--model", SHIPPED_MODEL, "--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0"])
+            .current_dir(root),
+        "the mamba-wgpu CLI",
+    );
+    if !output.status.success() {
+        return Err(format!("`mamba-wgpu generate` failed: {}", text(&output.stderr).trim()));
+    }
+    String::from_utf8(output.stdout).map_err(|e| format!("`mamba-wgpu generate` printed invalid UTF-8: {e}"))
+}
+
+#[test]
+fn demo_page_generates_in_headless_chromium() {
+    let root = root();
+    require_tools(&root);
+
+    let build = run(Command::new("bash").arg("web/build.sh").current_dir(&root), "web/build.sh");
+    print!("{}", text(&build.stderr));
+    assert!(build.status.success(), "web/build.sh failed:\n{}{}", text(&build.stdout), text(&build.stderr));
+    print!("{}", text(&build.stdout));
+
+    let mut e2e = Command::new("node");
+    e2e.arg("web/test/e2e.mjs").current_dir(&root).env("E2E_PROMPT", PROMPT).env("E2E_MAX_TOKENS", MAX_TOKENS.to_string());
+    match expected_text(&root) {
+        Ok(expected) => e2e.env("E2E_EXPECTED_TEXT", expected).env_remove("E2E_EXPECTED_ERROR"),
+        Err(reason) => e2e.env("E2E_EXPECTED_ERROR", reason).env_remove("E2E_EXPECTED_TEXT"),
+    };
+    let output = run(&mut e2e, "node web/test/e2e.mjs");
+    print!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "the browser test failed (output above):\n{}{}", text(&output.stdout), text(&output.stderr));
+}

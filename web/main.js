@@ -1,0 +1,320 @@
+// The demo page: loads the wasm engine, a model (served next to the page or picked from disk),
+// and streams generated text. Plain ES module, no framework.
+//
+// URL parameters (all optional):
+//   model=PATH          model folder relative to this page (default models/shakespeare-mamba)
+//   prompt=TEXT         prompt text; prompt_ids=1,2,3 runs ids mode (output = the new ids)
+//   max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed
+//   autorun=1           start generating as soon as the model is loaded
+// When a run ends, <body data-status="done"> (or "error", with the message in #error); the
+// generated text, without the prompt, is the text content of #output. <body data-run> counts
+// the runs started.
+
+import init, { MambaEngine } from './pkg/mamba_wgpu.js';
+
+const DEFAULT_MODEL = 'models/shakespeare-mamba';
+const params = new URLSearchParams(location.search);
+const $ = (id) => document.getElementById(id);
+
+const ui = {
+  form: $('form'), prompt: $('prompt'), promptLabel: $('prompt-label'),
+  maxTokens: $('max-tokens'), temperature: $('temperature'), topK: $('top-k'), topP: $('top-p'), seed: $('seed'),
+  generate: $('generate'), stop: $('stop'), stats: $('stats'),
+  echo: $('echo'), output: $('output'), error: $('error'),
+  progress: $('progress'), progressText: $('progress-text'),
+  modelName: $('model-name'), modelDetails: $('model-details'), adapter: $('adapter'),
+  folderInput: $('folder-input'), filesInput: $('files-input'), noWebgpu: $('no-webgpu'),
+};
+
+let engine = null;
+let model = null; // modelInfo() of the loaded model
+let idsMode = false; // prompt and output are token ids
+let running = false;
+
+function setStatus(status) {
+  document.body.dataset.status = status;
+}
+
+function showError(error) {
+  const message = error instanceof Error ? error.message : String(error);
+  console.error('mamba-wgpu:', message);
+  ui.error.textContent = message;
+  ui.error.hidden = false;
+  setStatus('error');
+}
+
+function clearError() {
+  ui.error.textContent = '';
+  ui.error.hidden = true;
+}
+
+function setProgress(fraction, text) {
+  if (fraction === null) ui.progress.removeAttribute('value');
+  else ui.progress.value = Math.max(0, Math.min(1, fraction));
+  ui.progressText.textContent = text;
+}
+
+const mb = (bytes) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
+
+/** Lets the browser paint before a long synchronous step (the GPU upload). */
+const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
+/** Reads a byte stream to the end, reporting (bytesDone, bytesTotal or 0 when unknown). */
+async function readStream(stream, total, onProgress) {
+  const reader = stream.getReader();
+  let buffer = total > 0 ? new Uint8Array(total) : null;
+  let chunks = [];
+  let done = 0;
+  for (;;) {
+    const { done: end, value } = await reader.read();
+    if (end) break;
+    if (buffer && done + value.length <= total) {
+      buffer.set(value, done);
+    } else {
+      // Unknown length, or more bytes than announced (e.g. a compressed transfer).
+      if (buffer) { chunks.push(buffer.subarray(0, done)); buffer = null; }
+      chunks.push(value);
+    }
+    done += value.length;
+    onProgress(done, total);
+  }
+  if (buffer) return done === total ? buffer : buffer.subarray(0, done);
+  const out = new Uint8Array(done);
+  let offset = 0;
+  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.length; }
+  return out;
+}
+
+async function fetchOk(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  return response;
+}
+
+async function fetchBytes(url, onProgress) {
+  const response = await fetchOk(url);
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (!response.body) {
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    onProgress(bytes.length, bytes.length);
+    return bytes;
+  }
+  return readStream(response.body, total, onProgress);
+}
+
+/** tokenizer.json is optional: a missing file means an ids-only model. */
+async function fetchOptionalText(url) {
+  const response = await fetch(url);
+  if (response.status === 404) return null;
+  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
+  return response.text();
+}
+
+/** Loads a model from the page's server: config.json, model.safetensors, tokenizer.json. */
+async function loadFromUrl(base) {
+  const dir = base.replace(/\/+$/, '');
+  setProgress(0, `Fetching ${dir}…`);
+  const [config, tokenizer] = await Promise.all([
+    fetchOk(`${dir}/config.json`).then((r) => r.text()),
+    fetchOptionalText(`${dir}/tokenizer.json`),
+  ]);
+  const weights = await fetchBytes(`${dir}/model.safetensors`, (done, total) =>
+    setProgress(total ? done / total : null, `Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''}`));
+  await upload(dir, config, weights, tokenizer);
+}
+
+/** Loads a model from files the visitor picked (a folder or single files). */
+async function loadFromFiles(fileList) {
+  const files = new Map(Array.from(fileList, (f) => [f.name, f]));
+  const configFile = files.get('config.json');
+  const weightsFile = files.get('model.safetensors');
+  if (!configFile || !weightsFile) {
+    const sharded = files.has('model.safetensors.index.json');
+    throw new Error(sharded
+      ? 'sharded checkpoints (model.safetensors.index.json) are not supported in the browser: merge the shards into one model.safetensors'
+      : `pick config.json and model.safetensors (and tokenizer.json for text); got: ${[...files.keys()].join(', ') || 'nothing'}`);
+  }
+  const folder = weightsFile.webkitRelativePath ? weightsFile.webkitRelativePath.split('/')[0] : 'local files';
+  setProgress(0, `Reading ${folder}…`);
+  const config = await configFile.text();
+  const tokenizer = files.has('tokenizer.json') ? await files.get('tokenizer.json').text() : null;
+  const weights = await readStream(weightsFile.stream(), weightsFile.size, (done, total) =>
+    setProgress(done / total, `Reading weights: ${mb(done)} of ${mb(total)}`));
+  await upload(folder, config, weights, tokenizer);
+}
+
+async function upload(name, config, weights, tokenizer) {
+  model = null;
+  updateButtons();
+  setProgress(null, `Uploading ${mb(weights.length)} to the GPU…`);
+  await nextFrame();
+  const t0 = performance.now();
+  model = await engine.loadModel(config, weights, tokenizer, (done, total) => {
+    ui.progress.value = total ? done / total : 0;
+  });
+  const seconds = (performance.now() - t0) / 1000;
+  setProgress(1, `Ready (uploaded in ${seconds.toFixed(1)} s)`);
+  ui.modelName.textContent = name;
+  ui.modelDetails.textContent = `${model.n_layer} layers · d_model ${model.d_model} · vocab ${model.vocab_size} · ` +
+    `${model.weight_dtype} · ${mb(model.weight_bytes)}${model.has_tokenizer ? '' : ' · no tokenizer: ids only'}`;
+  setIdsMode(!model.has_tokenizer || params.has('prompt_ids'));
+  updateButtons();
+}
+
+function setIdsMode(on) {
+  idsMode = on;
+  ui.promptLabel.textContent = on ? 'Prompt token ids (comma or space separated)' : 'Prompt';
+}
+
+function updateButtons() {
+  ui.generate.disabled = !model || running;
+  ui.stop.disabled = !running;
+  ui.folderInput.disabled = ui.filesInput.disabled = !engine || running;
+}
+
+function parseIds(text) {
+  const parts = text.split(/[\s,]+/).filter(Boolean);
+  const ids = parts.map(Number);
+  const bad = parts.find((p, i) => !Number.isInteger(ids[i]) || ids[i] < 0);
+  if (bad !== undefined) throw new Error(`\`${bad}\` is not a token id (a non-negative integer)`);
+  if (ids.length === 0) throw new Error('the prompt is empty: give at least one token id');
+  return ids;
+}
+
+function number(input, fallback) {
+  const value = Number(input.value);
+  return input.value === '' || !Number.isFinite(value) ? fallback : value;
+}
+
+/** Sampling options: the form's fields, plus any other option given in the URL. */
+function readOptions() {
+  const options = {
+    max_tokens: Math.max(0, Math.floor(number(ui.maxTokens, 200))),
+    temperature: number(ui.temperature, 0.8),
+    top_k: Math.max(0, Math.floor(number(ui.topK, 40))),
+    top_p: number(ui.topP, 0.95),
+    seed: Math.max(0, Math.floor(number(ui.seed, 0))),
+  };
+  for (const key of ['min_p', 'repetition_penalty']) {
+    if (params.has(key)) options[key] = Number(params.get(key));
+  }
+  if (params.has('repetition_window')) options.repetition_window = Math.floor(Number(params.get('repetition_window')));
+  return options;
+}
+
+function formatRate(rate) {
+  return rate == null ? '–' : rate.toFixed(rate < 10 ? 2 : 1);
+}
+
+function showStats(stats) {
+  ui.stats.textContent = `${stats.prompt_tokens} prompt + ${stats.generated_tokens} new tokens · ` +
+    `prefill ${formatRate(stats.prefill_tokens_per_s)} tok/s · decode ${formatRate(stats.decode_tokens_per_s)} tok/s · ` +
+    `stop: ${stats.finish_reason ?? '–'}`;
+}
+
+async function run() {
+  if (!engine || !model || running) return;
+  clearError();
+  running = true;
+  updateButtons();
+  document.body.dataset.run = String(Number(document.body.dataset.run || 0) + 1);
+  setStatus('running');
+  ui.output.textContent = '';
+  ui.stats.textContent = 'Generating…';
+  document.body.classList.add('generating');
+  try {
+    const options = readOptions();
+    let stats;
+    if (idsMode) {
+      const ids = parseIds(ui.prompt.value);
+      ui.echo.textContent = '';
+      let count = 0;
+      stats = await engine.generateIds(Uint32Array.from(ids), options.max_tokens, (id) => {
+        ui.output.append(count++ === 0 ? String(id) : ` ${id}`);
+      });
+    } else {
+      ui.echo.textContent = ui.prompt.value;
+      stats = await engine.generate(ui.prompt.value, options, (piece) => ui.output.append(piece));
+    }
+    ui.output.normalize();
+    showStats(stats);
+    setStatus('done');
+  } catch (error) {
+    ui.stats.textContent = '';
+    showError(error);
+  } finally {
+    running = false;
+    document.body.classList.remove('generating');
+    updateButtons();
+  }
+}
+
+async function pickFiles(event) {
+  const files = event.target.files;
+  if (!files || files.length === 0 || running) return;
+  clearError();
+  setStatus('loading');
+  try {
+    await loadFromFiles(files);
+    setStatus('ready');
+  } catch (error) {
+    setProgress(0, 'Loading failed');
+    showError(error);
+  } finally {
+    event.target.value = '';
+  }
+}
+
+function fillFormFromUrl() {
+  const fields = { max_tokens: ui.maxTokens, temperature: ui.temperature, top_k: ui.topK, top_p: ui.topP, seed: ui.seed };
+  for (const [key, input] of Object.entries(fields)) {
+    if (params.has(key)) input.value = params.get(key);
+  }
+  if (params.has('prompt_ids')) ui.prompt.value = params.get('prompt_ids');
+  else if (params.has('prompt')) ui.prompt.value = params.get('prompt');
+}
+
+async function main() {
+  fillFormFromUrl();
+  ui.form.addEventListener('submit', (event) => { event.preventDefault(); run(); });
+  ui.prompt.addEventListener('keydown', (event) => {
+    if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) { event.preventDefault(); run(); }
+  });
+  ui.stop.addEventListener('click', () => engine?.stop());
+  ui.folderInput.addEventListener('change', pickFiles);
+  ui.filesInput.addEventListener('change', pickFiles);
+  updateButtons();
+
+  // The engine asks for the same adapter; asking here first tells "no WebGPU" apart from
+  // "WebGPU without a usable adapter" and gives the adapter's name (wgpu leaves it empty on the web).
+  const adapter = navigator.gpu ? await navigator.gpu.requestAdapter({ powerPreference: 'high-performance' }).catch(() => null) : null;
+  if (!adapter) {
+    ui.noWebgpu.hidden = false;
+    setProgress(0, 'WebGPU unavailable');
+    showError(navigator.gpu
+      ? 'This browser has WebGPU but offers no adapter (the GPU may be blocklisted, or WebGPU disabled in the browser settings).'
+      : 'WebGPU is not available in this browser (navigator.gpu is missing); see the note above for browsers that have it.');
+    return;
+  }
+  try {
+    setProgress(null, 'Loading the engine…');
+    await init();
+    engine = await MambaEngine.create();
+    window.mambaEngine = engine; // for the console
+    const a = engine.adapterInfo();
+    const info = adapter.info || {};
+    const name = a.name || [info.vendor, info.architecture, info.description].filter(Boolean).join(' ') || 'unnamed adapter';
+    const fallback = adapter.isFallbackAdapter || info.isFallbackAdapter ? ', software fallback' : '';
+    ui.adapter.textContent = `${name} (${a.backend}, ${a.device_type}${fallback}${a.shader_f16 ? ', shader-f16' : ''})`;
+    updateButtons();
+    await loadFromUrl(params.get('model') || DEFAULT_MODEL);
+    setStatus('ready');
+  } catch (error) {
+    setProgress(0, 'Loading failed');
+    showError(error);
+    return;
+  }
+  if (params.get('autorun') === '1') await run();
+}
+
+main();

@@ -1,0 +1,221 @@
+// End-to-end test of the demo page in headless Chromium (WebGPU on SwiftShader, Chromium's
+// software Vulkan). Serves web/dist on 127.0.0.1 at a free port and checks:
+//   (a) ids mode on the mamba1-tiny fixture: the greedy ids equal the fixture's greedy_ids[0];
+//   (b) text mode on the shipped model: #output equals the native CLI's greedy output;
+//   (c) the fixture picked as local files generates the same ids, and Stop ends a long run.
+//
+// Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
+// runs both). Environment:
+//   E2E_PROMPT, E2E_MAX_TOKENS  the text case's prompt and token count (default "ROMEO:", 20)
+//   E2E_EXPECTED_TEXT           what `mamba-wgpu generate --prompt P --max-tokens N
+//                               --temperature 0` prints; when unset the script runs
+//                               target/release/mamba-wgpu itself
+//   E2E_EXPECTED_ERROR          why the expected text could not be made (fails case (b))
+//   CHROMIUM                    the browser (default /usr/bin/chromium)
+//   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
+// Exits 1 if any case fails. Never downloads a browser.
+
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const dist = path.join(root, 'web', 'dist');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const timeoutMs = Number(process.env.E2E_TIMEOUT_S || 600) * 1000;
+const prompt = process.env.E2E_PROMPT ?? 'ROMEO:';
+const maxTokens = Number(process.env.E2E_MAX_TOKENS || 20);
+const screenshotPath = path.join(here, 'screenshot.png');
+
+const MIME = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png',
+};
+
+/** A static file server over web/dist, like `python3 -m http.server`, on a free port. */
+function serve(dir) {
+  const server = createServer(async (req, res) => {
+    try {
+      const url = new URL(req.url, 'http://localhost');
+      let file = path.join(dir, decodeURIComponent(url.pathname));
+      if (!file.startsWith(dir)) { res.writeHead(403).end(); return; }
+      if ((await stat(file)).isDirectory()) file = path.join(file, 'index.html');
+      const body = await readFile(file);
+      res.writeHead(200, { 'content-type': MIME[path.extname(file)] || 'application/octet-stream', 'content-length': body.length });
+      res.end(body);
+    } catch {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+function fail(message) {
+  console.error(`e2e: ${message}`);
+  process.exit(1);
+}
+
+/** The native CLI's greedy output, the reference for case (b). */
+function expectedText() {
+  if (process.env.E2E_EXPECTED_ERROR) return { error: process.env.E2E_EXPECTED_ERROR };
+  if (process.env.E2E_EXPECTED_TEXT !== undefined) return { text: process.env.E2E_EXPECTED_TEXT };
+  const cli = path.join(root, 'target', 'release', 'mamba-wgpu');
+  if (!existsSync(cli)) return { error: `no E2E_EXPECTED_TEXT and no ${cli} (cargo build --release)` };
+  try {
+    const text = execFileSync(cli, ['generate', '--model', 'models/shakespeare-mamba', '--prompt', prompt,
+      '--max-tokens', String(maxTokens), '--temperature', '0'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { text };
+  } catch (e) {
+    return { error: `the native CLI failed: ${e.stderr || e.message}` };
+  }
+}
+
+/** What the page shows. */
+function pageState(page) {
+  return page.evaluate(() => ({
+    status: document.body.dataset.status,
+    output: document.getElementById('output').textContent,
+    error: document.getElementById('error').textContent,
+    stats: document.getElementById('stats').textContent,
+    adapter: document.getElementById('adapter').textContent,
+  }));
+}
+
+/** Clicks Generate and waits for that run to end. */
+async function generate(page) {
+  const before = await page.evaluate(() => Number(document.body.dataset.run || 0));
+  await page.click('#generate');
+  await page.waitForFunction((n) => Number(document.body.dataset.run || 0) > n
+    && ['done', 'error'].includes(document.body.dataset.status), before, { timeout: timeoutMs });
+  return pageState(page);
+}
+
+/** Opens `query` on the page and waits until it reaches `until` (or an error). */
+async function runPage(browser, base, query, logs, until = 'done') {
+  const page = await browser.newPage({ viewport: { width: 900, height: 900 } });
+  page.on('console', (m) => logs.push(`[console.${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  page.on('requestfailed', (r) => logs.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
+  const t0 = Date.now();
+  await page.goto(`${base}/${query}`);
+  let timedOut = false;
+  try {
+    await page.waitForSelector(`body[data-status="${until}"], body[data-status="error"]`, { timeout: timeoutMs });
+  } catch (e) {
+    timedOut = true;
+    logs.push(`[e2e] ${e.message.split('\n')[0]}`);
+  }
+  const result = await pageState(page);
+  if (timedOut) result.status = `timeout (still ${result.status})`;
+  result.seconds = (Date.now() - t0) / 1000;
+  return { page, result };
+}
+
+function parseMaybeJson(value) {
+  return typeof value === 'string' ? JSON.parse(value) : value;
+}
+
+async function main() {
+  if (!existsSync(executablePath)) fail(`no browser at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
+  if (!existsSync(path.join(dist, 'pkg', 'mamba_wgpu_bg.wasm'))) fail(`${dist} is not built: run web/build.sh`);
+  const fixtureJson = path.join(dist, 'fixtures', 'mamba1-tiny', 'expected.json');
+  if (!existsSync(fixtureJson)) fail(`${fixtureJson} is missing: web/build.sh copies it from $MAMBA_FIXTURES (default ../shared/fixtures)`);
+  const fixture = JSON.parse(readFileSync(fixtureJson, 'utf8'));
+  const promptIds = parseMaybeJson(fixture.input_ids)[0];
+  const greedyIds = parseMaybeJson(fixture.greedy_ids)[0];
+
+  const server = await serve(dist);
+  const base = `http://127.0.0.1:${server.address().port}`;
+  const browser = await chromium.launch({
+    executablePath, headless: true,
+    args: ['--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--disable-quic'],
+  });
+  const failures = [];
+  const check = (name, ok, detail, logs) => {
+    console.log(`${ok ? 'ok' : 'FAIL'} - ${name}${detail ? `\n    ${detail.replace(/\n/g, '\n    ')}` : ''}`);
+    if (!ok) {
+      failures.push(name);
+      if (logs.length) console.log(`    page log:\n      ${logs.join('\n      ')}`);
+    }
+  };
+  try {
+    console.log(`e2e: ${await browser.version()} at ${executablePath}, serving ${dist} at ${base}`);
+
+    // (a) ids mode on the fixture
+    {
+      const logs = [];
+      const query = `?model=fixtures/mamba1-tiny&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}&autorun=1`;
+      const { page, result } = await runPage(browser, base, query, logs);
+      const got = result.output.trim().split(/\s+/).filter(Boolean).map(Number);
+      const ok = result.status === 'done' && JSON.stringify(got) === JSON.stringify(greedyIds);
+      check('fixture mamba1-tiny: greedy ids match greedy_ids[0] of expected.json', ok,
+        `adapter: ${result.adapter}\nstatus: ${result.status} after ${result.seconds.toFixed(1)} s; ${result.stats}` +
+        `${result.error ? `\nerror: ${result.error}` : ''}\ngot:      ${got.join(' ')}\nexpected: ${greedyIds.join(' ')}`, logs);
+      await page.close();
+    }
+
+    // (c) the visitor's own files: load the fixture through the file picker, generate, then stop
+    // a long run with the Stop button.
+    {
+      const logs = [];
+      const fixtureDir = path.join(dist, 'fixtures', 'mamba1-tiny');
+      const query = `?model=fixtures/mamba1-tiny&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}`;
+      const { page, result: first } = await runPage(browser, base, query, logs, 'ready');
+      let detail = `initial load: ${first.status}`;
+      let ok = first.status === 'ready';
+      if (ok) {
+        await page.setInputFiles('#files-input', ['config.json', 'model.safetensors'].map((f) => path.join(fixtureDir, f)));
+        await page.waitForFunction(() => document.getElementById('model-name').textContent === 'local files'
+          && ['ready', 'error'].includes(document.body.dataset.status), null, { timeout: timeoutMs });
+        const picked = await generate(page);
+        const got = picked.output.trim().split(/\s+/).map(Number);
+        ok = picked.status === 'done' && JSON.stringify(got) === JSON.stringify(greedyIds);
+        detail += `; from picked files: ${picked.status}, ids ${JSON.stringify(got) === JSON.stringify(greedyIds) ? 'match' : `differ: ${got.join(' ')}`}` +
+          `${picked.error ? ` (${picked.error})` : ''}`;
+        await page.fill('#max-tokens', '100000');
+        const runs = await page.evaluate(() => Number(document.body.dataset.run || 0));
+        const long = generate(page);
+        await page.waitForFunction((n) => Number(document.body.dataset.run) > n
+          && document.getElementById('output').textContent.trim().split(/\s+/).filter(Boolean).length >= 3, runs, { timeout: timeoutMs });
+        await page.click('#stop');
+        const stopped = await long;
+        const count = stopped.output.trim().split(/\s+/).filter(Boolean).length;
+        const cancelled = stopped.status === 'done' && /stop: cancelled/.test(stopped.stats) && count >= 3 && count < 1000;
+        ok = ok && cancelled;
+        detail += `; Stop: ${stopped.status} after ${count} tokens, "${stopped.stats}"`;
+      }
+      check('picked model files load and generate; Stop ends a long run', ok, detail, logs);
+      await page.close();
+    }
+
+    // (b) text mode on the shipped model, against the native CLI
+    {
+      const logs = [];
+      const expected = expectedText();
+      const query = `?prompt=${encodeURIComponent(prompt)}&max_tokens=${maxTokens}&temperature=0&autorun=1`;
+      const { page, result } = await runPage(browser, base, query, logs);
+      await page.screenshot({ path: screenshotPath, fullPage: true });
+      const ok = expected.error === undefined && result.status === 'done' && result.output === expected.text;
+      check(`shakespeare-mamba: ${maxTokens} greedy tokens after ${JSON.stringify(prompt)} equal the native CLI's`, ok,
+        `status: ${result.status} after ${result.seconds.toFixed(1)} s; ${result.stats}` +
+        `${result.error ? `\nerror: ${result.error}` : ''}` +
+        `\ngot:      ${JSON.stringify(result.output)}` +
+        `\nexpected: ${expected.error ? `(none: ${expected.error})` : JSON.stringify(expected.text)}` +
+        `\nscreenshot: ${path.relative(root, screenshotPath)}`, logs);
+      await page.close();
+    }
+  } finally {
+    await browser.close();
+    server.close();
+  }
+  if (failures.length) fail(`${failures.length} case(s) failed: ${failures.join('; ')}`);
+  console.log('e2e: all cases passed');
+}
+
+main().catch((e) => fail(e.stack || String(e)));
