@@ -3,9 +3,12 @@
 // Strides and offsets let a caller read a column slice of a wider activation (dt_low inside
 // x_proj's output) and write into a slice of a wider output (one part of a split LM head).
 //
-// A 16x16 workgroup computes a 64x64 tile of Y; each invocation owns a 4x4 block. Tiles of X and
-// W, 64 rows x 16 k each, are staged in workgroup memory so every loaded value is reused 64
-// times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB floor).
+// Two entry points:
+// - main (GPUs): a 16x16 workgroup computes a 64x64 tile of Y; each invocation owns a 4x4
+//   block. Tiles of X and W, 64 rows x 16 k each, are staged in workgroup memory so every
+//   loaded value is reused 64 times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB).
+// - main_direct (CPU devices such as lavapipe, where barriers are costly and caches do the
+//   staging): each invocation computes a 4x4 block straight from memory, 4 k at a time.
 
 override WEIGHT_F16: bool = false;
 
@@ -97,15 +100,78 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         for (var j = 0u; j < PER; j++) {
             let c = col0 + lid.x + j * LANES;
             if (r < p.m && c < p.n) {
-                var v = acc[i][j];
-                if (p.has_bias == 1u) {
-                    v += bias[p.bias_offset + c];
-                }
-                if (p.activation == 1u) {
-                    v = softplus(v);
-                }
-                y[r * p.y_stride + p.y_offset + c] = v;
+                store(r, c, acc[i][j]);
             }
         }
     }
+}
+
+// X[r, k..k+4] as a vec4 (zero past the end of the row).
+fn x_vec(r: u32, k: u32) -> vec4<f32> {
+    let base = r * p.x_stride + p.x_offset + k;
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (k + i < p.k) {
+            v[i] = x[base + i];
+        }
+    }
+    return v;
+}
+
+fn w_vec(c: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (k + i < p.k) {
+            v[i] = weight(c * p.k + k + i);
+        }
+    }
+    return v;
+}
+
+@compute @workgroup_size(8, 8)
+fn main_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let row0 = gid.y * PER;
+    let col0 = gid.x * PER;
+    if (row0 >= p.m || col0 >= p.n) {
+        return;
+    }
+    // Rows past the edge repeat the last one; their results are not stored.
+    var rows: array<u32, 4>;
+    var cols: array<u32, 4>;
+    for (var i = 0u; i < PER; i++) {
+        rows[i] = min(row0 + i, p.m - 1u);
+        cols[i] = min(col0 + i, p.n - 1u);
+    }
+    var acc: array<array<f32, 4>, 4>;
+    for (var k = 0u; k < p.k; k += 4u) {
+        var xr: array<vec4<f32>, 4>;
+        var wr: array<vec4<f32>, 4>;
+        for (var i = 0u; i < PER; i++) {
+            xr[i] = x_vec(rows[i], k);
+            wr[i] = w_vec(cols[i], k);
+        }
+        for (var i = 0u; i < PER; i++) {
+            for (var j = 0u; j < PER; j++) {
+                acc[i][j] += dot(xr[i], wr[j]);
+            }
+        }
+    }
+    for (var i = 0u; i < PER; i++) {
+        for (var j = 0u; j < PER; j++) {
+            if (row0 + i < p.m && col0 + j < p.n) {
+                store(row0 + i, col0 + j, acc[i][j]);
+            }
+        }
+    }
+}
+
+fn store(r: u32, c: u32, sum: f32) {
+    var v = sum;
+    if (p.has_bias == 1u) {
+        v += bias[p.bias_offset + c];
+    }
+    if (p.activation == 1u) {
+        v = softplus(v);
+    }
+    y[r * p.y_stride + p.y_offset + c] = v;
 }

@@ -206,6 +206,27 @@ fn chat_keeps_the_state_between_turns() {
     assert_ne!(replies[1], generate(&[a, &replies[0][..5], b].concat()), "the test cannot see a lost token");
 }
 
+/// Short turns of different lengths (each a separate small prefill in one session), checked
+/// turn by turn against one prefill of everything fed so far.
+#[test]
+fn chat_handles_short_turns_of_any_length() {
+    let tmp = TempDir::new("chat-short");
+    let model = word_model(&tmp, "mamba1-small");
+    let turns: [&[u32]; 3] = [&[5, 6, 7], &[8], &[9, 10, 11, 12, 13]];
+    let input: String = turns.iter().map(|t| format!("{}\n", words(t))).collect();
+    let out = run(&["chat", "--model", &model, "--greedy", "--max-tokens", "4"], &RunOpts { stdin: Some(input), ..RunOpts::default() });
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let replies: Vec<Vec<u32>> = out.stdout.lines().map(parse_words).collect();
+    assert_eq!(replies.len(), 3, "{:?}", out.stdout);
+    let mut fed: Vec<u32> = Vec::new();
+    for (turn, reply) in turns.iter().zip(&replies) {
+        fed.extend_from_slice(turn);
+        let expected = run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(&fed), "--max-tokens", "4", "--greedy"]);
+        assert_eq!(reply, &parse_ids(&expected.stdout), "after feeding {fed:?}");
+        fed.extend_from_slice(reply);
+    }
+}
+
 /// The shipped default model (models/shakespeare-mamba, embedded in the binary or found in the
 /// repository): these fail, not skip, while it is missing.
 #[test]

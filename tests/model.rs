@@ -278,3 +278,21 @@ fn bad_prompts_are_errors_that_name_the_problem() {
     assert!(err.contains("batch of 2"), "{err}");
     assert_eq!(s.position(), 0, "failed calls consume nothing");
 }
+
+/// The kernel variants for GPUs (tiled matmul, 8 lanes per matvec row) and for CPU devices
+/// give the same logits, prefill and decode, whichever the test machine's adapter is.
+#[test]
+fn gpu_and_cpu_kernel_styles_agree() {
+    let dir = fixture("mamba1-small");
+    let prompts = vec![prompt(130, 1000, 11)];
+    let mut per_style = Vec::new();
+    for gpu_style in [false, true] {
+        let ctx = common::own_ctx().with_kernel_style(gpu_style).unwrap();
+        let model = load(ctx, &dir, None).unwrap();
+        let mut s = Session::new(model, 1).unwrap();
+        let mut logits = pollster::block_on(s.prefill_all_logits(&prompts)).unwrap();
+        logits.extend(pollster::block_on(s.step(&[7])).unwrap());
+        per_style.push(logits);
+    }
+    common::assert_close("gpu-style vs cpu-style kernels", &per_style[1], &per_style[0], 1e-4);
+}

@@ -43,10 +43,11 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 #[test]
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
-    // The matvec kernel runs with 1 lane per row on CPU devices and 8 on GPUs: test both here.
+    // Matvec runs 1 lane per row on CPU devices and 8 on GPUs, the matmul direct or tiled:
+    // test both styles here, and weights split into many parts.
     let contexts = [
-        common::own_ctx().with_matvec_lanes(1).unwrap(),
-        common::own_ctx().with_matvec_lanes(8).unwrap(),
+        common::own_ctx().with_kernel_style(false).unwrap(),
+        common::own_ctx().with_kernel_style(true).unwrap(),
         common::own_ctx().with_max_binding_bytes(4096).unwrap(),
     ];
     let mut case = 0u64;
@@ -55,7 +56,7 @@ fn linear_matches_reference() {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
                 let split = variant == 2;
-                let lanes = ctx.matvec_lanes;
+                let style = if ctx.tiled_matmul { "gpu" } else { "cpu" };
                 // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
                 let aligned = case % 3 != 0;
                 let x_offset = if aligned { 4 } else { 3 };
@@ -98,7 +99,7 @@ fn linear_matches_reference() {
                     want.iter_mut().for_each(|v| *v = reference::softplus(*v as f64) as f32);
                 }
                 let got = read(ctx, &y_buf, m * n);
-                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} lanes={lanes}"), &got, &want, TOL);
+                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} kernels={style}"), &got, &want, TOL);
             }
         }
     }

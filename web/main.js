@@ -117,7 +117,9 @@ async function loadFromUrl(base) {
   const [config, tokenizer] = await Promise.all([
     fetchOk(`${dir}/config.json`).then((r) => r.text()),
     fetchOptionalText(`${dir}/tokenizer.json`),
-  ]);
+  ]).catch((error) => {
+    throw new Error(`${error.message}. Is there a model at ${dir}/? You can also open a model folder from disk.`);
+  });
   const weights = await fetchBytes(`${dir}/model.safetensors`, (done, total) =>
     setProgress(total ? done / total : null, `Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''}`));
   await upload(dir, config, weights, tokenizer);
@@ -125,7 +127,12 @@ async function loadFromUrl(base) {
 
 /** Loads a model from files the visitor picked (a folder or single files). */
 async function loadFromFiles(fileList) {
-  const files = new Map(Array.from(fileList, (f) => [f.name, f]));
+  // In a picked folder, the shallowest file of each name wins (not one from a subfolder).
+  const depth = (f) => (f.webkitRelativePath || f.name).split('/').length;
+  const files = new Map();
+  for (const f of fileList) {
+    if (!files.has(f.name) || depth(f) < depth(files.get(f.name))) files.set(f.name, f);
+  }
   const configFile = files.get('config.json');
   const weightsFile = files.get('model.safetensors');
   if (!configFile || !weightsFile) {
@@ -146,15 +153,21 @@ async function loadFromFiles(fileList) {
 async function upload(name, config, weights, tokenizer) {
   model = null;
   updateButtons();
+  ui.modelName.textContent = name;
+  ui.modelDetails.textContent = 'loading…';
   setProgress(null, `Uploading ${mb(weights.length)} to the GPU…`);
   await nextFrame();
   const t0 = performance.now();
-  model = await engine.loadModel(config, weights, tokenizer, (done, total) => {
-    ui.progress.value = total ? done / total : 0;
-  });
+  try {
+    model = await engine.loadModel(config, weights, tokenizer, (done, total) => {
+      ui.progress.value = total ? done / total : 0;
+    });
+  } catch (error) {
+    ui.modelDetails.textContent = 'not loaded';
+    throw error;
+  }
   const seconds = (performance.now() - t0) / 1000;
   setProgress(1, `Ready (uploaded in ${seconds.toFixed(1)} s)`);
-  ui.modelName.textContent = name;
   ui.modelDetails.textContent = `${model.n_layer} layers · d_model ${model.d_model} · vocab ${model.vocab_size} · ` +
     `${model.weight_dtype} · ${mb(model.weight_bytes)}${model.has_tokenizer ? '' : ' · no tokenizer: ids only'}`;
   setIdsMode(!model.has_tokenizer || params.has('prompt_ids'));

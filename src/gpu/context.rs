@@ -41,6 +41,9 @@ pub struct GpuContext {
     /// Invocations per output row in the decode matrix-vector kernel: 8 on GPUs (coalesced
     /// loads), 1 on CPU devices such as lavapipe (each SIMD lane streams its own row).
     pub matvec_lanes: u8,
+    /// Prefill matmul staged through workgroup memory (GPUs) or straight from memory (CPU
+    /// devices, where barriers are expensive and the caches do the staging).
+    pub tiled_matmul: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -99,8 +102,19 @@ impl GpuContext {
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
-        let matvec_lanes = if info.device_type == wgpu::DeviceType::Cpu { 1 } else { 8 };
-        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, matvec_lanes, kernels: KernelCache::default(), placeholder }))
+        let cpu = info.device_type == wgpu::DeviceType::Cpu;
+        let matvec_lanes = if cpu { 1 } else { 8 };
+        Ok(Arc::new(GpuContext {
+            device,
+            queue,
+            adapter,
+            limits,
+            max_binding_bytes,
+            matvec_lanes,
+            tiled_matmul: !cpu,
+            kernels: KernelCache::default(),
+            placeholder,
+        }))
     }
 
     /// A context whose weights are split at `bytes` per part (tests of the split path).
@@ -109,13 +123,11 @@ impl GpuContext {
         Ok(Arc::new(GpuContext { max_binding_bytes: bytes.min(ctx.max_binding_bytes), ..ctx }))
     }
 
-    /// A context whose matvec kernel uses `lanes` (1, 2, 4 or 8) invocations per row (tests).
-    pub fn with_matvec_lanes(self: Arc<Self>, lanes: u8) -> Result<Arc<Self>> {
-        if !matches!(lanes, 1 | 2 | 4 | 8) {
-            return Err(Error::invalid("lanes", format!("{lanes} is not 1, 2, 4 or 8")));
-        }
-        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; set the lanes before loading"))?;
-        Ok(Arc::new(GpuContext { matvec_lanes: lanes, ..ctx }))
+    /// A context that runs the kernel variants meant for GPUs (`gpu_style`: 8 matvec lanes,
+    /// tiled matmul) or for CPU devices, whatever the adapter is: tests cover both everywhere.
+    pub fn with_kernel_style(self: Arc<Self>, gpu_style: bool) -> Result<Arc<Self>> {
+        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; choose kernels before loading"))?;
+        Ok(Arc::new(GpuContext { matvec_lanes: if gpu_style { 8 } else { 1 }, tiled_matmul: gpu_style, ..ctx }))
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

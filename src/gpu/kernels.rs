@@ -11,6 +11,8 @@ pub enum Kernel {
     Embedding { f16: bool },
     AddRmsNorm,
     Matmul { f16: bool },
+    /// The matmul for CPU devices: no workgroup memory, no barriers.
+    MatmulDirect { f16: bool },
     /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers;
     /// `lanes` = invocations per output row (8 on GPUs, 1 on CPU devices).
     Matvec { f16: bool, batch: u8, lanes: u8 },
@@ -32,6 +34,8 @@ pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 pub const SCAN_MAX_STATE: u32 = 64;
 /// Output tile edge of shaders/matmul.wgsl (TILE there).
 pub const MATMUL_TILE: u32 = 64;
+/// Output tile edge of a main_direct workgroup in shaders/matmul.wgsl (8 x 8 invocations x 4).
+pub const MATMUL_DIRECT_TILE: u32 = 32;
 /// Invocations per workgroup and most batch rows of shaders/matvec.wgsl.
 pub const MATVEC_WG: u32 = 256;
 pub const MATVEC_MAX_M: u32 = 8;
@@ -63,6 +67,7 @@ impl Kernel {
             Kernel::Embedding { f16 } => ("embedding.wgsl", "main", Some(f16), None),
             Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", None, None),
             Kernel::Matmul { f16 } => ("matmul.wgsl", "main", Some(f16), None),
+            Kernel::MatmulDirect { f16 } => ("matmul.wgsl", "main_direct", Some(f16), None),
             Kernel::Matvec { f16, batch, lanes } => ("matvec.wgsl", "main", Some(f16), Some((batch, lanes))),
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", None, None),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", None, None),

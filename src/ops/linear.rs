@@ -4,7 +4,7 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{MATMUL_TILE, MATVEC_MAX_M, MATVEC_WG};
+use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_WG};
 use crate::gpu::params::LinearParams;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -77,8 +77,11 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
         if m <= MATVEC_MAX_M {
             let rows_per_wg = MATVEC_WG / lanes as u32;
             rec.dispatch(Kernel::Matvec { f16, batch: m as u8, lanes }, &params, &buffers, [groups(part.rows, rows_per_wg), 1, 1])?;
-        } else {
+        } else if rec.ctx().tiled_matmul {
             rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
+        } else {
+            let tile = MATMUL_DIRECT_TILE;
+            rec.dispatch(Kernel::MatmulDirect { f16 }, &params, &buffers, [groups(part.rows, tile), groups(m, tile), 1])?;
         }
     }
     Ok(())

@@ -1,0 +1,28 @@
+import { chromium } from 'playwright-core';
+const b = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--disable-quic'] });
+const p = await b.newPage();
+p.on('console', (m) => console.log('[console]', m.text().slice(0, 300)));
+await p.goto('http://127.0.0.1:18932/');
+await p.waitForSelector('body[data-status="ready"], body[data-status="error"]', { timeout: 120000 });
+const r = await p.evaluate(async () => {
+  const e = window.mambaEngine;
+  const out = {};
+  const t = async (name, f) => { try { out[name] = await f(); } catch (err) { out[name] = 'ERR: ' + (err.message || err); } };
+  await t('info', () => e.modelInfo());
+  await t('badopt', () => e.generate('ROMEO:', { max_tokenz: 3 }, null));
+  await t('badtemp', () => e.generate('ROMEO:', { temperature: -1 }, null));
+  await t('empty', () => e.generate('', { max_tokens: 3 }, null));
+  await t('badid', () => e.generateIds([999999], 3, null));
+  await t('one', async () => (await e.generate('ROMEO:', { max_tokens: 6, temperature: 0 })).text);
+  await t('cont', async () => (await e.generate('', { max_tokens: 6, temperature: 0, continue: true })).text);
+  await t('twelve', async () => (await e.generate('ROMEO:', { max_tokens: 12, temperature: 0 })).text);
+  await t('stopstr', async () => { const s = await e.generate('ROMEO:', { max_tokens: 12, temperature: 0, stop: ['knowledge'] }); return [s.text, s.finish_reason]; });
+  await t('busy', async () => { const a = e.generate('ROMEO:', { max_tokens: 30 }); let second; try { await e.generate('x', {}); second = 'no error'; } catch (err) { second = err.message; } e.stop(); const s = await a; return [second, s.finish_reason, s.generated_tokens]; });
+  await t('resetBusy', async () => { const a = e.generate('ROMEO:', { max_tokens: 5 }); let m; try { e.reset(); m = 'no error'; } catch (err) { m = err.message; } await a; e.reset(); return m; });
+  await t('sampled', async () => { const a = await e.generate('ROMEO:', { max_tokens: 8, seed: 7 }); const b = await e.generate('ROMEO:', { max_tokens: 8, seed: 7 }); return [a.text === b.text, a.text]; });
+  await t('badload', () => e.loadModel('{}', new Uint8Array(10), null, null));
+  await t('afterBadLoad', () => e.generate('x', {}));
+  return out;
+});
+console.log(JSON.stringify(r, null, 1));
+await b.close();
