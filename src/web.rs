@@ -5,7 +5,7 @@
 //! await init();
 //! const engine = await MambaEngine.create();          // WebGPU adapter + device
 //! console.log(engine.adapterInfo());                   // {name, backend, device_type, ...}
-//! await engine.loadModel(configText, weightBytes, tokenizerText, (done, total) => {});
+//! await engine.loadModel(configText, weightBytes, tokenizerText, (done, total) => {}, 'my-model');
 //! const stats = await engine.generate('ROMEO.', { max_tokens: 100, temperature: 0.8 },
 //!                                     (piece) => output.append(piece));
 //! const { ids } = await engine.generateIds([1, 2, 3], 12);  // greedy ids, no tokenizer needed
@@ -162,9 +162,10 @@ impl MambaEngine {
 
     /// Uploads a model: config.json text, the bytes of model.safetensors, and tokenizer.json
     /// text (optional: without it only `generateIds` works). `progress(done, total)` receives
-    /// bytes of tensor data uploaded. Replaces any model loaded before. Resolves to `modelInfo()`.
+    /// bytes of tensor data uploaded; `name` (e.g. the folder) labels error messages. Replaces
+    /// any model loaded before. Resolves to `modelInfo()`.
     #[wasm_bindgen(js_name = loadModel)]
-    pub fn load_model(&self, config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, progress: Option<Function>) -> Promise {
+    pub fn load_model(&self, config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, progress: Option<Function>, name: Option<String>) -> Promise {
         let (ctx, slot) = (self.ctx.clone(), self.slot.clone());
         let gpu_error = self.gpu_error.clone();
         future_to_promise(async move {
@@ -174,9 +175,15 @@ impl MambaEngine {
             // Free the old model's GPU memory before uploading the new one.
             *slot.borrow_mut() = Slot::Empty;
             take_gpu_error(&gpu_error);
-            let loaded = load(ctx, &config_json, weights, tokenizer_json.as_deref(), progress.as_ref()).map_err(js_error)?;
-            if let Some(e) = take_gpu_error(&gpu_error) {
-                return Err(js_error(Error::Gpu(format!("uploading the model failed: {e}"))).into());
+            let name = name.unwrap_or_else(|| "model".into());
+            // WebGPU reports a buffer it could not create later and asynchronously: catch it here.
+            let out_of_memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let invalid = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let loaded = load(ctx.clone(), &name, &config_json, weights, tokenizer_json.as_deref(), progress.as_ref());
+            let scoped = [invalid.pop().await, out_of_memory.pop().await];
+            let loaded = loaded.map_err(js_error)?;
+            if let Some(e) = scoped.into_iter().flatten().next() {
+                return Err(js_error(Error::Gpu(format!("uploading {name} to the GPU failed: {e}"))).into());
             }
             let info = model_info(&loaded);
             *slot.borrow_mut() = Slot::Ready(Box::new(loaded));
@@ -263,7 +270,9 @@ impl Runner {
     where
         F: for<'a> FnOnce(&'a mut Loaded, &'a Cell<bool>, &'a Mutex<Option<String>>) -> BoxFuture<'a>,
     {
-        let mut loaded = match std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Busy) {
+        // A statement of its own, so the borrow ends before the arms borrow again.
+        let taken = std::mem::replace(&mut *self.slot.borrow_mut(), Slot::Busy);
+        let mut loaded = match taken {
             Slot::Ready(loaded) => loaded,
             Slot::Empty => {
                 *self.slot.borrow_mut() = Slot::Empty;
@@ -283,9 +292,10 @@ impl Runner {
     }
 }
 
-fn load(ctx: Arc<GpuContext>, config_json: &str, weights: Vec<u8>, tokenizer_json: Option<&str>, progress: Option<&Function>) -> Result<Loaded> {
-    let tokenizer = tokenizer_json.map(|t| Tokenizer::from_bytes(t.as_bytes(), "tokenizer.json")).transpose()?;
-    let ckpt = Checkpoint::from_parts("browser", config_json, vec![("model.safetensors".into(), ShardBytes::Owned(weights))])?;
+fn load(ctx: Arc<GpuContext>, name: &str, config_json: &str, weights: Vec<u8>, tokenizer_json: Option<&str>, progress: Option<&Function>) -> Result<Loaded> {
+    let tokenizer = tokenizer_json.map(|t| Tokenizer::from_bytes(t.as_bytes(), &format!("{name}/tokenizer.json"))).transpose()?;
+    let shards = vec![(format!("{name}/model.safetensors"), ShardBytes::Owned(weights))];
+    let ckpt = Checkpoint::from_parts(name, config_json, shards)?;
     let total = ckpt.stored_bytes() as f64;
     let mut report = |done: u64| {
         if let Some(f) = progress {
@@ -293,6 +303,8 @@ fn load(ctx: Arc<GpuContext>, config_json: &str, weights: Vec<u8>, tokenizer_jso
             let _ = f.call2(&JsValue::NULL, &JsValue::from_f64(done as f64), &JsValue::from_f64(total));
         }
     };
+    // wgpu's web types are not Send on wasm, so neither is Model; Session takes an Arc anyway.
+    #[allow(clippy::arc_with_non_send_sync)]
     let model = Arc::new(Model::load(ctx, &ckpt, LoadOptions::default(), &mut report)?);
     drop(ckpt);
     if let Some(tok) = &tokenizer {

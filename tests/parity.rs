@@ -105,3 +105,26 @@ fn every_fixture_matches_hugging_face() {
     }
     assert!(failures.is_empty(), "fixtures that do not match:\n{}", failures.join("\n"));
 }
+
+/// The shipped model (f16 weights) against Hugging Face's greedy generation on the same files
+/// (tests/data/shipped_model_hf_greedy.json, written by tools/train_shakespeare.py).
+#[test]
+fn shipped_model_greedy_matches_hugging_face() {
+    const TOKENS: usize = 64;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("tests/data/shipped_model_hf_greedy.json")).expect("expected ids file");
+    let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let model = Arc::new(Model::open(common::ctx(), &root.join("models/shakespeare-mamba"), LoadOptions::default()).unwrap());
+    for case in data["cases"].as_array().unwrap() {
+        let ids = |key: &str| -> Vec<u32> { case[key].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect() };
+        let (prompt, want) = (ids("prompt_ids"), ids("new_ids"));
+        let mut session = Session::new(model.clone(), 1).unwrap();
+        let mut next = pollster::block_on(session.prefill_greedy(&[prompt])).unwrap();
+        let mut got = Vec::new();
+        while got.len() < TOKENS.min(want.len()) {
+            got.push(next[0]);
+            next = pollster::block_on(session.step_greedy(&next)).unwrap();
+        }
+        assert_eq!(got, want[..got.len()], "prompt {:?}", case["prompt"]);
+    }
+}

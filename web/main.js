@@ -161,7 +161,7 @@ async function upload(name, config, weights, tokenizer) {
   try {
     model = await engine.loadModel(config, weights, tokenizer, (done, total) => {
       ui.progress.value = total ? done / total : 0;
-    });
+    }, name);
   } catch (error) {
     ui.modelDetails.textContent = 'not loaded';
     throw error;

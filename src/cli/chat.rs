@@ -1,10 +1,12 @@
 //! `mamba-wgpu chat`: reads lines from stdin and answers each, keeping the recurrent state
 //! between turns. A turn feeds only what is new (the previous reply's last token, which was
-//! chosen but never fed, then the user's line and a newline), so a long conversation costs
+//! chosen but never fed, then the user's line and the separator), so a long conversation costs
 //! the same per token as a short one: Mamba's whole context is its fixed-size state.
 //!
-//! A reply ends at EOS, at `--max-tokens`, at a `--stop` string, or by default at a blank line
-//! (`\n\n`), which is where a speech ends in the plain-text corpora small models learn from.
+//! The user's line is followed by a blank line (`\n\n`), and a reply ends at EOS, at
+//! `--max-tokens`, at a `--stop` string, or by default at the next blank line: in the plain
+//! text small models learn from (plays, prose) a blank line is where a speech or paragraph
+//! ends, so each turn reads to the model like one paragraph answering the previous one.
 //! Ctrl-C during a reply stops that reply; at the prompt it exits.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -18,11 +20,14 @@ use super::generate_cmd::summary;
 use super::interrupt::Generating;
 use super::load::{load, NeedTokenizer};
 
+/// Ends each user turn, and (as the default stop string) each reply.
+const SEPARATOR: &str = "\n\n";
+
 pub fn run(args: &ChatArgs) -> Result<()> {
     let params = args.sampling.params()?;
     let mut stop_strings = args.sampling.stop_strings()?;
     if stop_strings.is_empty() {
-        stop_strings.push("\n\n".into());
+        stop_strings.push(SEPARATOR.into());
     }
     let loaded = load(&args.model, NeedTokenizer::Yes)?;
     let tokenizer = loaded.tokenizer.as_ref().ok_or_else(|| Error::invalid("--model", "chat needs a model with tokenizer.json"))?;
@@ -54,7 +59,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             continue;
         }
         let mut prompt: Vec<u32> = pending.take().into_iter().collect();
-        prompt.extend(tokenizer.encode(&format!("{line}\n"))?);
+        prompt.extend(tokenizer.encode(&format!("{line}{SEPARATOR}"))?);
 
         // A fresh draw sequence per turn: reusing the seed would replay the same draws.
         let sampler = Sampler::new(SamplingParams { seed: params.seed.wrapping_add(turn), ..params.clone() })?;

@@ -46,14 +46,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
 
     // A loaded state already holds earlier tokens; its pending token goes in before the prompt.
     let (mut prompt, history) = match &args.load_state {
-        Some(path) => {
-            let saved = state_file::load(path, &model)?;
-            session.restore(&saved.snapshot).map_err(|e| match e {
-                Error::Snapshot { reason } => Error::Snapshot { reason: format!("{}: {reason}", path.display()) },
-                other => other,
-            })?;
-            (saved.pending.into_iter().collect::<Vec<u32>>(), saved.history)
-        }
+        Some(path) => restore(&mut session, path)?,
         None => (Vec::new(), Vec::new()),
     };
     let (prompt_text, new_ids) = match (&input, tokenizer) {
@@ -106,7 +99,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     }
     let generated = &history[history.len() - stats.generated_tokens..];
     let adapter = model.ctx.adapter.to_string();
-    if args.json {
+    let output = if args.json {
         let mut object = serde_json::json!({
             "ids": [generated],
             "prompt_tokens": stats.prompt_tokens,
@@ -119,17 +112,30 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         if tokenizer.is_some() {
             object["text"] = text.into();
         }
-        writeln!(stdout, "{object}").map_err(stdout_error)?;
+        format!("{object}\n")
     } else if tokenizer.is_none() {
         let echoed = if args.echo_prompt { format!("{prompt_text} ") } else { String::new() };
-        writeln!(stdout, "{echoed}{}", join_ids(generated)).map_err(stdout_error)?;
+        format!("{echoed}{}\n", join_ids(generated))
     } else if std::io::stdout().is_terminal() && !text.ends_with('\n') {
         // Keep the summary on its own line when both streams share a terminal.
-        writeln!(stdout).map_err(stdout_error)?;
-    }
-    stdout.flush().map_err(stdout_error)?;
+        "\n".to_string()
+    } else {
+        String::new()
+    };
+    write_out(&mut stdout, &output)?;
     eprintln!("{}", summary(&stats, reason, &adapter));
     Ok(())
+}
+
+/// Restores a --save-state file; returns the tokens to feed first (the pending one) and the
+/// saved history.
+fn restore(session: &mut Session, path: &Path) -> Result<(Vec<u32>, Vec<u32>)> {
+    let saved = state_file::load(path, session.model())?;
+    session.restore(&saved.snapshot).map_err(|e| match e {
+        Error::Snapshot { reason } => Error::Snapshot { reason: format!("{}: {reason}", path.display()) },
+        other => other,
+    })?;
+    Ok((saved.pending.into_iter().collect(), saved.history))
 }
 
 fn read_input(args: &GenerateArgs) -> Result<Input> {
