@@ -22,6 +22,7 @@ fn main() {
     let result = match &cli.command {
         Command::Generate(args) => cli::generate_cmd::run(args),
         Command::Chat(args) => cli::chat::run(args),
+        Command::Bench(args) => cli::bench_cmd::run(args),
         Command::Info { adapter } => cli::info::run(adapter.as_deref()),
     };
     if let Err(e) = result {

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
+use crate::gpu::kernels::MATVEC_MAX_M;
 use crate::gpu::readback::Staging;
 use crate::gpu::tensor::storage;
 use crate::gpu::{GpuContext, Tape};
@@ -30,11 +31,13 @@ enum Readback {
 }
 
 /// Tapes differ in their kernel sequence: one-token steps use the decode kernels, runs of at
-/// most 8 rows the matrix-vector product, longer ones the tiled matmul and chunked scan.
+/// most 8 rows the matrix-vector product (a pipeline per row count), longer ones the tiled
+/// matmul and chunked scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct TapeKey {
     t_is_one: bool,
-    few_rows: bool,
+    /// The row count when it is at most 8 (matvec), else 0.
+    matvec_rows: usize,
     readback: Readback,
 }
 
@@ -193,16 +196,16 @@ impl Session {
             self.all_logits = Some((buffer, Staging::new(&ctx, "all logits readback", (elements * 4) as u64)));
         }
         ctx.queue.write_buffer(&self.scratch.ids, 0, bytemuck::cast_slice(ids));
-        let key = TapeKey { t_is_one: t == 1, few_rows: rows <= 8, readback };
+        let key = TapeKey { t_is_one: t == 1, matvec_rows: if rows <= MATVEC_MAX_M as usize { rows } else { 0 }, readback };
         let tape = self.tapes.entry(key).or_insert_with(|| Tape::new(&ctx, &format!("{key:?}"), tape_slots(&self.model)));
         let mut rec = tape.record(&ctx);
-        let logits_out = match readback {
-            Readback::Nothing => LogitsOut::Skip,
-            Readback::LastLogits | Readback::LastIds => LogitsOut::Last,
-            Readback::AllLogits => LogitsOut::All,
+        let logits_out = match (readback, &self.all_logits) {
+            (Readback::Nothing, _) => LogitsOut::Skip,
+            (Readback::LastLogits | Readback::LastIds, _) => LogitsOut::Last,
+            (Readback::AllLogits, Some((buffer, _))) => LogitsOut::All(buffer),
+            (Readback::AllLogits, None) => return Err(Error::Gpu("all-logits buffer missing".into())),
         };
-        let all = self.all_logits.as_ref().map(|(b, _)| b);
-        record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out, all)?;
+        record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out)?;
         if readback == Readback::LastIds {
             argmax(&mut rec, &self.scratch.logits, batch as u32, vocab as u32, &self.scratch.next_ids)?;
         }

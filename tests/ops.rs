@@ -58,7 +58,7 @@ fn linear_matches_reference() {
                 let split = variant == 2;
                 let style = if ctx.tiled_matmul { "gpu" } else { "cpu" };
                 // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
-                let aligned = case % 3 != 0;
+                let aligned = !case.is_multiple_of(3);
                 let x_offset = if aligned { 4 } else { 3 };
                 let x_stride = if aligned { k.next_multiple_of(4) + 4 } else { k + 5 };
                 let x = random_values(case, m * x_stride, 1.0);
@@ -77,7 +77,7 @@ fn linear_matches_reference() {
                 let x_buf = upload_f32(ctx, "x", &x);
                 let b_buf = upload_f32(ctx, "bias", &bias);
                 let y_buf = storage(ctx, "y", m * n);
-                let activation = if case % 2 == 0 { Activation::Softplus } else { Activation::None };
+                let activation = if case.is_multiple_of(2) { Activation::Softplus } else { Activation::None };
                 run(ctx, |rec| {
                     linear(rec, &Linear {
                         x: &x_buf,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::error::Result;
-use crate::model::{Checkpoint, LoadOptions, Model, TensorSource};
+use crate::model::{Checkpoint, LoadOptions, Model};
 use crate::{GpuContext, Session, WeightDtype};
 
 pub use report::{BenchReport, Measurement};
@@ -46,15 +46,16 @@ impl BenchOptions {
         }
     }
 
-    /// The 130m shape only, small prompts: under a minute on a software device.
+    /// The 130m shape in f16 only, a short prompt, fewer decode steps and a shorter scan:
+    /// under a minute on a software device such as lavapipe.
     pub fn quick() -> Self {
         BenchOptions {
             shapes: vec!["mamba-130m".into()],
-            dtypes: vec![WeightDtype::F16, WeightDtype::F32],
+            dtypes: vec![WeightDtype::F16],
             batches: vec![1],
-            prompt_lens: vec![128],
-            decode_steps: 128,
-            scan_len: 4096,
+            prompt_lens: vec![64],
+            decode_steps: 32,
+            scan_len: 1024,
             ..Self::full()
         }
     }
@@ -70,27 +71,13 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchRep
     log(&format!("scan L={}: chunked {:.2} ms, sequential {:.2} ms", options.scan_len, chunked * 1e3, sequential * 1e3));
     let mut report = BenchReport::new(&ctx, bandwidth, sequential / chunked, options.scan_len);
 
+    let specs: Vec<ModelSpec> = match &options.model_dir {
+        Some(dir) => vec![ModelSpec::Folder(dir.clone())],
+        None => options.shapes.iter().map(|s| ModelSpec::Synthetic(s.clone())).collect(),
+    };
     for dtype in &options.dtypes {
-        let sources: Vec<Box<dyn Fn() -> Result<Box<dyn TensorSourceBox>>>> = match &options.model_dir {
-            Some(dir) => {
-                let dir = dir.clone();
-                vec![Box::new(move || Ok(Box::new(Checkpoint::open(&dir)?) as Box<dyn TensorSourceBox>))]
-            }
-            None => options
-                .shapes
-                .iter()
-                .map(|name| {
-                    let (name, dtype) = (name.clone(), *dtype);
-                    Box::new(move || {
-                        let config = synthetic::config_for(&name)?;
-                        Ok(Box::new(synthetic::SyntheticModel { config, name: name.clone(), dtype }) as Box<dyn TensorSourceBox>)
-                    }) as Box<dyn Fn() -> Result<Box<dyn TensorSourceBox>>>
-                })
-                .collect(),
-        };
-        for make in sources {
-            let source = make()?;
-            let model = Arc::new(source.load(ctx.clone(), *dtype)?);
+        for spec in &specs {
+            let model = Arc::new(spec.load(&ctx, *dtype)?);
             for &batch in &options.batches {
                 report.results.extend(measure_model(&model, batch, options, bandwidth, log)?);
             }
@@ -99,14 +86,22 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchRep
     Ok(report)
 }
 
-/// Object-safe wrapper so synthetic models and checkpoints share one list.
-trait TensorSourceBox {
-    fn load(&self, ctx: Arc<GpuContext>, dtype: WeightDtype) -> Result<Model>;
+/// A model to measure: a synthetic one of a released shape, or a checkpoint folder.
+enum ModelSpec {
+    Synthetic(String),
+    Folder(std::path::PathBuf),
 }
 
-impl<T: TensorSource> TensorSourceBox for T {
-    fn load(&self, ctx: Arc<GpuContext>, dtype: WeightDtype) -> Result<Model> {
-        Model::load(ctx, self, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {})
+impl ModelSpec {
+    fn load(&self, ctx: &Arc<GpuContext>, dtype: WeightDtype) -> Result<Model> {
+        let options = LoadOptions { weight_dtype: Some(dtype) };
+        match self {
+            ModelSpec::Synthetic(name) => {
+                let source = synthetic::SyntheticModel { config: synthetic::config_for(name)?, name: name.clone(), dtype };
+                Model::load(ctx.clone(), &source, options, &mut |_| {})
+            }
+            ModelSpec::Folder(dir) => Model::load(ctx.clone(), &Checkpoint::open(dir)?, options, &mut |_| {}),
+        }
     }
 }
 

@@ -21,12 +21,43 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Talk to the model on stdin; the recurrent state is kept between turns
     Chat(ChatArgs),
+    /// Measure prefill and decode speed against the adapter's own read bandwidth
+    Bench(BenchArgs),
     /// Show the GPU adapter wgpu picks and every adapter it can see
     Info {
         /// Pick the adapter whose name contains this text (case-insensitive)
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// The 130m shape only, a short prompt: under a minute on a software device
+    #[arg(long)]
+    pub quick: bool,
+    /// Synthetic model shapes to run (mamba-130m, mamba-370m, mamba-790m, mamba-1.4b,
+    /// mamba-2.8b); repeatable. Default: all (with --quick: mamba-130m)
+    #[arg(long = "shape", value_name = "NAME")]
+    pub shapes: Vec<String>,
+    /// Weight storage to measure; repeatable. Default: f32 and f16
+    #[arg(long = "dtype", value_enum, value_name = "TYPE")]
+    pub dtypes: Vec<DtypeArg>,
+    /// Batch sizes; repeatable. Default: 1 and 8 (with --quick: 1)
+    #[arg(long = "batch", value_name = "B")]
+    pub batches: Vec<usize>,
+    /// Prompt lengths for prefill; repeatable. Default: 128, 512, 2048, 8192 (--quick: 128)
+    #[arg(long = "prompt-len", value_name = "L")]
+    pub prompt_lens: Vec<usize>,
+    /// Benchmark this checkpoint folder instead of synthetic shapes
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Pick the GPU adapter whose name contains this text
+    #[arg(long, value_name = "NAME")]
+    pub adapter: Option<String>,
+    /// Also write the figures as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -49,6 +80,15 @@ pub struct ModelArgs {
 pub enum DtypeArg {
     F32,
     F16,
+}
+
+impl From<DtypeArg> for mamba_wgpu::WeightDtype {
+    fn from(d: DtypeArg) -> Self {
+        match d {
+            DtypeArg::F32 => mamba_wgpu::WeightDtype::F32,
+            DtypeArg::F16 => mamba_wgpu::WeightDtype::F16,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use mamba_wgpu::tokenizer::Tokenizer;
 use mamba_wgpu::{Checkpoint, Error, GpuContext, LoadOptions, Model, Result, WeightDtype};
 
-use super::args::{DtypeArg, ModelArgs};
+use super::args::ModelArgs;
 use super::model_path::{self, ModelSource};
 
 pub struct Loaded {
@@ -30,10 +30,7 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     let checkpoint = open_checkpoint(&source)?;
     let ctx = pollster::block_on(GpuContext::new(args.adapter.as_deref()))?;
     let options = LoadOptions {
-        weight_dtype: args.dtype.map(|d| match d {
-            DtypeArg::F32 => WeightDtype::F32,
-            DtypeArg::F16 => WeightDtype::F16,
-        }),
+        weight_dtype: args.dtype.map(WeightDtype::from),
     };
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
     let model = Model::load(ctx, &checkpoint, options, &mut |done| bar.set_position(done));

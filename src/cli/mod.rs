@@ -1,6 +1,7 @@
 //! The `mamba-wgpu` command line (binary only; the library knows nothing of it).
 
 pub mod args;
+pub mod bench_cmd;
 pub mod chat;
 pub mod generate_cmd;
 pub mod info;

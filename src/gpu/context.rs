@@ -74,9 +74,11 @@ impl GpuContext {
         let supported = adapter.limits();
         // Start from WebGPU's defaults (what every kernel is written to fit) and take the
         // adapter's larger buffers, so big weights need fewer splits where the device allows.
-        let mut limits = wgpu::Limits::default();
-        limits.max_storage_buffer_binding_size = supported.max_storage_buffer_binding_size;
-        limits.max_buffer_size = supported.max_buffer_size;
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: supported.max_storage_buffer_binding_size,
+            max_buffer_size: supported.max_buffer_size,
+            ..Default::default()
+        };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("mamba-wgpu"),

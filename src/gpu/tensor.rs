@@ -85,7 +85,7 @@ pub enum WeightData<'a> {
 
 /// Buffers are padded to whole 16-byte words so kernels may bind them as arrays of vec4.
 fn padded<T: Copy + Default>(values: &[T], multiple: usize) -> std::borrow::Cow<'_, [T]> {
-    if !values.is_empty() && values.len() % multiple == 0 {
+    if !values.is_empty() && values.len().is_multiple_of(multiple) {
         return std::borrow::Cow::Borrowed(values);
     }
     let mut v = values.to_vec();

@@ -87,28 +87,19 @@ impl Scratch {
 }
 
 /// Which logits a run produces.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LogitsOut {
+#[derive(Clone, Copy, Debug)]
+pub enum LogitsOut<'a> {
     /// None: a prompt chunk that is not the last.
     Skip,
     /// The last position of each sequence, into `scratch.logits` (batch, vocab).
     Last,
     /// Every position, into the given buffer (batch * t, vocab).
-    All,
+    All(&'a wgpu::Buffer),
 }
 
 /// Records the forward pass over `t_len` tokens of `batch` sequences whose ids are already
-/// in `scratch.ids`. `all_logits` receives every position's logits when `out` is All.
-pub fn record_forward(
-    rec: &mut Recorder,
-    model: &Model,
-    scratch: &Scratch,
-    state: &StateBuffers,
-    batch: u32,
-    t_len: u32,
-    out: LogitsOut,
-    all_logits: Option<&wgpu::Buffer>,
-) -> Result<()> {
+/// in `scratch.ids`.
+pub fn record_forward(rec: &mut Recorder, model: &Model, scratch: &Scratch, state: &StateBuffers, batch: u32, t_len: u32, out: LogitsOut) -> Result<()> {
     let c = &model.config;
     let w = &model.weights;
     let s = scratch;
@@ -170,11 +161,10 @@ pub fn record_forward(
         linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..Linear::dense(&s.y, rows, &layer.out_proj, &s.mixer_out) })?;
     }
 
-    let (target, last_only) = match (out, all_logits) {
-        (LogitsOut::Skip, _) => return Ok(()),
-        (LogitsOut::Last, _) => (&s.logits, true),
-        (LogitsOut::All, Some(buffer)) => (buffer, false),
-        (LogitsOut::All, None) => return Err(crate::error::Error::invalid("all_logits", "LogitsOut::All needs an output buffer")),
+    let (target, last_only) = match out {
+        LogitsOut::Skip => return Ok(()),
+        LogitsOut::Last => (&s.logits, true),
+        LogitsOut::All(buffer) => (buffer, false),
     };
     // logits = lm_head . RMSNorm_f(residual += mixer_out)
     let delta = (!w.layers.is_empty()).then_some(&s.mixer_out);

@@ -56,7 +56,7 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
     };
     let f16 = op.weight.dtype.is_f16();
     // matvec's 16-byte loads need rows of W (4 f32 or 8 f16) and of X (4 f32) aligned.
-    let wide = k % if f16 { 8 } else { 4 } == 0 && op.x_stride % 4 == 0 && op.x_offset % 4 == 0;
+    let wide = k.is_multiple_of(if f16 { 8 } else { 4 }) && op.x_stride.is_multiple_of(4) && op.x_offset.is_multiple_of(4);
     let lanes = rec.ctx().matvec_lanes;
     for part in &op.weight.parts {
         let params = LinearParams {

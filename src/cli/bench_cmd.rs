@@ -1,0 +1,45 @@
+//! `mamba-wgpu bench`: the library's benchmark (src/bench) with the command line's choices.
+
+use mamba_wgpu::bench::{self, BenchOptions, BenchReport};
+use mamba_wgpu::{Error, Result, WeightDtype};
+
+use super::args::BenchArgs;
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let mut options = if args.quick { BenchOptions::quick() } else { BenchOptions::full() };
+    if !args.shapes.is_empty() {
+        for shape in &args.shapes {
+            bench::synthetic::config_for(shape).map_err(|_| Error::invalid("--shape", format!("`{shape}` is not one of mamba-130m, mamba-370m, mamba-790m, mamba-1.4b, mamba-2.8b")))?;
+        }
+        options.shapes = args.shapes.clone();
+    }
+    if !args.dtypes.is_empty() {
+        options.dtypes = args.dtypes.iter().map(|&d| WeightDtype::from(d)).collect();
+    }
+    if !args.batches.is_empty() {
+        if let Some(&bad) = args.batches.iter().find(|&&b| b == 0) {
+            return Err(Error::invalid("--batch", format!("{bad}: must be at least 1")));
+        }
+        options.batches = args.batches.clone();
+    }
+    if !args.prompt_lens.is_empty() {
+        if args.prompt_lens.contains(&0) {
+            return Err(Error::invalid("--prompt-len", "must be at least 1"));
+        }
+        options.prompt_lens = args.prompt_lens.clone();
+    }
+    options.model_dir = args.model.clone();
+    options.adapter = args.adapter.clone();
+    // Fail on an unwritable JSON path now, not after minutes of measuring.
+    if let Some(path) = &args.json {
+        std::fs::write(path, "").map_err(|e| Error::io(path.display(), e))?;
+    }
+    println!("{}", BenchReport::header());
+    let report = bench::run(&options, &mut |line| println!("{line}"))?;
+    println!("\n{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.to_json()).map_err(|e| Error::io(path.display(), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    Ok(())
+}
