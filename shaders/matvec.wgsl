@@ -30,7 +30,9 @@ struct Params {
     _pad0: u32,
 }
 
-const WG: u32 = 256u;
+// Invocations per workgroup: 256 with 8 lanes per row; 64 with 1 lane per row, so that even
+// a 768-row matrix spreads over enough workgroups to keep every core of a CPU device busy.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // (BATCH, x_stride), f32
@@ -58,7 +60,7 @@ fn softplus(v: f32) -> f32 {
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let lane = flat % LANES;
     let n = wg.x * (WG / LANES) + flat / LANES;

@@ -51,7 +51,7 @@ fn linear_matches_reference() {
         common::own_ctx().with_max_binding_bytes(4096).unwrap(),
     ];
     let mut case = 0u64;
-    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 17, 5), (3, 100, 33), (8, 64, 16), (8, 64, 24), (1, 300, 768), (9, 65, 70), (70, 130, 129), (130, 31, 64), (3, 7, 1000)] {
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 17, 5), (3, 100, 33), (8, 64, 16), (8, 64, 24), (1, 300, 768), (9, 65, 70), (70, 130, 129), (130, 31, 64), (3, 7, 1000), (3000, 33, 40)] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
@@ -109,7 +109,7 @@ fn linear_matches_reference() {
 fn add_rms_norm_matches_reference() {
     const TOL: f32 = 1e-5;
     let ctx = common::ctx();
-    for &(batch, t, d) in &[(1, 1, 1), (1, 5, 64), (3, 7, 300), (2, 3, 2560)] {
+    for &(batch, t, d) in &[(1, 1, 1), (1, 5, 64), (3, 7, 300), (2, 3, 2560), (1, 3000, 40)] {
         let residual = random_values(d as u64, batch * t * d, 2.0);
         let delta = random_values(d as u64 + 1, batch * t * d, 1.0);
         let weight = random_values(d as u64 + 2, d, 1.5);

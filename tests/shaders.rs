@@ -80,10 +80,6 @@ fn check_shader(source: &str) -> Result<(), String> {
             if ep.stage != ShaderStage::Compute {
                 return Err(format!("entry point {} is not a compute shader", ep.name));
             }
-            let invocations: u32 = ep.workgroup_size.iter().product();
-            if invocations > MAX_INVOCATIONS {
-                return Err(format!("{}: {invocations} invocations per workgroup", ep.name));
-            }
             let ep_info = info.get_entry_point(ep_index);
             let storage_buffers = module
                 .global_variables
@@ -95,6 +91,12 @@ fn check_shader(source: &str) -> Result<(), String> {
             }
             let (resolved, resolved_info) = naga::back::pipeline_constants::process_overrides(&module, &info, Some((ShaderStage::Compute, &ep.name)), &constants)
                 .map_err(|e| format!("{}: overrides {constants:?}: {e:?}", ep.name))?;
+            // Workgroup sizes may be override expressions: check them once resolved.
+            let resolved_ep = resolved.entry_points.iter().find(|e| e.name == ep.name).ok_or("entry point lost")?;
+            let invocations: u32 = resolved_ep.workgroup_size.iter().product();
+            if invocations == 0 || invocations > MAX_INVOCATIONS {
+                return Err(format!("{} with {constants:?}: {invocations} invocations per workgroup", ep.name));
+            }
             translate(&resolved, &resolved_info, &ep.name).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
         }
     }
@@ -107,6 +109,7 @@ fn override_values(name: &str) -> Result<&'static [f64], String> {
         "WEIGHT_F16" => Ok(&[0.0, 1.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
         "LANES" => Ok(&[1.0, 8.0]),
+        "WG" => Ok(&[64.0, 256.0]),
         other => Err(format!("override `{other}` has no test values in tests/shaders.rs")),
     }
 }

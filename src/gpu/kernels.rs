@@ -36,9 +36,17 @@ pub const SCAN_MAX_STATE: u32 = 64;
 pub const MATMUL_TILE: u32 = 64;
 /// Output tile edge of a main_direct workgroup in shaders/matmul.wgsl (8 x 8 invocations x 4).
 pub const MATMUL_DIRECT_TILE: u32 = 32;
-/// Invocations per workgroup and most batch rows of shaders/matvec.wgsl.
-pub const MATVEC_WG: u32 = 256;
+/// Most batch rows of shaders/matvec.wgsl.
 pub const MATVEC_MAX_M: u32 = 8;
+
+/// Invocations per workgroup of shaders/matvec.wgsl (WG there) for `lanes` per output row.
+pub fn matvec_workgroup(lanes: u8) -> u32 {
+    if lanes == 1 {
+        64
+    } else {
+        256
+    }
+}
 /// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
 pub const WG_64: u32 = 64;
 pub const WG_256: u32 = 256;
@@ -113,6 +121,7 @@ impl KernelCache {
         if let Some((batch, lanes)) = matvec {
             constants.push(("BATCH", batch as f64));
             constants.push(("LANES", lanes as f64));
+            constants.push(("WG", matvec_workgroup(lanes) as f64));
         }
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),

@@ -4,7 +4,7 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_WG};
+use crate::gpu::kernels::{matvec_workgroup, MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M};
 use crate::gpu::params::LinearParams;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -75,7 +75,7 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
         };
         let buffers = [op.x, &part.buffer, bias, op.y];
         if m <= MATVEC_MAX_M {
-            let rows_per_wg = MATVEC_WG / lanes as u32;
+            let rows_per_wg = matvec_workgroup(lanes) / lanes as u32;
             rec.dispatch(Kernel::Matvec { f16, batch: m as u8, lanes }, &params, &buffers, [groups(part.rows, rows_per_wg), 1, 1])?;
         } else if rec.ctx().tiled_matmul {
             rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
