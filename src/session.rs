@@ -166,10 +166,15 @@ impl Session {
     /// Runs the prompts through the model chunk by chunk; reads back per `want` after the last.
     async fn consume(&mut self, prompts: &[Vec<u32>], want: Readback) -> Result<Vec<u8>> {
         let len = self.validate(prompts)?;
+        // Every position's logits must fit one storage binding: fewer tokens per submit then.
+        let chunk = match want {
+            Readback::AllLogits => self.all_logits_chunk(),
+            _ => self.chunk,
+        };
         let mut out = Vec::new();
         let mut start = 0;
         while start < len {
-            let t = self.chunk.min(len - start);
+            let t = chunk.min(len - start);
             let last = start + t == len;
             let readback = match want {
                 Readback::AllLogits => Readback::AllLogits,
@@ -191,7 +196,7 @@ impl Session {
         let (batch, rows) = (self.batch, ids.len());
         let vocab = self.model.config.vocab_size;
         if readback == Readback::AllLogits && self.all_logits.is_none() {
-            let elements = self.batch * self.chunk * vocab;
+            let elements = self.batch * self.all_logits_chunk() * vocab;
             let buffer = storage(&ctx, "all_logits", elements);
             self.all_logits = Some((buffer, Staging::new(&ctx, "all logits readback", (elements * 4) as u64)));
         }
@@ -226,6 +231,12 @@ impl Session {
         encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes as u64);
         ctx.queue.submit([encoder.finish()]);
         staging.read(&ctx, bytes as u64).await
+    }
+
+    /// Tokens per sequence per submit when every position's logits come back.
+    fn all_logits_chunk(&self) -> usize {
+        let row_bytes = (self.batch * self.model.config.vocab_size * 4) as u64;
+        self.chunk.min((self.model.ctx.max_binding_bytes / row_bytes) as usize).max(1)
     }
 
     /// The state as bytes: a header naming the model and shape, then every layer's conv and

@@ -98,9 +98,9 @@ impl ModelSpec {
         match self {
             ModelSpec::Synthetic(name) => {
                 let source = synthetic::SyntheticModel { config: synthetic::config_for(name)?, name: name.clone(), dtype };
-                Model::load(ctx.clone(), &source, options, &mut |_| {})
+                pollster::block_on(Model::load_checked(ctx.clone(), &source, options, &mut |_| {}))
             }
-            ModelSpec::Folder(dir) => Model::load(ctx.clone(), &Checkpoint::open(dir)?, options, &mut |_| {}),
+            ModelSpec::Folder(dir) => pollster::block_on(Model::load_checked(ctx.clone(), &Checkpoint::open(dir)?, options, &mut |_| {})),
         }
     }
 }

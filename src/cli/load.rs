@@ -33,7 +33,7 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
         weight_dtype: args.dtype.map(WeightDtype::from),
     };
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
-    let model = Model::load(ctx, &checkpoint, options, &mut |done| bar.set_position(done));
+    let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();
     Ok(Loaded { model: Arc::new(model?), tokenizer })
 }

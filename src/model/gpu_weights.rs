@@ -86,6 +86,21 @@ impl Model {
         Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, fingerprint, source: ckpt.source_name().to_string() })
     }
 
+    /// `load`, with the GPU's own failures (out of memory, validation) returned as an error
+    /// instead of reaching wgpu's uncaptured-error handler, which panics natively. WebGPU
+    /// reports them asynchronously, hence async.
+    pub async fn load_checked(ctx: Arc<GpuContext>, ckpt: &impl TensorSource, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
+        let out_of_memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let model = Self::load(ctx.clone(), ckpt, options, progress);
+        let scoped = [invalid.pop().await, out_of_memory.pop().await];
+        let model = model?;
+        match scoped.into_iter().flatten().next() {
+            Some(e) => Err(crate::Error::Gpu(format!("uploading {} to {} failed: {e}", ckpt.source_name(), ctx.adapter.name))),
+            None => Ok(model),
+        }
+    }
+
     /// Opens and uploads a model folder (config.json + safetensors).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(ctx: Arc<GpuContext>, dir: &std::path::Path, options: LoadOptions) -> Result<Self> {
