@@ -2,12 +2,12 @@
 //   Y[m, y_offset + n] = act(sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
 //
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
-// kernel is built around the loads of W. Eight invocations share an output row and read its
-// weights 16 bytes at a time (4 f32 or 8 packed f16), so a row's eight lanes load 128
-// contiguous bytes per iteration: coalesced on GPUs, one cache line on CPUs. All BATCH rows of
-// X share each weight load, and BATCH is an override constant so the accumulators stay in
-// registers (a pipeline per batch size). Rows or offsets not aligned to 16 bytes (tiny test
-// models) take an element-wise path.
+// kernel is built around the loads of W. LANES invocations share an output row and read its
+// weights 16 bytes at a time (4 f32 or 8 packed f16): on GPUs 8 lanes load 128 contiguous
+// bytes of a row per iteration (coalesced); on CPU devices one lane walks the whole row. All
+// BATCH rows of X share each weight load, and BATCH is an override constant so the
+// accumulators stay in registers (a pipeline per batch size). Rows or offsets not aligned to
+// 16 bytes (tiny test models) take an element-wise path.
 
 override WEIGHT_F16: bool = false;
 override BATCH: u32 = 1u;  // 1..=8

@@ -69,7 +69,7 @@ impl Session {
             return Err(Error::invalid("chunk", "must be at least 1"));
         }
         let ctx = model.ctx.clone();
-        let chunk = chunk.min(max_chunk(&ctx, &model, batch));
+        let chunk = chunk.min(max_chunk(&ctx, &model, batch)?);
         let state = StateBuffers::new(&ctx, &model, batch);
         let scratch = Scratch::new(&ctx, &model, batch, batch * chunk);
         let staging = Staging::new(&ctx, "logits readback", (batch * model.config.vocab_size * 4) as u64);
@@ -288,11 +288,16 @@ fn tape_slots(model: &Model) -> usize {
 }
 
 /// The largest chunk whose scratch buffers fit one storage binding and whose dispatches fit
-/// the workgroup-count limit.
-fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> usize {
+/// the workgroup-count limit; an error when not even one token per sequence fits.
+fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
     let c = &model.config;
+    // The widest activation row, or the logits row of the whole batch, whichever is larger.
     let widest_row_bytes = 4 * (2 * c.d_inner).max(c.d_model).max(c.x_proj_width()) as u64;
     let by_binding = (ctx.max_binding_bytes / widest_row_bytes) as usize / batch;
+    let logits_bytes = (batch as u64).saturating_mul(c.vocab_size as u64 * 4);
+    if by_binding == 0 || logits_bytes > ctx.max_binding_bytes {
+        return Err(Error::Limit(format!("a batch of {batch} sequences does not fit one storage binding of {} bytes on {}", ctx.max_binding_bytes, ctx.adapter.name)));
+    }
     let by_dispatch = ctx.limits.max_compute_workgroups_per_dimension as usize;
-    by_binding.min(by_dispatch).max(1)
+    Ok(by_binding.min(by_dispatch))
 }

@@ -16,8 +16,11 @@ use mamba_wgpu::reference::{self, RefState};
 use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
 use safetensors::{Dtype, SafeTensors};
 
+/// These tests use the two fixtures by name (mamba1-tiny, mamba1-small).
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures").join(name)
+    let dir = common::fixtures_root().join(name);
+    assert!(dir.is_dir(), "fixture {} is missing (set MAMBA_FIXTURES to the folder holding it)", dir.display());
+    dir
 }
 
 fn temp_dir(name: &str) -> PathBuf {
@@ -259,6 +262,21 @@ fn bad_checkpoints_are_errors_that_name_the_problem() {
 
     let err = load_error("no-weights", |dir, _| std::fs::write(dir.join("model.safetensors"), b"").unwrap());
     assert!(err.contains("model.safetensors"), "{err}");
+}
+
+#[test]
+fn shapes_the_engine_cannot_hold_are_errors() {
+    use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
+    // A state larger than the chunked scan's workgroup carry: refused at load, naming the field.
+    let mut config = config_for("mamba-130m").unwrap();
+    (config.d_state, config.n_layer, config.vocab_size) = (80, 1, 64);
+    let source = SyntheticModel { config, name: "wide-state".into(), dtype: WeightDtype::F32 };
+    let err = Model::load(common::ctx(), &source, LoadOptions::default(), &mut |_| {}).err().expect("refused").to_string();
+    assert!(err.contains("state_size 80"), "{err}");
+    // A batch whose logits alone exceed a storage binding.
+    let model = load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap();
+    let err = Session::new(model, 1 << 20).err().expect("refused").to_string();
+    assert!(err.contains("batch of 1048576"), "{err}");
 }
 
 #[test]

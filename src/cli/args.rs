@@ -40,13 +40,13 @@ pub struct BenchArgs {
     /// mamba-2.8b); repeatable. Default: all (with --quick: mamba-130m)
     #[arg(long = "shape", value_name = "NAME")]
     pub shapes: Vec<String>,
-    /// Weight storage to measure; repeatable. Default: f32 and f16
+    /// Weight storage to measure; repeatable. Default: f32 and f16 (--quick: f16)
     #[arg(long = "dtype", value_enum, value_name = "TYPE")]
     pub dtypes: Vec<DtypeArg>,
     /// Batch sizes; repeatable. Default: 1 and 8 (with --quick: 1)
     #[arg(long = "batch", value_name = "B")]
     pub batches: Vec<usize>,
-    /// Prompt lengths for prefill; repeatable. Default: 128, 512, 2048, 8192 (--quick: 128)
+    /// Prompt lengths for prefill; repeatable. Default: 128, 512, 2048, 8192 (--quick: 64)
     #[arg(long = "prompt-len", value_name = "L")]
     pub prompt_lens: Vec<usize>,
     /// Benchmark this checkpoint folder instead of synthetic shapes

@@ -80,13 +80,16 @@ impl MambaConfig {
             n_layer: f.required_usize("num_hidden_layers")?,
             d_state: f.optional_usize("state_size")?.unwrap_or(16),
             d_conv: f.optional_usize("conv_kernel")?.unwrap_or(4),
-            d_inner: f.optional_usize("intermediate_size")?.unwrap_or(expand * d_model),
+            d_inner: match f.optional_usize("intermediate_size")? {
+                Some(d) => d,
+                None => f.product("expand * hidden_size", expand, d_model)?,
+            },
             dt_rank: f.dt_rank("time_step_rank", d_model)?,
             proj_bias: f.optional_bool("use_bias")?.unwrap_or(false),
             conv_bias: f.optional_bool("use_conv_bias")?.unwrap_or(true),
             tie_embeddings: f.optional_bool("tie_word_embeddings")?.unwrap_or(true),
             norm_eps: f.optional_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
-            eos_token_id: f.optional_usize("eos_token_id")?.map(|id| id as u32),
+            eos_token_id: f.eos_token_id()?,
             naming: Naming::HuggingFace,
         };
         config.validate(f.path)
@@ -111,12 +114,12 @@ impl MambaConfig {
         let expand = ssm_fields.optional_usize("expand")?.unwrap_or(2);
         let config = MambaConfig {
             // The released checkpoints pad the vocabulary rows up to a multiple (50277 -> 50280).
-            vocab_size: raw_vocab.div_ceil(multiple) * multiple,
+            vocab_size: f.product("padded vocab_size", raw_vocab.div_ceil(multiple), multiple)?,
             d_model,
             n_layer: f.required_usize("n_layer")?,
             d_state: ssm_fields.optional_usize("d_state")?.unwrap_or(16),
             d_conv: ssm_fields.optional_usize("d_conv")?.unwrap_or(4),
-            d_inner: expand * d_model,
+            d_inner: f.product("expand * d_model", expand, d_model)?,
             dt_rank: ssm_fields.dt_rank("dt_rank", d_model)?,
             proj_bias: ssm_fields.optional_bool("bias")?.unwrap_or(false),
             conv_bias: ssm_fields.optional_bool("conv_bias")?.unwrap_or(true),
@@ -139,8 +142,8 @@ impl MambaConfig {
             ("time step rank", self.dt_rank),
         ];
         for (what, value) in checks {
-            if value == 0 {
-                return Err(Error::Config { path: path.into(), reason: format!("{what} must be > 0") });
+            if value == 0 || value > (1 << 24) {
+                return Err(Error::Config { path: path.into(), reason: format!("{what} {value} is out of range (1 to 16777216)") });
             }
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
@@ -156,7 +159,7 @@ impl MambaConfig {
 
     /// Floats of recurrent state per sequence: conv window plus SSM state, every layer.
     pub fn state_floats_per_sequence(&self) -> usize {
-        self.n_layer * self.d_inner * (self.d_conv + self.d_state)
+        self.n_layer.saturating_mul(self.d_inner).saturating_mul(self.d_conv + self.d_state)
     }
 }
 
@@ -199,6 +202,22 @@ impl Fields<'_> {
         }
     }
 
+    /// a * b, or an error naming `what` when a hostile config makes it overflow.
+    fn product(&self, what: &str, a: usize, b: usize) -> Result<usize> {
+        a.checked_mul(b).filter(|&v| v <= u32::MAX as usize).ok_or_else(|| self.error(format!("{what} = {a} x {b} is too large")))
+    }
+
+    /// An id, or a list of ids (some configs list several EOS tokens): the first is used.
+    fn eos_token_id(&self) -> Result<Option<u32>> {
+        match self.obj.get("eos_token_id") {
+            Some(Value::Array(ids)) => match ids.first() {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(|id| Some(id as u32)).ok_or_else(|| self.error(format!("field `eos_token_id` must hold integers, got {v}"))),
+            },
+            _ => Ok(self.optional_usize("eos_token_id")?.map(|id| id as u32)),
+        }
+    }
+
     /// dt_rank is an integer or "auto" = ceil(d_model / 16), as in the Mamba paper's code.
     fn dt_rank(&self, key: &str, d_model: usize) -> Result<usize> {
         match self.obj.get(key) {
@@ -230,6 +249,15 @@ mod tests {
         let text = r#"{"model_type": "mamba", "vocab_size": 10, "num_hidden_layers": 2}"#;
         let err = MambaConfig::from_json(text, "m/config.json").unwrap_err().to_string();
         assert!(err.contains("hidden_size") && err.contains("m/config.json"), "{err}");
+    }
+
+    #[test]
+    fn eos_list_takes_the_first_and_overflow_is_an_error() {
+        let text = r#"{"model_type": "mamba", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "eos_token_id": [7, 9]}"#;
+        assert_eq!(MambaConfig::from_json(text, "config.json").unwrap().eos_token_id, Some(7));
+        let text = r#"{"model_type": "mamba", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "expand": 18446744073709551615}"#;
+        let err = MambaConfig::from_json(text, "config.json").unwrap_err().to_string();
+        assert!(err.contains("expand * hidden_size"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
 use super::weights::{load_weights, ModelWeights, TensorSink};
 use crate::error::Result;
+use crate::gpu::kernels::SCAN_MAX_STATE;
 use crate::gpu::tensor::{upload_f32, WeightData};
 use crate::gpu::{GpuContext, GpuWeight, WeightDtype};
 
@@ -78,6 +79,13 @@ impl GpuSink<'_> {
 impl Model {
     /// Uploads every tensor of `ckpt`. `progress` receives the bytes of tensor data done so far.
     pub fn load(ctx: Arc<GpuContext>, ckpt: &impl TensorSource, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
+        let d_state = ckpt.config().d_state;
+        if d_state > SCAN_MAX_STATE as usize {
+            return Err(crate::Error::Config {
+                path: format!("{}/config.json", ckpt.source_name()),
+                reason: format!("state_size {d_state} exceeds the {SCAN_MAX_STATE} the chunked scan keeps in workgroup memory"),
+            });
+        }
         let mut sink = GpuSink { ctx: &ctx, dtype: options.weight_dtype, chosen: None, hasher: Fnv::new(), progress, done: 0 };
         sink.hasher.write(format!("{:?}", ckpt.config()).as_bytes());
         let weights = load_weights(ckpt, &mut sink)?;

@@ -26,11 +26,14 @@ pub fn own_ctx() -> Arc<GpuContext> {
     pollster::block_on(GpuContext::new(None)).unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
 }
 
-/// Fixture folders: every subfolder of $MAMBA_FIXTURES (default ../shared/fixtures).
+/// The fixtures folder: $MAMBA_FIXTURES, default ../shared/fixtures.
+pub fn fixtures_root() -> PathBuf {
+    std::env::var("MAMBA_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
+}
+
+/// Fixture folders: every subfolder of the fixtures folder.
 pub fn fixture_dirs() -> Vec<PathBuf> {
-    let root = std::env::var("MAMBA_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
+    let root = fixtures_root();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("fixtures folder {} unreadable ({e}); set MAMBA_FIXTURES", root.display()))
         .filter_map(|e| e.ok().map(|e| e.path()))
