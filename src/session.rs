@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::MATVEC_MAX_M;
-use crate::gpu::readback::Staging;
+use crate::gpu::readback::{read_buffers, Staging};
 use crate::gpu::tensor::storage;
 use crate::gpu::{GpuContext, Tape};
 use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
@@ -242,10 +242,10 @@ impl Session {
     /// The state as bytes: a header naming the model and shape, then every layer's conv and
     /// SSM state (f32 little endian, Hugging Face cache layouts).
     pub async fn snapshot(&self) -> Result<Vec<u8>> {
-        let ctx = &self.model.ctx;
         let mut out = crate::snapshot::header(&self.model, self.batch, self.position);
-        for buffer in self.state.conv.iter().chain(&self.state.ssm) {
-            out.extend(crate::gpu::readback::read_buffer(ctx, buffer, buffer.size()).await?);
+        let buffers: Vec<&wgpu::Buffer> = self.state.conv.iter().chain(&self.state.ssm).collect();
+        for bytes in read_buffers(&self.model.ctx, &buffers).await? {
+            out.extend(bytes);
         }
         Ok(out)
     }
@@ -268,15 +268,16 @@ impl Session {
     }
 
     /// Per layer (conv, ssm) state read back as f32, for tests and inspection.
+    /// Conv state (batch, d_inner, d_conv) and SSM state (batch, d_inner, d_state) per layer.
     pub async fn read_state(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
-        let ctx = &self.model.ctx;
-        let mut layers = Vec::new();
-        for (conv, ssm) in self.state.conv.iter().zip(&self.state.ssm) {
-            let c = crate::gpu::readback::read_f32(ctx, conv, conv.size() as usize / 4).await?;
-            let s = crate::gpu::readback::read_f32(ctx, ssm, ssm.size() as usize / 4).await?;
-            layers.push((c, s));
-        }
-        Ok(layers)
+        let c = &self.model.config;
+        let (conv_len, ssm_len) = (self.batch * c.d_inner * c.d_conv, self.batch * c.d_inner * c.d_state);
+        let buffers: Vec<&wgpu::Buffer> = self.state.conv.iter().chain(&self.state.ssm).collect();
+        let bytes = read_buffers(&self.model.ctx, &buffers).await?;
+        // Buffers are padded to 16 bytes: keep the state's own elements.
+        let floats = |b: &[u8], n: usize| -> Vec<f32> { bytemuck::pod_collect_to_vec::<u8, f32>(b).into_iter().take(n).collect() };
+        let (conv, ssm) = bytes.split_at(c.n_layer);
+        Ok(conv.iter().zip(ssm).map(|(cb, sb)| (floats(cb, conv_len), floats(sb, ssm_len))).collect())
     }
 }
 

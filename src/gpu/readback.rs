@@ -85,6 +85,29 @@ pub async fn read_buffer(ctx: &GpuContext, source: &wgpu::Buffer, bytes: u64) ->
     staging.read(ctx, bytes).await
 }
 
+/// Reads several whole buffers with one copy each into one staging buffer, one submit and one
+/// mapping (a session's state is two buffers per layer).
+pub async fn read_buffers(ctx: &GpuContext, sources: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
+    let total: u64 = sources.iter().map(|b| b.size()).sum();
+    let staging = Staging::new(ctx, "readback", total);
+    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
+    let mut offset = 0;
+    for source in sources {
+        encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, offset, source.size());
+        offset += source.size();
+    }
+    ctx.queue.submit([encoder.finish()]);
+    let bytes = staging.read(ctx, total.max(4)).await?;
+    let mut out = Vec::with_capacity(sources.len());
+    let mut start = 0;
+    for source in sources {
+        let end = start + source.size() as usize;
+        out.push(bytes[start..end].to_vec());
+        start = end;
+    }
+    Ok(out)
+}
+
 pub async fn read_f32(ctx: &GpuContext, source: &wgpu::Buffer, elements: usize) -> Result<Vec<f32>> {
     let bytes = read_buffer(ctx, source, (elements * 4) as u64).await?;
     Ok(bytemuck::pod_collect_to_vec(&bytes))
