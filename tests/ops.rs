@@ -56,7 +56,7 @@ fn linear_matches_reference() {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
                 let split = variant == 2;
-                let style = if ctx.tiled_matmul { "gpu" } else { "cpu" };
+                let style = if ctx.gpu_kernels { "gpu" } else { "cpu" };
                 // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
                 let aligned = !case.is_multiple_of(3);
                 let x_offset = if aligned { 4 } else { 3 };

@@ -38,12 +38,10 @@ pub struct GpuContext {
     /// Largest storage binding a single weight part may occupy; weights above it are split by
     /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
     pub max_binding_bytes: u64,
-    /// Invocations per output row in the decode matrix-vector kernel: 8 on GPUs (coalesced
-    /// loads), 1 on CPU devices such as lavapipe (each SIMD lane streams its own row).
-    pub matvec_lanes: u8,
-    /// Prefill matmul staged through workgroup memory (GPUs) or straight from memory (CPU
-    /// devices, where barriers are expensive and the caches do the staging).
-    pub tiled_matmul: bool,
+    /// Kernel variants for GPUs (tiled matmul, 8 invocations per matvec row: coalesced loads)
+    /// or for CPU devices such as lavapipe (direct matmul, one invocation per matvec row: each
+    /// SIMD lane streams its own row, and barriers cost more than the caches save).
+    pub gpu_kernels: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -104,16 +102,13 @@ impl GpuContext {
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
-        let cpu = info.device_type == wgpu::DeviceType::Cpu;
-        let matvec_lanes = if cpu { 1 } else { 8 };
         Ok(Arc::new(GpuContext {
             device,
             queue,
             adapter,
             limits,
             max_binding_bytes,
-            matvec_lanes,
-            tiled_matmul: !cpu,
+            gpu_kernels: info.device_type != wgpu::DeviceType::Cpu,
             kernels: KernelCache::default(),
             placeholder,
         }))
@@ -121,15 +116,28 @@ impl GpuContext {
 
     /// A context whose weights are split at `bytes` per part (tests of the split path).
     pub fn with_max_binding_bytes(self: Arc<Self>, bytes: u64) -> Result<Arc<Self>> {
-        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; lower the binding size before loading"))?;
-        Ok(Arc::new(GpuContext { max_binding_bytes: bytes.min(ctx.max_binding_bytes), ..ctx }))
+        self.reconfigured(|ctx| GpuContext { max_binding_bytes: bytes.min(ctx.max_binding_bytes), ..ctx })
+    }
+
+    /// Settings change only before anything (a model, a session) holds the context.
+    fn reconfigured(self: Arc<Self>, change: impl FnOnce(GpuContext) -> GpuContext) -> Result<Arc<Self>> {
+        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; change its settings before loading a model"))?;
+        Ok(Arc::new(change(ctx)))
     }
 
     /// A context that runs the kernel variants meant for GPUs (`gpu_style`: 8 matvec lanes,
     /// tiled matmul) or for CPU devices, whatever the adapter is: tests cover both everywhere.
     pub fn with_kernel_style(self: Arc<Self>, gpu_style: bool) -> Result<Arc<Self>> {
-        let ctx = Arc::try_unwrap(self).map_err(|_| Error::invalid("context", "already shared; choose kernels before loading"))?;
-        Ok(Arc::new(GpuContext { matvec_lanes: if gpu_style { 8 } else { 1 }, tiled_matmul: gpu_style, ..ctx }))
+        self.reconfigured(|ctx| GpuContext { gpu_kernels: gpu_style, ..ctx })
+    }
+
+    /// Invocations per output row in the decode matrix-vector kernel.
+    pub fn matvec_lanes(&self) -> u8 {
+        if self.gpu_kernels {
+            8
+        } else {
+            1
+        }
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

@@ -75,16 +75,6 @@ impl Future for MapFuture {
     }
 }
 
-/// Copies `bytes` of `source` to a fresh staging buffer and reads them (tests and one-off
-/// reads; the per-token path uses a session's own staging buffer).
-pub async fn read_buffer(ctx: &GpuContext, source: &wgpu::Buffer, bytes: u64) -> Result<Vec<u8>> {
-    let staging = Staging::new(ctx, "readback", bytes);
-    let mut encoder = ctx.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("readback") });
-    encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes);
-    ctx.queue.submit([encoder.finish()]);
-    staging.read(ctx, bytes).await
-}
-
 /// Reads several whole buffers with one copy each into one staging buffer, one submit and one
 /// mapping (a session's state is two buffers per layer).
 pub async fn read_buffers(ctx: &GpuContext, sources: &[&wgpu::Buffer]) -> Result<Vec<Vec<u8>>> {
@@ -108,7 +98,9 @@ pub async fn read_buffers(ctx: &GpuContext, sources: &[&wgpu::Buffer]) -> Result
     Ok(out)
 }
 
+/// The first `elements` f32 values of `source` (tests and one-off reads; the per-token path
+/// uses a session's own staging buffer).
 pub async fn read_f32(ctx: &GpuContext, source: &wgpu::Buffer, elements: usize) -> Result<Vec<f32>> {
-    let bytes = read_buffer(ctx, source, (elements * 4) as u64).await?;
-    Ok(bytemuck::pod_collect_to_vec(&bytes))
+    let bytes = read_buffers(ctx, &[source]).await?.remove(0);
+    Ok(bytemuck::pod_collect_to_vec::<u8, f32>(&bytes).into_iter().take(elements).collect())
 }

@@ -57,7 +57,7 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
     let f16 = op.weight.dtype.is_f16();
     // matvec's 16-byte loads need rows of W (4 f32 or 8 f16) and of X (4 f32) aligned.
     let wide = k.is_multiple_of(if f16 { 8 } else { 4 }) && op.x_stride.is_multiple_of(4) && op.x_offset.is_multiple_of(4);
-    let lanes = rec.ctx().matvec_lanes;
+    let lanes = rec.ctx().matvec_lanes();
     for part in &op.weight.parts {
         let params = LinearParams {
             m,
@@ -77,7 +77,7 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
         if m <= MATVEC_MAX_M {
             let rows_per_wg = matvec_workgroup(lanes) / lanes as u32;
             rec.dispatch(Kernel::Matvec { f16, batch: m as u8, lanes }, &params, &buffers, [groups(part.rows, rows_per_wg), 1, 1])?;
-        } else if rec.ctx().tiled_matmul {
+        } else if rec.ctx().gpu_kernels {
             rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
         } else {
             let tile = MATMUL_DIRECT_TILE;
