@@ -292,10 +292,7 @@ fn find_stop(text: &str, stops: &[String]) -> Option<usize> {
 /// Byte offset where the longest suffix of `text` that is a proper start of some stop string
 /// begins (`text.len()` when there is none): that suffix must wait for the next token.
 fn possible_stop_start(text: &str, stops: &[String]) -> usize {
-    text.char_indices()
-        .map(|(i, _)| i)
-        .find(|&i| stops.iter().any(|s| s.len() > text.len() - i && s.starts_with(&text[i..])))
-        .unwrap_or(text.len())
+    text.char_indices().map(|(i, _)| i).find(|&i| stops.iter().any(|s| s.len() > text.len() - i && s.starts_with(&text[i..]))).unwrap_or(text.len())
 }
 
 /// Seconds since some fixed point, for measuring durations on every platform.

@@ -79,12 +79,12 @@ pub fn conv1d_silu(x: &[f32], state: &mut [f32], w: &[f32], bias: Option<&[f32]>
 
 /// Inputs of the selective scan for one layer, all row-major.
 pub struct ScanInputs<'a> {
-    pub x: &'a [f32],     // (batch, t, d_inner): conv output
-    pub dt: &'a [f32],    // (batch, t, d_inner): after softplus
-    pub b: &'a [f32],     // (batch, t, d_state)
-    pub c: &'a [f32],     // (batch, t, d_state)
-    pub z: &'a [f32],     // (batch, t, d_inner): gate
-    pub a_log: &'a [f32], // (d_inner, d_state)
+    pub x: &'a [f32],      // (batch, t, d_inner): conv output
+    pub dt: &'a [f32],     // (batch, t, d_inner): after softplus
+    pub b: &'a [f32],      // (batch, t, d_state)
+    pub c: &'a [f32],      // (batch, t, d_state)
+    pub z: &'a [f32],      // (batch, t, d_inner): gate
+    pub a_log: &'a [f32],  // (d_inner, d_state)
     pub d_skip: &'a [f32], // (d_inner)
 }
 
@@ -125,10 +125,7 @@ pub struct RefState {
 
 impl RefState {
     pub fn zeros(c: &MambaConfig, batch: usize) -> Self {
-        RefState {
-            conv: vec![vec![0.0; batch * c.d_inner * c.d_conv]; c.n_layer],
-            ssm: vec![vec![0.0; batch * c.d_inner * c.d_state]; c.n_layer],
-        }
+        RefState { conv: vec![vec![0.0; batch * c.d_inner * c.d_conv]; c.n_layer], ssm: vec![vec![0.0; batch * c.d_inner * c.d_state]; c.n_layer] }
     }
 }
 

@@ -35,25 +35,14 @@ pub struct SamplingParams {
 impl Default for SamplingParams {
     /// Plain sampling from the model's distribution: every filter disabled.
     fn default() -> Self {
-        Self {
-            temperature: 1.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repetition_penalty: 1.0,
-            repetition_window: 64,
-            seed: 0,
-        }
+        Self { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, repetition_window: 64, seed: 0 }
     }
 }
 
 impl SamplingParams {
     /// Deterministic decoding: always the most likely token.
     pub fn greedy() -> Self {
-        Self {
-            temperature: 0.0,
-            ..Self::default()
-        }
+        Self { temperature: 0.0, ..Self::default() }
     }
 
     /// Checks every field against its allowed range. The comparisons are
@@ -78,10 +67,7 @@ impl SamplingParams {
 }
 
 fn invalid(name: &str, value: f32, rule: &str) -> Error {
-    Error::InvalidArgument {
-        name: name.to_string(),
-        reason: format!("{value} {rule}"),
-    }
+    Error::InvalidArgument { name: name.to_string(), reason: format!("{value} {rule}") }
 }
 
 /// Index of the largest logit; the first one wins ties. `None` when empty.
@@ -111,11 +97,7 @@ impl Sampler {
         params.validate()?;
         let rng = Rng::new(params.seed);
         let scratch = Scratch::default();
-        Ok(Self {
-            params,
-            rng,
-            scratch,
-        })
+        Ok(Self { params, rng, scratch })
     }
 
     pub fn params(&self) -> &SamplingParams {
@@ -153,13 +135,7 @@ impl Scratch {
     /// Runs the whole filter chain and returns the survivors with their
     /// normalized probabilities. They are in descending order only when
     /// `sorted` is set (top-p sorts anyway; a plain draw does not need it).
-    fn filter(
-        &mut self,
-        params: &SamplingParams,
-        logits: &[f32],
-        recent: &[u32],
-        sorted: bool,
-    ) -> Result<&[(u32, f32)]> {
+    fn filter(&mut self, params: &SamplingParams, logits: &[f32], recent: &[u32], sorted: bool) -> Result<&[(u32, f32)]> {
         check_logits(logits)?;
         let work = &mut self.logits;
         work.clear();
@@ -196,20 +172,11 @@ impl Scratch {
 /// produce NaN), or nothing but -inf (no token is possible).
 fn check_logits(logits: &[f32]) -> Result<()> {
     if logits.is_empty() {
-        return Err(Error::InvalidArgument {
-            name: "logits".into(),
-            reason: "empty row".into(),
-        });
+        return Err(Error::InvalidArgument { name: "logits".into(), reason: "empty row".into() });
     }
-    if let Some(i) = logits
-        .iter()
-        .position(|x| x.is_nan() || *x == f32::INFINITY)
-    {
+    if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
         let reason = format!("entry {i} is {} (the model output is broken)", logits[i]);
-        return Err(Error::InvalidArgument {
-            name: "logits".into(),
-            reason,
-        });
+        return Err(Error::InvalidArgument { name: "logits".into(), reason });
     }
     if !logits.iter().any(|x| x.is_finite()) {
         return Err(no_finite_logit(logits.len()));
@@ -219,10 +186,7 @@ fn check_logits(logits: &[f32]) -> Result<()> {
 
 fn no_finite_logit(len: usize) -> Error {
     let reason = format!("all {len} entries are -inf, no token can be chosen");
-    Error::InvalidArgument {
-        name: "logits".into(),
-        reason,
-    }
+    Error::InvalidArgument { name: "logits".into(), reason }
 }
 
 /// Pushes `(id, (logit - max) / temperature)` for every token that can still
@@ -231,10 +195,7 @@ fn no_finite_logit(len: usize) -> Error {
 /// logits (masked tokens) are left out.
 fn push_scaled(logits: &[f32], temperature: f32, out: &mut Vec<(u32, f32)>) {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let scaled = logits
-        .iter()
-        .enumerate()
-        .filter(|(_, x)| **x != f32::NEG_INFINITY);
+    let scaled = logits.iter().enumerate().filter(|(_, x)| **x != f32::NEG_INFINITY);
     out.extend(scaled.map(|(i, &x)| (i as u32, (x - max) / temperature)));
 }
 
@@ -349,9 +310,7 @@ impl Rng {
             z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
             z ^ (z >> 31)
         };
-        Self {
-            s: [splitmix(), splitmix(), splitmix(), splitmix()],
-        }
+        Self { s: [splitmix(), splitmix(), splitmix(), splitmix()] }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -398,9 +357,7 @@ mod tests {
     }
 
     fn random_logits(rng: &mut Rng, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| (rng.next_f64() * 20.0 - 10.0) as f32)
-            .collect()
+        (0..n).map(|_| (rng.next_f64() * 20.0 - 10.0) as f32).collect()
     }
 
     #[test]
@@ -473,11 +430,7 @@ mod tests {
         let logits = logits_of(&[0.5, 0.3, 0.15, 0.05]);
         for (min_p, expected) in [(0.29, vec![0, 1, 2]), (0.31, vec![0, 1]), (0.61, vec![0])] {
             let s = sampler(with(|p| p.min_p = min_p));
-            assert_eq!(
-                ids(&s.candidate_probs(&logits, &[]).expect("valid logits")),
-                expected,
-                "min_p {min_p}"
-            );
+            assert_eq!(ids(&s.candidate_probs(&logits, &[]).expect("valid logits")), expected, "min_p {min_p}");
         }
     }
 
@@ -495,10 +448,7 @@ mod tests {
         let negative = [-1.0, -2.0, -0.5];
         assert!(prob_of(&s, &negative, &[0], 0) < prob_of(&s, &negative, &[], 0) - 0.05);
         // Repeating the token in the window does not penalize it twice.
-        assert_eq!(
-            prob_of(&s, &positive, &[0, 0, 0], 0),
-            prob_of(&s, &positive, &[0], 0)
-        );
+        assert_eq!(prob_of(&s, &positive, &[0, 0, 0], 0), prob_of(&s, &positive, &[0], 0));
         // Out-of-vocabulary ids in the history are ignored, not an error.
         assert!(s.candidate_probs(&positive, &[99]).is_ok());
     }
@@ -521,9 +471,7 @@ mod tests {
     fn draws(seed: u64, n: usize) -> Vec<u32> {
         let mut s = sampler(with(|p| p.seed = seed));
         let flat = vec![0.0f32; 100];
-        (0..n)
-            .map(|_| s.sample(&flat, &[]).expect("valid logits"))
-            .collect()
+        (0..n).map(|_| s.sample(&flat, &[]).expect("valid logits")).collect()
     }
 
     #[test]
@@ -542,10 +490,7 @@ mod tests {
         }
         for (count, p) in counts.iter().zip([0.7, 0.2, 0.1]) {
             let freq = *count as f64 / 20_000.0;
-            assert!(
-                (freq - p).abs() < 0.02,
-                "frequency {freq} for probability {p}"
-            );
+            assert!((freq - p).abs() < 0.02, "frequency {freq} for probability {p}");
         }
     }
 
@@ -581,11 +526,7 @@ mod tests {
         assert!(g.sample(&[f32::NAN, 1.0], &[]).is_err());
         // Masked (-inf) tokens are fine and are never drawn.
         for _ in 0..100 {
-            assert_eq!(
-                s.sample(&[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[])
-                    .ok(),
-                Some(1)
-            );
+            assert_eq!(s.sample(&[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[]).ok(), Some(1));
         }
     }
 }

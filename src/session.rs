@@ -152,7 +152,10 @@ impl Session {
             return Err(Error::invalid("prompt", "is empty: give at least one token id"));
         }
         if let Some(i) = prompts.iter().position(|p| p.len() != len) {
-            return Err(Error::invalid("prompt", format!("sequence {i} has {} tokens, sequence 0 has {len}; a batch needs equal lengths", prompts[i].len())));
+            return Err(Error::invalid(
+                "prompt",
+                format!("sequence {i} has {} tokens, sequence 0 has {len}; a batch needs equal lengths", prompts[i].len()),
+            ));
         }
         let vocab = self.model.config.vocab_size;
         for (i, p) in prompts.iter().enumerate() {
@@ -284,7 +287,8 @@ impl Session {
 /// Upper bound of dispatches in one forward pass (a tape's slot count).
 fn tape_slots(model: &Model) -> usize {
     let w = &model.weights;
-    let per_layer: usize = w.layers.iter().map(|l| 5 + l.in_proj.parts.len() + l.x_proj.parts.len() + l.dt_proj.parts.len() + l.out_proj.parts.len()).sum();
+    let per_layer: usize =
+        w.layers.iter().map(|l| 5 + l.in_proj.parts.len() + l.x_proj.parts.len() + l.dt_proj.parts.len() + l.out_proj.parts.len()).sum();
     w.embedding.parts.len() + per_layer + 2 + w.lm_head().parts.len() + 1
 }
 
@@ -297,7 +301,10 @@ fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
     let by_binding = (ctx.max_binding_bytes / widest_row_bytes) as usize / batch;
     let logits_bytes = (batch as u64).saturating_mul(c.vocab_size as u64 * 4);
     if by_binding == 0 || logits_bytes > ctx.max_binding_bytes {
-        return Err(Error::Limit(format!("a batch of {batch} sequences does not fit one storage binding of {} bytes on {}", ctx.max_binding_bytes, ctx.adapter.name)));
+        return Err(Error::Limit(format!(
+            "a batch of {batch} sequences does not fit one storage binding of {} bytes on {}",
+            ctx.max_binding_bytes, ctx.adapter.name
+        )));
     }
     let by_dispatch = ctx.limits.max_compute_workgroups_per_dimension as usize;
     Ok(by_binding.min(by_dispatch))

@@ -34,14 +34,9 @@ impl Tokenizer {
     /// Parses the contents of a `tokenizer.json`; `name` only labels errors.
     /// Works without a file system (e.g. bytes fetched by a web page).
     pub fn from_bytes(bytes: &[u8], name: &str) -> Result<Self> {
-        let inner =
-            tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(name, e))?;
+        let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| tokenizer_error(name, e))?;
         let eos_id = EOS_CANDIDATES.iter().find_map(|t| inner.token_to_id(t));
-        Ok(Self {
-            inner,
-            eos_id,
-            name: name.to_string(),
-        })
+        Ok(Self { inner, eos_id, name: name.to_string() })
     }
 
     /// Token ids of `text`, without special tokens (no BOS/EOS): the prompt
@@ -76,11 +71,7 @@ impl Tokenizer {
 
     /// Starts decoding a stream of generated ids, one at a time.
     pub fn stream(&self) -> TextStream<'_> {
-        TextStream {
-            tokenizer: self,
-            ids: Vec::new(),
-            prefix_len: 0,
-        }
+        TextStream { tokenizer: self, ids: Vec::new(), prefix_len: 0 }
     }
 
     fn error(&self, reason: impl std::fmt::Display) -> Error {
@@ -89,10 +80,7 @@ impl Tokenizer {
 }
 
 fn tokenizer_error(path: &str, reason: impl std::fmt::Display) -> Error {
-    Error::Tokenizer {
-        path: path.to_string(),
-        reason: reason.to_string(),
-    }
+    Error::Tokenizer { path: path.to_string(), reason: reason.to_string() }
 }
 
 /// Incremental decoder for generated tokens.
@@ -142,11 +130,7 @@ impl TextStream<'_> {
     /// the generation stopped inside a character) and resets the stream.
     pub fn finish(&mut self) -> Result<String> {
         let (prefix, full) = self.decode_both()?;
-        let rest = if full.len() > prefix.len() {
-            self.new_suffix(&prefix, &full)?
-        } else {
-            String::new()
-        };
+        let rest = if full.len() > prefix.len() { self.new_suffix(&prefix, &full)? } else { String::new() };
         self.ids.clear();
         self.prefix_len = 0;
         Ok(rest)
@@ -165,9 +149,7 @@ impl TextStream<'_> {
     fn new_suffix(&self, prefix: &str, full: &str) -> Result<String> {
         match full.strip_prefix(prefix) {
             Some(rest) => Ok(rest.to_string()),
-            None => Err(self.tokenizer.error(format!(
-                "streaming decode: {full:?} does not extend the already emitted {prefix:?}"
-            ))),
+            None => Err(self.tokenizer.error(format!("streaming decode: {full:?} does not extend the already emitted {prefix:?}"))),
         }
     }
 }
@@ -182,9 +164,7 @@ mod tests {
     /// GPT-2's byte-to-character table: printable bytes map to themselves,
     /// the rest to code points from 256 up, so every byte is a visible token.
     fn byte_to_char() -> Vec<char> {
-        let printable = |b: u32| {
-            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b)
-        };
+        let printable = |b: u32| (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         let mut table = Vec::with_capacity(256);
         let mut next_spare = 256; // next code point for an unprintable byte
         for b in 0..256u32 {
@@ -261,10 +241,7 @@ mod tests {
     fn encode_decode_round_trip() {
         let tok = load();
         let ids = tok.encode(SAMPLE).expect("encodes");
-        assert!(
-            ids.contains(&256) && ids.contains(&257) && ids.contains(&258),
-            "merges should apply: {ids:?}"
-        );
+        assert!(ids.contains(&256) && ids.contains(&257) && ids.contains(&258), "merges should apply: {ids:?}");
         assert!(ids.len() < SAMPLE.len(), "merges shorten the byte sequence");
         assert_eq!(tok.decode(&ids).expect("decodes"), SAMPLE);
         // EOS is never added by encode and is skipped by decode.
@@ -282,19 +259,13 @@ mod tests {
         let mut chunks = 0;
         for &id in &ids {
             let chunk = stream.push(id).expect("decodes");
-            assert!(
-                !chunk.contains(REPLACEMENT),
-                "broken character in chunk {chunk:?}"
-            );
+            assert!(!chunk.contains(REPLACEMENT), "broken character in chunk {chunk:?}");
             chunks += !chunk.is_empty() as usize;
             text.push_str(&chunk);
         }
         text.push_str(&stream.finish().expect("decodes"));
         assert_eq!(text, SAMPLE);
-        assert!(
-            chunks > 10,
-            "text should arrive piece by piece, got {chunks} chunks"
-        );
+        assert!(chunks > 10, "text should arrive piece by piece, got {chunks} chunks");
     }
 
     #[test]
@@ -320,9 +291,7 @@ mod tests {
         let tok = load();
         let mut stream = tok.stream();
         let lone_lead = 0xF0; // starts a 4-byte character that never completes
-        let out: String = (0..20)
-            .map(|_| stream.push(lone_lead).expect("decodes"))
-            .collect();
+        let out: String = (0..20).map(|_| stream.push(lone_lead).expect("decodes")).collect();
         assert!(!out.is_empty(), "text must eventually be released");
     }
 
@@ -343,12 +312,7 @@ mod tests {
         let path = temp_file("garbage.json", "this is not json {");
         let result = Tokenizer::from_file(&path);
         let _ = std::fs::remove_file(&path);
-        assert!(
-            matches!(result, Err(Error::Tokenizer { .. })),
-            "expected a tokenizer error"
-        );
-        assert!(
-            matches!(Tokenizer::from_bytes(b"{}", "empty"), Err(Error::Tokenizer { path, .. }) if path == "empty")
-        );
+        assert!(matches!(result, Err(Error::Tokenizer { .. })), "expected a tokenizer error");
+        assert!(matches!(Tokenizer::from_bytes(b"{}", "empty"), Err(Error::Tokenizer { path, .. }) if path == "empty"));
     }
 }

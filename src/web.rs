@@ -108,10 +108,8 @@ impl GenerateOptions {
         if value.is_undefined() || value.is_null() {
             return Ok(Self::default());
         }
-        let json = js_sys::JSON::stringify(value)
-            .ok()
-            .and_then(|s| s.as_string())
-            .ok_or_else(|| Error::invalid("options", "must be a plain object"))?;
+        let json =
+            js_sys::JSON::stringify(value).ok().and_then(|s| s.as_string()).ok_or_else(|| Error::invalid("options", "must be a plain object"))?;
         serde_json::from_str(&json).map_err(|e| Error::invalid("options", e.to_string()))
     }
 
@@ -165,7 +163,14 @@ impl MambaEngine {
     /// bytes of tensor data uploaded; `name` (e.g. the folder) labels error messages. Replaces
     /// any model loaded before. Resolves to `modelInfo()`.
     #[wasm_bindgen(js_name = loadModel)]
-    pub fn load_model(&self, config_json: String, weights: Vec<u8>, tokenizer_json: Option<String>, progress: Option<Function>, name: Option<String>) -> Promise {
+    pub fn load_model(
+        &self,
+        config_json: String,
+        weights: Vec<u8>,
+        tokenizer_json: Option<String>,
+        progress: Option<Function>,
+        name: Option<String>,
+    ) -> Promise {
         let (ctx, slot) = (self.ctx.clone(), self.slot.clone());
         let gpu_error = self.gpu_error.clone();
         future_to_promise(async move {
@@ -292,7 +297,14 @@ impl Runner {
     }
 }
 
-fn load(ctx: Arc<GpuContext>, name: &str, config_json: &str, weights: Vec<u8>, tokenizer_json: Option<&str>, progress: Option<&Function>) -> Result<Loaded> {
+fn load(
+    ctx: Arc<GpuContext>,
+    name: &str,
+    config_json: &str,
+    weights: Vec<u8>,
+    tokenizer_json: Option<&str>,
+    progress: Option<&Function>,
+) -> Result<Loaded> {
     let tokenizer = tokenizer_json.map(|t| Tokenizer::from_bytes(t.as_bytes(), &format!("{name}/tokenizer.json"))).transpose()?;
     let shards = vec![(format!("{name}/model.safetensors"), ShardBytes::Owned(weights))];
     let ckpt = Checkpoint::from_parts(name, config_json, shards)?;

@@ -39,10 +39,7 @@ fn require_tools(root: &Path) {
         "the browser test needs Chromium at {chromium}: install it with `apt-get install -y chromium` (or set CHROMIUM=/path/to/chromium)"
     );
     let node = Command::new("node").arg("--version").output();
-    assert!(
-        node.as_ref().is_ok_and(|o| o.status.success()),
-        "the browser test needs Node.js: install it with `apt-get install -y nodejs npm`"
-    );
+    assert!(node.as_ref().is_ok_and(|o| o.status.success()), "the browser test needs Node.js: install it with `apt-get install -y nodejs npm`");
     if !root.join("web/node_modules/playwright-core/package.json").exists() {
         let npm = Command::new("npm").args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]).current_dir(root).output();
         match npm {

@@ -78,7 +78,10 @@ fn missing_models_are_clean_errors() {
     if !cfg!(feature = "hub") {
         check_error(&out, &["cannot download", "--features hub", "huggingface-cli download nobody-here/no-such-model"]);
     }
-    expect_error(&["generate", "--model", "../shared/fixtures/mamba1-small", "--prompt-ids", "1", "--adapter", "no-such-gpu-xyz"], &["no-such-gpu-xyz"]);
+    expect_error(
+        &["generate", "--model", "../shared/fixtures/mamba1-small", "--prompt-ids", "1", "--adapter", "no-such-gpu-xyz"],
+        &["no-such-gpu-xyz"],
+    );
 }
 
 #[test]
@@ -158,7 +161,8 @@ fn text_mode_streams_the_fixture_tokens_as_words() {
     // The same prompt from a file, echoed before the new text.
     let file = tmp.path().join("prompt.txt");
     std::fs::write(&file, &prompt).expect("write prompt");
-    let out = run_ok(&["generate", "--model", &model, "--prompt-file", &file.display().to_string(), "--max-tokens", "12", "--greedy", "--echo-prompt"]);
+    let out =
+        run_ok(&["generate", "--model", &model, "--prompt-file", &file.display().to_string(), "--max-tokens", "12", "--greedy", "--echo-prompt"]);
     assert_eq!(out.stdout, format!("{prompt}{}", words(&fx.greedy[0])));
 
     // A stop string ends the output before it and is not printed.
@@ -199,7 +203,8 @@ fn chat_keeps_the_state_between_turns() {
     assert_eq!(replies.len(), 2, "two replies expected (blank lines are skipped): {:?}", out.stdout);
     // Independent path: one prefill of everything the chat fed, A + reply 1 + B (the word
     // tokenizer drops the newline separators).
-    let generate = |prompt: &[u32]| parse_ids(&run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(prompt), "--max-tokens", "6", "--greedy"]).stdout);
+    let generate =
+        |prompt: &[u32]| parse_ids(&run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(prompt), "--max-tokens", "6", "--greedy"]).stdout);
     assert_eq!(replies[0], generate(a));
     assert_eq!(replies[1], generate(&[a, &replies[0][..], b].concat()));
     // The check can tell: forgetting reply 1's last (chosen, never stepped) token changes it.
@@ -274,6 +279,7 @@ fn ctrl_c_stops_generation_cleanly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("stop: cancelled"), "{stderr}");
-    let generated: usize = stderr.split("generated tokens: ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.parse().ok()).expect("count in summary");
+    let generated: usize =
+        stderr.split("generated tokens: ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.parse().ok()).expect("count in summary");
     assert!(generated < 1_000_000 && generated > 0, "{stderr}");
 }

@@ -173,7 +173,8 @@ fn half_precision_weights_match_reference_on_rounded_weights() {
         let tensors: Vec<_> = fixture_tensors("mamba1-tiny")
             .into_iter()
             .map(|(n, _, s, b)| {
-                let bits: Vec<u16> = f32s(&b).iter().map(|&v| if convert == Dtype::F16 { f16::from_f32(v).to_bits() } else { bf16::from_f32(v).to_bits() }).collect();
+                let bits: Vec<u16> =
+                    f32s(&b).iter().map(|&v| if convert == Dtype::F16 { f16::from_f32(v).to_bits() } else { bf16::from_f32(v).to_bits() }).collect();
                 (n, convert, s, bytemuck::cast_slice(&bits).to_vec())
             })
             .collect();
@@ -199,9 +200,14 @@ fn state_spaces_naming_and_shards_load_the_same_model() {
     let tensors = fixture_tensors("mamba1-tiny");
 
     let dir = temp_dir("state-spaces");
-    std::fs::write(dir.join("config.json"), r#"{"d_model": 64, "n_layer": 2, "vocab_size": 512, "ssm_cfg": {}, "rms_norm": true,
-        "residual_in_fp32": true, "fused_add_norm": true, "pad_vocab_size_multiple": 8, "tie_embeddings": true}"#).unwrap();
-    let renamed: Vec<_> = tensors.iter().map(|(n, d, s, b)| (n.replace("backbone.embeddings.", "backbone.embedding."), *d, s.clone(), b.clone())).collect();
+    std::fs::write(
+        dir.join("config.json"),
+        r#"{"d_model": 64, "n_layer": 2, "vocab_size": 512, "ssm_cfg": {}, "rms_norm": true,
+        "residual_in_fp32": true, "fused_add_norm": true, "pad_vocab_size_multiple": 8, "tie_embeddings": true}"#,
+    )
+    .unwrap();
+    let renamed: Vec<_> =
+        tensors.iter().map(|(n, d, s, b)| (n.replace("backbone.embeddings.", "backbone.embedding."), *d, s.clone(), b.clone())).collect();
     write_safetensors(&dir.join("model.safetensors"), &renamed);
     common::assert_close("state-spaces naming", &all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts), &want, 0.0);
 
@@ -210,7 +216,11 @@ fn state_spaces_naming_and_shards_load_the_same_model() {
     let (first, second) = tensors.split_at(tensors.len() / 2);
     write_safetensors(&dir.join("model-00001-of-00002.safetensors"), first);
     write_safetensors(&dir.join("model-00002-of-00002.safetensors"), second);
-    let map: HashMap<&str, &str> = first.iter().map(|t| (t.0.as_str(), "model-00001-of-00002.safetensors")).chain(second.iter().map(|t| (t.0.as_str(), "model-00002-of-00002.safetensors"))).collect();
+    let map: HashMap<&str, &str> = first
+        .iter()
+        .map(|t| (t.0.as_str(), "model-00001-of-00002.safetensors"))
+        .chain(second.iter().map(|t| (t.0.as_str(), "model-00002-of-00002.safetensors")))
+        .collect();
     std::fs::write(dir.join("model.safetensors.index.json"), serde_json::json!({"metadata": {}, "weight_map": map}).to_string()).unwrap();
     common::assert_close("sharded", &all_logits(load(common::ctx(), &dir, None).unwrap(), &prompts), &want, 0.0);
 }

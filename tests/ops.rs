@@ -51,7 +51,19 @@ fn linear_matches_reference() {
         common::own_ctx().with_max_binding_bytes(4096).unwrap(),
     ];
     let mut case = 0u64;
-    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 17, 5), (3, 100, 33), (8, 64, 16), (8, 64, 24), (1, 300, 768), (9, 65, 70), (70, 130, 129), (130, 31, 64), (3, 7, 1000), (3000, 33, 40)] {
+    for &(m, n, k) in &[
+        (1usize, 1usize, 1usize),
+        (1, 17, 5),
+        (3, 100, 33),
+        (8, 64, 16),
+        (8, 64, 24),
+        (1, 300, 768),
+        (9, 65, 70),
+        (70, 130, 129),
+        (130, 31, 64),
+        (3, 7, 1000),
+        (3000, 33, 40),
+    ] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
@@ -79,18 +91,21 @@ fn linear_matches_reference() {
                 let y_buf = storage(ctx, "y", m * n);
                 let activation = if case.is_multiple_of(2) { Activation::Softplus } else { Activation::None };
                 run(ctx, |rec| {
-                    linear(rec, &Linear {
-                        x: &x_buf,
-                        x_stride: x_stride as u32,
-                        x_offset: x_offset as u32,
-                        rows: m as u32,
-                        weight: &weight,
-                        bias: Some(&b_buf),
-                        y: &y_buf,
-                        y_stride: n as u32,
-                        y_offset: 0,
-                        activation,
-                    })
+                    linear(
+                        rec,
+                        &Linear {
+                            x: &x_buf,
+                            x_stride: x_stride as u32,
+                            x_offset: x_offset as u32,
+                            rows: m as u32,
+                            weight: &weight,
+                            bias: Some(&b_buf),
+                            y: &y_buf,
+                            y_stride: n as u32,
+                            y_offset: 0,
+                            activation,
+                        },
+                    )
                 });
                 let x_dense: Vec<f32> = x.chunks(x_stride).flat_map(|r| r[x_offset..x_offset + k].to_vec()).collect();
                 let w_ref = if f16_weights { &w_rounded } else { &w };
@@ -119,17 +134,20 @@ fn add_rms_norm_matches_reference() {
             let w_buf = upload_f32(&ctx, "weight", &weight);
             let out = storage(&ctx, "out", batch * t * d);
             run(&ctx, |rec| {
-                add_rms_norm(rec, &AddRmsNorm {
-                    residual: &r_buf,
-                    delta: with_delta.then_some(&d_buf),
-                    weight: &w_buf,
-                    out: &out,
-                    d: d as u32,
-                    batch: batch as u32,
-                    t_len: t as u32,
-                    last_only,
-                    eps: 1e-5,
-                })
+                add_rms_norm(
+                    rec,
+                    &AddRmsNorm {
+                        residual: &r_buf,
+                        delta: with_delta.then_some(&d_buf),
+                        weight: &w_buf,
+                        out: &out,
+                        d: d as u32,
+                        batch: batch as u32,
+                        t_len: t as u32,
+                        last_only,
+                        eps: 1e-5,
+                    },
+                )
             });
             let summed: Vec<f32> = if with_delta { residual.iter().zip(&delta).map(|(a, b)| a + b).collect() } else { residual.clone() };
             let rows: Vec<f32> = if last_only { summed.chunks(t * d).flat_map(|s| s[(t - 1) * d..].to_vec()).collect() } else { summed.clone() };
@@ -151,9 +169,19 @@ fn embedding_gathers_rows_across_parts() {
     let (bits, rounded) = to_f16_rounded(&table);
     let ids: Vec<u32> = vec![0, 49, 13, 13, 22, 7, 48];
     for f16_weights in [false, true] {
-        let weight = if f16_weights { GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F16(&bits)) } else { GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F32(&table)) }.unwrap();
+        let weight = if f16_weights {
+            GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F16(&bits))
+        } else {
+            GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F32(&table))
+        }
+        .unwrap();
         assert!(weight.parts.len() > 1, "the table is split");
-        let ids_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 28, usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false });
+        let ids_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 28,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
         let out = storage(&ctx, "out", ids.len() * d);
         run(&ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, &ids_buf, ids.len() as u32, &out));
@@ -201,18 +229,21 @@ fn conv1d_matches_reference() {
                 let s_buf = upload_f32(&ctx, "state", &state0);
                 let out = storage(&ctx, "out", batch * t * channels);
                 run(&ctx, |rec| {
-                    conv1d_silu(rec, &Conv1d {
-                        x: &x_buf,
-                        x_stride: x_stride as u32,
-                        weight: &w_buf,
-                        bias: Some(&b_buf),
-                        state: &s_buf,
-                        out: &out,
-                        batch: batch as u32,
-                        t_len: t as u32,
-                        channels: channels as u32,
-                        k: k as u32,
-                    })
+                    conv1d_silu(
+                        rec,
+                        &Conv1d {
+                            x: &x_buf,
+                            x_stride: x_stride as u32,
+                            weight: &w_buf,
+                            bias: Some(&b_buf),
+                            state: &s_buf,
+                            out: &out,
+                            batch: batch as u32,
+                            t_len: t as u32,
+                            channels: channels as u32,
+                            k: k as u32,
+                        },
+                    )
                 });
                 let x: Vec<f32> = xz.chunks(x_stride).flat_map(|r| r[..channels].to_vec()).collect();
                 let mut state = state0.clone();
@@ -265,7 +296,15 @@ impl ScanCase {
     /// (y, final h) from the GPU kernel `kind`.
     fn gpu(&self, ctx: &GpuContext, kind: ScanKind) -> (Vec<f32>, Vec<f32>) {
         let up = |label: &str, v: &[f32]| upload_f32(ctx, label, v);
-        let (x, dt, xdbl, xz, a_log, d_skip, h) = (up("x", &self.x), up("dt", &self.dt), up("xdbl", &self.xdbl), up("xz", &self.xz), up("a_log", &self.a_log), up("d", &self.d_skip), up("h", &self.h0));
+        let (x, dt, xdbl, xz, a_log, d_skip, h) = (
+            up("x", &self.x),
+            up("dt", &self.dt),
+            up("xdbl", &self.xdbl),
+            up("xz", &self.xz),
+            up("a_log", &self.a_log),
+            up("d", &self.d_skip),
+            up("h", &self.h0),
+        );
         let y = storage(ctx, "y", self.batch * self.t * self.d_inner);
         let scan = Scan {
             x: &x,

@@ -54,12 +54,8 @@ fn check_shader(source: &str) -> Result<(), String> {
 
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).map_err(|e| format!("{e:?}"))?;
-    let workgroup_bytes: u32 = module
-        .global_variables
-        .iter()
-        .filter(|(_, v)| v.space == AddressSpace::WorkGroup)
-        .map(|(_, v)| layouter[v.ty].size)
-        .sum();
+    let workgroup_bytes: u32 =
+        module.global_variables.iter().filter(|(_, v)| v.space == AddressSpace::WorkGroup).map(|(_, v)| layouter[v.ty].size).sum();
     if workgroup_bytes > MAX_WORKGROUP_BYTES {
         return Err(format!("{workgroup_bytes} bytes of workgroup memory (WebGPU guarantees {MAX_WORKGROUP_BYTES})"));
     }
@@ -81,16 +77,14 @@ fn check_shader(source: &str) -> Result<(), String> {
                 return Err(format!("entry point {} is not a compute shader", ep.name));
             }
             let ep_info = info.get_entry_point(ep_index);
-            let storage_buffers = module
-                .global_variables
-                .iter()
-                .filter(|(h, v)| matches!(v.space, AddressSpace::Storage { .. }) && !ep_info[*h].is_empty())
-                .count();
+            let storage_buffers =
+                module.global_variables.iter().filter(|(h, v)| matches!(v.space, AddressSpace::Storage { .. }) && !ep_info[*h].is_empty()).count();
             if storage_buffers > MAX_STORAGE_BUFFERS {
                 return Err(format!("{}: {storage_buffers} storage buffers", ep.name));
             }
-            let (resolved, resolved_info) = naga::back::pipeline_constants::process_overrides(&module, &info, Some((ShaderStage::Compute, &ep.name)), &constants)
-                .map_err(|e| format!("{}: overrides {constants:?}: {e:?}", ep.name))?;
+            let (resolved, resolved_info) =
+                naga::back::pipeline_constants::process_overrides(&module, &info, Some((ShaderStage::Compute, &ep.name)), &constants)
+                    .map_err(|e| format!("{}: overrides {constants:?}: {e:?}", ep.name))?;
             // Workgroup sizes may be override expressions: check them once resolved.
             let resolved_ep = resolved.entry_points.iter().find(|e| e.name == ep.name).ok_or("entry point lost")?;
             let invocations: u32 = resolved_ep.workgroup_size.iter().product();

@@ -11,13 +11,8 @@ use crate::model::config::{MambaConfig, Naming};
 use crate::WeightDtype;
 
 /// (name, d_model, n_layer) of state-spaces/mamba-{130m,370m,790m,1.4b,2.8b}.
-pub const SHAPES: &[(&str, usize, usize)] = &[
-    ("mamba-130m", 768, 24),
-    ("mamba-370m", 1024, 48),
-    ("mamba-790m", 1536, 48),
-    ("mamba-1.4b", 2048, 48),
-    ("mamba-2.8b", 2560, 64),
-];
+pub const SHAPES: &[(&str, usize, usize)] =
+    &[("mamba-130m", 768, 24), ("mamba-370m", 1024, 48), ("mamba-790m", 1536, 48), ("mamba-1.4b", 2048, 48), ("mamba-2.8b", 2560, 64)];
 
 pub fn config_for(name: &str) -> Result<MambaConfig> {
     let &(_, d_model, n_layer) = SHAPES

@@ -9,7 +9,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let mut options = if args.quick { BenchOptions::quick() } else { BenchOptions::full() };
     if !args.shapes.is_empty() {
         for shape in &args.shapes {
-            bench::synthetic::config_for(shape).map_err(|_| Error::invalid("--shape", format!("`{shape}` is not one of mamba-130m, mamba-370m, mamba-790m, mamba-1.4b, mamba-2.8b")))?;
+            bench::synthetic::config_for(shape).map_err(|_| {
+                Error::invalid("--shape", format!("`{shape}` is not one of mamba-130m, mamba-370m, mamba-790m, mamba-1.4b, mamba-2.8b"))
+            })?;
         }
         options.shapes = args.shapes.clone();
     }

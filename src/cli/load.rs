@@ -29,9 +29,7 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     let tokenizer = load_tokenizer(&source, need)?;
     let checkpoint = open_checkpoint(&source)?;
     let ctx = pollster::block_on(GpuContext::new(args.adapter.as_deref()))?;
-    let options = LoadOptions {
-        weight_dtype: args.dtype.map(WeightDtype::from),
-    };
+    let options = LoadOptions { weight_dtype: args.dtype.map(WeightDtype::from) };
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
     let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();

@@ -112,10 +112,7 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
 fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
     use std::io::IsTerminal;
     let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Error::invalid(
-            "--model",
-            format!("model `{repo}` is not in the Hugging Face cache ({}) and downloading {what} failed: {e}", cache.display()),
-        )
+        Error::invalid("--model", format!("model `{repo}` is not in the Hugging Face cache ({}) and downloading {what} failed: {e}", cache.display()))
     };
     let api = hf_hub::api::sync::ApiBuilder::from_cache(hf_hub::Cache::new(cache.to_path_buf()))
         .with_progress(std::io::stderr().is_terminal())

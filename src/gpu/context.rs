@@ -158,14 +158,11 @@ async fn pick_adapter(instance: &wgpu::Instance, filter: &str) -> Result<wgpu::A
     let wanted = filter.to_lowercase();
     let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
     let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-    adapters
-        .into_iter()
-        .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
-        .ok_or_else(|| {
-            if names.is_empty() {
-                Error::NoAdapter(NO_ADAPTER_HELP.to_string())
-            } else {
-                Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", ")))
-            }
-        })
+    adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)).ok_or_else(|| {
+        if names.is_empty() {
+            Error::NoAdapter(NO_ADAPTER_HELP.to_string())
+        } else {
+            Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", ")))
+        }
+    })
 }

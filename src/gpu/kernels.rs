@@ -8,14 +8,24 @@ use std::sync::{Arc, Mutex};
 /// (f32 or packed-f16 weights) are separate kernels because they are separate pipelines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Embedding { f16: bool },
+    Embedding {
+        f16: bool,
+    },
     AddRmsNorm,
-    Matmul { f16: bool },
+    Matmul {
+        f16: bool,
+    },
     /// The matmul for CPU devices: no workgroup memory, no barriers.
-    MatmulDirect { f16: bool },
+    MatmulDirect {
+        f16: bool,
+    },
     /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers;
     /// `lanes` = invocations per output row (8 on GPUs, 1 on CPU devices).
-    Matvec { f16: bool, batch: u8, lanes: u8 },
+    Matvec {
+        f16: bool,
+        batch: u8,
+        lanes: u8,
+    },
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,

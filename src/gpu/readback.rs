@@ -38,9 +38,7 @@ impl Staging {
             }
         });
         #[cfg(not(target_arch = "wasm32"))]
-        ctx.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
+        ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
         #[cfg(target_arch = "wasm32")]
         let _ = ctx;
         MapFuture { shared }.await?;

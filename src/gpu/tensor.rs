@@ -54,7 +54,10 @@ impl GpuWeight {
         let row_bytes = cols as u64 * dtype.bytes_per_element();
         let rows_per_part = (ctx.max_binding_bytes.saturating_sub(4) / row_bytes.max(1)) as usize;
         if rows_per_part == 0 {
-            return Err(Error::Limit(format!("tensor `{name}`: one row of {row_bytes} bytes exceeds the storage binding size {}", ctx.max_binding_bytes)));
+            return Err(Error::Limit(format!(
+                "tensor `{name}`: one row of {row_bytes} bytes exceeds the storage binding size {}",
+                ctx.max_binding_bytes
+            )));
         }
         let mut parts = Vec::new();
         let mut first = 0;

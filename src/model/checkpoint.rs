@@ -184,10 +184,7 @@ fn shard_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     }
     let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(index_path.display(), e))?;
     let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::io(index_path.display(), e))?;
-    let map = index
-        .get("weight_map")
-        .and_then(|m| m.as_object())
-        .ok_or_else(|| Error::io(index_path.display(), "no `weight_map` object"))?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::io(index_path.display(), "no `weight_map` object"))?;
     let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
     files.sort();
     files.dedup();

@@ -60,11 +60,7 @@ impl MambaConfig {
     fn from_hugging_face(f: &Fields) -> Result<Self> {
         match f.obj.get("model_type").and_then(Value::as_str) {
             Some("mamba") => {}
-            Some(other) => {
-                return Err(f.error(format!(
-                    "model_type `{other}` is not supported (this engine runs Mamba-1: model_type `mamba`)"
-                )))
-            }
+            Some(other) => return Err(f.error(format!("model_type `{other}` is not supported (this engine runs Mamba-1: model_type `mamba`)"))),
             None => return Err(f.error("missing field `model_type` (expected `mamba`)".into())),
         }
         if let Some(act) = f.obj.get("hidden_act").and_then(Value::as_str) {
@@ -181,10 +177,9 @@ impl Fields<'_> {
     fn optional_usize(&self, key: &str) -> Result<Option<usize>> {
         match self.obj.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(n as usize))
-                .ok_or_else(|| self.error(format!("field `{key}` must be a non-negative integer, got {v}"))),
+            Some(v) => {
+                v.as_u64().map(|n| Some(n as usize)).ok_or_else(|| self.error(format!("field `{key}` must be a non-negative integer, got {v}")))
+            }
         }
     }
 
@@ -212,7 +207,9 @@ impl Fields<'_> {
         match self.obj.get("eos_token_id") {
             Some(Value::Array(ids)) => match ids.first() {
                 None => Ok(None),
-                Some(v) => v.as_u64().map(|id| Some(id as u32)).ok_or_else(|| self.error(format!("field `eos_token_id` must hold integers, got {v}"))),
+                Some(v) => {
+                    v.as_u64().map(|id| Some(id as u32)).ok_or_else(|| self.error(format!("field `eos_token_id` must hold integers, got {v}")))
+                }
             },
             _ => Ok(self.optional_usize("eos_token_id")?.map(|id| id as u32)),
         }

@@ -45,17 +45,17 @@ impl StateBuffers {
 /// Activations for up to `max_rows` tokens (batch x chunk).
 pub struct Scratch {
     pub max_rows: usize,
-    pub ids: wgpu::Buffer,        // (rows) u32
-    pub residual: wgpu::Buffer,   // (rows, d_model)
-    pub normed: wgpu::Buffer,     // (rows, d_model)
-    pub xz: wgpu::Buffer,         // (rows, 2 d_inner)
-    pub x_conv: wgpu::Buffer,     // (rows, d_inner)
-    pub x_dbl: wgpu::Buffer,      // (rows, dt_rank + 2 d_state)
-    pub dt: wgpu::Buffer,         // (rows, d_inner)
-    pub y: wgpu::Buffer,          // (rows, d_inner)
-    pub mixer_out: wgpu::Buffer,  // (rows, d_model)
-    pub logits: wgpu::Buffer,     // (batch, vocab): last position of each sequence
-    pub next_ids: wgpu::Buffer,   // (batch) u32: argmax of logits
+    pub ids: wgpu::Buffer,       // (rows) u32
+    pub residual: wgpu::Buffer,  // (rows, d_model)
+    pub normed: wgpu::Buffer,    // (rows, d_model)
+    pub xz: wgpu::Buffer,        // (rows, 2 d_inner)
+    pub x_conv: wgpu::Buffer,    // (rows, d_inner)
+    pub x_dbl: wgpu::Buffer,     // (rows, dt_rank + 2 d_state)
+    pub dt: wgpu::Buffer,        // (rows, d_inner)
+    pub y: wgpu::Buffer,         // (rows, d_inner)
+    pub mixer_out: wgpu::Buffer, // (rows, d_model)
+    pub logits: wgpu::Buffer,    // (batch, vocab): last position of each sequence
+    pub next_ids: wgpu::Buffer,  // (batch) u32: argmax of logits
 }
 
 impl Scratch {
@@ -79,10 +79,22 @@ impl Scratch {
     }
 
     pub fn size_bytes(&self) -> u64 {
-        [&self.ids, &self.residual, &self.normed, &self.xz, &self.x_conv, &self.x_dbl, &self.dt, &self.y, &self.mixer_out, &self.logits, &self.next_ids]
-            .iter()
-            .map(|b| b.size())
-            .sum()
+        [
+            &self.ids,
+            &self.residual,
+            &self.normed,
+            &self.xz,
+            &self.x_conv,
+            &self.x_dbl,
+            &self.dt,
+            &self.y,
+            &self.mixer_out,
+            &self.logits,
+            &self.next_ids,
+        ]
+        .iter()
+        .map(|b| b.size())
+        .sum()
     }
 }
 
@@ -99,7 +111,15 @@ pub enum LogitsOut<'a> {
 
 /// Records the forward pass over `t_len` tokens of `batch` sequences whose ids are already
 /// in `scratch.ids`.
-pub fn record_forward(rec: &mut Recorder, model: &Model, scratch: &Scratch, state: &StateBuffers, batch: u32, t_len: u32, out: LogitsOut) -> Result<()> {
+pub fn record_forward(
+    rec: &mut Recorder,
+    model: &Model,
+    scratch: &Scratch,
+    state: &StateBuffers,
+    batch: u32,
+    t_len: u32,
+    out: LogitsOut,
+) -> Result<()> {
     let c = &model.config;
     let w = &model.weights;
     let s = scratch;
@@ -113,33 +133,42 @@ pub fn record_forward(rec: &mut Recorder, model: &Model, scratch: &Scratch, stat
     for (i, layer) in w.layers.iter().enumerate() {
         // u = RMSNorm(residual += mixer_out of the previous layer)
         let delta = (i > 0).then_some(&s.mixer_out);
-        add_rms_norm(rec, &AddRmsNorm { residual: &s.residual, delta, weight: &layer.norm, out: &s.normed, d, batch, t_len, last_only: false, eps: c.norm_eps })?;
+        add_rms_norm(
+            rec,
+            &AddRmsNorm { residual: &s.residual, delta, weight: &layer.norm, out: &s.normed, d, batch, t_len, last_only: false, eps: c.norm_eps },
+        )?;
         // xz = in_proj . u (+ bias): x = xz[:, :d_inner], z = xz[:, d_inner:]
         linear(rec, &Linear { bias: layer.in_proj_bias.as_ref(), ..Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz) })?;
         // x = silu(conv1d(x) + bias), continuing the conv state
-        conv1d_silu(rec, &Conv1d {
-            x: &s.xz,
-            x_stride: 2 * di,
-            weight: &layer.conv_weight,
-            bias: layer.conv_bias.as_ref(),
-            state: &state.conv[i],
-            out: &s.x_conv,
-            batch,
-            t_len,
-            channels: di,
-            k: c.d_conv as u32,
-        })?;
+        conv1d_silu(
+            rec,
+            &Conv1d {
+                x: &s.xz,
+                x_stride: 2 * di,
+                weight: &layer.conv_weight,
+                bias: layer.conv_bias.as_ref(),
+                state: &state.conv[i],
+                out: &s.x_conv,
+                batch,
+                t_len,
+                channels: di,
+                k: c.d_conv as u32,
+            },
+        )?;
         // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
         linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
         // dt = softplus(dt_proj . dt_low + bias)
-        linear(rec, &Linear {
-            x: &s.x_dbl,
-            x_stride: xdbl_width,
-            x_offset: 0,
-            bias: Some(&layer.dt_proj_bias),
-            activation: Activation::Softplus,
-            ..Linear::dense(&s.x_dbl, rows, &layer.dt_proj, &s.dt)
-        })?;
+        linear(
+            rec,
+            &Linear {
+                x: &s.x_dbl,
+                x_stride: xdbl_width,
+                x_offset: 0,
+                bias: Some(&layer.dt_proj_bias),
+                activation: Activation::Softplus,
+                ..Linear::dense(&s.x_dbl, rows, &layer.dt_proj, &s.dt)
+            },
+        )?;
         // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
         let scan = Scan {
             x: &s.x_conv,

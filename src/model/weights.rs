@@ -31,9 +31,9 @@ pub struct LayerWeights<M, V> {
 }
 
 pub struct ModelWeights<M, V> {
-    pub embedding: M,       // (vocab, d_model)
+    pub embedding: M, // (vocab, d_model)
     pub layers: Vec<LayerWeights<M, V>>,
-    pub norm_f: V,          // (d_model)
+    pub norm_f: V, // (d_model)
     /// (vocab, d_model); None when tied to the embedding.
     pub lm_head: Option<M>,
 }

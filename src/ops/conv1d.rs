@@ -8,12 +8,12 @@ use crate::gpu::params::ConvParams;
 use crate::gpu::{Kernel, Recorder};
 
 pub struct Conv1d<'a> {
-    pub x: &'a wgpu::Buffer,             // (batch, t_len, x_stride): x is the first `channels` of each row
+    pub x: &'a wgpu::Buffer, // (batch, t_len, x_stride): x is the first `channels` of each row
     pub x_stride: u32,
-    pub weight: &'a wgpu::Buffer,        // (channels, k)
-    pub bias: Option<&'a wgpu::Buffer>,  // (channels)
-    pub state: &'a wgpu::Buffer,         // (batch, channels, k)
-    pub out: &'a wgpu::Buffer,           // (batch, t_len, channels)
+    pub weight: &'a wgpu::Buffer,       // (channels, k)
+    pub bias: Option<&'a wgpu::Buffer>, // (channels)
+    pub state: &'a wgpu::Buffer,        // (batch, channels, k)
+    pub out: &'a wgpu::Buffer,          // (batch, t_len, channels)
     pub batch: u32,
     pub t_len: u32,
     pub channels: u32,

@@ -21,8 +21,8 @@ pub struct Linear<'a> {
     pub x_stride: u32,
     pub x_offset: u32,
     pub rows: u32,
-    pub weight: &'a GpuWeight,           // (n, k)
-    pub bias: Option<&'a wgpu::Buffer>,  // (n)
+    pub weight: &'a GpuWeight,          // (n, k)
+    pub bias: Option<&'a wgpu::Buffer>, // (n)
     pub y: &'a wgpu::Buffer,
     pub y_stride: u32,
     pub y_offset: u32,
@@ -32,14 +32,31 @@ pub struct Linear<'a> {
 impl<'a> Linear<'a> {
     /// Dense rows in and out: x (rows, k), y (rows, n).
     pub fn dense(x: &'a wgpu::Buffer, rows: u32, weight: &'a GpuWeight, y: &'a wgpu::Buffer) -> Self {
-        Linear { x, x_stride: weight.cols, x_offset: 0, rows, weight, bias: None, y, y_stride: weight.rows, y_offset: 0, activation: Activation::None }
+        Linear {
+            x,
+            x_stride: weight.cols,
+            x_offset: 0,
+            rows,
+            weight,
+            bias: None,
+            y,
+            y_stride: weight.rows,
+            y_offset: 0,
+            activation: Activation::None,
+        }
     }
 }
 
 pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
     let (n, k, m) = (op.weight.rows, op.weight.cols, op.rows);
     if op.x_offset + k > op.x_stride || op.y_offset + n > op.y_stride {
-        return Err(Error::invalid("linear", format!("a row of {k} inputs at offset {} or {n} outputs at offset {} does not fit strides {} / {}", op.x_offset, op.y_offset, op.x_stride, op.y_stride)));
+        return Err(Error::invalid(
+            "linear",
+            format!(
+                "a row of {k} inputs at offset {} or {n} outputs at offset {} does not fit strides {} / {}",
+                op.x_offset, op.y_offset, op.x_stride, op.y_stride
+            ),
+        ));
     }
     if m == 0 {
         return Ok(());

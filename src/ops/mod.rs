@@ -14,10 +14,7 @@ use crate::error::{Error, Result};
 pub(crate) fn check_len(op: &str, what: &str, buffer: &wgpu::Buffer, elements: u64) -> Result<()> {
     let needed = elements * 4;
     if buffer.size() < needed {
-        return Err(Error::invalid(
-            format!("{op}.{what}"),
-            format!("buffer holds {} bytes, the shapes need {needed}", buffer.size()),
-        ));
+        return Err(Error::invalid(format!("{op}.{what}"), format!("buffer holds {} bytes, the shapes need {needed}", buffer.size())));
     }
     Ok(())
 }

@@ -7,10 +7,10 @@ use crate::gpu::params::NormParams;
 use crate::gpu::{Kernel, Recorder};
 
 pub struct AddRmsNorm<'a> {
-    pub residual: &'a wgpu::Buffer,       // (batch * t, d), updated in place when delta is given
-    pub delta: Option<&'a wgpu::Buffer>,  // (batch * t, d)
-    pub weight: &'a wgpu::Buffer,         // (d)
-    pub out: &'a wgpu::Buffer,            // (rows, d)
+    pub residual: &'a wgpu::Buffer,      // (batch * t, d), updated in place when delta is given
+    pub delta: Option<&'a wgpu::Buffer>, // (batch * t, d)
+    pub weight: &'a wgpu::Buffer,        // (d)
+    pub out: &'a wgpu::Buffer,           // (rows, d)
     pub d: u32,
     /// Rows of the residual: batch * t.
     pub batch: u32,

@@ -17,14 +17,14 @@ pub enum ScanKind {
 }
 
 pub struct Scan<'a> {
-    pub x: &'a wgpu::Buffer,       // (batch, t_len, d_inner) conv output
-    pub dt: &'a wgpu::Buffer,      // (batch, t_len, d_inner) after softplus
-    pub xdbl: &'a wgpu::Buffer,    // (batch, t_len, dt_rank + 2 d_state): dt_low | B | C
-    pub xz: &'a wgpu::Buffer,      // (batch, t_len, 2 d_inner): z is the second half
-    pub a_log: &'a wgpu::Buffer,   // (d_inner, d_state)
-    pub d_skip: &'a wgpu::Buffer,  // (d_inner)
-    pub h: &'a wgpu::Buffer,       // (batch, d_inner, d_state), read then updated
-    pub y: &'a wgpu::Buffer,       // (batch, t_len, d_inner)
+    pub x: &'a wgpu::Buffer,      // (batch, t_len, d_inner) conv output
+    pub dt: &'a wgpu::Buffer,     // (batch, t_len, d_inner) after softplus
+    pub xdbl: &'a wgpu::Buffer,   // (batch, t_len, dt_rank + 2 d_state): dt_low | B | C
+    pub xz: &'a wgpu::Buffer,     // (batch, t_len, 2 d_inner): z is the second half
+    pub a_log: &'a wgpu::Buffer,  // (d_inner, d_state)
+    pub d_skip: &'a wgpu::Buffer, // (d_inner)
+    pub h: &'a wgpu::Buffer,      // (batch, d_inner, d_state), read then updated
+    pub y: &'a wgpu::Buffer,      // (batch, t_len, d_inner)
     pub batch: u32,
     pub t_len: u32,
     pub d_inner: u32,
