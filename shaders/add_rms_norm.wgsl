@@ -16,7 +16,9 @@ struct Params {
     _pad1: u32,
 }
 
-const WG: u32 = 256u;
+// Invocations per row: 256 on GPUs; 8 on CPU devices, which run a workgroup's invocations as
+// SIMD lanes and switch between groups of 8 lanes at every barrier.
+override WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> residual: array<f32>; // (batch * T, d)
@@ -24,9 +26,9 @@ const WG: u32 = 256u;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;         // (d)
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;      // (rows, d)
 
-var<workgroup> partial: array<f32, WG>;
+var<workgroup> partial: array<f32, 256>;  // (WG)
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let r = wg.x;
     let base = (r * p.in_step + p.in_offset) * p.d;

@@ -3,7 +3,9 @@
 // kernel once per part and every row is written by exactly one part.
 //
 // Weights are stored as u32 words: one f32 each, or two f16 halves each (WEIGHT_F16), read with
-// unpack2x16float, which every WebGPU device has (no shader-f16 needed).
+// unpack2x16float, which every WebGPU device has (no shader-f16 needed). Rows are padded to
+// whole 16-byte units, row-major or in blocks of 64 rows (src/gpu/tensor.rs, WeightLayout):
+// the table doubles as the LM head, which the matrix kernels read in their layout.
 
 override WEIGHT_F16: bool = false;
 
@@ -12,6 +14,10 @@ struct Params {
     d_model: u32,
     first_row: u32,  // first table row held by this part
     part_rows: u32,  // rows held by this part
+    blocks: u32,     // 1: WeightLayout::RowBlocks, 0: row-major
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -19,7 +25,16 @@ struct Params {
 @group(0) @binding(2) var<storage, read> table: array<u32>;       // (part_rows, d_model)
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;   // (rows, d_model)
 
-fn weight(i: u32) -> f32 {
+// table[n, c] for row n of this part.
+fn weight(n: u32, c: u32) -> f32 {
+    let per_unit = select(4u, 8u, WEIGHT_F16);
+    let units = (p.d_model + per_unit - 1u) / per_unit;
+    var unit = n * units + c / per_unit;
+    if (p.blocks == 1u) {
+        let first = n / 64u * 64u;
+        unit = first * units + (c / per_unit) * min(64u, p.part_rows - first) + n - first;
+    }
+    let i = unit * per_unit + c % per_unit;  // element index, in halves or floats
     if (WEIGHT_F16) {
         let pair = unpack2x16float(table[i >> 1u]);
         return select(pair.x, pair.y, (i & 1u) == 1u);
@@ -38,5 +53,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id < p.first_row || id >= p.first_row + p.part_rows) {
         return;
     }
-    out[r * p.d_model + col] = weight((id - p.first_row) * p.d_model + col);
+    out[r * p.d_model + col] = weight(id - p.first_row, col);
 }

@@ -3,12 +3,14 @@
 // Strides and offsets let a caller read a column slice of a wider activation (dt_low inside
 // x_proj's output) and write into a slice of a wider output (one part of a split LM head).
 //
-// Two entry points:
-// - main (GPUs): a 16x16 workgroup computes a 64x64 tile of Y; each invocation owns a 4x4
-//   block. Tiles of X and W, 64 rows x 16 k each, are staged in workgroup memory so every
-//   loaded value is reused 64 times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB).
-// - main_direct (CPU devices such as lavapipe, where barriers are costly and caches do the
-//   staging): each invocation computes a 4x4 block straight from memory, 4 k at a time.
+// Rows of W are padded to whole 16-byte units (4 f32 or 8 f16, zeros past k). Two entry points,
+// one per weight layout (src/gpu/tensor.rs, WeightLayout):
+// - main (GPUs, row-major W): a 16x16 workgroup computes a 64x64 tile of Y; each invocation
+//   owns a 4x4 block. Tiles of X and W, 64 rows x 16 k each, are staged in workgroup memory so
+//   every loaded value is reused 64 times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB).
+// - main_direct (CPU devices such as lavapipe, W in blocks of 64 rows; barriers are costly
+//   there and caches do the staging): each invocation computes a 4x4 block straight from
+//   memory, 4 k at a time.
 
 override WEIGHT_F16: bool = false;
 
@@ -34,7 +36,7 @@ const LANES: u32 = 16u;  // invocations along each axis
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;        // (m, x_stride)
-@group(0) @binding(2) var<storage, read> w: array<u32>;        // (n, k) as f32 or packed f16 pairs
+@group(0) @binding(2) var<storage, read> w: array<u32>;        // (n, k) as f32 or packed f16 pairs, in units
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (m, y_stride)
 
@@ -42,7 +44,13 @@ const LANES: u32 = 16u;  // invocations along each axis
 var<workgroup> x_tile: array<array<f32, 17>, 64>;
 var<workgroup> w_tile: array<array<f32, 17>, 64>;
 
-fn weight(i: u32) -> f32 {
+fn units_per_row() -> u32 {
+    return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
+}
+
+// W[n, kk] in the row-major layout (main).
+fn weight(n: u32, kk: u32) -> f32 {
+    let i = n * units_per_row() * select(4u, 8u, WEIGHT_F16) + kk;
     if (WEIGHT_F16) {
         let pair = unpack2x16float(w[i >> 1u]);
         return select(pair.x, pair.y, (i & 1u) == 1u);
@@ -75,7 +83,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
             x_tile[r][kk] = xv;
             var wv = 0.0;
             if (col0 + r < p.n && gk < p.k) {
-                wv = weight((col0 + r) * p.k + gk);
+                wv = weight(col0 + r, gk);
             }
             w_tile[r][kk] = wv;
         }
@@ -118,14 +126,17 @@ fn x_vec(r: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
-fn w_vec(c: u32, k: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-        if (k + i < p.k) {
-            v[i] = weight(c * p.k + k + i);
-        }
+// W[n, k..k+4] in the block layout (main_direct), k a multiple of 4: part of unit k / 4 (f32)
+// or k / 8 (f16) of row n, which sits in block n / 64 at unit-column-major position.
+fn w_vec(n: u32, k: u32) -> vec4<f32> {
+    let first = n / 64u * 64u;
+    let size = min(64u, p.n - first);
+    if (WEIGHT_F16) {
+        let word = ((first * units_per_row() + (k / 8u) * size + n - first) * 4u) + (k % 8u) / 2u;
+        return vec4<f32>(unpack2x16float(w[word]), unpack2x16float(w[word + 1u]));
     }
-    return v;
+    let word = (first * units_per_row() + (k / 4u) * size + n - first) * 4u;
+    return bitcast<vec4<f32>>(vec4<u32>(w[word], w[word + 1u], w[word + 2u], w[word + 3u]));
 }
 
 @compute @workgroup_size(8, 8)

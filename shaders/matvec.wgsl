@@ -2,18 +2,21 @@
 //   Y[m, y_offset + n] = act(sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
 //
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
-// kernel is built around the loads of W. LANES invocations share an output row and read its
-// weights 16 bytes at a time (4 f32 or 8 packed f16): on GPUs 8 lanes load 128 contiguous
-// bytes of a row per iteration (coalesced); on CPU devices one lane walks the whole row. All
-// BATCH rows of X share each weight load, and BATCH is an override constant so the
-// accumulators stay in registers (a pipeline per batch size). Rows or offsets not aligned to
-// 16 bytes (tiny test models) take an element-wise path.
+// kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
+// of one row). All BATCH rows of X share each weight load; BATCH is an override constant so
+// the accumulators stay in registers (a pipeline per batch size). Two entry points, one per
+// weight layout (src/gpu/tensor.rs, WeightLayout):
+// - main (GPUs, row-major W): 8 invocations share an output row and together load 128
+//   contiguous bytes of it per iteration (coalesced), then reduce in workgroup memory.
+// - main_blocks (CPU devices such as lavapipe, W in blocks of 64 rows): a workgroup of 8
+//   invocations owns one block and each invocation 8 of its rows. A CPU device runs the 8
+//   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
+//   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
+//   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
+// Rows of X that are not 16-byte aligned (tiny test models) take an element-wise path.
 
 override WEIGHT_F16: bool = false;
 override BATCH: u32 = 1u;  // 1..=8
-// Invocations per output row: 8 on GPUs (coalesced loads); 1 on CPU devices (lavapipe), where
-// each SIMD lane streams its own row best and the reduction's barriers cost more than they save.
-override LANES: u32 = 8u;
 
 struct Params {
     m: u32,
@@ -26,81 +29,104 @@ struct Params {
     bias_offset: u32,
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus
-    wide: u32,        // 1: rows of W and X are 16-byte aligned, use vec4 loads
+    wide: u32,        // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X
     _pad0: u32,
 }
 
-// Invocations per workgroup: 256 with 8 lanes per row; 64 with 1 lane per row, so that even
-// a 768-row matrix spreads over enough workgroups to keep every core of a CPU device busy.
-override WG: u32 = 256u;
+// main: invocations per workgroup and per output row.
+const WG: u32 = 256u;
+const LANES: u32 = 8u;
+// main_blocks: rows per block, invocations per block, rows per invocation.
+const BLOCK_ROWS: u32 = 64u;
+const BLOCK_WG: u32 = 8u;
+const ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // (BATCH, x_stride), f32
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;  // (n, k) as f32 or packed f16 pairs
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;  // units of W (n, k), see the layouts above
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
-var<workgroup> partial: array<f32, 2048>;  // (8, WG): one slot per invocation and batch row
+var<workgroup> partial: array<f32, 2048>;  // (BATCH, WG): main's per-invocation partial sums
 
-fn x_at(i: u32) -> f32 {
+fn units_per_row() -> u32 {
+    return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
+}
+
+fn x_at(m: u32, kk: u32) -> f32 {
+    let i = m * p.x_stride + p.x_offset + kk;
     return x[i >> 2u][i & 3u];
 }
 
-// Element i of the row-major weight matrix, for the element-wise path.
-fn w_at(i: u32) -> f32 {
-    if (WEIGHT_F16) {
-        let word = i >> 1u;
-        let pair = unpack2x16float(w[word >> 2u][word & 3u]);
-        return select(pair.x, pair.y, (i & 1u) == 1u);
+// Elements 4 * q .. 4 * q + 3 of row m of X (q counts vec4s), zero past k. `wide` is
+// p.wide, passed as a constant where the caller has branched on it: CPU devices run both
+// sides of a branch inside a loop, so main_blocks branches once, outside its loop.
+fn x_vec(m: u32, q: u32, wide: bool) -> vec4<f32> {
+    if (wide) {
+        return x[(m * p.x_stride + p.x_offset) / 4u + q];
     }
-    return bitcast<f32>(w[i >> 2u][i & 3u]);
+    var v = vec4<f32>(0.0);
+    for (var i = 0u; i < 4u; i++) {
+        if (4u * q + i < p.k) {
+            v[i] = x_at(m, 4u * q + i);
+        }
+    }
+    return v;
+}
+
+// The X values that unit j of a row of W multiplies, for every batch row: [2 * m + half].
+fn x_unit(j: u32, wide: bool) -> array<vec4<f32>, 16> {
+    var xs: array<vec4<f32>, 16>;
+    for (var m = 0u; m < BATCH; m++) {
+        if (WEIGHT_F16) {
+            xs[2u * m] = x_vec(m, 2u * j, wide);
+            xs[2u * m + 1u] = x_vec(m, 2u * j + 1u, wide);
+        } else {
+            xs[2u * m] = x_vec(m, j, wide);
+        }
+    }
+    return xs;
+}
+
+// sum over one unit of W (4 f32 or 8 f16) times the matching X values of batch row m.
+fn unit_dot(unit: vec4<u32>, xs: ptr<function, array<vec4<f32>, 16>>, m: u32) -> f32 {
+    if (WEIGHT_F16) {
+        let lo = vec4<f32>(unpack2x16float(unit.x), unpack2x16float(unit.y));
+        let hi = vec4<f32>(unpack2x16float(unit.z), unpack2x16float(unit.w));
+        return dot(lo, (*xs)[2u * m]) + dot(hi, (*xs)[2u * m + 1u]);
+    }
+    return dot(bitcast<vec4<f32>>(unit), (*xs)[2u * m]);
 }
 
 fn softplus(v: f32) -> f32 {
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 
+fn store(m: u32, n: u32, sum: f32) {
+    var v = sum;
+    if (p.has_bias == 1u) {
+        v += bias[p.bias_offset + n];
+    }
+    if (p.activation == 1u) {
+        v = softplus(v);
+    }
+    y[m * p.y_stride + p.y_offset + n] = v;
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let lane = flat % LANES;
     let n = wg.x * (WG / LANES) + flat / LANES;
+    let units = units_per_row();
     var acc: array<f32, 8>;
     if (n < p.n) {
-        if (p.wide == 1u && WEIGHT_F16) {
-            let per_row = p.k / 8u;
-            for (var j = lane; j < per_row; j += LANES) {
-                let q = w[n * per_row + j];
-                let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
-                let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-                for (var m = 0u; m < BATCH; m++) {
-                    let xi = (m * p.x_stride + p.x_offset) / 4u + j * 2u;
-                    acc[m] += dot(lo, x[xi]) + dot(hi, x[xi + 1u]);
-                }
-            }
-        } else if (p.wide == 1u) {
-            let per_row = p.k / 4u;
-            for (var j = lane; j < per_row; j += LANES) {
-                let q = bitcast<vec4<f32>>(w[n * per_row + j]);
-                for (var m = 0u; m < BATCH; m++) {
-                    acc[m] += dot(q, x[(m * p.x_stride + p.x_offset) / 4u + j]);
-                }
-            }
-        } else {
-            for (var kk = lane; kk < p.k; kk += LANES) {
-                let wv = w_at(n * p.k + kk);
-                for (var m = 0u; m < BATCH; m++) {
-                    acc[m] = fma(wv, x_at(m * p.x_stride + p.x_offset + kk), acc[m]);
-                }
-            }
-        }
-    }
-    if (LANES == 1u) {
-        if (n < p.n) {
+        for (var j = lane; j < units; j += LANES) {
+            let unit = w[n * units + j];
+            var xs = x_unit(j, p.wide == 1u);
             for (var m = 0u; m < BATCH; m++) {
-                store(m, n, acc[m]);
+                acc[m] += unit_dot(unit, &xs, m);
             }
         }
-        return;
     }
     for (var m = 0u; m < BATCH; m++) {
         partial[m * WG + flat] = acc[m];
@@ -121,13 +147,43 @@ fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: v
     }
 }
 
-fn store(m: u32, n: u32, sum: f32) {
-    var v = sum;
-    if (p.has_bias == 1u) {
-        v += bias[p.bias_offset + n];
+// Block b holds rows b * 64 .. b * 64 + size (size = 64 except in a part's last block), unit j
+// of its row i at w[b * 64 * units + j * size + i].
+@compute @workgroup_size(BLOCK_WG)
+fn main_blocks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let first = wg.x * BLOCK_ROWS;
+    let size = min(BLOCK_ROWS, p.n - first);
+    let units = units_per_row();
+    let base = first * units;
+    var acc: array<f32, 64>;  // [r * BATCH + m]
+    if (p.wide == 1u) {
+        for (var j = 0u; j < units; j++) {
+            var xs = x_unit(j, true);
+            accumulate_rows(&acc, &xs, base + j * size, t, size);
+        }
+    } else {
+        for (var j = 0u; j < units; j++) {
+            var xs = x_unit(j, false);
+            accumulate_rows(&acc, &xs, base + j * size, t, size);
+        }
     }
-    if (p.activation == 1u) {
-        v = softplus(v);
+    for (var r = 0u; r < ROWS; r++) {
+        let i = t * ROWS + r;
+        if (i < size) {
+            for (var m = 0u; m < BATCH; m++) {
+                store(m, first + i, acc[r * BATCH + m]);
+            }
+        }
     }
-    y[m * p.y_stride + p.y_offset + n] = v;
+}
+
+// acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.
+// Rows past the block's end repeat its last row; their sums are not stored.
+fn accumulate_rows(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32) {
+    for (var r = 0u; r < ROWS; r++) {
+        let unit = w[column + min(t * ROWS + r, size - 1u)];
+        for (var m = 0u; m < BATCH; m++) {
+            (*acc)[r * BATCH + m] += unit_dot(unit, xs, m);
+        }
+    }
 }

@@ -1,4 +1,4 @@
-// Selective scan, one invocation per (batch, channel), walking time step by step and updating
+// Selective scan, one invocation per (batch, CHANNELS channels), walking time step by step and updating
 // the state in place. With t_len = 1 it is the decode kernel; with a whole prompt it is the
 // sequential-in-time scan that the chunked scan is tested and benchmarked against.
 //   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t,   A = -exp(A_log)
@@ -29,27 +29,51 @@ fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }
 
+// Channels per invocation: 1 on GPUs; 4 on CPU devices, which load lane by lane, so that each
+// load of B_t[n] and C_t[n] (the same for every channel) serves 4 channels.
+override CHANNELS: u32 = 1u;  // 1..=4
+
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let c = gid.x;
+    let c0 = gid.x * CHANNELS;
     let b = gid.y;
-    if (c >= p.d_inner || b >= p.batch) {
+    if (c0 >= p.d_inner || b >= p.batch) {
         return;
     }
-    let hb = (b * p.d_inner + c) * p.d_state;
+    // Channels past d_inner repeat the last one for their loads and store nothing.
+    var ch: array<u32, 4>;
+    for (var r = 0u; r < CHANNELS; r++) {
+        ch[r] = min(c0 + r, p.d_inner - 1u);
+    }
+    let hb = b * p.d_inner * p.d_state;
     for (var t = 0u; t < p.t_len; t++) {
         let row = b * p.t_len + t;
-        let xv = x[row * p.d_inner + c];
-        let dtv = dt[row * p.d_inner + c];
-        let bc = row * p.xdbl_stride + p.dt_rank;
-        var acc = 0.0;
-        for (var n = 0u; n < p.d_state; n++) {
-            let a = -exp(a_log[c * p.d_state + n]);
-            let hn = fma(exp(dtv * a), h[hb + n], dtv * xdbl[bc + n] * xv);
-            h[hb + n] = hn;
-            acc = fma(hn, xdbl[bc + p.d_state + n], acc);
+        var xv: array<f32, 4>;
+        var dtv: array<f32, 4>;
+        var acc: array<f32, 4>;
+        for (var r = 0u; r < CHANNELS; r++) {
+            xv[r] = x[row * p.d_inner + ch[r]];
+            dtv[r] = dt[row * p.d_inner + ch[r]];
         }
-        let z = xz[row * p.z_stride + p.d_inner + c];
-        y[row * p.d_inner + c] = fma(d_skip[c], xv, acc) * silu(z);
+        let bc = row * p.xdbl_stride + p.dt_rank;
+        for (var n = 0u; n < p.d_state; n++) {
+            let b_n = xdbl[bc + n];
+            let c_n = xdbl[bc + p.d_state + n];
+            for (var r = 0u; r < CHANNELS; r++) {
+                let a = -exp(a_log[ch[r] * p.d_state + n]);
+                let i = hb + ch[r] * p.d_state + n;
+                let hn = fma(exp(dtv[r] * a), h[i], dtv[r] * b_n * xv[r]);
+                if (c0 + r < p.d_inner) {
+                    h[i] = hn;
+                }
+                acc[r] = fma(hn, c_n, acc[r]);
+            }
+        }
+        for (var r = 0u; r < CHANNELS; r++) {
+            if (c0 + r < p.d_inner) {
+                let z = xz[row * p.z_stride + p.d_inner + ch[r]];
+                y[row * p.d_inner + ch[r]] = fma(d_skip[ch[r]], xv[r], acc[r]) * silu(z);
+            }
+        }
     }
 }

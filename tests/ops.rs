@@ -43,13 +43,11 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 #[test]
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
-    // Matvec runs 1 lane per row on CPU devices and 8 on GPUs, the matmul direct or tiled:
-    // test both styles here, and weights split into many parts.
-    let contexts = [
-        common::own_ctx().with_kernel_style(false).unwrap(),
-        common::own_ctx().with_kernel_style(true).unwrap(),
-        common::own_ctx().with_max_binding_bytes(4096).unwrap(),
-    ];
+    // Both styles (CPU devices: weights in row blocks, 8 rows per matvec invocation, the direct
+    // matmul; GPUs: row-major weights, 8 lanes per matvec row, the tiled matmul), and weights
+    // split into many parts.
+    let [cpu, gpu] = common::both_styles();
+    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap()];
     let mut case = 0u64;
     for &(m, n, k) in &[
         (1usize, 1usize, 1usize),
@@ -122,18 +120,23 @@ fn linear_matches_reference() {
 
 #[test]
 fn add_rms_norm_matches_reference() {
+    for ctx in common::both_styles() {
+        rms_norm_cases(&ctx);
+    }
+}
+
+fn rms_norm_cases(ctx: &GpuContext) {
     const TOL: f32 = 1e-5;
-    let ctx = common::ctx();
     for &(batch, t, d) in &[(1, 1, 1), (1, 5, 64), (3, 7, 300), (2, 3, 2560), (1, 3000, 40)] {
         let residual = random_values(d as u64, batch * t * d, 2.0);
         let delta = random_values(d as u64 + 1, batch * t * d, 1.0);
         let weight = random_values(d as u64 + 2, d, 1.5);
         for (with_delta, last_only) in [(false, false), (true, false), (true, true)] {
-            let r_buf = upload_f32(&ctx, "residual", &residual);
-            let d_buf = upload_f32(&ctx, "delta", &delta);
-            let w_buf = upload_f32(&ctx, "weight", &weight);
-            let out = storage(&ctx, "out", batch * t * d);
-            run(&ctx, |rec| {
+            let r_buf = upload_f32(ctx, "residual", &residual);
+            let d_buf = upload_f32(ctx, "delta", &delta);
+            let w_buf = upload_f32(ctx, "weight", &weight);
+            let out = storage(ctx, "out", batch * t * d);
+            run(ctx, |rec| {
                 add_rms_norm(
                     rec,
                     &AddRmsNorm {
@@ -153,9 +156,9 @@ fn add_rms_norm_matches_reference() {
             let rows: Vec<f32> = if last_only { summed.chunks(t * d).flat_map(|s| s[(t - 1) * d..].to_vec()).collect() } else { summed.clone() };
             let want = reference::rms_norm(&rows, &weight, 1e-5);
             let label = format!("rms_norm batch={batch} t={t} d={d} delta={with_delta} last_only={last_only}");
-            assert_close(&label, &read(&ctx, &out, rows.len()), &want, TOL);
+            assert_close(&label, &read(ctx, &out, rows.len()), &want, TOL);
             if with_delta && !last_only {
-                assert_close(&format!("{label} residual"), &read(&ctx, &r_buf, summed.len()), &summed, TOL);
+                assert_close(&format!("{label} residual"), &read(ctx, &r_buf, summed.len()), &summed, TOL);
             }
         }
     }
@@ -163,31 +166,38 @@ fn add_rms_norm_matches_reference() {
 
 #[test]
 fn embedding_gathers_rows_across_parts() {
-    let ctx = common::own_ctx().with_max_binding_bytes(1024).unwrap();
-    let (vocab, d) = (50, 24);
+    for gpu_style in [false, true] {
+        // Parts of 85 (f32) or 170 (f16) rows: whole and partial blocks of 64 rows.
+        let ctx = common::own_ctx().with_max_binding_bytes(8192).unwrap().with_kernel_style(gpu_style).unwrap();
+        gather_rows_across_parts(&ctx);
+    }
+}
+
+fn gather_rows_across_parts(ctx: &GpuContext) {
+    let (vocab, d) = (200, 24);
     let table = random_values(7, vocab * d, 1.0);
     let (bits, rounded) = to_f16_rounded(&table);
-    let ids: Vec<u32> = vec![0, 49, 13, 13, 22, 7, 48];
+    let ids: Vec<u32> = vec![0, 199, 13, 13, 63, 64, 84, 85, 127, 128, 169, 170];
     for f16_weights in [false, true] {
         let weight = if f16_weights {
-            GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F16(&bits))
+            GpuWeight::upload(ctx, "emb", vocab, d, WeightData::F16(&bits))
         } else {
-            GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::F32(&table))
+            GpuWeight::upload(ctx, "emb", vocab, d, WeightData::F32(&table))
         }
         .unwrap();
         assert!(weight.parts.len() > 1, "the table is split");
         let ids_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
-            size: 28,
+            size: 4 * ids.len() as u64,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
         ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
-        let out = storage(&ctx, "out", ids.len() * d);
-        run(&ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, &ids_buf, ids.len() as u32, &out));
+        let out = storage(ctx, "out", ids.len() * d);
+        run(ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, &ids_buf, ids.len() as u32, &out));
         let src = if f16_weights { &rounded } else { &table };
         let want: Vec<f32> = ids.iter().flat_map(|&i| src[i as usize * d..][..d].to_vec()).collect();
-        assert_close(&format!("embedding f16={f16_weights}"), &read(&ctx, &out, want.len()), &want, 0.0);
+        assert_close(&format!("embedding f16={f16_weights}"), &read(ctx, &out, want.len()), &want, 0.0);
     }
 }
 
@@ -342,8 +352,13 @@ const CHUNK: usize = SCAN_CHUNK as usize;
 /// Both scan kernels against the reference, from a non-zero initial state.
 #[test]
 fn scan_kernels_match_reference() {
+    for ctx in common::both_styles() {
+        scan_cases(&ctx);
+    }
+}
+
+fn scan_cases(ctx: &GpuContext) {
     const TOL: f32 = 2e-4;
-    let ctx = common::ctx();
     let mut seed = 0;
     for &batch in &[1, 3] {
         for &(d_inner, d_state) in &[(1, 1), (17, 5), (40, 16)] {
@@ -352,7 +367,7 @@ fn scan_kernels_match_reference() {
                 let case = ScanCase::new(batch, t, d_inner, d_state, seed);
                 let (want_y, want_h) = case.reference();
                 for kind in [ScanKind::Chunked, ScanKind::Sequential] {
-                    let (y, h) = case.gpu(&ctx, kind);
+                    let (y, h) = case.gpu(ctx, kind);
                     let label = format!("{kind:?} scan batch={batch} d_inner={d_inner} d_state={d_state} t={t}");
                     assert_close(&format!("{label} y"), &y, &want_y, TOL);
                     assert_close(&format!("{label} h"), &h, &want_h, TOL);

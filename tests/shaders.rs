@@ -102,8 +102,8 @@ fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
         "WEIGHT_F16" => Ok(&[0.0, 1.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
-        "LANES" => Ok(&[1.0, 8.0]),
-        "WG" => Ok(&[64.0, 256.0]),
+        "WG" => Ok(&[8.0, 256.0]),
+        "CHANNELS" => Ok(&[1.0, 4.0]),
         other => Err(format!("override `{other}` has no test values in tests/shaders.rs")),
     }
 }

@@ -34,18 +34,42 @@ where
     Ok(best)
 }
 
-/// GB/s that a streaming read kernel reaches over a buffer larger than any cache.
-pub fn read_bandwidth_gb_s(ctx: &GpuContext) -> Result<f64> {
-    let bytes = ctx.max_binding_bytes.min(512 << 20) / 16 * 16;
-    let n_vec4 = (bytes / 16) as u32;
-    // Enough invocations to fill a big GPU, few enough that each streams a long run.
-    let threads = 256 * 2048;
-    let src = storage(ctx, "bandwidth source", (bytes / 4) as usize);
-    let sums = storage(ctx, "bandwidth sums", threads as usize);
-    let params = BandwidthParams { n_vec4, threads, _pad: [0; 2] };
-    let mut tape = Tape::new(ctx, "bandwidth", 1);
-    let seconds = time_best(ctx, &mut tape, 4, |rec| rec.dispatch(Kernel::ReadBandwidth, &params, &[&src, &sums], [threads / 256, 1, 1]))?;
-    Ok(bytes as f64 / seconds / 1e9)
+/// The read bandwidth of a streaming kernel over a buffer larger than any cache, in GB/s.
+/// Measured again next to each decode measurement, since a shared machine's bandwidth drifts.
+pub struct BandwidthProbe {
+    bytes: u64,
+    threads: u32,
+    src: wgpu::Buffer,
+    sums: wgpu::Buffer,
+    tape: Tape,
+    /// The highest figure measured so far: the run's roofline.
+    pub best_gb_s: f64,
+}
+
+impl BandwidthProbe {
+    pub fn new(ctx: &GpuContext) -> Self {
+        let bytes = ctx.max_binding_bytes.min(512 << 20) / 16 * 16;
+        // Enough invocations to fill a big GPU, few enough that each streams a long run.
+        let threads = 256 * 2048;
+        BandwidthProbe {
+            bytes,
+            threads,
+            src: storage(ctx, "bandwidth source", (bytes / 4) as usize),
+            sums: storage(ctx, "bandwidth sums", threads as usize),
+            tape: Tape::new(ctx, "bandwidth", 1),
+            best_gb_s: 0.0,
+        }
+    }
+
+    /// One measurement (best of 3 repetitions), also folded into `best_gb_s`.
+    pub fn measure(&mut self, ctx: &GpuContext) -> Result<f64> {
+        let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads: self.threads, _pad: [0; 2] };
+        let (src, sums, groups) = (&self.src, &self.sums, self.threads / 256);
+        let seconds = time_best(ctx, &mut self.tape, 4, |rec| rec.dispatch(Kernel::ReadBandwidth, &params, &[src, sums], [groups, 1, 1]))?;
+        let gb_s = self.bytes as f64 / seconds / 1e9;
+        self.best_gb_s = self.best_gb_s.max(gb_s);
+        Ok(gb_s)
+    }
 }
 
 /// Seconds per scan of (batch 1, t_len, d_inner, d_state) with each kernel: (chunked, sequential).

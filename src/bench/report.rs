@@ -14,6 +14,8 @@ pub struct Measurement {
     pub decode_tokens_per_s: f64,
     /// decode tokens/s over (read bandwidth x batch / bytes read per step)
     pub decode_roofline_fraction: f64,
+    /// The read bandwidth of that roofline: the best of the probes run between decode rounds.
+    pub read_bandwidth_gb_s: f64,
     /// weights + state + scratch
     pub gpu_memory_bytes: u64,
     pub weight_bytes: u64,
@@ -44,6 +46,7 @@ pub struct BenchReport {
     pub device_type: String,
     /// Seconds since the Unix epoch.
     pub timestamp: u64,
+    /// The best read bandwidth the streaming kernel reached in the run.
     pub read_bandwidth_gb_s: f64,
     /// Sequential-in-time scan time over chunked scan time (> 1: the chunked scan is faster).
     pub scan_speedup: f64,

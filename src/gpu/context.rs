@@ -38,9 +38,10 @@ pub struct GpuContext {
     /// Largest storage binding a single weight part may occupy; weights above it are split by
     /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
     pub max_binding_bytes: u64,
-    /// Kernel variants for GPUs (tiled matmul, 8 invocations per matvec row: coalesced loads)
-    /// or for CPU devices such as lavapipe (direct matmul, one invocation per matvec row: each
-    /// SIMD lane streams its own row, and barriers cost more than the caches save).
+    /// Kernel variants and weight layout for GPUs (row-major weights, tiled matmul, 8
+    /// invocations per matvec row: coalesced loads) or for CPU devices such as lavapipe (weights
+    /// in blocks of 64 rows, 8 rows per matvec invocation, a matmul without barriers, which
+    /// cost more there than the caches save). See tensor::WeightLayout.
     pub gpu_kernels: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
@@ -125,19 +126,10 @@ impl GpuContext {
         Ok(Arc::new(change(ctx)))
     }
 
-    /// A context that runs the kernel variants meant for GPUs (`gpu_style`: 8 matvec lanes,
-    /// tiled matmul) or for CPU devices, whatever the adapter is: tests cover both everywhere.
+    /// A context that runs the kernel variants and weight layout meant for GPUs (`gpu_style`)
+    /// or for CPU devices, whatever the adapter is: tests cover both everywhere.
     pub fn with_kernel_style(self: Arc<Self>, gpu_style: bool) -> Result<Arc<Self>> {
         self.reconfigured(|ctx| GpuContext { gpu_kernels: gpu_style, ..ctx })
-    }
-
-    /// Invocations per output row in the decode matrix-vector kernel.
-    pub fn matvec_lanes(&self) -> u8 {
-        if self.gpu_kernels {
-            8
-        } else {
-            1
-        }
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

@@ -11,7 +11,11 @@ pub enum Kernel {
     Embedding {
         f16: bool,
     },
-    AddRmsNorm,
+    /// `small_workgroup`: 8 invocations per row (CPU devices, where every barrier of a big
+    /// workgroup switches dozens of coroutines) instead of 256.
+    AddRmsNorm {
+        small_workgroup: bool,
+    },
     Matmul {
         f16: bool,
     },
@@ -19,18 +23,25 @@ pub enum Kernel {
     MatmulDirect {
         f16: bool,
     },
-    /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers;
-    /// `lanes` = invocations per output row (8 on GPUs, 1 on CPU devices).
+    /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers.
+    /// Weights in WeightLayout::RowMajor (GPUs).
     Matvec {
         f16: bool,
         batch: u8,
-        lanes: u8,
+    },
+    /// The matvec for weights in WeightLayout::RowBlocks (CPU devices).
+    MatvecBlocks {
+        f16: bool,
+        batch: u8,
     },
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,
     ScanChunked,
-    ScanStep,
+    /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
+    ScanStep {
+        channels: u8,
+    },
     Argmax,
     /// Benchmark probe: streaming reads (shaders/read_bandwidth.wgsl).
     ReadBandwidth,
@@ -49,14 +60,9 @@ pub const MATMUL_DIRECT_TILE: u32 = 32;
 /// Most batch rows of shaders/matvec.wgsl.
 pub const MATVEC_MAX_M: u32 = 8;
 
-/// Invocations per workgroup of shaders/matvec.wgsl (WG there) for `lanes` per output row.
-pub fn matvec_workgroup(lanes: u8) -> u32 {
-    if lanes == 1 {
-        64
-    } else {
-        256
-    }
-}
+/// Output rows per workgroup of shaders/matvec.wgsl's main (WG / LANES there); main_blocks
+/// has one workgroup per block of tensor::BLOCK_ROWS rows.
+pub const MATVEC_ROWS_PER_WG: u32 = 32;
 /// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
 pub const WG_64: u32 = 64;
 pub const WG_256: u32 = 256;
@@ -79,21 +85,23 @@ fn shader_source(file: &str) -> &'static str {
 }
 
 impl Kernel {
-    /// (file, entry point, weights are f16, matvec's (batch rows, lanes per row))
-    fn spec(self) -> (&'static str, &'static str, Option<bool>, Option<(u8, u8)>) {
+    /// (file, entry point, override constants)
+    fn spec(self) -> (&'static str, &'static str, Vec<(&'static str, f64)>) {
+        let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
         match self {
-            Kernel::Embedding { f16 } => ("embedding.wgsl", "main", Some(f16), None),
-            Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", None, None),
-            Kernel::Matmul { f16 } => ("matmul.wgsl", "main", Some(f16), None),
-            Kernel::MatmulDirect { f16 } => ("matmul.wgsl", "main_direct", Some(f16), None),
-            Kernel::Matvec { f16, batch, lanes } => ("matvec.wgsl", "main", Some(f16), Some((batch, lanes))),
-            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", None, None),
-            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", None, None),
-            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", None, None),
-            Kernel::ScanChunked => ("scan_chunked.wgsl", "main", None, None),
-            Kernel::ScanStep => ("scan_step.wgsl", "main", None, None),
-            Kernel::Argmax => ("argmax.wgsl", "main", None, None),
-            Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", None, None),
+            Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
+            Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
+            Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
+            Kernel::MatmulDirect { f16: f } => ("matmul.wgsl", "main_direct", vec![f16(f)]),
+            Kernel::Matvec { f16: f, batch } => ("matvec.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocks { f16: f, batch } => ("matvec.wgsl", "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
+            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
+            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
+            Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
+            Kernel::ScanStep { channels } => ("scan_step.wgsl", "main", vec![("CHANNELS", channels as f64)]),
+            Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
+            Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
         }
     }
 }
@@ -111,7 +119,7 @@ impl KernelCache {
         if let Some(p) = pipelines.get(&kernel) {
             return p.clone();
         }
-        let (file, entry, f16, matvec) = kernel.spec();
+        let (file, entry, constants) = kernel.spec();
         let module = {
             let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
             modules
@@ -124,15 +132,6 @@ impl KernelCache {
                 })
                 .clone()
         };
-        let mut constants: Vec<(&str, f64)> = Vec::new();
-        if let Some(f) = f16 {
-            constants.push(("WEIGHT_F16", if f { 1.0 } else { 0.0 }));
-        }
-        if let Some((batch, lanes)) = matvec {
-            constants.push(("BATCH", batch as f64));
-            constants.push(("LANES", lanes as f64));
-            constants.push(("WG", matvec_workgroup(lanes) as f64));
-        }
         let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(entry),
             layout: None,

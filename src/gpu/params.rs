@@ -12,6 +12,8 @@ pub struct EmbeddingParams {
     pub d_model: u32,
     pub first_row: u32,
     pub part_rows: u32,
+    pub blocks: u32,
+    pub _pad: [u32; 3],
 }
 
 /// shaders/add_rms_norm.wgsl

@@ -24,7 +24,29 @@ impl WeightDtype {
     pub fn is_f16(self) -> bool {
         self == WeightDtype::F16
     }
+
+    /// Elements in one 16-byte unit, the load width of the matrix kernels.
+    pub fn elements_per_unit(self) -> usize {
+        16 / self.bytes_per_element() as usize
+    }
 }
+
+/// How a matrix's elements are ordered in its buffers. Both pad each row to whole 16-byte
+/// units (4 f32 or 8 f16; zeros past the last column) so kernels load a unit at a time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// Row after row: unit j of row n at n * units + j. For GPUs, where neighbouring
+    /// invocations load neighbouring units of one row (coalesced).
+    RowMajor,
+    /// Blocks of 64 rows, each stored unit-column by unit-column: unit j of row b * 64 + i at
+    /// b * 64 * units + j * size + i, size = 64 except in a part's last block. For CPU devices,
+    /// whose SIMD lanes each own rows: the units the 8 lanes of a block load together are
+    /// contiguous (shaders/matvec.wgsl, main_blocks).
+    RowBlocks,
+}
+
+/// Rows of one block of WeightLayout::RowBlocks (BLOCK_ROWS in shaders/matvec.wgsl).
+pub const BLOCK_ROWS: usize = 64;
 
 /// Rows [first_row, first_row + rows) of a matrix, in one buffer.
 pub struct WeightPart {
@@ -37,22 +59,24 @@ pub struct WeightPart {
 /// f32 embedding is 154 MB, WebGPU guarantees 128 MiB) is split by rows into several parts.
 pub struct GpuWeight {
     pub dtype: WeightDtype,
+    pub layout: WeightLayout,
     pub rows: u32,
     pub cols: u32,
     pub parts: Vec<WeightPart>,
 }
 
 impl GpuWeight {
-    /// Uploads row-major values given either as f32 or as half bits, splitting so that no part
-    /// exceeds the context's binding size.
+    /// Uploads row-major values given either as f32 or as half bits, in the layout the
+    /// context's kernels read, splitting so that no part exceeds the context's binding size.
     pub fn upload(ctx: &GpuContext, name: &str, rows: usize, cols: usize, data: WeightData<'_>) -> Result<Self> {
         let dtype = match data {
             WeightData::F32(_) => WeightDtype::F32,
             WeightData::F16(_) => WeightDtype::F16,
         };
-        // +4 bytes: an odd number of halves is padded to a whole word.
-        let row_bytes = cols as u64 * dtype.bytes_per_element();
-        let rows_per_part = (ctx.max_binding_bytes.saturating_sub(4) / row_bytes.max(1)) as usize;
+        let layout = if ctx.gpu_kernels { WeightLayout::RowMajor } else { WeightLayout::RowBlocks };
+        let units = cols.div_ceil(dtype.elements_per_unit());
+        let row_bytes = units as u64 * 16;
+        let rows_per_part = (ctx.max_binding_bytes / row_bytes.max(1)) as usize;
         if rows_per_part == 0 {
             return Err(Error::Limit(format!(
                 "tensor `{name}`: one row of {row_bytes} bytes exceeds the storage binding size {}",
@@ -63,21 +87,43 @@ impl GpuWeight {
         let mut first = 0;
         while first < rows {
             let n = rows_per_part.min(rows - first);
-            let range = first * cols..(first + n) * cols;
-            let words: Vec<u32> = match data {
-                WeightData::F32(v) => v[range].iter().map(|x| x.to_bits()).collect(),
-                WeightData::F16(h) => h[range].chunks(2).map(|pair| pair[0] as u32 | (*pair.get(1).unwrap_or(&0) as u32) << 16).collect(),
-            };
+            let mut words = Vec::with_capacity(n * units * 4);
+            for row in first..first + n {
+                let values = row * cols..(row + 1) * cols;
+                match data {
+                    WeightData::F32(v) => words.extend(v[values].iter().map(|x| x.to_bits())),
+                    WeightData::F16(h) => words.extend(h[values].chunks(2).map(|pair| pair[0] as u32 | (*pair.get(1).unwrap_or(&0) as u32) << 16)),
+                }
+                words.resize((row - first + 1) * units * 4, 0);
+            }
+            if layout == WeightLayout::RowBlocks {
+                words = row_blocks(&words, n, units);
+            }
             let buffer = upload_words(ctx, name, &words);
             parts.push(WeightPart { buffer, first_row: first as u32, rows: n as u32 });
             first += n;
         }
-        Ok(GpuWeight { dtype, rows: rows as u32, cols: cols as u32, parts })
+        Ok(GpuWeight { dtype, layout, rows: rows as u32, cols: cols as u32, parts })
     }
 
     pub fn size_bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.buffer.size()).sum()
     }
+}
+
+/// Reorders the row-major units (4 words each) of `rows` rows into WeightLayout::RowBlocks.
+fn row_blocks(words: &[u32], rows: usize, units: usize) -> Vec<u32> {
+    let mut out = Vec::with_capacity(words.len());
+    for first in (0..rows).step_by(BLOCK_ROWS) {
+        let size = BLOCK_ROWS.min(rows - first);
+        for j in 0..units {
+            for row in first..first + size {
+                let unit = (row * units + j) * 4;
+                out.extend_from_slice(&words[unit..unit + 4]);
+            }
+        }
+    }
+    out
 }
 
 pub enum WeightData<'a> {

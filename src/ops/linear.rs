@@ -4,8 +4,9 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{matvec_workgroup, MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M};
+use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
 use crate::gpu::params::LinearParams;
+use crate::gpu::tensor::{WeightLayout, BLOCK_ROWS};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,9 +73,8 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
         None => &placeholder,
     };
     let f16 = op.weight.dtype.is_f16();
-    // matvec's 16-byte loads need rows of W (4 f32 or 8 f16) and of X (4 f32) aligned.
-    let wide = k.is_multiple_of(if f16 { 8 } else { 4 }) && op.x_stride.is_multiple_of(4) && op.x_offset.is_multiple_of(4);
-    let lanes = rec.ctx().matvec_lanes();
+    // matvec loads X 16 bytes at a time when its rows are aligned and k fills whole units of W.
+    let wide = k.is_multiple_of(op.weight.dtype.elements_per_unit() as u32) && op.x_stride.is_multiple_of(4) && op.x_offset.is_multiple_of(4);
     for part in &op.weight.parts {
         let params = LinearParams {
             m,
@@ -91,15 +91,16 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
             _pad: 0,
         };
         let buffers = [op.x, &part.buffer, bias, op.y];
-        if m <= MATVEC_MAX_M {
-            let rows_per_wg = matvec_workgroup(lanes) / lanes as u32;
-            rec.dispatch(Kernel::Matvec { f16, batch: m as u8, lanes }, &params, &buffers, [groups(part.rows, rows_per_wg), 1, 1])?;
-        } else if rec.ctx().gpu_kernels {
-            rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
-        } else {
-            let tile = MATMUL_DIRECT_TILE;
-            rec.dispatch(Kernel::MatmulDirect { f16 }, &params, &buffers, [groups(part.rows, tile), groups(m, tile), 1])?;
-        }
+        let batch = m as u8;
+        let (kernel, workgroups) = match (m <= MATVEC_MAX_M, op.weight.layout) {
+            (true, WeightLayout::RowMajor) => (Kernel::Matvec { f16, batch }, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1]),
+            (true, WeightLayout::RowBlocks) => (Kernel::MatvecBlocks { f16, batch }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1]),
+            (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
+            (false, WeightLayout::RowBlocks) => {
+                (Kernel::MatmulDirect { f16 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
+            }
+        };
+        rec.dispatch(kernel, &params, &buffers, workgroups)?;
     }
     Ok(())
 }

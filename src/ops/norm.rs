@@ -36,5 +36,6 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
         None => placeholder,
     };
     let params = NormParams { rows, d: op.d, in_step, in_offset, add: op.delta.is_some() as u32, eps: op.eps, _pad: [0; 2] };
-    rec.dispatch(Kernel::AddRmsNorm, &params, &[op.residual, delta, op.weight, op.out], [rows, 1, 1])
+    let kernel = Kernel::AddRmsNorm { small_workgroup: !rec.ctx().gpu_kernels };
+    rec.dispatch(kernel, &params, &[op.residual, delta, op.weight, op.out], [rows, 1, 1])
 }

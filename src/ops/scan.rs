@@ -65,6 +65,10 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
             }
             rec.dispatch(Kernel::ScanChunked, &params, &buffers, [groups(op.d_inner, SCAN_CHANNELS_PER_WG), op.batch, 1])
         }
-        ScanKind::Sequential => rec.dispatch(Kernel::ScanStep, &params, &buffers, [groups(op.d_inner, WG_64), op.batch, 1]),
+        ScanKind::Sequential => {
+            let channels = if rec.ctx().gpu_kernels { 1 } else { 4 };
+            let kernel = Kernel::ScanStep { channels };
+            rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
+        }
     }
 }

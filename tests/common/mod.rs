@@ -26,6 +26,12 @@ pub fn own_ctx() -> Arc<GpuContext> {
     pollster::block_on(GpuContext::new(None)).unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
 }
 
+/// One context per kernel style: the CPU-device variants (weights in row blocks) and the GPU
+/// variants (row-major weights), whatever the adapter is.
+pub fn both_styles() -> [Arc<GpuContext>; 2] {
+    [own_ctx().with_kernel_style(false).unwrap(), own_ctx().with_kernel_style(true).unwrap()]
+}
+
 /// The fixtures folder: $MAMBA_FIXTURES, default ../shared/fixtures.
 pub fn fixtures_root() -> PathBuf {
     std::env::var("MAMBA_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
