@@ -40,7 +40,7 @@ const WG: u32 = 256u;        // CH * SEG
 @group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
 @group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride)
 @group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
-@group(0) @binding(5) var<storage, read> a_log: array<f32>;       // (d_inner, d_state)
+@group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log)
 @group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
@@ -129,12 +129,12 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
                 var a_acc = 1.0;
                 var b_acc = 0.0;
                 if (live && n < p.d_state) {
-                    let a = -exp(a_log[c * p.d_state + n]);
+                    let a_n = a[c * p.d_state + n];
                     for (var s = 0u; s < STEPS; s++) {
                         let t = t0 + s;
                         if (t < p.t_len) {
                             let row = b * p.t_len + t;
-                            let da = exp(dts[s] * a);
+                            let da = exp(dts[s] * a_n);
                             a_acc *= da;
                             b_acc = fma(da, b_acc, dts[s] * xdbl[row * p.xdbl_stride + p.dt_rank + n] * xs[s]);
                         }
@@ -152,7 +152,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
             for (var g = 0u; g < G; g++) {
                 let n = n0 + g;
                 if (live && n < p.d_state) {
-                    let a = -exp(a_log[c * p.d_state + n]);
+                    let a_n = a[c * p.d_state + n];
                     let line = (g * CH + ch) * SEG + seg;
                     var hn = fma(scan_a[line], carry[ch * MAX_STATE + n], scan_b[line]);
                     for (var s = 0u; s < STEPS; s++) {
@@ -160,7 +160,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
                         if (t < p.t_len) {
                             let row = b * p.t_len + t;
                             let bc = row * p.xdbl_stride + p.dt_rank;
-                            hn = fma(exp(dts[s] * a), hn, dts[s] * xdbl[bc + n] * xs[s]);
+                            hn = fma(exp(dts[s] * a_n), hn, dts[s] * xdbl[bc + n] * xs[s]);
                             ys[s] = fma(xdbl[bc + p.d_state + n], hn, ys[s]);
                         }
                     }

@@ -1,7 +1,7 @@
 // Selective scan, one invocation per (batch, CHANNELS channels), walking time step by step and updating
 // the state in place. With t_len = 1 it is the decode kernel; with a whole prompt it is the
 // sequential-in-time scan that the chunked scan is tested and benchmarked against.
-//   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t,   A = -exp(A_log)
+//   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t,   A = -exp(A_log), from the loader
 //   y_t    = (sum_n C_t[n] h_t[n] + D x_t) * silu(z_t)
 
 struct Params {
@@ -20,7 +20,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
 @group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride)
 @group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
-@group(0) @binding(5) var<storage, read> a_log: array<f32>;       // (d_inner, d_state)
+@group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log)
 @group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
@@ -60,9 +60,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             let b_n = xdbl[bc + n];
             let c_n = xdbl[bc + p.d_state + n];
             for (var r = 0u; r < CHANNELS; r++) {
-                let a = -exp(a_log[ch[r] * p.d_state + n]);
+                let a_n = a[ch[r] * p.d_state + n];
                 let i = hb + ch[r] * p.d_state + n;
-                let hn = fma(exp(dtv[r] * a), h[i], dtv[r] * b_n * xv[r]);
+                let hn = fma(exp(dtv[r] * a_n), h[i], dtv[r] * b_n * xv[r]);
                 if (c0 + r < p.d_inner) {
                     h[i] = hn;
                 }

@@ -84,7 +84,7 @@ pub struct ScanInputs<'a> {
     pub b: &'a [f32],      // (batch, t, d_state)
     pub c: &'a [f32],      // (batch, t, d_state)
     pub z: &'a [f32],      // (batch, t, d_inner): gate
-    pub a_log: &'a [f32],  // (d_inner, d_state)
+    pub a: &'a [f32],      // (d_inner, d_state): A = -exp(A_log)
     pub d_skip: &'a [f32], // (d_inner)
 }
 
@@ -101,7 +101,7 @@ pub fn selective_scan(inp: &ScanInputs, h: &mut [f32], batch: usize, d_inner: us
                 let (x, dt) = (inp.x[row * d_inner + ch] as f64, inp.dt[row * d_inner + ch] as f64);
                 let mut acc = 0.0;
                 for (n, s) in state.iter_mut().enumerate() {
-                    let a = -(inp.a_log[ch * d_state + n] as f64).exp();
+                    let a = inp.a[ch * d_state + n] as f64;
                     *s = (dt * a).exp() * *s + dt * inp.b[row * d_state + n] as f64 * x;
                     acc += *s * inp.c[row * d_state + n] as f64;
                 }
@@ -141,7 +141,7 @@ fn mixer(l: &LayerWeights<Vec<f32>, Vec<f32>>, c: &MambaConfig, u: &[f32], batch
     let split = |from: usize, width: usize| -> Vec<f32> { x_dbl.chunks_exact(r + 2 * n).flat_map(|row| row[from..from + width].to_vec()).collect() };
     let (dt_low, b, cm) = (split(0, r), split(r, n), split(r + n, n));
     let dt: Vec<f32> = matmul(&dt_low, &l.dt_proj, Some(&l.dt_proj_bias), rows, di, r).into_iter().map(|v| softplus(v as f64) as f32).collect();
-    let inputs = ScanInputs { x: &x, dt: &dt, b: &b, c: &cm, z: &z, a_log: &l.a_log, d_skip: &l.d_skip };
+    let inputs = ScanInputs { x: &x, dt: &dt, b: &b, c: &cm, z: &z, a: &l.a, d_skip: &l.d_skip };
     let y = selective_scan(&inputs, ssm_state, batch, di, n);
     matmul(&y, &l.out_proj, l.out_proj_bias.as_deref(), rows, c.d_model, di)
 }

@@ -277,7 +277,7 @@ struct ScanCase {
     dt: Vec<f32>,
     xdbl: Vec<f32>,
     xz: Vec<f32>,
-    a_log: Vec<f32>,
+    a: Vec<f32>, // A = -exp(A_log)
     d_skip: Vec<f32>,
     h0: Vec<f32>,
 }
@@ -297,7 +297,9 @@ impl ScanCase {
             dt: random_values(seed + 1, rows * d_inner, 2.0).into_iter().map(|v| reference::softplus(v as f64 - 1.5) as f32).collect(),
             xdbl: random_values(seed + 2, rows * width, 1.0),
             xz: random_values(seed + 3, rows * 2 * d_inner, 2.0),
-            a_log: (0..d_inner * d_state).map(|i| (((i % d_state) + 1) as f32).ln() + 0.1 * random_values(seed + 4 + i as u64, 1, 1.0)[0]).collect(),
+            a: (0..d_inner * d_state)
+                .map(|i| -((((i % d_state) + 1) as f32).ln() + 0.1 * random_values(seed + 4 + i as u64, 1, 1.0)[0]).exp())
+                .collect(),
             d_skip: random_values(seed + 5, d_inner, 1.0),
             h0: random_values(seed + 6, batch * d_inner * d_state, 1.0),
         }
@@ -306,12 +308,12 @@ impl ScanCase {
     /// (y, final h) from the GPU kernel `kind`.
     fn gpu(&self, ctx: &GpuContext, kind: ScanKind) -> (Vec<f32>, Vec<f32>) {
         let up = |label: &str, v: &[f32]| upload_f32(ctx, label, v);
-        let (x, dt, xdbl, xz, a_log, d_skip, h) = (
+        let (x, dt, xdbl, xz, a, d_skip, h) = (
             up("x", &self.x),
             up("dt", &self.dt),
             up("xdbl", &self.xdbl),
             up("xz", &self.xz),
-            up("a_log", &self.a_log),
+            up("a", &self.a),
             up("d", &self.d_skip),
             up("h", &self.h0),
         );
@@ -321,7 +323,7 @@ impl ScanCase {
             dt: &dt,
             xdbl: &xdbl,
             xz: &xz,
-            a_log: &a_log,
+            a: &a,
             d_skip: &d_skip,
             h: &h,
             y: &y,
@@ -340,7 +342,7 @@ impl ScanCase {
         let col = |from: usize| -> Vec<f32> { self.xdbl.chunks(width).flat_map(|r| r[from..from + self.d_state].to_vec()).collect() };
         let (b, c) = (col(self.dt_rank), col(self.dt_rank + self.d_state));
         let z: Vec<f32> = self.xz.chunks(2 * self.d_inner).flat_map(|r| r[self.d_inner..].to_vec()).collect();
-        let inputs = reference::ScanInputs { x: &self.x, dt: &self.dt, b: &b, c: &c, z: &z, a_log: &self.a_log, d_skip: &self.d_skip };
+        let inputs = reference::ScanInputs { x: &self.x, dt: &self.dt, b: &b, c: &c, z: &z, a: &self.a, d_skip: &self.d_skip };
         let mut h = self.h0.clone();
         let y = reference::selective_scan(&inputs, &mut h, self.batch, self.d_inner, self.d_state);
         (y, h)

@@ -81,7 +81,7 @@ pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usi
     let dt = fill("dt", rows * d_inner, 0.01);
     let xdbl = fill("xdbl", rows * (dt_rank + 2 * d_state), 0.1);
     let xz = fill("xz", rows * 2 * d_inner, 0.3);
-    let a_log = fill("a_log", d_inner * d_state, 0.7);
+    let a = fill("a", d_inner * d_state, -2.0);
     let d_skip = fill("d", d_inner, 1.0);
     let h = fill("h", d_inner * d_state, 0.0);
     let y = storage(ctx, "y", rows * d_inner);
@@ -90,7 +90,7 @@ pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usi
         dt: &dt,
         xdbl: &xdbl,
         xz: &xz,
-        a_log: &a_log,
+        a: &a,
         d_skip: &d_skip,
         h: &h,
         y: &y,

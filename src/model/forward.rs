@@ -175,7 +175,7 @@ pub fn record_forward(
             dt: &s.dt,
             xdbl: &s.x_dbl,
             xz: &s.xz,
-            a_log: &layer.a_log,
+            a: &layer.a,
             d_skip: &layer.d_skip,
             h: &state.ssm[i],
             y: &s.y,

@@ -59,10 +59,11 @@ impl TensorSink for GpuSink<'_> {
         Ok(weight)
     }
 
-    fn vector(&mut self, t: TensorBytes<'_>) -> Result<wgpu::Buffer> {
+    fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<wgpu::Buffer> {
         let values = t.to_f32();
         self.hasher.write(t.name.as_bytes());
         self.hasher.write(bytemuck::cast_slice(&values));
+        let values: Vec<f32> = values.into_iter().map(map).collect();
         let buffer = upload_f32(self.ctx, t.name, &values);
         self.advance(&t);
         Ok(buffer)
@@ -121,7 +122,7 @@ impl Model {
         let mut total = w.embedding.size_bytes() + w.norm_f.size() + w.lm_head.as_ref().map_or(0, |h| h.size_bytes());
         for l in &w.layers {
             total += [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
-            total += [&l.norm, &l.conv_weight, &l.dt_proj_bias, &l.a_log, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
+            total += [&l.norm, &l.conv_weight, &l.dt_proj_bias, &l.a, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
             total += [&l.in_proj_bias, &l.conv_bias, &l.out_proj_bias].iter().filter_map(|v| v.as_ref()).map(|v| v.size()).sum::<u64>();
         }
         total

@@ -7,12 +7,22 @@ use super::config::{MambaConfig, Naming};
 use crate::error::{Error, Result};
 
 /// Receives each tensor as it is read. Big matrices may be stored in f16 on the GPU; small
-/// vectors (norms, biases, A_log, D, conv taps) always stay f32.
+/// vectors (norms, biases, A, D, conv taps) always stay f32.
 pub trait TensorSink {
     type Matrix;
     type Vector;
     fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Self::Matrix>;
-    fn vector(&mut self, t: TensorBytes<'_>) -> Result<Self::Vector>;
+    /// The tensor's values as f32, each passed through `map` (the identity for most).
+    fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<Self::Vector>;
+    fn vector(&mut self, t: TensorBytes<'_>) -> Result<Self::Vector> {
+        self.vector_mapped(t, |v| v)
+    }
+}
+
+/// A = -exp(A_log), in f32 as transformers computes it: once at load instead of in every
+/// scan step.
+fn decay_rate(a_log: f32) -> f32 {
+    -a_log.exp()
 }
 
 pub struct LayerWeights<M, V> {
@@ -24,7 +34,7 @@ pub struct LayerWeights<M, V> {
     pub x_proj: M,                // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
     pub dt_proj: M,               // (d_inner, dt_rank)
     pub dt_proj_bias: V,          // (d_inner)
-    pub a_log: V,                 // (d_inner, d_state): A = -exp(A_log)
+    pub a: V,                     // (d_inner, d_state): A = -exp(A_log), negative
     pub d_skip: V,                // (d_inner)
     pub out_proj: M,              // (d_model, d_inner)
     pub out_proj_bias: Option<V>, // (d_model)
@@ -94,7 +104,7 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
         x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?)?,
         dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?)?,
         dt_proj_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_proj.bias"), &[di])?)?,
-        a_log: sink.vector(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?)?,
+        a: sink.vector_mapped(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?, decay_rate)?,
         d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[di])?)?,
         out_proj: sink.matrix(ckpt.tensor(&format!("{m}.out_proj.weight"), &[d, di])?)?,
         out_proj_bias,
@@ -110,8 +120,8 @@ impl TensorSink for HostSink {
     fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Vec<f32>> {
         Ok(t.to_f32())
     }
-    fn vector(&mut self, t: TensorBytes<'_>) -> Result<Vec<f32>> {
-        Ok(t.to_f32())
+    fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<Vec<f32>> {
+        Ok(t.to_f32().into_iter().map(map).collect())
     }
 }
 

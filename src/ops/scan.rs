@@ -21,7 +21,7 @@ pub struct Scan<'a> {
     pub dt: &'a wgpu::Buffer,     // (batch, t_len, d_inner) after softplus
     pub xdbl: &'a wgpu::Buffer,   // (batch, t_len, dt_rank + 2 d_state): dt_low | B | C
     pub xz: &'a wgpu::Buffer,     // (batch, t_len, 2 d_inner): z is the second half
-    pub a_log: &'a wgpu::Buffer,  // (d_inner, d_state)
+    pub a: &'a wgpu::Buffer,      // (d_inner, d_state): A = -exp(A_log)
     pub d_skip: &'a wgpu::Buffer, // (d_inner)
     pub h: &'a wgpu::Buffer,      // (batch, d_inner, d_state), read then updated
     pub y: &'a wgpu::Buffer,      // (batch, t_len, d_inner)
@@ -40,7 +40,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
         ("dt", op.dt, b * t * di),
         ("xdbl", op.xdbl, b * t * xdbl_stride as u64),
         ("xz", op.xz, b * t * 2 * di),
-        ("a_log", op.a_log, di * n),
+        ("a", op.a, di * n),
         ("d_skip", op.d_skip, di),
         ("h", op.h, b * di * n),
         ("y", op.y, b * t * di),
@@ -57,7 +57,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
         z_stride: 2 * op.d_inner,
         _pad: 0,
     };
-    let buffers = [op.x, op.dt, op.xdbl, op.xz, op.a_log, op.d_skip, op.h, op.y];
+    let buffers = [op.x, op.dt, op.xdbl, op.xz, op.a, op.d_skip, op.h, op.y];
     match kind {
         ScanKind::Chunked => {
             if op.d_state > SCAN_MAX_STATE {
