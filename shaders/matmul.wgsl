@@ -25,6 +25,10 @@ struct Params {
     bias_offset: u32,
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus (dt projection)
+    _wide: u32,           // shaders/matvec.wgsl's fields; the matmul does not use them
+    _conv_channels: u32,
+    _conv_k: u32,
+    _conv_has_bias: u32,
     _pad0: u32,
     _pad1: u32,
 }

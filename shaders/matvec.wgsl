@@ -13,6 +13,8 @@
 //   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
 //   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
+// - main_blocks_conv: main_blocks for in_proj in a decode step, with the causal conv1d + SiLU
+//   of the next op fused into the store of the x half (saves a dispatch per layer).
 // Rows of X that are not 16-byte aligned (tiny test models) take an element-wise path.
 
 override WEIGHT_F16: bool = false;
@@ -30,7 +32,11 @@ struct Params {
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus
     wide: u32,        // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X
+    conv_channels: u32,  // main_blocks_conv: rows below this (in_proj's x half) get the conv step
+    conv_k: u32,         // main_blocks_conv: d_conv
+    conv_has_bias: u32,
     _pad0: u32,
+    _pad1: u32,
 }
 
 // main: invocations per workgroup and per output row.
@@ -46,6 +52,12 @@ const ROWS: u32 = 8u;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;  // units of W (n, k), see the layouts above
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
+
+// main_blocks_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output):
+@group(0) @binding(5) var<storage, read> conv_w: array<f32>;              // (conv_channels, conv_k)
+@group(0) @binding(6) var<storage, read> conv_b: array<f32>;              // (conv_channels)
+@group(0) @binding(7) var<storage, read_write> conv_state: array<f32>;    // (BATCH, conv_channels, conv_k), newest last
+@group(0) @binding(8) var<storage, read_write> x_conv: array<f32>;        // (BATCH, conv_channels)
 
 var<workgroup> partial: array<f32, 2048>;  // (BATCH, WG): main's per-invocation partial sums
 
@@ -153,9 +165,37 @@ fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: v
 fn main_blocks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let first = wg.x * BLOCK_ROWS;
     let size = min(BLOCK_ROWS, p.n - first);
+    let acc = block_sums(t, first, size);
+    for (var r = 0u; r < ROWS; r++) {
+        let i = t * ROWS + r;
+        if (i < size) {
+            for (var m = 0u; m < BATCH; m++) {
+                store(m, first + i, acc[r * BATCH + m]);
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(BLOCK_WG)
+fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let first = wg.x * BLOCK_ROWS;
+    let size = min(BLOCK_ROWS, p.n - first);
+    let acc = block_sums(t, first, size);
+    for (var r = 0u; r < ROWS; r++) {
+        let i = t * ROWS + r;
+        if (i < size) {
+            for (var m = 0u; m < BATCH; m++) {
+                store_or_conv(m, first + i, acc[r * BATCH + m]);
+            }
+        }
+    }
+}
+
+// Row sums of invocation t's 8 rows of the block starting at row `first`: [r * BATCH + m].
+fn block_sums(t: u32, first: u32, size: u32) -> array<f32, 64> {
     let units = units_per_row();
     let base = first * units;
-    var acc: array<f32, 64>;  // [r * BATCH + m]
+    var acc: array<f32, 64>;
     if (p.wide == 1u) {
         for (var j = 0u; j < units; j++) {
             var xs = x_unit(j, true);
@@ -167,14 +207,33 @@ fn main_blocks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
             accumulate_rows(&acc, &xs, base + j * size, t, size);
         }
     }
-    for (var r = 0u; r < ROWS; r++) {
-        let i = t * ROWS + r;
-        if (i < size) {
-            for (var m = 0u; m < BATCH; m++) {
-                store(m, first + i, acc[r * BATCH + m]);
-            }
-        }
+    return acc;
+}
+
+// Row n of this part is row c = bias_offset + n of in_proj. The x half (c < conv_channels) goes
+// through the conv step instead of being stored: x_t = in_proj's output; the window is the
+// state's last conv_k - 1 inputs then x_t, and becomes the new state;
+//   x_conv = silu(conv_b + sum_j conv_w[c, j] window[j]).
+fn store_or_conv(m: u32, n: u32, sum: f32) {
+    let c = p.bias_offset + n;
+    if (c >= p.conv_channels) {
+        store(m, n, sum);
+        return;
     }
+    var x_t = sum;
+    if (p.has_bias == 1u) {
+        x_t += bias[c];
+    }
+    let base = (m * p.conv_channels + c) * p.conv_k;
+    var acc = select(0.0, conv_b[c], p.conv_has_bias == 1u);
+    for (var j = 0u; j + 1u < p.conv_k; j++) {
+        let v = conv_state[base + j + 1u];
+        conv_state[base + j] = v;
+        acc = fma(conv_w[c * p.conv_k + j], v, acc);
+    }
+    conv_state[base + p.conv_k - 1u] = x_t;
+    acc = fma(conv_w[c * p.conv_k + p.conv_k - 1u], x_t, acc);
+    x_conv[m * p.conv_channels + c] = acc / (1.0 + exp(-acc));
 }
 
 // acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.

@@ -1,8 +1,19 @@
-// Selective scan, one invocation per (batch, CHANNELS channels), walking time step by step and updating
-// the state in place. With t_len = 1 it is the decode kernel; with a whole prompt it is the
-// sequential-in-time scan that the chunked scan is tested and benchmarked against.
+// Selective scan, one invocation per (batch, CHANNELS channels), walking time step by step and
+// updating the state in place.
 //   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t,   A = -exp(A_log), from the loader
 //   y_t    = (sum_n C_t[n] h_t[n] + D x_t) * silu(z_t)
+// Two entry points:
+// - main: dt given. With a whole prompt it is the sequential-in-time scan that the chunked scan
+//   is tested and benchmarked against; with t_len = 1 a decode step.
+// - step_dt: one decode step with the dt projection fused in, so it needs no dispatch of its
+//   own: dt = softplus(dt_proj . dt_low + bias), per channel, from x_proj's output. y
+//   overwrites x in place (x_y), which keeps the entry point within 8 storage buffers.
+
+override WEIGHT_F16: bool = false;   // step_dt: dt_proj's storage
+override WEIGHT_BLOCKS: bool = false;  // step_dt: dt_proj in WeightLayout::RowBlocks, else row-major
+// Channels per invocation: 1 on GPUs; 4 on CPU devices, which load lane by lane, so that each
+// load of B_t[n], C_t[n] and dt_low (the same for every channel) serves 4 channels.
+override CHANNELS: u32 = 1u;  // 1..=4
 
 struct Params {
     batch: u32,
@@ -24,14 +35,52 @@ struct Params {
 @group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
+@group(0) @binding(9) var<storage, read_write> x_y: array<f32>;   // step_dt: (batch, d_inner) conv output in, y out
+@group(0) @binding(10) var<storage, read> dt_w: array<vec4<u32>>; // step_dt: dt_proj (d_inner, dt_rank) in 16-byte units
+@group(0) @binding(11) var<storage, read> dt_b: array<f32>;       // step_dt: (d_inner)
 
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }
 
-// Channels per invocation: 1 on GPUs; 4 on CPU devices, which load lane by lane, so that each
-// load of B_t[n] and C_t[n] (the same for every channel) serves 4 channels.
-override CHANNELS: u32 = 1u;  // 1..=4
+fn softplus(v: f32) -> f32 {
+    return select(log(1.0 + exp(v)), v, v > 20.0);
+}
+
+// The invocation's channels; channels past d_inner repeat the last one for their loads and
+// store nothing.
+fn channels_from(c0: u32) -> array<u32, 4> {
+    var ch: array<u32, 4>;
+    for (var r = 0u; r < CHANNELS; r++) {
+        ch[r] = min(c0 + r, p.d_inner - 1u);
+    }
+    return ch;
+}
+
+// One time step (row) of the channels c0 + r: updates h, returns sum_n C[n] h[n] per channel.
+fn step_channels(row: u32, b: u32, c0: u32, ch: array<u32, 4>, xv: array<f32, 4>, dtv: array<f32, 4>) -> array<f32, 4> {
+    let hb = b * p.d_inner * p.d_state;
+    let bc = row * p.xdbl_stride + p.dt_rank;
+    var acc: array<f32, 4>;
+    for (var n = 0u; n < p.d_state; n++) {
+        let b_n = xdbl[bc + n];
+        let c_n = xdbl[bc + p.d_state + n];
+        for (var r = 0u; r < CHANNELS; r++) {
+            let i = hb + ch[r] * p.d_state + n;
+            let hn = fma(exp(dtv[r] * a[ch[r] * p.d_state + n]), h[i], dtv[r] * b_n * xv[r]);
+            if (c0 + r < p.d_inner) {
+                h[i] = hn;
+            }
+            acc[r] = fma(hn, c_n, acc[r]);
+        }
+    }
+    return acc;
+}
+
+// y = (C . h + D x) * silu(z) for channel c of a row.
+fn gated(row: u32, c: u32, xv: f32, c_dot_h: f32) -> f32 {
+    return fma(d_skip[c], xv, c_dot_h) * silu(xz[row * p.z_stride + p.d_inner + c]);
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -40,40 +89,77 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (c0 >= p.d_inner || b >= p.batch) {
         return;
     }
-    // Channels past d_inner repeat the last one for their loads and store nothing.
-    var ch: array<u32, 4>;
-    for (var r = 0u; r < CHANNELS; r++) {
-        ch[r] = min(c0 + r, p.d_inner - 1u);
-    }
-    let hb = b * p.d_inner * p.d_state;
+    let ch = channels_from(c0);
     for (var t = 0u; t < p.t_len; t++) {
         let row = b * p.t_len + t;
         var xv: array<f32, 4>;
         var dtv: array<f32, 4>;
-        var acc: array<f32, 4>;
         for (var r = 0u; r < CHANNELS; r++) {
             xv[r] = x[row * p.d_inner + ch[r]];
             dtv[r] = dt[row * p.d_inner + ch[r]];
         }
-        let bc = row * p.xdbl_stride + p.dt_rank;
-        for (var n = 0u; n < p.d_state; n++) {
-            let b_n = xdbl[bc + n];
-            let c_n = xdbl[bc + p.d_state + n];
-            for (var r = 0u; r < CHANNELS; r++) {
-                let a_n = a[ch[r] * p.d_state + n];
-                let i = hb + ch[r] * p.d_state + n;
-                let hn = fma(exp(dtv[r] * a_n), h[i], dtv[r] * b_n * xv[r]);
-                if (c0 + r < p.d_inner) {
-                    h[i] = hn;
-                }
-                acc[r] = fma(hn, c_n, acc[r]);
-            }
-        }
+        let acc = step_channels(row, b, c0, ch, xv, dtv);
         for (var r = 0u; r < CHANNELS; r++) {
             if (c0 + r < p.d_inner) {
-                let z = xz[row * p.z_stride + p.d_inner + ch[r]];
-                y[row * p.d_inner + ch[r]] = fma(d_skip[ch[r]], xv[r], acc[r]) * silu(z);
+                y[row * p.d_inner + ch[r]] = gated(row, ch[r], xv[r], acc[r]);
             }
+        }
+    }
+}
+
+// Unit j of row c of dt_proj, in its layout (src/gpu/tensor.rs, WeightLayout).
+fn dt_unit(c: u32, j: u32, units: u32) -> vec4<u32> {
+    if (WEIGHT_BLOCKS) {
+        let first = c / 64u * 64u;
+        return dt_w[first * units + j * min(64u, p.d_inner - first) + c - first];
+    }
+    return dt_w[c * units + j];
+}
+
+@compute @workgroup_size(64)
+fn step_dt(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let c0 = gid.x * CHANNELS;
+    let b = gid.y;
+    if (c0 >= p.d_inner || b >= p.batch) {
+        return;
+    }
+    let ch = channels_from(c0);
+    let row = b;  // t_len = 1
+    // dt = softplus(dt_proj . dt_low + bias), a 16-byte unit of dt_proj at a time; each unit's
+    // dt_low values are loaded once for all the invocation's channels.
+    let per_unit = select(4u, 8u, WEIGHT_F16);
+    let units = (p.dt_rank + per_unit - 1u) / per_unit;
+    var sums: array<f32, 4>;
+    for (var r = 0u; r < CHANNELS; r++) {
+        sums[r] = dt_b[ch[r]];
+    }
+    for (var j = 0u; j < units; j++) {
+        var low: array<f32, 8>;  // zero past dt_rank, where the padded weights are zero too
+        for (var e = 0u; e < per_unit; e++) {
+            let k = j * per_unit + e;
+            low[e] = select(0.0, xdbl[row * p.xdbl_stride + min(k, p.dt_rank - 1u)], k < p.dt_rank);
+        }
+        for (var r = 0u; r < CHANNELS; r++) {
+            let q = dt_unit(ch[r], j, units);
+            if (WEIGHT_F16) {
+                let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+                let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+                sums[r] += dot(lo, vec4<f32>(low[0], low[1], low[2], low[3])) + dot(hi, vec4<f32>(low[4], low[5], low[6], low[7]));
+            } else {
+                sums[r] += dot(bitcast<vec4<f32>>(q), vec4<f32>(low[0], low[1], low[2], low[3]));
+            }
+        }
+    }
+    var xv: array<f32, 4>;
+    var dtv: array<f32, 4>;
+    for (var r = 0u; r < CHANNELS; r++) {
+        xv[r] = x_y[row * p.d_inner + ch[r]];
+        dtv[r] = softplus(sums[r]);
+    }
+    let acc = step_channels(row, b, c0, ch, xv, dtv);
+    for (var r = 0u; r < CHANNELS; r++) {
+        if (c0 + r < p.d_inner) {
+            x_y[row * p.d_inner + ch[r]] = gated(row, ch[r], xv[r], acc[r]);
         }
     }
 }

@@ -11,9 +11,9 @@ use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, WeightData};
 use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
-use mamba_wgpu::ops::linear::{linear, Activation, Linear};
+use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
-use mamba_wgpu::ops::scan::{selective_scan, Scan, ScanKind};
+use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
 use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
@@ -403,4 +403,134 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
     let mut rec = tape.record(&ctx);
     let err = linear(&mut rec, &Linear::dense(&x, 2, &weight, &y)).unwrap_err().to_string();
     assert!(err.contains("linear.x") || err.contains("linear.y"), "{err}");
+}
+
+/// The decode step with the dt projection fused in (step_dt) against the reference: dt =
+/// softplus(dt_low . dt_proj^T + bias), then the scan step; both weight layouts, f32 and f16
+/// dt_proj, dt_rank not a multiple of the 16-byte unit, d_inner with a partial row block.
+#[test]
+fn scan_step_with_fused_dt_matches_reference() {
+    const TOL: f32 = 2e-4;
+    let mut seed = 5000;
+    for ctx in common::both_styles() {
+        for &(batch, d_inner, d_state, dt_rank) in &[(1, 1, 1, 1), (1, 100, 16, 5), (3, 70, 4, 8), (2, 130, 16, 48)] {
+            for f16_weights in [false, true] {
+                seed += 10;
+                let mut case = ScanCase::new(batch, 1, d_inner, d_state, seed);
+                case.dt_rank = dt_rank;
+                let width = dt_rank + 2 * d_state;
+                case.xdbl = random_values(seed + 7, batch * width, 1.0);
+                let w = random_values(seed + 8, d_inner * dt_rank, 0.5);
+                let bias = random_values(seed + 9, d_inner, 0.5);
+                let (bits, rounded) = to_f16_rounded(&w);
+                let dt_proj = if f16_weights {
+                    GpuWeight::upload(&ctx, "dt_proj", d_inner, dt_rank, WeightData::F16(&bits))
+                } else {
+                    GpuWeight::upload(&ctx, "dt_proj", d_inner, dt_rank, WeightData::F32(&w))
+                }
+                .unwrap();
+                // The reference's dt, from the same (rounded) weights.
+                let w_used = if f16_weights { &rounded } else { &w };
+                let dt_low: Vec<f32> = case.xdbl.chunks(width).flat_map(|row| row[..dt_rank].to_vec()).collect();
+                let pre = reference::matmul(&dt_low, w_used, Some(&bias), batch, d_inner, dt_rank);
+                case.dt = pre.iter().map(|&v| reference::softplus(v as f64) as f32).collect();
+                let (want_y, want_h) = case.reference();
+
+                let up = |label: &str, v: &[f32]| upload_f32(&ctx, label, v);
+                let (x_y, xdbl, xz, a, d_skip, h, dt_bias) = (
+                    up("x_y", &case.x),
+                    up("xdbl", &case.xdbl),
+                    up("xz", &case.xz),
+                    up("a", &case.a),
+                    up("d", &case.d_skip),
+                    up("h", &case.h0),
+                    up("b", &bias),
+                );
+                let step = ScanStepDt {
+                    x_y: &x_y,
+                    xdbl: &xdbl,
+                    xz: &xz,
+                    a: &a,
+                    d_skip: &d_skip,
+                    h: &h,
+                    dt_proj: &dt_proj,
+                    dt_bias: &dt_bias,
+                    batch: batch as u32,
+                    d_inner: d_inner as u32,
+                    d_state: d_state as u32,
+                    dt_rank: dt_rank as u32,
+                };
+                run(&ctx, |rec| scan_step_dt(rec, &step));
+                let label = format!(
+                    "step_dt gpu_style={} batch={batch} d_inner={d_inner} d_state={d_state} dt_rank={dt_rank} f16={f16_weights}",
+                    ctx.gpu_kernels
+                );
+                assert_close(&format!("{label} y"), &read(&ctx, &x_y, want_y.len()), &want_y, TOL);
+                assert_close(&format!("{label} h"), &read(&ctx, &h, want_h.len()), &want_h, TOL);
+            }
+        }
+    }
+}
+
+/// in_proj then the decode conv step on its x half (one kernel with weights in row blocks, two
+/// dispatches otherwise) against the reference matmul then conv1d: the conv output, the new
+/// conv state and in_proj's z half; f32 and f16 weights, with and without biases, aligned and
+/// unaligned k, whole and partial row blocks.
+#[test]
+fn in_proj_with_conv_step_matches_reference() {
+    const TOL: f32 = 1e-4;
+    let mut seed = 9000;
+    for ctx in common::both_styles() {
+        for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true)] {
+            for f16_weights in [false, true] {
+                seed += 10;
+                let n = 2 * channels;
+                let x = random_values(seed, batch * k_in, 1.0);
+                let w = random_values(seed + 1, n * k_in, 0.5);
+                let in_bias = random_values(seed + 2, n, 0.5);
+                let conv_w = random_values(seed + 3, channels * conv_k, 0.7);
+                let conv_b = random_values(seed + 4, channels, 0.3);
+                let state0 = random_values(seed + 5, batch * channels * conv_k, 1.0);
+                let (bits, rounded) = to_f16_rounded(&w);
+                let weight = if f16_weights {
+                    GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F16(&bits))
+                } else {
+                    GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F32(&w))
+                }
+                .unwrap();
+                let xz_want = reference::matmul(&x, if f16_weights { &rounded } else { &w }, biases.then_some(&in_bias[..]), batch, n, k_in);
+                let x_half: Vec<f32> = xz_want.chunks(n).flat_map(|row| row[..channels].to_vec()).collect();
+                let mut state_want = state0.clone();
+                let conv_want = reference::conv1d_silu(&x_half, &mut state_want, &conv_w, biases.then_some(&conv_b[..]), batch, channels, conv_k);
+
+                let (x_buf, in_bias_buf, conv_w_buf, conv_b_buf, state) = (
+                    upload_f32(&ctx, "x", &x),
+                    upload_f32(&ctx, "b", &in_bias),
+                    upload_f32(&ctx, "cw", &conv_w),
+                    upload_f32(&ctx, "cb", &conv_b),
+                    upload_f32(&ctx, "s", &state0),
+                );
+                let (xz, x_conv) = (storage(&ctx, "xz", batch * n), storage(&ctx, "x_conv", batch * channels));
+                let in_proj = Linear { bias: biases.then_some(&in_bias_buf), ..Linear::dense(&x_buf, batch as u32, &weight, &xz) };
+                let conv = Conv1d {
+                    x: &xz,
+                    x_stride: n as u32,
+                    weight: &conv_w_buf,
+                    bias: biases.then_some(&conv_b_buf),
+                    state: &state,
+                    out: &x_conv,
+                    batch: batch as u32,
+                    t_len: 1,
+                    channels: channels as u32,
+                    k: conv_k as u32,
+                };
+                run(&ctx, |rec| linear_conv_step(rec, &in_proj, &conv));
+                let label = format!("in_proj+conv gpu_style={} batch={batch} channels={channels} k={k_in} f16={f16_weights}", ctx.gpu_kernels);
+                assert_close(&format!("{label} x_conv"), &read(&ctx, &x_conv, conv_want.len()), &conv_want, TOL);
+                assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);
+                let z = |xz: &[f32]| -> Vec<f32> { xz.chunks(n).flat_map(|row| row[channels..].to_vec()).collect() };
+                assert_close(&format!("{label} z"), &z(&read(&ctx, &xz, batch * n)), &z(&xz_want), TOL);
+            }
+        }
+    }
 }

@@ -34,12 +34,24 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
     },
+    /// MatvecBlocks for in_proj with the decode conv step fused into the store of its x half.
+    MatvecBlocksConv {
+        f16: bool,
+        batch: u8,
+    },
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,
     ScanChunked,
     /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
     ScanStep {
+        channels: u8,
+    },
+    /// The decode scan step with the dt projection fused in; `f16` and `blocks`: dt_proj's
+    /// storage and layout (WeightLayout::RowBlocks).
+    ScanStepDt {
+        f16: bool,
+        blocks: bool,
         channels: u8,
     },
     Argmax,
@@ -95,11 +107,15 @@ impl Kernel {
             Kernel::MatmulDirect { f16: f } => ("matmul.wgsl", "main_direct", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch } => ("matvec.wgsl", "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocksConv { f16: f, batch } => ("matvec.wgsl", "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
             Kernel::ScanStep { channels } => ("scan_step.wgsl", "main", vec![("CHANNELS", channels as f64)]),
+            Kernel::ScanStepDt { f16: f, blocks, channels } => {
+                ("scan_step.wgsl", "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
+            }
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
         }

@@ -5,7 +5,7 @@
 //!               xz = in_proj(u)                              x | z halves
 //!               x  = silu(conv1d(x))                         causal, depthwise, continues the conv state
 //!               x_dbl = x_proj(x)                            dt_low | B | C
-//!               dt = softplus(dt_proj(dt_low) + bias)
+//!               dt = softplus(dt_proj(dt_low) + bias)        (inside the scan step when decoding)
 //!               y  = scan(x, dt, B, C; A, D) * silu(z)       continues the SSM state
 //!               mixer_out = out_proj(y)
 //!   logits = lm_head(RMSNorm_f(residual += mixer_out))
@@ -16,11 +16,11 @@ use super::gpu_weights::Model;
 use crate::error::Result;
 use crate::gpu::tensor::storage;
 use crate::gpu::{GpuContext, Recorder};
-use crate::ops::conv1d::{conv1d_silu, Conv1d};
+use crate::ops::conv1d::Conv1d;
 use crate::ops::embedding::embedding;
-use crate::ops::linear::{linear, Activation, Linear};
+use crate::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use crate::ops::norm::{add_rms_norm, AddRmsNorm};
-use crate::ops::scan::{selective_scan, Scan, ScanKind};
+use crate::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
 
 /// The recurrent state of `batch` sequences, one pair of buffers per layer.
 pub struct StateBuffers {
@@ -138,56 +138,77 @@ pub fn record_forward(
             &AddRmsNorm { residual: &s.residual, delta, weight: &layer.norm, out: &s.normed, d, batch, t_len, last_only: false, eps: c.norm_eps },
         )?;
         // xz = in_proj . u (+ bias): x = xz[:, :d_inner], z = xz[:, d_inner:]
-        linear(rec, &Linear { bias: layer.in_proj_bias.as_ref(), ..Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz) })?;
-        // x = silu(conv1d(x) + bias), continuing the conv state
-        conv1d_silu(
-            rec,
-            &Conv1d {
-                x: &s.xz,
-                x_stride: 2 * di,
-                weight: &layer.conv_weight,
-                bias: layer.conv_bias.as_ref(),
-                state: &state.conv[i],
-                out: &s.x_conv,
-                batch,
-                t_len,
-                channels: di,
-                k: c.d_conv as u32,
-            },
-        )?;
-        // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
-        linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
-        // dt = softplus(dt_proj . dt_low + bias)
-        linear(
-            rec,
-            &Linear {
-                x: &s.x_dbl,
-                x_stride: xdbl_width,
-                x_offset: 0,
-                bias: Some(&layer.dt_proj_bias),
-                activation: Activation::Softplus,
-                ..Linear::dense(&s.x_dbl, rows, &layer.dt_proj, &s.dt)
-            },
-        )?;
-        // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
-        let scan = Scan {
-            x: &s.x_conv,
-            dt: &s.dt,
-            xdbl: &s.x_dbl,
-            xz: &s.xz,
-            a: &layer.a,
-            d_skip: &layer.d_skip,
-            h: &state.ssm[i],
-            y: &s.y,
+        // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding on a
+        // CPU device)
+        let in_proj = Linear { bias: layer.in_proj_bias.as_ref(), ..Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz) };
+        let conv = Conv1d {
+            x: &s.xz,
+            x_stride: 2 * di,
+            weight: &layer.conv_weight,
+            bias: layer.conv_bias.as_ref(),
+            state: &state.conv[i],
+            out: &s.x_conv,
             batch,
             t_len,
-            d_inner: di,
-            d_state: n,
-            dt_rank: r,
+            channels: di,
+            k: c.d_conv as u32,
         };
-        selective_scan(rec, &scan, if t_len == 1 { ScanKind::Sequential } else { ScanKind::Chunked })?;
-        // mixer_out = out_proj . y (+ bias)
-        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..Linear::dense(&s.y, rows, &layer.out_proj, &s.mixer_out) })?;
+        linear_conv_step(rec, &in_proj, &conv)?;
+        // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
+        linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
+        // mixer_out = out_proj . y (+ bias), y from one of the two scan paths below
+        let y = if t_len == 1 && layer.dt_proj.parts.len() == 1 {
+            // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
+            // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
+            let step = ScanStepDt {
+                x_y: &s.x_conv,
+                xdbl: &s.x_dbl,
+                xz: &s.xz,
+                a: &layer.a,
+                d_skip: &layer.d_skip,
+                h: &state.ssm[i],
+                dt_proj: &layer.dt_proj,
+                dt_bias: &layer.dt_proj_bias,
+                batch,
+                d_inner: di,
+                d_state: n,
+                dt_rank: r,
+            };
+            scan_step_dt(rec, &step)?;
+            &s.x_conv
+        } else {
+            // dt = softplus(dt_proj . dt_low + bias)
+            linear(
+                rec,
+                &Linear {
+                    x: &s.x_dbl,
+                    x_stride: xdbl_width,
+                    x_offset: 0,
+                    bias: Some(&layer.dt_proj_bias),
+                    activation: Activation::Softplus,
+                    ..Linear::dense(&s.x_dbl, rows, &layer.dt_proj, &s.dt)
+                },
+            )?;
+            // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
+            let scan = Scan {
+                x: &s.x_conv,
+                dt: &s.dt,
+                xdbl: &s.x_dbl,
+                xz: &s.xz,
+                a: &layer.a,
+                d_skip: &layer.d_skip,
+                h: &state.ssm[i],
+                y: &s.y,
+                batch,
+                t_len,
+                d_inner: di,
+                d_state: n,
+                dt_rank: r,
+            };
+            selective_scan(rec, &scan, if t_len == 1 { ScanKind::Sequential } else { ScanKind::Chunked })?;
+            &s.y
+        };
+        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..Linear::dense(y, rows, &layer.out_proj, &s.mixer_out) })?;
     }
 
     let (target, last_only) = match out {

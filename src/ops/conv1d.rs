@@ -21,8 +21,22 @@ pub struct Conv1d<'a> {
 }
 
 /// Over t_len tokens: conv_prefill, then conv_state_update. With t_len = 1 a single fused
-/// conv_step does both (decode).
+/// conv_step does both (decode). (In a decode step on CPU devices, ops::linear::linear_conv_step
+/// runs it inside in_proj's kernel instead.)
 pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
+    let (params, bias) = checked(rec, op)?;
+    let (b, t, c) = (op.batch, op.t_len, op.channels);
+    let buffers = [op.x, op.weight, &bias, op.state, op.out];
+    if t == 1 {
+        return rec.dispatch(Kernel::ConvStep, &params, &buffers, [groups(c, WG_64), b, 1]);
+    }
+    rec.dispatch(Kernel::ConvPrefill, &params, &buffers, [groups(c, WG_64), t, b])?;
+    // conv_state_update reads only x and the state (bindings 1 and 4).
+    rec.dispatch_bindings(Kernel::ConvStateUpdate, &params, &[(1, op.x), (4, op.state)], [groups(c, WG_64), b, 1])
+}
+
+/// Checks the shapes; returns the parameters and the bias to bind (a placeholder if none).
+pub(crate) fn checked(rec: &Recorder, op: &Conv1d) -> Result<(ConvParams, wgpu::Buffer)> {
     let (b, t, c, k) = (op.batch, op.t_len, op.channels, op.k);
     if op.x_stride < c {
         return Err(Error::invalid("conv1d.x_stride", format!("{} is narrower than {c} channels", op.x_stride)));
@@ -31,20 +45,13 @@ pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     check_len("conv1d", "weight", op.weight, c as u64 * k as u64)?;
     check_len("conv1d", "state", op.state, b as u64 * c as u64 * k as u64)?;
     check_len("conv1d", "out", op.out, b as u64 * t as u64 * c as u64)?;
-    let placeholder = rec.ctx().placeholder.clone();
     let bias = match op.bias {
         Some(bias) => {
             check_len("conv1d", "bias", bias, c as u64)?;
-            bias
+            bias.clone()
         }
-        None => &placeholder,
+        None => rec.ctx().placeholder.clone(),
     };
     let params = ConvParams { batch: b, t_len: t, channels: c, k, x_stride: op.x_stride, has_bias: op.bias.is_some() as u32, _pad: [0; 2] };
-    let buffers = [op.x, op.weight, bias, op.state, op.out];
-    if t == 1 {
-        return rec.dispatch(Kernel::ConvStep, &params, &buffers, [groups(c, WG_64), b, 1]);
-    }
-    rec.dispatch(Kernel::ConvPrefill, &params, &buffers, [groups(c, WG_64), t, b])?;
-    // conv_state_update reads only x and the state (bindings 1 and 4).
-    rec.dispatch_bindings(Kernel::ConvStateUpdate, &params, &[(1, op.x), (4, op.state)], [groups(c, WG_64), b, 1])
+    Ok((params, bias))
 }

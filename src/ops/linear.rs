@@ -2,10 +2,11 @@
 //! bandwidth bound), shaders/matmul.wgsl otherwise (prefill, tiled). A weight split into parts
 //! is one dispatch per part, each writing its slice of output columns.
 
+use super::conv1d::{self, conv1d_silu, Conv1d};
 use super::{check_len, groups};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
-use crate::gpu::params::LinearParams;
+use crate::gpu::params::{ConvParams, LinearParams};
 use crate::gpu::tensor::{WeightLayout, BLOCK_ROWS};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -49,6 +50,30 @@ impl<'a> Linear<'a> {
 }
 
 pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
+    dispatch(rec, op, None)
+}
+
+/// in_proj, then the decode conv step (`conv.t_len` = 1) on its x half, which `conv.x` reads
+/// from `op.y`. With weights in row blocks (CPU devices) and at most 8 rows this is one dispatch
+/// (shaders/matvec.wgsl, main_blocks_conv; the conv's output and state are written, in_proj's x
+/// half is not); otherwise `linear`, then `conv1d_silu`.
+pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Result<()> {
+    let fused = op.rows <= MATVEC_MAX_M
+        && op.weight.layout == WeightLayout::RowBlocks
+        && conv.t_len == 1
+        && conv.batch == op.rows
+        && conv.x == op.y
+        && (conv.x_stride, op.y_offset) == (op.y_stride, 0)
+        && conv.channels <= op.weight.rows;
+    if !fused {
+        linear(rec, op)?;
+        return conv1d_silu(rec, conv);
+    }
+    let (conv_params, conv_bias) = conv1d::checked(rec, conv)?;
+    dispatch(rec, op, Some((conv, conv_params, &conv_bias)))
+}
+
+fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, ConvParams, &wgpu::Buffer)>) -> Result<()> {
     let (n, k, m) = (op.weight.rows, op.weight.cols, op.rows);
     if op.x_offset + k > op.x_stride || op.y_offset + n > op.y_stride {
         return Err(Error::invalid(
@@ -88,10 +113,18 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
             has_bias: op.bias.is_some() as u32,
             activation: (op.activation == Activation::Softplus) as u32,
             wide: wide as u32,
-            _pad: 0,
+            conv_channels: conv.map_or(0, |c| c.1.channels),
+            conv_k: conv.map_or(0, |c| c.1.k),
+            conv_has_bias: conv.map_or(0, |c| c.1.has_bias),
+            _pad: [0; 2],
         };
-        let buffers = [op.x, &part.buffer, bias, op.y];
         let batch = m as u8;
+        if let Some((conv, _, conv_bias)) = conv {
+            let buffers = [op.x, &part.buffer, bias, op.y, conv.weight, conv_bias, conv.state, conv.out];
+            rec.dispatch(Kernel::MatvecBlocksConv { f16, batch }, &params, &buffers, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])?;
+            continue;
+        }
+        let buffers = [op.x, &part.buffer, bias, op.y];
         let (kernel, workgroups) = match (m <= MATVEC_MAX_M, op.weight.layout) {
             (true, WeightLayout::RowMajor) => (Kernel::Matvec { f16, batch }, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1]),
             (true, WeightLayout::RowBlocks) => (Kernel::MatvecBlocks { f16, batch }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1]),

@@ -1,12 +1,14 @@
 //! The selective scan  h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t,  y_t = (C_t . h_t + D x_t) * silu(z_t):
 //! shaders/scan_chunked.wgsl (parallel over time, prefill) or shaders/scan_step.wgsl
-//! (sequential in time: decode, and the baseline the chunked scan is checked against).
+//! (sequential in time: decode, and the baseline the chunked scan is checked against; its
+//! step_dt entry point is a decode step with the dt projection fused in).
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, WG_64};
 use crate::gpu::params::ScanParams;
-use crate::gpu::{Kernel, Recorder};
+use crate::gpu::tensor::WeightLayout;
+use crate::gpu::{GpuWeight, Kernel, Recorder};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScanKind {
@@ -66,9 +68,73 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
             rec.dispatch(Kernel::ScanChunked, &params, &buffers, [groups(op.d_inner, SCAN_CHANNELS_PER_WG), op.batch, 1])
         }
         ScanKind::Sequential => {
-            let channels = if rec.ctx().gpu_kernels { 1 } else { 4 };
+            let channels = step_channels(rec);
             let kernel = Kernel::ScanStep { channels };
             rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
         }
+    }
+}
+
+/// One decode step (t = 1) with the dt projection fused in: dt = softplus(dt_proj . dt_low +
+/// dt_bias) per channel, then the scan step; y overwrites the conv output in `x_y`.
+pub struct ScanStepDt<'a> {
+    pub x_y: &'a wgpu::Buffer,     // (batch, d_inner): conv output in, y out
+    pub xdbl: &'a wgpu::Buffer,    // (batch, dt_rank + 2 d_state): dt_low | B | C
+    pub xz: &'a wgpu::Buffer,      // (batch, 2 d_inner): z is the second half
+    pub a: &'a wgpu::Buffer,       // (d_inner, d_state): A = -exp(A_log)
+    pub d_skip: &'a wgpu::Buffer,  // (d_inner)
+    pub h: &'a wgpu::Buffer,       // (batch, d_inner, d_state), read then updated
+    pub dt_proj: &'a GpuWeight,    // (d_inner, dt_rank), in one part
+    pub dt_bias: &'a wgpu::Buffer, // (d_inner)
+    pub batch: u32,
+    pub d_inner: u32,
+    pub d_state: u32,
+    pub dt_rank: u32,
+}
+
+pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
+    let (b, di, n) = (op.batch as u64, op.d_inner as u64, op.d_state as u64);
+    let xdbl_stride = op.dt_rank + 2 * op.d_state;
+    let w = op.dt_proj;
+    if (w.rows, w.cols) != (op.d_inner, op.dt_rank) || w.parts.len() != 1 || op.dt_rank == 0 {
+        return Err(Error::invalid(
+            "scan_step_dt.dt_proj",
+            format!("needs one part of ({}, {}), got {} part(s) of ({}, {})", op.d_inner, op.dt_rank, w.parts.len(), w.rows, w.cols),
+        ));
+    }
+    for (what, buffer, elements) in [
+        ("x_y", op.x_y, b * di),
+        ("xdbl", op.xdbl, b * xdbl_stride as u64),
+        ("xz", op.xz, b * 2 * di),
+        ("a", op.a, di * n),
+        ("d_skip", op.d_skip, di),
+        ("h", op.h, b * di * n),
+        ("dt_bias", op.dt_bias, di),
+    ] {
+        check_len("scan_step_dt", what, buffer, elements)?;
+    }
+    let params = ScanParams {
+        batch: op.batch,
+        t_len: 1,
+        d_inner: op.d_inner,
+        d_state: op.d_state,
+        dt_rank: op.dt_rank,
+        xdbl_stride,
+        z_stride: 2 * op.d_inner,
+        _pad: 0,
+    };
+    let channels = step_channels(rec);
+    let bindings = [(3, op.xdbl), (4, op.xz), (5, op.a), (6, op.d_skip), (7, op.h), (9, op.x_y), (10, &w.parts[0].buffer), (11, op.dt_bias)];
+    let kernel = Kernel::ScanStepDt { f16: w.dtype.is_f16(), blocks: w.layout == WeightLayout::RowBlocks, channels };
+    rec.dispatch_bindings(kernel, &params, &bindings, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
+}
+
+/// Channels per invocation of shaders/scan_step.wgsl (CHANNELS there): 4 on CPU devices, where
+/// each load of B, C and dt_low then serves 4 channels; 1 on GPUs, for parallelism.
+fn step_channels(rec: &Recorder) -> u8 {
+    if rec.ctx().gpu_kernels {
+        1
+    } else {
+        4
     }
 }
