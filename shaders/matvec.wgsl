@@ -4,7 +4,7 @@
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
 // kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
 // of one row). All BATCH rows of X share each weight load; BATCH is an override constant so
-// the accumulators stay in registers (a pipeline per batch size). Two entry points, one per
+// the accumulators stay in registers (a pipeline per batch size). The entry points follow the
 // weight layout (src/gpu/tensor.rs, WeightLayout):
 // - main (GPUs, row-major W): 8 invocations share an output row and together load 128
 //   contiguous bytes of it per iteration (coalesced), then reduce in workgroup memory.

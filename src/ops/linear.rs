@@ -64,6 +64,7 @@ pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Resul
         && conv.batch == op.rows
         && conv.x == op.y
         && (conv.x_stride, op.y_offset) == (op.y_stride, 0)
+        && op.activation == Activation::None
         && conv.channels <= op.weight.rows;
     if !fused {
         linear(rec, op)?;
