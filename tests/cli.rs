@@ -78,10 +78,8 @@ fn missing_models_are_clean_errors() {
     if !cfg!(feature = "hub") {
         check_error(&out, &["cannot download", "--features hub", "huggingface-cli download nobody-here/no-such-model"]);
     }
-    expect_error(
-        &["generate", "--model", "../shared/fixtures/mamba1-small", "--prompt-ids", "1", "--adapter", "no-such-gpu-xyz"],
-        &["no-such-gpu-xyz"],
-    );
+    let fixture = Fixture::load("mamba1-small").dir_str();
+    expect_error(&["generate", "--model", &fixture, "--prompt-ids", "1", "--adapter", "no-such-gpu-xyz"], &["no-such-gpu-xyz"]);
 }
 
 #[test]
