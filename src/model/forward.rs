@@ -205,7 +205,10 @@ pub fn record_forward(
                 d_state: n,
                 dt_rank: r,
             };
-            selective_scan(rec, &scan, if t_len == 1 { ScanKind::Sequential } else { ScanKind::Chunked })?;
+            // The chunked scan gives a GPU parallelism along time; a CPU device has none to
+            // spare, and there the sequential scan is 4-5x faster (BENCHMARKS.md).
+            let kind = if t_len > 1 && rec.ctx().gpu_kernels { ScanKind::Chunked } else { ScanKind::Sequential };
+            selective_scan(rec, &scan, kind)?;
             &s.y
         };
         linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..Linear::dense(y, rows, &layer.out_proj, &s.mixer_out) })?;
