@@ -6,7 +6,7 @@ use super::conv1d::{self, conv1d_silu, Conv1d};
 use super::{check_len, groups};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
-use crate::gpu::params::{ConvParams, LinearParams};
+use crate::gpu::params::LinearParams;
 use crate::gpu::tensor::{WeightLayout, BLOCK_ROWS};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -70,11 +70,12 @@ pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Resul
         linear(rec, op)?;
         return conv1d_silu(rec, conv);
     }
-    let (conv_params, conv_bias) = conv1d::checked(rec, conv)?;
-    dispatch(rec, op, Some((conv, conv_params, &conv_bias)))
+    let (_, conv_bias) = conv1d::checked(rec, conv)?;
+    dispatch(rec, op, Some((conv, &conv_bias)))
 }
 
-fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, ConvParams, &wgpu::Buffer)>) -> Result<()> {
+/// `conv`: the conv step to fuse, with the bias buffer to bind (linear_conv_step).
+fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffer)>) -> Result<()> {
     let (n, k, m) = (op.weight.rows, op.weight.cols, op.rows);
     if op.x_offset + k > op.x_stride || op.y_offset + n > op.y_stride {
         return Err(Error::invalid(
@@ -114,13 +115,13 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, ConvParams, 
             has_bias: op.bias.is_some() as u32,
             activation: (op.activation == Activation::Softplus) as u32,
             wide: wide as u32,
-            conv_channels: conv.map_or(0, |c| c.1.channels),
-            conv_k: conv.map_or(0, |c| c.1.k),
-            conv_has_bias: conv.map_or(0, |c| c.1.has_bias),
+            conv_channels: conv.map_or(0, |(c, _)| c.channels),
+            conv_k: conv.map_or(0, |(c, _)| c.k),
+            conv_has_bias: conv.is_some_and(|(c, _)| c.bias.is_some()) as u32,
             _pad: [0; 2],
         };
         let batch = m as u8;
-        if let Some((conv, _, conv_bias)) = conv {
+        if let Some((conv, conv_bias)) = conv {
             let buffers = [op.x, &part.buffer, bias, op.y, conv.weight, conv_bias, conv.state, conv.out];
             rec.dispatch(Kernel::MatvecBlocksConv { f16, batch }, &params, &buffers, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])?;
             continue;

@@ -49,16 +49,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
     ] {
         check_len("selective_scan", what, buffer, elements)?;
     }
-    let params = ScanParams {
-        batch: op.batch,
-        t_len: op.t_len,
-        d_inner: op.d_inner,
-        d_state: op.d_state,
-        dt_rank: op.dt_rank,
-        xdbl_stride,
-        z_stride: 2 * op.d_inner,
-        _pad: 0,
-    };
+    let params = scan_params(op.batch, op.t_len, op.d_inner, op.d_state, op.dt_rank);
     let buffers = [op.x, op.dt, op.xdbl, op.xz, op.a, op.d_skip, op.h, op.y];
     match kind {
         ScanKind::Chunked => {
@@ -113,20 +104,17 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
     ] {
         check_len("scan_step_dt", what, buffer, elements)?;
     }
-    let params = ScanParams {
-        batch: op.batch,
-        t_len: 1,
-        d_inner: op.d_inner,
-        d_state: op.d_state,
-        dt_rank: op.dt_rank,
-        xdbl_stride,
-        z_stride: 2 * op.d_inner,
-        _pad: 0,
-    };
+    let params = scan_params(op.batch, 1, op.d_inner, op.d_state, op.dt_rank);
     let channels = step_channels(rec);
     let bindings = [(3, op.xdbl), (4, op.xz), (5, op.a), (6, op.d_skip), (7, op.h), (9, op.x_y), (10, &w.parts[0].buffer), (11, op.dt_bias)];
     let kernel = Kernel::ScanStepDt { f16: w.dtype.is_f16(), blocks: w.layout == WeightLayout::RowBlocks, channels };
     rec.dispatch_bindings(kernel, &params, &bindings, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
+}
+
+/// Both scan shaders' parameters: x_proj's output rows are dt_low | B | C, and z is the second
+/// half of in_proj's output rows.
+fn scan_params(batch: u32, t_len: u32, d_inner: u32, d_state: u32, dt_rank: u32) -> ScanParams {
+    ScanParams { batch, t_len, d_inner, d_state, dt_rank, xdbl_stride: dt_rank + 2 * d_state, z_stride: 2 * d_inner, _pad: 0 }
 }
 
 /// Channels per invocation of shaders/scan_step.wgsl (CHANNELS there): 4 on CPU devices, where
