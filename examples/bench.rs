@@ -8,7 +8,7 @@ fn main() {
     let options = if args.iter().any(|a| a == "--quick") { BenchOptions::quick() } else { BenchOptions::full() };
     let json_path = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1));
     println!("{}", BenchReport::header());
-    match bench::run(&options, &mut |line| println!("{line}")) {
+    match bench::run(&options, &mut |line| println!("{line}"), &mut |_| {}) {
         Ok(report) => {
             println!("\n{}", report.table());
             if let Some(path) = json_path {

@@ -61,8 +61,9 @@ impl BenchOptions {
     }
 }
 
-/// Runs the benchmark; `log` receives a line per finished measurement.
-pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchReport> {
+/// Runs the benchmark; `log` receives a line per finished measurement and `progress` the report
+/// so far after each model, so a long run that is stopped keeps what it measured.
+pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
     let mut probe = probes::BandwidthProbe::new(&ctx);
@@ -81,10 +82,11 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str)) -> Result<BenchRep
             let model = Arc::new(spec.load(&ctx, *dtype)?);
             for &batch in &options.batches {
                 report.results.extend(measure_model(&model, batch, options, &mut probe, log)?);
+                report.read_bandwidth_gb_s = probe.best_gb_s;
+                progress(&report);
             }
         }
     }
-    report.read_bandwidth_gb_s = probe.best_gb_s;
     Ok(report)
 }
 

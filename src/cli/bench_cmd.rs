@@ -37,10 +37,20 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         std::fs::write(path, "").map_err(|e| Error::io(path.display(), e))?;
     }
     println!("{}", BenchReport::header());
-    let report = bench::run(&options, &mut |line| println!("{line}"))?;
+    // The JSON is rewritten after every model, so a stopped run keeps what it measured.
+    let mut write_error = None;
+    let report = bench::run(&options, &mut |line| println!("{line}"), &mut |report| {
+        if let Some(path) = &args.json {
+            if let Err(e) = std::fs::write(path, report.to_json()) {
+                write_error.get_or_insert(Error::io(path.display(), e));
+            }
+        }
+    })?;
     println!("\n{}", report.table());
+    if let Some(e) = write_error {
+        return Err(e);
+    }
     if let Some(path) = &args.json {
-        std::fs::write(path, report.to_json()).map_err(|e| Error::io(path.display(), e))?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
