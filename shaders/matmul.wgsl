@@ -72,7 +72,13 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
     let row0 = wg.y * TILE;
     let col0 = wg.x * TILE;
     let flat = lid.y * LANES + lid.x;
-    var acc: array<array<f32, 4>, 4>;
+    // One vec4 accumulator per output row of the invocation's 4x4 block, its columns along
+    // the vector: plain registers. (Arrays of accumulators indexed in loops went to local
+    // memory on NVIDIA's Vulkan compiler and ran 20x slower.)
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         // 256 invocations load 64 x 16 values of each tile, 4 each, consecutive k per row.
         for (var i = 0u; i < PER; i++) {
@@ -93,27 +99,30 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            var xr: array<f32, 4>;
-            var wr: array<f32, 4>;
-            for (var i = 0u; i < PER; i++) {
-                xr[i] = x_tile[lid.y + i * LANES][kk];
-                wr[i] = w_tile[lid.x + i * LANES][kk];
-            }
-            for (var i = 0u; i < PER; i++) {
-                for (var j = 0u; j < PER; j++) {
-                    acc[i][j] = fma(xr[i], wr[j], acc[i][j]);
-                }
-            }
+            let xr = vec4<f32>(x_tile[lid.y][kk], x_tile[lid.y + LANES][kk], x_tile[lid.y + 2u * LANES][kk], x_tile[lid.y + 3u * LANES][kk]);
+            let wr = vec4<f32>(w_tile[lid.x][kk], w_tile[lid.x + LANES][kk], w_tile[lid.x + 2u * LANES][kk], w_tile[lid.x + 3u * LANES][kk]);
+            acc0 = fma(vec4<f32>(xr.x), wr, acc0);
+            acc1 = fma(vec4<f32>(xr.y), wr, acc1);
+            acc2 = fma(vec4<f32>(xr.z), wr, acc2);
+            acc3 = fma(vec4<f32>(xr.w), wr, acc3);
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < PER; i++) {
-        let r = row0 + lid.y + i * LANES;
-        for (var j = 0u; j < PER; j++) {
-            let c = col0 + lid.x + j * LANES;
-            if (r < p.m && c < p.n) {
-                store(r, c, acc[i][j]);
-            }
+    store_row(row0 + lid.y, col0 + lid.x, acc0);
+    store_row(row0 + lid.y + LANES, col0 + lid.x, acc1);
+    store_row(row0 + lid.y + 2u * LANES, col0 + lid.x, acc2);
+    store_row(row0 + lid.y + 3u * LANES, col0 + lid.x, acc3);
+}
+
+// Row r of Y at columns c0, c0 + LANES, c0 + 2 LANES, c0 + 3 LANES (main's layout of a block).
+fn store_row(r: u32, c0: u32, acc: vec4<f32>) {
+    if (r >= p.m) {
+        return;
+    }
+    for (var j = 0u; j < PER; j++) {
+        let c = c0 + j * LANES;
+        if (c < p.n) {
+            store(r, c, acc[j]);
         }
     }
 }

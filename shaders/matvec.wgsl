@@ -6,15 +6,16 @@
 // of one row). All BATCH rows of X share each weight load; BATCH is an override constant so
 // the accumulators stay in registers (a pipeline per batch size). The entry points follow the
 // weight layout (src/gpu/tensor.rs, WeightLayout):
-// - main (GPUs, row-major W): 8 invocations share an output row and together load 128
+// - main (GPUs, row-major W): 32 invocations share an output row and together load 512
 //   contiguous bytes of it per iteration (coalesced), then reduce in workgroup memory.
 // - main_blocks (CPU devices such as lavapipe, W in blocks of 64 rows): a workgroup of 8
 //   invocations owns one block and each invocation 8 of its rows. A CPU device runs the 8
 //   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
 //   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
-// - main_blocks_conv: main_blocks for in_proj in a decode step, with the causal conv1d + SiLU
-//   of the next op fused into the store of the x half (saves a dispatch per layer).
+// - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
+//   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
+//   per layer).
 // Rows of X that are not 16-byte aligned (tiny test models) take an element-wise path.
 
 override WEIGHT_F16: bool = false;
@@ -32,16 +33,17 @@ struct Params {
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus
     wide: u32,        // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X
-    conv_channels: u32,  // main_blocks_conv: rows below this (in_proj's x half) get the conv step
-    conv_k: u32,         // main_blocks_conv: d_conv
+    conv_channels: u32,  // main_conv, main_blocks_conv: rows below this (in_proj's x half) get the conv step
+    conv_k: u32,         // main_conv, main_blocks_conv: d_conv
     conv_has_bias: u32,
     _pad0: u32,
     _pad1: u32,
 }
 
-// main: invocations per workgroup and per output row.
+// main: invocations per workgroup and per output row (32: enough loads in flight per row to
+// keep a GPU's memory busy even for matrices of few rows, such as x_proj's 80).
 const WG: u32 = 256u;
-const LANES: u32 = 8u;
+const LANES: u32 = 32u;
 // main_blocks: rows per block, invocations per block, rows per invocation.
 const BLOCK_ROWS: u32 = 64u;
 const BLOCK_WG: u32 = 8u;
@@ -53,7 +55,7 @@ const ROWS: u32 = 8u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
-// main_blocks_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output):
+// main_conv and main_blocks_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output):
 @group(0) @binding(5) var<storage, read> conv_w: array<f32>;              // (conv_channels, conv_k)
 @group(0) @binding(6) var<storage, read> conv_b: array<f32>;              // (conv_channels)
 @group(0) @binding(7) var<storage, read_write> conv_state: array<f32>;    // (BATCH, conv_channels, conv_k), newest last
@@ -125,23 +127,42 @@ fn store(m: u32, n: u32, sum: f32) {
     y[m * p.y_stride + p.y_offset + n] = v;
 }
 
-@compute @workgroup_size(WG)
-fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+// sum over unit j of a row of W (4 f32 or 8 f16) times the matching X values of batch row m,
+// loaded straight from X: main keeps no array of them, see below.
+fn unit_dot_x(unit: vec4<u32>, m: u32, j: u32, wide: bool) -> f32 {
+    if (WEIGHT_F16) {
+        let lo = vec4<f32>(unpack2x16float(unit.x), unpack2x16float(unit.y));
+        let hi = vec4<f32>(unpack2x16float(unit.z), unpack2x16float(unit.w));
+        return dot(lo, x_vec(m, 2u * j, wide)) + dot(hi, x_vec(m, 2u * j + 1u, wide));
+    }
+    return dot(bitcast<vec4<f32>>(unit), x_vec(m, j, wide));
+}
+
+// Row sums of main and main_conv: the 32 invocations of output row n (returned) each sum
+// a stride of its units, then reduce in workgroup memory; the sum of batch row m ends in
+// partial[m * WG + flat] of the row's lane 0. Accumulators of up to 8 batch rows live in two
+// vec4s, not an array: arrays indexed in loops went to local memory on NVIDIA's Vulkan
+// compiler (this kernel then ran at 10-40% of the bandwidth).
+fn row_sums(flat: u32, wg: u32) -> u32 {
     let lane = flat % LANES;
-    let n = wg.x * (WG / LANES) + flat / LANES;
+    let n = wg * (WG / LANES) + flat / LANES;
     let units = units_per_row();
-    var acc: array<f32, 8>;
+    let wide = p.wide == 1u;
+    var acc_lo = vec4<f32>(0.0);  // batch rows 0..3
+    var acc_hi = vec4<f32>(0.0);  // batch rows 4..7
     if (n < p.n) {
         for (var j = lane; j < units; j += LANES) {
             let unit = w[n * units + j];
-            var xs = x_unit(j, p.wide == 1u);
-            for (var m = 0u; m < BATCH; m++) {
-                acc[m] += unit_dot(unit, &xs, m);
+            for (var m = 0u; m < min(BATCH, 4u); m++) {
+                acc_lo[m] += unit_dot_x(unit, m, j, wide);
+            }
+            for (var m = 4u; m < BATCH; m++) {
+                acc_hi[m - 4u] += unit_dot_x(unit, m, j, wide);
             }
         }
     }
     for (var m = 0u; m < BATCH; m++) {
-        partial[m * WG + flat] = acc[m];
+        partial[m * WG + flat] = select(acc_hi[m % 4u], acc_lo[m % 4u], m < 4u);
     }
     workgroupBarrier();
     for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
@@ -152,9 +173,25 @@ fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: v
         }
         workgroupBarrier();
     }
-    if (lane == 0u && n < p.n) {
+    return n;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let n = row_sums(flat, wg.x);
+    if (flat % LANES == 0u && n < p.n) {
         for (var m = 0u; m < BATCH; m++) {
             store(m, n, partial[m * WG + flat]);
+        }
+    }
+}
+
+@compute @workgroup_size(WG)
+fn main_conv(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let n = row_sums(flat, wg.x);
+    if (flat % LANES == 0u && n < p.n) {
+        for (var m = 0u; m < BATCH; m++) {
+            store_or_conv(m, n, partial[m * WG + flat]);
         }
     }
 }

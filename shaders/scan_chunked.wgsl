@@ -111,9 +111,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     let chunks = (p.t_len + CHUNK - 1u) / CHUNK;
     for (var chunk = 0u; chunk < chunks; chunk++) {
         let t0 = chunk * CHUNK + seg * STEPS;
-        var xs: array<f32, 4>;
-        var dts: array<f32, 4>;
-        var ys: array<f32, 4>;
+        // STEPS = 4 values each, in vec4s rather than arrays: registers on every compiler.
+        var xs = vec4<f32>(0.0);
+        var dts = vec4<f32>(0.0);
+        var ys = vec4<f32>(0.0);
         for (var s = 0u; s < STEPS; s++) {
             let t = t0 + s;
             if (live && t < p.t_len) {
@@ -148,7 +149,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
             up_sweep(lid);
             down_sweep(lid);
             // 3. Re-walk the steps from the true incoming state and accumulate C . h.
-            var h_end: array<f32, 4>;
+            var h_end = vec4<f32>(0.0);  // G = 4 states
             for (var g = 0u; g < G; g++) {
                 let n = n0 + g;
                 if (live && n < p.d_state) {

@@ -47,10 +47,13 @@ fn softplus(v: f32) -> f32 {
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 
+// Per-channel values of an invocation are vec4s (CHANNELS <= 4), not arrays: arrays indexed in
+// loops went to local memory on NVIDIA's Vulkan compiler.
+
 // The invocation's channels; channels past d_inner repeat the last one for their loads and
 // store nothing.
-fn channels_from(c0: u32) -> array<u32, 4> {
-    var ch: array<u32, 4>;
+fn channels_from(c0: u32) -> vec4<u32> {
+    var ch = vec4<u32>(0u);
     for (var r = 0u; r < CHANNELS; r++) {
         ch[r] = min(c0 + r, p.d_inner - 1u);
     }
@@ -58,10 +61,10 @@ fn channels_from(c0: u32) -> array<u32, 4> {
 }
 
 // One time step (row) of the channels c0 + r: updates h, returns sum_n C[n] h[n] per channel.
-fn step_channels(row: u32, b: u32, c0: u32, ch: array<u32, 4>, xv: array<f32, 4>, dtv: array<f32, 4>) -> array<f32, 4> {
+fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: vec4<f32>) -> vec4<f32> {
     let hb = b * p.d_inner * p.d_state;
     let bc = row * p.xdbl_stride + p.dt_rank;
-    var acc: array<f32, 4>;
+    var acc = vec4<f32>(0.0);
     for (var n = 0u; n < p.d_state; n++) {
         let b_n = xdbl[bc + n];
         let c_n = xdbl[bc + p.d_state + n];
@@ -92,8 +95,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ch = channels_from(c0);
     for (var t = 0u; t < p.t_len; t++) {
         let row = b * p.t_len + t;
-        var xv: array<f32, 4>;
-        var dtv: array<f32, 4>;
+        var xv = vec4<f32>(0.0);
+        var dtv = vec4<f32>(0.0);
         for (var r = 0u; r < CHANNELS; r++) {
             xv[r] = x[row * p.d_inner + ch[r]];
             dtv[r] = dt[row * p.d_inner + ch[r]];
@@ -116,6 +119,15 @@ fn dt_unit(c: u32, j: u32, units: u32) -> vec4<u32> {
     return dt_w[c * units + j];
 }
 
+// dt_low[k .. k + 4] of a row of x_proj's output, zero past dt_rank.
+fn dt_low4(row: u32, k: u32) -> vec4<f32> {
+    var v = vec4<f32>(0.0);
+    for (var e = 0u; e < 4u; e++) {
+        v[e] = select(0.0, xdbl[row * p.xdbl_stride + min(k + e, p.dt_rank - 1u)], k + e < p.dt_rank);
+    }
+    return v;
+}
+
 @compute @workgroup_size(64)
 fn step_dt(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c0 = gid.x * CHANNELS;
@@ -129,29 +141,30 @@ fn step_dt(@builtin(global_invocation_id) gid: vec3<u32>) {
     // dt_low values are loaded once for all the invocation's channels.
     let per_unit = select(4u, 8u, WEIGHT_F16);
     let units = (p.dt_rank + per_unit - 1u) / per_unit;
-    var sums: array<f32, 4>;
+    var sums = vec4<f32>(0.0);
     for (var r = 0u; r < CHANNELS; r++) {
         sums[r] = dt_b[ch[r]];
     }
     for (var j = 0u; j < units; j++) {
-        var low: array<f32, 8>;  // zero past dt_rank, where the padded weights are zero too
-        for (var e = 0u; e < per_unit; e++) {
-            let k = j * per_unit + e;
-            low[e] = select(0.0, xdbl[row * p.xdbl_stride + min(k, p.dt_rank - 1u)], k < p.dt_rank);
+        // dt_low values of the unit, zero past dt_rank (where the padded weights are zero too)
+        let low_lo = dt_low4(row, j * per_unit);
+        var low_hi = vec4<f32>(0.0);
+        if (WEIGHT_F16) {
+            low_hi = dt_low4(row, j * per_unit + 4u);
         }
         for (var r = 0u; r < CHANNELS; r++) {
             let q = dt_unit(ch[r], j, units);
             if (WEIGHT_F16) {
                 let lo = vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
                 let hi = vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
-                sums[r] += dot(lo, vec4<f32>(low[0], low[1], low[2], low[3])) + dot(hi, vec4<f32>(low[4], low[5], low[6], low[7]));
+                sums[r] += dot(lo, low_lo) + dot(hi, low_hi);
             } else {
-                sums[r] += dot(bitcast<vec4<f32>>(q), vec4<f32>(low[0], low[1], low[2], low[3]));
+                sums[r] += dot(bitcast<vec4<f32>>(q), low_lo);
             }
         }
     }
-    var xv: array<f32, 4>;
-    var dtv: array<f32, 4>;
+    var xv = vec4<f32>(0.0);
+    var dtv = vec4<f32>(0.0);
     for (var r = 0u; r < CHANNELS; r++) {
         xv[r] = x_y[row * p.d_inner + ch[r]];
         dtv[r] = softplus(sums[r]);

@@ -158,7 +158,9 @@ fn split_weights_match_unsplit() {
     let split_ctx = common::own_ctx().with_max_binding_bytes(64 * 1024).unwrap();
     let model = load(split_ctx, &dir, None).unwrap();
     assert!(model.weights.embedding.parts.len() > 1 && model.weights.layers[0].in_proj.parts.len() > 1);
-    common::assert_close("split vs whole", &all_logits(model, &prompts), &whole, 1e-5);
+    // 1e-4, not tighter: the split context's smaller binding limit also shortens the prefill
+    // chunks, and on GPUs the chunked scan then composes the steps in another order.
+    common::assert_close("split vs whole", &all_logits(model, &prompts), &whole, 1e-4);
 }
 
 /// f16 storage (converted at load, or stored as F16 / BF16 in the file) against the reference

@@ -44,7 +44,7 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
     // Both styles (CPU devices: weights in row blocks, 8 rows per matvec invocation, the direct
-    // matmul; GPUs: row-major weights, 8 lanes per matvec row, the tiled matmul), and weights
+    // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), and weights
     // split into many parts.
     let [cpu, gpu] = common::both_styles();
     let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap()];

@@ -38,7 +38,7 @@ pub struct GpuContext {
     /// Largest storage binding a single weight part may occupy; weights above it are split by
     /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
     pub max_binding_bytes: u64,
-    /// Kernel variants and weight layout for GPUs (row-major weights, tiled matmul, 8
+    /// Kernel variants and weight layout for GPUs (row-major weights, tiled matmul, 32
     /// invocations per matvec row: coalesced loads) or for CPU devices such as lavapipe (weights
     /// in blocks of 64 rows, 8 rows per matvec invocation, a matmul without barriers, which
     /// cost more there than the caches save). See tensor::WeightLayout.

@@ -34,6 +34,11 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
     },
+    /// Matvec for in_proj with the decode conv step fused into the store of its x half.
+    MatvecConv {
+        f16: bool,
+        batch: u8,
+    },
     /// MatvecBlocks for in_proj with the decode conv step fused into the store of its x half.
     MatvecBlocksConv {
         f16: bool,
@@ -74,7 +79,7 @@ pub const MATVEC_MAX_M: u32 = 8;
 
 /// Output rows per workgroup of shaders/matvec.wgsl's main (WG / LANES there); main_blocks
 /// has one workgroup per block of tensor::BLOCK_ROWS rows.
-pub const MATVEC_ROWS_PER_WG: u32 = 32;
+pub const MATVEC_ROWS_PER_WG: u32 = 8;
 /// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
 pub const WG_64: u32 = 64;
 pub const WG_256: u32 = 256;
@@ -107,6 +112,7 @@ impl Kernel {
             Kernel::MatmulDirect { f16: f } => ("matmul.wgsl", "main_direct", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch } => ("matvec.wgsl", "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecConv { f16: f, batch } => ("matvec.wgsl", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocksConv { f16: f, batch } => ("matvec.wgsl", "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),

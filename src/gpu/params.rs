@@ -45,7 +45,7 @@ pub struct LinearParams {
     pub activation: u32,
     /// matvec only: rows of W and X are 16-byte aligned (vec4 loads)
     pub wide: u32,
-    /// matvec main_blocks_conv only: rows of W below this get the conv step (in_proj's x half)
+    /// matvec main_conv / main_blocks_conv only: rows of W below this get the conv step (in_proj's x half)
     pub conv_channels: u32,
     pub conv_k: u32,
     pub conv_has_bias: u32,

@@ -54,12 +54,11 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
 }
 
 /// in_proj, then the decode conv step (`conv.t_len` = 1) on its x half, which `conv.x` reads
-/// from `op.y`. With weights in row blocks (CPU devices) and at most 8 rows this is one dispatch
-/// (shaders/matvec.wgsl, main_blocks_conv; the conv's output and state are written, in_proj's x
-/// half is not); otherwise `linear`, then `conv1d_silu`.
+/// from `op.y`. With at most 8 rows this is one dispatch (shaders/matvec.wgsl, main_conv or
+/// main_blocks_conv; the conv's output and state are written, in_proj's x half is not);
+/// otherwise `linear`, then `conv1d_silu`.
 pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Result<()> {
     let fused = op.rows <= MATVEC_MAX_M
-        && op.weight.layout == WeightLayout::RowBlocks
         && conv.t_len == 1
         && conv.batch == op.rows
         && conv.x == op.y
@@ -123,7 +122,11 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         let batch = m as u8;
         if let Some((conv, conv_bias)) = conv {
             let buffers = [op.x, &part.buffer, bias, op.y, conv.weight, conv_bias, conv.state, conv.out];
-            rec.dispatch(Kernel::MatvecBlocksConv { f16, batch }, &params, &buffers, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])?;
+            let (kernel, workgroups) = match op.weight.layout {
+                WeightLayout::RowMajor => (Kernel::MatvecConv { f16, batch }, groups(part.rows, MATVEC_ROWS_PER_WG)),
+                WeightLayout::RowBlocks => (Kernel::MatvecBlocksConv { f16, batch }, groups(part.rows, BLOCK_ROWS as u32)),
+            };
+            rec.dispatch(kernel, &params, &buffers, [workgroups, 1, 1])?;
             continue;
         }
         let buffers = [op.x, &part.buffer, bias, op.y];
