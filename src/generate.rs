@@ -25,6 +25,7 @@
 //!   holds back text that might be the start of a stop string, so a stop string is never shown.
 
 use crate::error::{Error, Result};
+use crate::ops::top_k::{TopKReader, TopKRequest, TopKRow};
 use crate::sampling::Sampler;
 use crate::session::Session;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -98,6 +99,8 @@ pub struct Generator<'a> {
     finish: Option<FinishReason>,
     stats: GenerationStats,
     text: Option<TextState<'a>>,
+    /// Buffers of the GPU top-k path, made on its first use.
+    top_k: Option<TopKReader>,
 }
 
 /// Decoding state of the text API.
@@ -123,6 +126,7 @@ impl<'a> Generator<'a> {
             finish: None,
             stats: GenerationStats::default(),
             text: None,
+            top_k: None,
         }
     }
 
@@ -144,6 +148,23 @@ impl<'a> Generator<'a> {
     fn gpu_greedy(&self) -> bool {
         let p = self.sampler.params();
         p.temperature == 0.0 && (p.repetition_penalty == 1.0 || p.repetition_window == 0)
+    }
+
+    /// Top-k sampling on a GPU picks its candidates there (ops::top_k: a few KiB read back
+    /// instead of the vocabulary's logits). CPU devices read the row: one workgroup walking the
+    /// vocabulary five times costs them more than the copy.
+    fn gpu_top_k(&self) -> Option<TopKRequest> {
+        self.session.model().ctx.gpu_kernels.then(|| self.sampler.top_k_request(&self.history)).flatten()
+    }
+
+    /// Samples from the logits that the last run left on the GPU, through ops::top_k.
+    async fn sample_on_gpu(&mut self, request: &TopKRequest) -> Result<u32> {
+        let model = self.session.model().clone();
+        let reader = self.top_k.get_or_insert_with(|| TopKReader::new(&model.ctx, model.config.vocab_size));
+        match reader.read(&model.ctx, self.session.logits_buffer(), request).await? {
+            TopKRow::Candidates(candidates) => self.sampler.sample_candidates(candidates),
+            TopKRow::Logits(row) => self.sampler.sample(&row, &self.history),
+        }
     }
 
     /// Prefills the prompt (batch 1) and chooses the first token (not yet returned).
@@ -169,6 +190,9 @@ impl<'a> Generator<'a> {
             self.finish = Some(FinishReason::MaxTokens);
         } else if self.gpu_greedy() {
             self.first = self.session.prefill_greedy(&prompts).await?.first().copied();
+        } else if let Some(request) = self.gpu_top_k() {
+            self.session.prefill_keep_logits(&prompts).await?;
+            self.first = Some(self.sample_on_gpu(&request).await?);
         } else {
             let logits = self.session.prefill(&prompts).await?;
             self.first = Some(self.sampler.sample(&logits, &self.history)?);
@@ -210,6 +234,9 @@ impl<'a> Generator<'a> {
         let next = if self.gpu_greedy() {
             let ids = self.session.step_greedy(&[previous]).await?;
             ids.first().copied().ok_or_else(|| Error::Gpu("no token came back from the step".into()))?
+        } else if let Some(request) = self.gpu_top_k() {
+            self.session.step_keep_logits(&[previous]).await?;
+            self.sample_on_gpu(&request).await?
         } else {
             let logits = self.session.step(&[previous]).await?;
             self.sampler.sample(&logits, &self.history)?

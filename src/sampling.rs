@@ -5,10 +5,17 @@
 //! filters run in the same order as Hugging Face `transformers` and llama.cpp,
 //! so a given set of parameters behaves the way users of those tools expect:
 //!
-//! repetition penalty -> (temperature 0: argmax) -> temperature -> top-k ->
+//! repetition penalty -> (temperature 0: argmax) -> top-k -> temperature ->
 //! softmax -> top-p -> min-p -> renormalize -> seeded random draw.
+//!
+//! (Top-k before or after the temperature keeps the same tokens: dividing by a
+//! positive temperature keeps their order.) With top-k, the penalty and the
+//! top-k selection can also run on the GPU (`ops::top_k`, `top_k_request`),
+//! and `sample_candidates` finishes the chain on the few candidates read back:
+//! the same tokens, drawn in the same order, as from the whole row.
 
 use crate::error::{Error, Result};
+use crate::ops::top_k::{TopKRequest, TOP_K_MAX};
 
 /// User-facing knobs of the sampler. Each filter has a value that disables it.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,6 +119,23 @@ impl Sampler {
         Ok(draw(candidates, self.rng.next_f64()))
     }
 
+    /// What the GPU's top-k kernel must return for this sampler to finish on the candidates
+    /// alone (`sample_candidates`): with top-k sampling (k in 1..=TOP_K_MAX) at a temperature
+    /// above 0; None otherwise. `recent` as for `sample`.
+    pub fn top_k_request(&self, recent: &[u32]) -> Option<TopKRequest> {
+        let p = &self.params;
+        let penalized = if p.repetition_penalty == 1.0 { Vec::new() } else { penalized_ids(recent, p.repetition_window) };
+        (p.temperature > 0.0 && (1..=TOP_K_MAX).contains(&p.top_k)).then(|| TopKRequest { k: p.top_k, penalized, penalty: p.repetition_penalty })
+    }
+
+    /// Picks the next token from the candidates that `top_k_request`'s kernel returned:
+    /// (token id, logit after the repetition penalty), every entry at least as large as the
+    /// k-th largest, in any order.
+    pub fn sample_candidates(&mut self, candidates: Vec<(u32, f32)>) -> Result<u32> {
+        let candidates = self.scratch.filter_candidates(&self.params, candidates)?;
+        Ok(draw(candidates, self.rng.next_f64()))
+    }
+
     /// The tokens that survive every filter with their renormalized
     /// probabilities, most probable first (ties: lower id first). With
     /// temperature 0 this is the argmax alone with probability 1.
@@ -136,7 +160,7 @@ impl Scratch {
     /// normalized probabilities. They are in descending order only when
     /// `sorted` is set (top-p sorts anyway; a plain draw does not need it).
     fn filter(&mut self, params: &SamplingParams, logits: &[f32], recent: &[u32], sorted: bool) -> Result<&[(u32, f32)]> {
-        check_logits(logits)?;
+        check_scores(logits.iter().copied().enumerate().map(|(i, x)| (i as u32, x)))?;
         let work = &mut self.logits;
         work.clear();
         work.extend_from_slice(logits);
@@ -146,40 +170,66 @@ impl Scratch {
         let out = &mut self.candidates;
         out.clear();
         if params.temperature == 0.0 {
-            // check_logits guarantees a finite entry, so argmax finds one.
+            // check_scores guarantees a finite entry, so argmax finds one.
             let best = argmax(work).ok_or_else(|| no_finite_logit(logits.len()))?;
             out.push((best, 1.0));
             return Ok(out);
         }
-        push_scaled(work, params.temperature, out);
-        apply_top_k(out, params.top_k);
-        if sorted || params.top_p < 1.0 {
+        out.extend(work.iter().enumerate().map(|(i, &x)| (i as u32, x)));
+        finish_chain(params, out, sorted);
+        Ok(out)
+    }
+
+    /// `filter` from candidates picked on the GPU (already penalized, at least the top k).
+    fn filter_candidates(&mut self, params: &SamplingParams, candidates: Vec<(u32, f32)>) -> Result<&[(u32, f32)]> {
+        check_scores(candidates.iter().copied())?;
+        let out = &mut self.candidates;
+        *out = candidates;
+        if params.temperature == 0.0 {
             out.sort_unstable_by(descending);
+            out.truncate(1);
+            out[0].1 = 1.0;
+            return Ok(out);
         }
-        softmax_in_place(out);
-        if params.top_p < 1.0 {
-            apply_top_p(out, params.top_p);
-        }
-        if params.min_p > 0.0 {
-            apply_min_p(out, params.min_p);
-        }
-        normalize(out);
+        finish_chain(params, out, false);
         Ok(out)
     }
 }
 
+/// The chain after the penalty, on (id, logit) pairs: top-k -> temperature ->
+/// softmax -> top-p -> min-p -> renormalize. With top-k the survivors are
+/// sorted, so a draw walks them in the same order whether they came from the
+/// whole row or from the GPU's candidates.
+fn finish_chain(params: &SamplingParams, out: &mut Vec<(u32, f32)>, sorted: bool) {
+    apply_top_k(out, params.top_k);
+    scale(out, params.temperature);
+    if sorted || params.top_p < 1.0 || params.top_k > 0 {
+        out.sort_unstable_by(descending);
+    }
+    softmax_in_place(out);
+    if params.top_p < 1.0 {
+        apply_top_p(out, params.top_p);
+    }
+    if params.min_p > 0.0 {
+        apply_min_p(out, params.min_p);
+    }
+    normalize(out);
+}
+
 /// Rejects rows the math below cannot handle: empty, NaN, +inf (softmax would
-/// produce NaN), or nothing but -inf (no token is possible).
-fn check_logits(logits: &[f32]) -> Result<()> {
-    if logits.is_empty() {
+/// produce NaN), or nothing but -inf (no token is possible). Takes (token id,
+/// logit) pairs: a whole row, or the GPU's candidates.
+fn check_scores(scores: impl Iterator<Item = (u32, f32)> + Clone) -> Result<()> {
+    let len = scores.clone().count();
+    if len == 0 {
         return Err(Error::InvalidArgument { name: "logits".into(), reason: "empty row".into() });
     }
-    if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f32::INFINITY) {
-        let reason = format!("entry {i} is {} (the model output is broken)", logits[i]);
+    if let Some((id, x)) = scores.clone().find(|(_, x)| x.is_nan() || *x == f32::INFINITY) {
+        let reason = format!("entry {id} is {x} (the model output is broken)");
         return Err(Error::InvalidArgument { name: "logits".into(), reason });
     }
-    if !logits.iter().any(|x| x.is_finite()) {
-        return Err(no_finite_logit(logits.len()));
+    if !scores.clone().any(|(_, x)| x.is_finite()) {
+        return Err(no_finite_logit(len));
     }
     Ok(())
 }
@@ -189,31 +239,39 @@ fn no_finite_logit(len: usize) -> Error {
     Error::InvalidArgument { name: "logits".into(), reason }
 }
 
-/// Pushes `(id, (logit - max) / temperature)` for every token that can still
-/// be drawn. Shifting by the maximum before dividing keeps a tiny temperature
-/// from overflowing to +inf (which would turn the softmax into NaN); -inf
-/// logits (masked tokens) are left out.
-fn push_scaled(logits: &[f32], temperature: f32, out: &mut Vec<(u32, f32)>) {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let scaled = logits.iter().enumerate().filter(|(_, x)| **x != f32::NEG_INFINITY);
-    out.extend(scaled.map(|(i, &x)| (i as u32, (x - max) / temperature)));
+/// Turns each logit into `(logit - max) / temperature`. Shifting by the maximum
+/// before dividing keeps a tiny temperature from overflowing to +inf (which
+/// would turn the softmax into NaN); -inf logits (masked tokens) are dropped.
+fn scale(cands: &mut Vec<(u32, f32)>, temperature: f32) {
+    let max = cands.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
+    cands.retain(|c| c.1 != f32::NEG_INFINITY);
+    for c in cands.iter_mut() {
+        c.1 = (c.1 - max) / temperature;
+    }
 }
 
 /// Penalizes each distinct token of the window once (like HF and llama.cpp),
-/// however often it occurs there.
+/// however often it occurs there. Positive logits are multiplied by 1 / penalty
+/// (within an ulp of HF's division), exactly as shaders/top_k.wgsl does.
 fn apply_repetition_penalty(logits: &mut [f32], recent: &[u32], penalty: f32, window: usize) {
-    if penalty == 1.0 || window == 0 {
+    if penalty == 1.0 {
         return;
     }
+    let inverse = 1.0 / penalty;
+    for id in penalized_ids(recent, window) {
+        if let Some(x) = logits.get_mut(id as usize) {
+            // Dividing a negative logit would raise it, so those are multiplied.
+            *x = if *x > 0.0 { *x * inverse } else { *x * penalty };
+        }
+    }
+}
+
+/// The distinct ids among the last `window` of `recent`, ascending.
+fn penalized_ids(recent: &[u32], window: usize) -> Vec<u32> {
     let mut seen: Vec<u32> = recent[recent.len().saturating_sub(window)..].to_vec();
     seen.sort_unstable();
     seen.dedup();
-    for id in seen {
-        if let Some(x) = logits.get_mut(id as usize) {
-            // Dividing a negative logit would raise it, so those are multiplied.
-            *x = if *x > 0.0 { *x / penalty } else { *x * penalty };
-        }
-    }
+    seen
 }
 
 /// Highest score first; equal scores by lower id, so results are reproducible.
@@ -472,6 +530,60 @@ mod tests {
         let mut s = sampler(with(|p| p.seed = seed));
         let flat = vec![0.0f32; 100];
         (0..n).map(|_| s.sample(&flat, &[]).expect("valid logits")).collect()
+    }
+
+    /// The GPU path (`top_k_request`, then `sample_candidates`) draws the same tokens as
+    /// `sample` on the whole row, whatever order the candidates come in. Candidates are built
+    /// here the way shaders/top_k.wgsl defines them (tests/ops.rs checks the kernel).
+    #[test]
+    fn candidates_draw_like_the_whole_row() {
+        let mut rng = Rng::new(7);
+        let cases = [
+            with(|p| p.top_k = 1),
+            with(|p| p.top_k = 5),
+            with(|p| {
+                p.top_k = 40;
+                p.temperature = 0.7;
+                p.repetition_penalty = 1.3;
+                p.repetition_window = 8;
+            }),
+            with(|p| {
+                p.top_k = 20;
+                p.top_p = 0.8;
+                p.min_p = 0.05;
+                p.repetition_penalty = 0.8;
+            }),
+        ];
+        for (i, params) in cases.into_iter().enumerate() {
+            let (mut whole, mut gpu) = (sampler(params.clone()), sampler(params.clone()));
+            for step in 0..50 {
+                // Rounded logits: ties at the k-th place happen.
+                let row: Vec<f32> = random_logits(&mut rng, 300).iter().map(|x| (x * 4.0).round() / 4.0).collect();
+                let recent: Vec<u32> = (0..12).map(|j| ((step * 7 + j * 13) % 300) as u32).collect();
+                let request = gpu.top_k_request(&recent).expect("top-k at a positive temperature");
+                let mut penalized = row.clone();
+                for &id in &request.penalized {
+                    let x = &mut penalized[id as usize];
+                    *x = if *x > 0.0 { *x * (1.0 / request.penalty) } else { *x * request.penalty };
+                }
+                let mut sorted = penalized.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let threshold = sorted[request.k - 1];
+                // In reverse id order, to show the order does not matter.
+                let candidates: Vec<(u32, f32)> =
+                    (0..300).rev().filter(|&id| penalized[id].total_cmp(&threshold).is_ge()).map(|id| (id as u32, penalized[id])).collect();
+                assert_eq!(gpu.sample_candidates(candidates).unwrap(), whole.sample(&row, &recent).unwrap(), "case {i} step {step}");
+            }
+        }
+        // No GPU path without top-k, or at temperature 0.
+        assert!(sampler(SamplingParams::default()).top_k_request(&[]).is_none());
+        assert!(sampler(with(|p| {
+            p.top_k = 5;
+            p.temperature = 0.0;
+        }))
+        .top_k_request(&[])
+        .is_none());
+        assert!(sampler(with(|p| p.top_k = TOP_K_MAX + 1)).top_k_request(&[]).is_none());
     }
 
     #[test]

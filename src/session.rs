@@ -27,6 +27,8 @@ enum Readback {
     LastLogits,
     /// argmax of the last logits, computed on the GPU
     LastIds,
+    /// None: the last logits stay in `logits_buffer` for a kernel of the caller's
+    KeepLastLogits,
     AllLogits,
 }
 
@@ -114,6 +116,22 @@ impl Session {
     pub async fn prefill_greedy(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<u32>> {
         let bytes = self.consume(prompts, Readback::LastIds).await?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Like `prefill`, but the last position's logits stay on the GPU, in `logits_buffer`, for
+    /// the caller's own kernels (such as ops::top_k); nothing is read back.
+    pub async fn prefill_keep_logits(&mut self, prompts: &[Vec<u32>]) -> Result<()> {
+        self.consume(prompts, Readback::KeepLastLogits).await.map(drop)
+    }
+
+    /// Feeds one token per sequence; the logits stay on the GPU (see `prefill_keep_logits`).
+    pub async fn step_keep_logits(&mut self, tokens: &[u32]) -> Result<()> {
+        self.prefill_keep_logits(&self.one_per_sequence(tokens)?).await
+    }
+
+    /// The last position's logits of the latest run, (batch, vocab), on the GPU.
+    pub fn logits_buffer(&self) -> &wgpu::Buffer {
+        &self.scratch.logits
     }
 
     /// Feeds one token per sequence; returns the logits (batch, vocab).
@@ -209,7 +227,7 @@ impl Session {
         let mut rec = tape.record(&ctx);
         let logits_out = match (readback, &self.all_logits) {
             (Readback::Nothing, _) => LogitsOut::Skip,
-            (Readback::LastLogits | Readback::LastIds, _) => LogitsOut::Last,
+            (Readback::LastLogits | Readback::LastIds | Readback::KeepLastLogits, _) => LogitsOut::Last,
             (Readback::AllLogits, Some((buffer, _))) => LogitsOut::All(buffer),
             (Readback::AllLogits, None) => return Err(Error::Gpu("all-logits buffer missing".into())),
         };
@@ -220,7 +238,7 @@ impl Session {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         rec.encode(&mut encoder);
         let (source, staging, bytes) = match readback {
-            Readback::Nothing => {
+            Readback::Nothing | Readback::KeepLastLogits => {
                 ctx.queue.submit([encoder.finish()]);
                 return Ok(Vec::new());
             }

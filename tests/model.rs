@@ -326,3 +326,41 @@ fn gpu_and_cpu_kernel_styles_agree() {
     }
     common::assert_close("gpu-style vs cpu-style kernels", &per_style[1], &per_style[0], 1e-4);
 }
+
+/// Top-k sampling on a GPU-style context picks its candidates on the GPU (ops::top_k, through
+/// the Generator); the tokens equal those of sampling the read-back rows of logits by hand.
+#[test]
+fn gpu_top_k_generation_matches_sampling_whole_rows() {
+    use mamba_wgpu::generate::{Generator, StopConditions};
+    use mamba_wgpu::sampling::{Sampler, SamplingParams};
+    const TOKENS: usize = 16;
+    let model = load(common::own_ctx().with_kernel_style(true).unwrap(), &fixture("mamba1-small"), None).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    let start = prompt(12, vocab, 3);
+    for params in [
+        SamplingParams { temperature: 0.8, top_k: 20, repetition_penalty: 1.3, seed: 5, ..Default::default() },
+        SamplingParams { top_k: 3, top_p: 0.9, seed: 9, ..Default::default() },
+    ] {
+        let mut session = Session::new(model.clone(), 1).unwrap();
+        let stop = StopConditions { max_tokens: TOKENS, eos: None, stop_strings: vec![] };
+        let mut generator = Generator::new(&mut session, Sampler::new(params.clone()).unwrap(), stop);
+        pollster::block_on(generator.start(&start)).unwrap();
+        let mut got = Vec::new();
+        while let Some(token) = pollster::block_on(generator.next_token()).unwrap() {
+            got.push(token);
+        }
+
+        let mut session = Session::new(model.clone(), 1).unwrap();
+        let mut sampler = Sampler::new(params.clone()).unwrap();
+        let mut history = start.clone();
+        let mut logits = pollster::block_on(session.prefill(&[start.clone()])).unwrap();
+        let mut want = Vec::new();
+        for _ in 0..TOKENS {
+            let token = sampler.sample(&logits, &history).unwrap();
+            want.push(token);
+            history.push(token);
+            logits = pollster::block_on(session.step(&[token])).unwrap();
+        }
+        assert_eq!(got, want, "{params:?}");
+    }
+}

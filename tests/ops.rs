@@ -534,3 +534,72 @@ fn in_proj_with_conv_step_matches_reference() {
         }
     }
 }
+
+/// The top-k kernel against a CPU selection: after the repetition penalty, every entry at
+/// least as large as the k-th largest (ties included), with its penalized logit; rows with
+/// ties, -inf, a NaN, k at the edges; and the whole row when ties overflow the candidates.
+#[test]
+fn top_k_candidates_match_reference() {
+    use mamba_wgpu::ops::top_k::{TopKReader, TopKRequest, TopKRow, CAPACITY, TOP_K_MAX};
+    for ctx in common::both_styles() {
+        let mut case = 0u64;
+        for &(vocab, k) in &[(1usize, 1usize), (7, 3), (7, 20), (300, 1), (300, 40), (5000, TOP_K_MAX), (50280, 40)] {
+            for (penalty, ties) in [(1.0f32, false), (1.3, false), (0.7, true)] {
+                case += 1;
+                let mut row = random_values(case, vocab, 4.0);
+                if ties {
+                    // Values on a coarse grid: many exact ties, -0.0 and +0.0 among them.
+                    row.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0);
+                }
+                if vocab > 10 {
+                    row[3] = f32::NEG_INFINITY;
+                }
+                let penalized: Vec<u32> = (0..vocab as u32).filter(|i| i % 5 == 1).take(64).collect();
+                let request = TopKRequest { k, penalized: if penalty == 1.0 { vec![] } else { penalized.clone() }, penalty };
+                let logits = upload_f32(&ctx, "logits", &row);
+                let mut reader = TopKReader::new(&ctx, vocab);
+                let got = pollster::block_on(reader.read(&ctx, &logits, &request)).unwrap();
+
+                let mut want_values = row.clone();
+                for &id in &request.penalized {
+                    let x = &mut want_values[id as usize];
+                    *x = if *x > 0.0 { *x * (1.0 / penalty) } else { *x * penalty };
+                }
+                let mut sorted = want_values.clone();
+                sorted.sort_by(|a, b| b.total_cmp(a));
+                let threshold = sorted[k.min(vocab) - 1];
+                let mut want: Vec<(u32, u32)> =
+                    (0..vocab).filter(|&i| want_values[i].total_cmp(&threshold).is_ge()).map(|i| (i as u32, want_values[i].to_bits())).collect();
+                let label = format!("top-k vocab={vocab} k={k} penalty={penalty} ties={ties} gpu_style={}", ctx.gpu_kernels);
+                match got {
+                    TopKRow::Candidates(candidates) => {
+                        let mut got: Vec<(u32, u32)> = candidates.iter().map(|&(id, x)| (id, x.to_bits())).collect();
+                        got.sort();
+                        want.sort();
+                        assert_eq!(got, want, "{label}");
+                    }
+                    // Ties beyond the buffer: the raw row (the sampler penalizes it itself).
+                    TopKRow::Logits(whole) => {
+                        assert!(want.len() > CAPACITY, "{label}: {} candidates fit the buffer, yet the whole row came back", want.len());
+                        assert_eq!(whole, row, "{label}");
+                    }
+                }
+            }
+        }
+        // A NaN is the largest key: it comes back, so the sampler can reject the row.
+        let mut row = random_values(99, 1000, 1.0);
+        row[500] = f32::NAN;
+        let mut reader = TopKReader::new(&ctx, 1000);
+        let request = TopKRequest { k: 5, penalized: vec![], penalty: 1.0 };
+        match pollster::block_on(reader.read(&ctx, &upload_f32(&ctx, "logits", &row), &request)).unwrap() {
+            TopKRow::Candidates(c) => assert!(c.iter().any(|&(id, x)| id == 500 && x.is_nan()), "NaN entry missing from {c:?}"),
+            TopKRow::Logits(_) => panic!("a NaN row overflowed the candidates"),
+        }
+        // 3000 equal logits all tie with the k-th: more than the buffer holds, so the row.
+        let flat = vec![0.25f32; 3000];
+        match pollster::block_on(TopKReader::new(&ctx, 3000).read(&ctx, &upload_f32(&ctx, "logits", &flat), &request)).unwrap() {
+            TopKRow::Logits(row) => assert_eq!(row, flat),
+            TopKRow::Candidates(c) => panic!("{} tied candidates cannot fit the buffer", c.len()),
+        }
+    }
+}

@@ -62,7 +62,7 @@ impl BenchOptions {
 }
 
 /// Runs the benchmark; `log` receives a line per finished measurement and `progress` the report
-/// so far after each model, so a long run that is stopped keeps what it measured.
+/// so far after each measurement, so a long run that is stopped keeps what it measured.
 pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
@@ -81,9 +81,13 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn
         for spec in &specs {
             let model = Arc::new(spec.load(&ctx, *dtype)?);
             for &batch in &options.batches {
-                report.results.extend(measure_model(&model, batch, options, &mut probe, log)?);
-                report.read_bandwidth_gb_s = probe.best_gb_s;
-                progress(&report);
+                measure_model(&model, batch, options, &mut probe, &mut |m| {
+                    log(&m.line());
+                    // The run's best bandwidth: every row's roofline is the best of its probes.
+                    report.read_bandwidth_gb_s = report.read_bandwidth_gb_s.max(m.read_bandwidth_gb_s);
+                    report.results.push(m);
+                    progress(&report);
+                })?;
             }
         }
     }
@@ -126,13 +130,12 @@ fn measure_model(
     batch: usize,
     o: &BenchOptions,
     probe: &mut probes::BandwidthProbe,
-    log: &mut dyn FnMut(&str),
-) -> Result<Vec<Measurement>> {
+    done: &mut dyn FnMut(Measurement),
+) -> Result<()> {
     let c = &model.config;
     let name = model.source.clone();
     let vocab = c.vocab_size as u32;
     let prompt = |len: usize| -> Vec<Vec<u32>> { (0..batch).map(|b| (0..len).map(|i| ((i * 31 + b * 7 + 1) as u32) % vocab).collect()).collect() };
-    let mut out = Vec::new();
 
     // Decode: steady state after a short prompt and a warm-up.
     let mut session = Session::new(model.clone(), batch)?;
@@ -176,8 +179,7 @@ fn measure_model(
             weight_bytes: model.weight_bytes(),
             state_bytes_per_sequence: state / batch as u64,
         };
-        log(&m.line());
-        out.push(m);
+        done(m);
     }
-    Ok(out)
+    Ok(())
 }

@@ -42,8 +42,6 @@ pub struct BandwidthProbe {
     src: wgpu::Buffer,
     sums: wgpu::Buffer,
     tape: Tape,
-    /// The highest figure measured so far: the run's roofline.
-    pub best_gb_s: f64,
 }
 
 impl BandwidthProbe {
@@ -57,18 +55,15 @@ impl BandwidthProbe {
             src: storage(ctx, "bandwidth source", (bytes / 4) as usize),
             sums: storage(ctx, "bandwidth sums", threads as usize),
             tape: Tape::new(ctx, "bandwidth", 1),
-            best_gb_s: 0.0,
         }
     }
 
-    /// One measurement (best of 3 repetitions), also folded into `best_gb_s`.
+    /// One measurement in GB/s (the best of its repetitions).
     pub fn measure(&mut self, ctx: &GpuContext) -> Result<f64> {
         let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads: self.threads, _pad: [0; 2] };
         let (src, sums, groups) = (&self.src, &self.sums, self.threads / 256);
         let seconds = time_best(ctx, &mut self.tape, 4, |rec| rec.dispatch(Kernel::ReadBandwidth, &params, &[src, sums], [groups, 1, 1]))?;
-        let gb_s = self.bytes as f64 / seconds / 1e9;
-        self.best_gb_s = self.best_gb_s.max(gb_s);
-        Ok(gb_s)
+        Ok(self.bytes as f64 / seconds / 1e9)
     }
 }
 

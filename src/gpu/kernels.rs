@@ -60,6 +60,8 @@ pub enum Kernel {
         channels: u8,
     },
     Argmax,
+    /// Top-k candidates of a row of logits after the repetition penalty (sampling).
+    TopK,
     /// Benchmark probe: streaming reads (shaders/read_bandwidth.wgsl).
     ReadBandwidth,
 }
@@ -94,6 +96,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
+    ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
 ];
 
@@ -123,6 +126,7 @@ impl Kernel {
                 ("scan_step.wgsl", "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
+            Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
         }
     }

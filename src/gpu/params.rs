@@ -88,6 +88,19 @@ pub struct ArgmaxParams {
     pub _pad: [u32; 2],
 }
 
+/// shaders/top_k.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct TopKParams {
+    pub n: u32,
+    pub k: u32,
+    pub cap: u32,
+    pub n_recent: u32,
+    pub penalty: f32,
+    pub inv_penalty: f32,
+    pub _pad: [u32; 2],
+}
+
 /// shaders/read_bandwidth.wgsl
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]

@@ -7,6 +7,7 @@ pub mod embedding;
 pub mod linear;
 pub mod norm;
 pub mod scan;
+pub mod top_k;
 
 use crate::error::{Error, Result};
 

@@ -1,0 +1,159 @@
+//! Time per dispatch of each forward-pass kernel at the shapes of mamba-130m (and the in_proj of
+//! 2.8b), on the adapter wgpu picks: `cargo run --release --example kernel_times`.
+//!
+//! Each kernel is dispatched up to 50 times in one compute pass (each dispatch waits for the
+//! one before, as in a forward pass; fewer where one dispatch takes long, as on a CPU device),
+//! best of 4 submits. Baselines from the same run: an empty
+//! dispatch (the fixed cost every kernel pays) and the streaming read bandwidth (what a matvec
+//! could reach). `mamba-wgpu bench` measures whole models; this says where a step's time goes.
+
+use std::time::Instant;
+
+use mamba_wgpu::bench::probes::BandwidthProbe;
+use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, WeightData};
+use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
+use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
+use mamba_wgpu::ops::linear::{linear, Linear};
+use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
+use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
+
+const REPS: usize = 50;
+
+fn wait(ctx: &GpuContext) {
+    let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
+}
+
+/// Seconds per dispatch of `record` (which records one op), best of 4 submits.
+fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::Result<()>) -> mamba_wgpu::Result<f64> {
+    let mut tape = Tape::new(ctx, "kernel_times", REPS * 4);
+    let mut run = |reps: usize| -> mamba_wgpu::Result<f64> {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let mut rec = tape.record(ctx);
+        for _ in 0..reps {
+            record(&mut rec)?;
+        }
+        rec.encode(&mut encoder);
+        wait(ctx);
+        let start = Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx);
+        Ok(start.elapsed().as_secs_f64() / reps as f64)
+    };
+    // About 0.2 s per submit: REPS on a GPU, fewer on a CPU device.
+    let first = run(1)?;
+    let reps = ((0.2 / first) as usize).clamp(1, REPS);
+    let mut best = first;
+    for _ in 0..4 {
+        best = best.min(run(reps)?);
+    }
+    Ok(best)
+}
+
+/// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost.
+fn empty_dispatch(ctx: &GpuContext) -> f64 {
+    const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+        @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
+    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("empty"), source: wgpu::ShaderSource::Wgsl(EMPTY.into()) });
+    let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("empty"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let y = storage(ctx, "empty", 4);
+    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry { binding: 0, resource: y.as_entire_binding() }],
+    });
+    let mut best = f64::MAX;
+    for _ in 0..4 {
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            for _ in 0..REPS {
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+        }
+        wait(ctx);
+        let start = Instant::now();
+        ctx.queue.submit([encoder.finish()]);
+        wait(ctx);
+        best = best.min(start.elapsed().as_secs_f64() / REPS as f64);
+    }
+    best
+}
+
+fn report(name: &str, seconds: f64, figure: &str) {
+    println!("{name:<44} {:>9.1} us  {figure}", seconds * 1e6);
+}
+
+fn main() -> mamba_wgpu::Result<()> {
+    let ctx = pollster::block_on(GpuContext::new(None))?;
+    let bandwidth = BandwidthProbe::new(&ctx).measure(&ctx)?;
+    println!("adapter: {} ({} kernels)", ctx.adapter.name, if ctx.gpu_kernels { "GPU" } else { "CPU-device" });
+    println!("baselines: streaming read {bandwidth:.1} GB/s; empty dispatch {:.1} us\n", empty_dispatch(&ctx) * 1e6);
+
+    // mamba-130m: d_model, d_inner, d_state, dt_rank, vocab; prefill chunk of 512 tokens.
+    let (d, di, n, r, vocab, t) = (768u32, 1536u32, 16u32, 48u32, 50280u32, 512u32);
+    let values = |len: u32, v: f32| upload_f32(&ctx, "values", &vec![v; len as usize]);
+    let weight = |rows: u32, cols: u32, f16: bool| -> mamba_wgpu::Result<GpuWeight> {
+        let count = (rows * cols) as usize;
+        if f16 {
+            let bits: Vec<u16> = (0..count).map(|i| 0x2000 ^ (i as u16 & 0x3ff)).collect();
+            GpuWeight::upload(&ctx, "w", rows as usize, cols as usize, WeightData::F16(&bits))
+        } else {
+            let v: Vec<f32> = (0..count).map(|i| ((i % 97) as f32 - 48.0) * 1e-3).collect();
+            GpuWeight::upload(&ctx, "w", rows as usize, cols as usize, WeightData::F32(&v))
+        }
+    };
+    let x = values(t * 2 * di, 0.01);
+    let out = storage(&ctx, "out", (t * 2 * di).max(vocab) as usize);
+
+    println!("decode (one token)");
+    for (label, rows, cols) in [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("out_proj", d, di), ("lm_head", vocab, d), ("in_proj of 2.8b", 10240, 2560)] {
+        for f16 in [true, false] {
+            let w = weight(rows, cols, f16)?;
+            let s = time(&ctx, |rec| linear(rec, &Linear::dense(&x, 1, &w, &out)))?;
+            let gb_s = w.size_bytes() as f64 / s / 1e9;
+            let dtype = if f16 { "f16" } else { "f32" };
+            report(&format!("matvec {label} {rows}x{cols} {dtype}"), s, &format!("{gb_s:.1} GB/s ({:.0}% of streaming)", 100.0 * gb_s / bandwidth));
+        }
+    }
+    let residual = values(t * d, 0.1);
+    let norm_weight = values(d, 1.0);
+    let normed = storage(&ctx, "normed", (t * d) as usize);
+    let xz = values(t * 2 * di, 0.1);
+    let (conv_w, conv_b, conv_state) = (values(di * 4, 0.1), values(di, 0.1), values(di * 4, 0.1));
+    let x_conv = storage(&ctx, "x_conv", (t * di) as usize);
+    let (dt, xdbl, a, d_skip, h) = (values(t * di, 0.01), values(t * (r + 2 * n), 0.1), values(di * n, -0.5), values(di, 1.0), values(di * n, 0.0));
+    let y = storage(&ctx, "y", (t * di) as usize);
+    let dt_proj = weight(di, r, false)?;
+    let norm = |rows: u32| AddRmsNorm { residual: &residual, delta: Some(&normed), weight: &norm_weight, out: &out, d, batch: 1, t_len: rows, last_only: false, eps: 1e-5 };
+    let conv = |rows: u32| Conv1d { x: &xz, x_stride: 2 * di, weight: &conv_w, bias: Some(&conv_b), state: &conv_state, out: &x_conv, batch: 1, t_len: rows, channels: di, k: 4 };
+    report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(1)))?, "");
+    report("conv step", time(&ctx, |rec| conv1d_silu(rec, &conv(1)))?, "");
+    let step = ScanStepDt { x_y: &x_conv, xdbl: &xdbl, xz: &xz, a: &a, d_skip: &d_skip, h: &h, dt_proj: &dt_proj, dt_bias: &conv_b, batch: 1, d_inner: di, d_state: n, dt_rank: r };
+    report("scan step with dt", time(&ctx, |rec| scan_step_dt(rec, &step))?, "");
+
+    println!("\nprefill ({t} tokens)");
+    report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(t)))?, "");
+    report("conv1d", time(&ctx, |rec| conv1d_silu(rec, &conv(t)))?, "");
+    let scan = Scan { x: &x_conv, dt: &dt, xdbl: &xdbl, xz: &xz, a: &a, d_skip: &d_skip, h: &h, y: &y, batch: 1, t_len: t, d_inner: di, d_state: n, dt_rank: r };
+    for kind in [ScanKind::Chunked, ScanKind::Sequential] {
+        report(&format!("scan {kind:?}"), time(&ctx, |rec| selective_scan(rec, &scan, kind))?, "");
+    }
+    for (label, rows, cols) in [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("dt_proj", di, r), ("out_proj", d, di)] {
+        for f16 in [true, false] {
+            let w = weight(rows, cols, f16)?;
+            let s = time(&ctx, |rec| linear(rec, &Linear::dense(&x, t, &w, &out)))?;
+            let dtype = if f16 { "f16" } else { "f32" };
+            report(&format!("matmul {label} {rows}x{cols} {dtype}"), s, &format!("{:.0} GFLOP/s", 2.0 * (t * rows * cols) as f64 / s / 1e9));
+        }
+    }
+    Ok(())
+}
