@@ -27,7 +27,7 @@ enum Readback {
     LastLogits,
     /// argmax of the last logits, computed on the GPU
     LastIds,
-    /// None: the last logits stay in `logits_buffer` for a kernel of the caller's
+    /// Nothing: the last logits stay in `logits_buffer` for the caller's own kernels
     KeepLastLogits,
     AllLogits,
 }
