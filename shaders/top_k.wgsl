@@ -40,10 +40,11 @@ var<workgroup> remaining: u32;  // how many of the largest keys under `prefix` a
 // Order-preserving map of f32 onto u32: positive floats above negative ones, larger above
 // smaller; NaN above +inf.
 fn key_of(x: f32) -> u32 {
-    if (x != x) {
+    let bits = bitcast<u32>(x);
+    // NaN, told by its bits: WGSL lets compilers assume that x == x.
+    if ((bits & 0x7fffffffu) > 0x7f800000u) {
         return 0xffffffffu;
     }
-    let bits = bitcast<u32>(x);
     return select(bits | 0x80000000u, ~bits, (bits >> 31u) == 1u);
 }
 

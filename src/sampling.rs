@@ -124,8 +124,11 @@ impl Sampler {
     /// above 0; None otherwise. `recent` as for `sample`.
     pub fn top_k_request(&self, recent: &[u32]) -> Option<TopKRequest> {
         let p = &self.params;
+        if !(p.temperature > 0.0 && (1..=TOP_K_MAX).contains(&p.top_k)) {
+            return None;
+        }
         let penalized = if p.repetition_penalty == 1.0 { Vec::new() } else { penalized_ids(recent, p.repetition_window) };
-        (p.temperature > 0.0 && (1..=TOP_K_MAX).contains(&p.top_k)).then(|| TopKRequest { k: p.top_k, penalized, penalty: p.repetition_penalty })
+        Some(TopKRequest { k: p.top_k, penalized, penalty: p.repetition_penalty })
     }
 
     /// Picks the next token from the candidates that `top_k_request`'s kernel returned:
