@@ -353,7 +353,7 @@ fn gpu_top_k_generation_matches_sampling_whole_rows() {
         let mut session = Session::new(model.clone(), 1).unwrap();
         let mut sampler = Sampler::new(params.clone()).unwrap();
         let mut history = start.clone();
-        let mut logits = pollster::block_on(session.prefill(&[start.clone()])).unwrap();
+        let mut logits = pollster::block_on(session.prefill(std::slice::from_ref(&start))).unwrap();
         let mut want = Vec::new();
         for _ in 0..TOKENS {
             let token = sampler.sample(&logits, &history).unwrap();

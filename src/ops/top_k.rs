@@ -36,9 +36,21 @@ pub enum TopKRow {
     Logits(Vec<f32>),
 }
 
-/// Records the kernel over `logits` (n entries); `out` receives the count, then the pairs.
-pub fn top_k(rec: &mut Recorder, logits: &wgpu::Buffer, n: u32, k: u32, penalized: (&wgpu::Buffer, u32), penalty: f32, keys: &wgpu::Buffer, out: &wgpu::Buffer) -> Result<()> {
-    let (recent, n_recent) = penalized;
+/// The operands of shaders/top_k.wgsl for one row.
+pub struct TopK<'a> {
+    pub logits: &'a wgpu::Buffer, // (n)
+    pub n: u32,
+    pub k: u32,
+    pub penalized: &'a wgpu::Buffer, // (n_penalized) distinct token ids
+    pub n_penalized: u32,
+    pub penalty: f32,
+    pub keys: &'a wgpu::Buffer, // (n) scratch
+    pub out: &'a wgpu::Buffer,  // the count, then CAPACITY (id, value) pairs
+}
+
+/// Records the kernel; `out` receives the count of candidates, then the pairs.
+pub fn top_k(rec: &mut Recorder, op: &TopK) -> Result<()> {
+    let TopK { logits, n, k, penalized, n_penalized, penalty, keys, out } = *op;
     if k == 0 || k > n || k as usize > TOP_K_MAX {
         return Err(Error::invalid("top_k", format!("k = {k}: must be in 1..={} and at most the vocabulary ({n})", TOP_K_MAX)));
     }
@@ -46,11 +58,11 @@ pub fn top_k(rec: &mut Recorder, logits: &wgpu::Buffer, n: u32, k: u32, penalize
         return Err(Error::invalid("repetition_penalty", format!("{penalty}: must be finite and > 0")));
     }
     check_len("top_k", "logits", logits, n as u64)?;
-    check_len("top_k", "recent", recent, n_recent as u64)?;
+    check_len("top_k", "penalized", penalized, n_penalized as u64)?;
     check_len("top_k", "keys", keys, n as u64)?;
     check_len("top_k", "out", out, 1 + 2 * CAPACITY as u64)?;
-    let params = TopKParams { n, k, cap: CAPACITY as u32, n_recent, penalty, inv_penalty: 1.0 / penalty, _pad: [0; 2] };
-    rec.dispatch(Kernel::TopK, &params, &[logits, recent, keys, out], [1, 1, 1])
+    let params = TopKParams { n, k, cap: CAPACITY as u32, n_recent: n_penalized, penalty, inv_penalty: 1.0 / penalty, _pad: [0; 2] };
+    rec.dispatch(Kernel::TopK, &params, &[logits, penalized, keys, out], [1, 1, 1])
 }
 
 /// Buffers for picking the candidates of one row of `vocab` logits, reused call after call.
@@ -87,8 +99,17 @@ impl TopKReader {
             ctx.queue.write_buffer(&self.penalized, 0, bytemuck::cast_slice(&request.penalized));
         }
         let mut rec = self.tape.record(ctx);
-        let (n, k) = (self.vocab as u32, request.k.min(self.vocab) as u32);
-        top_k(&mut rec, logits, n, k, (&self.penalized, n_recent as u32), request.penalty, &self.keys, &self.out)?;
+        let op = TopK {
+            logits,
+            n: self.vocab as u32,
+            k: request.k.min(self.vocab) as u32,
+            penalized: &self.penalized,
+            n_penalized: n_recent as u32,
+            penalty: request.penalty,
+            keys: &self.keys,
+            out: &self.out,
+        };
+        top_k(&mut rec, &op)?;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         rec.encode(&mut encoder);
         encoder.copy_buffer_to_buffer(&self.out, 0, &self.staging.buffer, 0, self.out.size().min(self.staging.buffer.size()));
