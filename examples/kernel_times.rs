@@ -53,7 +53,8 @@ fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::R
 fn empty_dispatch(ctx: &GpuContext) -> f64 {
     const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
         @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
-    let module = ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("empty"), source: wgpu::ShaderSource::Wgsl(EMPTY.into()) });
+    let module =
+        ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("empty"), source: wgpu::ShaderSource::Wgsl(EMPTY.into()) });
     let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("empty"),
         layout: None,
@@ -115,7 +116,9 @@ fn main() -> mamba_wgpu::Result<()> {
     let out = storage(&ctx, "out", (t * 2 * di).max(vocab) as usize);
 
     println!("decode (one token)");
-    for (label, rows, cols) in [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("out_proj", d, di), ("lm_head", vocab, d), ("in_proj of 2.8b", 10240, 2560)] {
+    for (label, rows, cols) in
+        [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("out_proj", d, di), ("lm_head", vocab, d), ("in_proj of 2.8b", 10240, 2560)]
+    {
         for f16 in [true, false] {
             let w = weight(rows, cols, f16)?;
             let s = time(&ctx, |rec| linear(rec, &Linear::dense(&x, 1, &w, &out)))?;
@@ -133,17 +136,65 @@ fn main() -> mamba_wgpu::Result<()> {
     let (dt, xdbl, a, d_skip, h) = (values(t * di, 0.01), values(t * (r + 2 * n), 0.1), values(di * n, -0.5), values(di, 1.0), values(di * n, 0.0));
     let y = storage(&ctx, "y", (t * di) as usize);
     let dt_proj = weight(di, r, false)?;
-    let norm = |rows: u32| AddRmsNorm { residual: &residual, delta: Some(&normed), weight: &norm_weight, out: &out, d, batch: 1, t_len: rows, last_only: false, eps: 1e-5 };
-    let conv = |rows: u32| Conv1d { x: &xz, x_stride: 2 * di, weight: &conv_w, bias: Some(&conv_b), state: &conv_state, out: &x_conv, batch: 1, t_len: rows, channels: di, k: 4 };
+    let norm = |rows: u32| AddRmsNorm {
+        residual: &residual,
+        delta: Some(&normed),
+        weight: &norm_weight,
+        out: &out,
+        d,
+        batch: 1,
+        t_len: rows,
+        last_only: false,
+        eps: 1e-5,
+    };
+    let conv = |rows: u32| Conv1d {
+        x: &xz,
+        x_stride: 2 * di,
+        weight: &conv_w,
+        bias: Some(&conv_b),
+        state: &conv_state,
+        out: &x_conv,
+        batch: 1,
+        t_len: rows,
+        channels: di,
+        k: 4,
+    };
     report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(1)))?, "");
     report("conv step", time(&ctx, |rec| conv1d_silu(rec, &conv(1)))?, "");
-    let step = ScanStepDt { x_y: &x_conv, xdbl: &xdbl, xz: &xz, a: &a, d_skip: &d_skip, h: &h, dt_proj: &dt_proj, dt_bias: &conv_b, batch: 1, d_inner: di, d_state: n, dt_rank: r };
+    let step = ScanStepDt {
+        x_y: &x_conv,
+        xdbl: &xdbl,
+        xz: &xz,
+        a: &a,
+        d_skip: &d_skip,
+        h: &h,
+        dt_proj: &dt_proj,
+        dt_bias: &conv_b,
+        batch: 1,
+        d_inner: di,
+        d_state: n,
+        dt_rank: r,
+    };
     report("scan step with dt", time(&ctx, |rec| scan_step_dt(rec, &step))?, "");
 
     println!("\nprefill ({t} tokens)");
     report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(t)))?, "");
     report("conv1d", time(&ctx, |rec| conv1d_silu(rec, &conv(t)))?, "");
-    let scan = Scan { x: &x_conv, dt: &dt, xdbl: &xdbl, xz: &xz, a: &a, d_skip: &d_skip, h: &h, y: &y, batch: 1, t_len: t, d_inner: di, d_state: n, dt_rank: r };
+    let scan = Scan {
+        x: &x_conv,
+        dt: &dt,
+        xdbl: &xdbl,
+        xz: &xz,
+        a: &a,
+        d_skip: &d_skip,
+        h: &h,
+        y: &y,
+        batch: 1,
+        t_len: t,
+        d_inner: di,
+        d_state: n,
+        dt_rank: r,
+    };
     for kind in [ScanKind::Chunked, ScanKind::Sequential] {
         report(&format!("scan {kind:?}"), time(&ctx, |rec| selective_scan(rec, &scan, kind))?, "");
     }
