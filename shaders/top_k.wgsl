@@ -17,7 +17,7 @@ struct Params {
     n: u32,           // vocabulary size
     k: u32,           // 1..=n
     cap: u32,         // pairs out can hold
-    n_recent: u32,    // distinct recent token ids to penalize
+    n_penalized: u32, // distinct recent token ids to penalize
     penalty: f32,     // multiplies non-positive logits of recent tokens
     inv_penalty: f32, // multiplies positive ones (1 / penalty, rounded once on the CPU)
     _pad0: u32,
@@ -28,7 +28,7 @@ const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;      // (n)
-@group(0) @binding(2) var<storage, read> recent: array<u32>;      // (n_recent) distinct ids
+@group(0) @binding(2) var<storage, read> penalized: array<u32>;   // (n_penalized) distinct ids
 @group(0) @binding(3) var<storage, read_write> keys: array<u32>;  // (n) scratch
 @group(0) @binding(4) var<storage, read_write> out: array<u32>;   // (1 + 2 cap)
 
@@ -52,7 +52,7 @@ fn value_of(key: u32) -> f32 {
     return bitcast<f32>(select(~key, key & 0x7fffffffu, (key >> 31u) == 1u));
 }
 
-fn penalized(x: f32) -> f32 {
+fn with_penalty(x: f32) -> f32 {
     return select(x * p.penalty, x * p.inv_penalty, x > 0.0);
 }
 
@@ -62,10 +62,10 @@ fn main(@builtin(local_invocation_index) lid: u32) {
         keys[i] = key_of(logits[i]);
     }
     storageBarrier();
-    for (var j = lid; j < p.n_recent; j += WG) {
-        let id = recent[j];
+    for (var j = lid; j < p.n_penalized; j += WG) {
+        let id = penalized[j];
         if (id < p.n) {
-            keys[id] = key_of(penalized(logits[id]));
+            keys[id] = key_of(with_penalty(logits[id]));
         }
     }
     storageBarrier();

@@ -95,7 +95,7 @@ pub struct TopKParams {
     pub n: u32,
     pub k: u32,
     pub cap: u32,
-    pub n_recent: u32,
+    pub n_penalized: u32,
     pub penalty: f32,
     pub inv_penalty: f32,
     pub _pad: [u32; 2],

@@ -61,7 +61,7 @@ pub fn top_k(rec: &mut Recorder, op: &TopK) -> Result<()> {
     check_len("top_k", "penalized", penalized, n_penalized as u64)?;
     check_len("top_k", "keys", keys, n as u64)?;
     check_len("top_k", "out", out, 1 + 2 * CAPACITY as u64)?;
-    let params = TopKParams { n, k, cap: CAPACITY as u32, n_recent: n_penalized, penalty, inv_penalty: 1.0 / penalty, _pad: [0; 2] };
+    let params = TopKParams { n, k, cap: CAPACITY as u32, n_penalized, penalty, inv_penalty: 1.0 / penalty, _pad: [0; 2] };
     rec.dispatch(Kernel::TopK, &params, &[logits, penalized, keys, out], [1, 1, 1])
 }
 
@@ -91,9 +91,9 @@ impl TopKReader {
     /// The candidates of the first `vocab` entries of `logits` (row 0, written by work already
     /// submitted to the queue). A k above the vocabulary counts as the whole vocabulary.
     pub async fn read(&mut self, ctx: &GpuContext, logits: &wgpu::Buffer, request: &TopKRequest) -> Result<TopKRow> {
-        let n_recent = request.penalized.len();
-        if n_recent > self.vocab {
-            return Err(Error::invalid("top_k", format!("{n_recent} penalized ids for a vocabulary of {}", self.vocab)));
+        let n_penalized = request.penalized.len();
+        if n_penalized > self.vocab {
+            return Err(Error::invalid("top_k", format!("{n_penalized} penalized ids for a vocabulary of {}", self.vocab)));
         }
         if !request.penalized.is_empty() {
             ctx.queue.write_buffer(&self.penalized, 0, bytemuck::cast_slice(&request.penalized));
@@ -104,7 +104,7 @@ impl TopKReader {
             n: self.vocab as u32,
             k: request.k.min(self.vocab) as u32,
             penalized: &self.penalized,
-            n_penalized: n_recent as u32,
+            n_penalized: n_penalized as u32,
             penalty: request.penalty,
             keys: &self.keys,
             out: &self.out,
