@@ -564,17 +564,9 @@ mod tests {
                 let row: Vec<f32> = random_logits(&mut rng, 300).iter().map(|x| (x * 4.0).round() / 4.0).collect();
                 let recent: Vec<u32> = (0..12).map(|j| ((step * 7 + j * 13) % 300) as u32).collect();
                 let request = gpu.top_k_request(&recent).expect("top-k at a positive temperature");
-                let mut penalized = row.clone();
-                for &id in &request.penalized {
-                    let x = &mut penalized[id as usize];
-                    *x = if *x > 0.0 { *x * (1.0 / request.penalty) } else { *x * request.penalty };
-                }
-                let mut sorted = penalized.clone();
-                sorted.sort_by(|a, b| b.total_cmp(a));
-                let threshold = sorted[request.k - 1];
                 // In reverse id order, to show the order does not matter.
-                let candidates: Vec<(u32, f32)> =
-                    (0..300).rev().filter(|&id| penalized[id].total_cmp(&threshold).is_ge()).map(|id| (id as u32, penalized[id])).collect();
+                let mut candidates = crate::reference::top_k_candidates(&row, &request.penalized, request.penalty, request.k);
+                candidates.reverse();
                 assert_eq!(gpu.sample_candidates(candidates).unwrap(), whole.sample(&row, &recent).unwrap(), "case {i} step {step}");
             }
         }
