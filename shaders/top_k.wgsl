@@ -2,7 +2,7 @@
 // top-k sampling reads back a few KiB instead of the whole vocabulary. One workgroup:
 //
 // 1. keys[i] = key(logits[i]), with the penalty applied to the recent tokens' entries:
-//      x' = x * inv_penalty if x > 0 else x * penalty     (src/sampling.rs does the same)
+//      x' = x * inv_penalty if x > 0 else x * penalty     (src/sampling/mod.rs does the same)
 //    key() maps f32 to u32 in the same order (NaN above everything, so a broken row shows up
 //    among the candidates and the sampler rejects it).
 // 2. Radix select: four passes, one byte of the key at a time from the top, each a 256-bin
