@@ -55,6 +55,8 @@ pub struct Session {
     all_logits: Option<(wgpu::Buffer, Staging)>,
     /// Tokens consumed per sequence since the last reset.
     position: u64,
+    /// The commands of the next one-token run, recorded while the GPU ran the last one.
+    next_step: Option<(TapeKey, wgpu::CommandBuffer)>,
 }
 
 impl Session {
@@ -75,7 +77,7 @@ impl Session {
         let state = StateBuffers::new(&ctx, &model, batch);
         let scratch = Scratch::new(&ctx, &model, batch, batch * chunk);
         let staging = Staging::new(&ctx, "logits readback", (batch * model.config.vocab_size * 4) as u64);
-        Ok(Session { model, batch, chunk, state, scratch, tapes: HashMap::new(), staging, all_logits: None, position: 0 })
+        Ok(Session { model, batch, chunk, state, scratch, tapes: HashMap::new(), staging, all_logits: None, position: 0, next_step: None })
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -214,15 +216,35 @@ impl Session {
     /// One submit: upload ids, replay the tape for (t, readback), read back.
     async fn run(&mut self, ids: &[u32], t: usize, readback: Readback) -> Result<Vec<u8>> {
         let ctx = self.model.ctx.clone();
-        let (batch, rows) = (self.batch, ids.len());
-        let vocab = self.model.config.vocab_size;
+        let rows = ids.len();
+        let key = TapeKey { t_is_one: t == 1, matvec_rows: if rows <= MATVEC_MAX_M as usize { rows } else { 0 }, readback };
+        let commands = match self.next_step.take() {
+            Some((prepared, commands)) if prepared == key => commands,
+            _ => self.record(key, t, rows)?,
+        };
+        ctx.queue.write_buffer(&self.scratch.ids, 0, bytemuck::cast_slice(ids));
+        ctx.queue.submit([commands]);
+        // Decode repeats this run with other ids: record the next step now, while the GPU runs
+        // this one, so that the CPU's recording (about 5 us per dispatch) is off the critical
+        // path. The ids stay in a buffer, written before each submit, so the commands hold.
+        if t == 1 {
+            self.next_step = Some((key, self.record(key, t, rows)?));
+        }
+        match self.readback_copy(readback, rows)? {
+            Some((_, staging, bytes)) => staging.read(&ctx, bytes).await,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The commands of one run: the tape for (t, readback), then the copy of what comes back.
+    fn record(&mut self, key: TapeKey, t: usize, rows: usize) -> Result<wgpu::CommandBuffer> {
+        let ctx = self.model.ctx.clone();
+        let (batch, vocab, readback) = (self.batch, self.model.config.vocab_size, key.readback);
         if readback == Readback::AllLogits && self.all_logits.is_none() {
             let elements = self.batch * self.all_logits_chunk() * vocab;
             let buffer = storage(&ctx, "all_logits", elements);
             self.all_logits = Some((buffer, Staging::new(&ctx, "all logits readback", (elements * 4) as u64)));
         }
-        ctx.queue.write_buffer(&self.scratch.ids, 0, bytemuck::cast_slice(ids));
-        let key = TapeKey { t_is_one: t == 1, matvec_rows: if rows <= MATVEC_MAX_M as usize { rows } else { 0 }, readback };
         let tape = self.tapes.entry(key).or_insert_with(|| Tape::new(&ctx, &format!("{key:?}"), tape_slots(&self.model)));
         let mut rec = tape.record(&ctx);
         let logits_out = match (readback, &self.all_logits) {
@@ -237,21 +259,26 @@ impl Session {
         }
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         rec.encode(&mut encoder);
-        let (source, staging, bytes) = match readback {
-            Readback::Nothing | Readback::KeepLastLogits => {
-                ctx.queue.submit([encoder.finish()]);
-                return Ok(Vec::new());
-            }
-            Readback::LastLogits => (&self.scratch.logits, &self.staging, batch * vocab * 4),
-            Readback::LastIds => (&self.scratch.next_ids, &self.staging, batch * 4),
+        if let Some((source, staging, bytes)) = self.readback_copy(readback, rows)? {
+            encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes);
+        }
+        Ok(encoder.finish())
+    }
+
+    /// What a run of `rows` ids copies out for `readback`: (source, staging, bytes); None when
+    /// nothing comes back.
+    fn readback_copy(&self, readback: Readback, rows: usize) -> Result<Option<(&wgpu::Buffer, &Staging, u64)>> {
+        let (batch, vocab) = (self.batch, self.model.config.vocab_size);
+        Ok(match readback {
+            Readback::Nothing | Readback::KeepLastLogits => None,
+            Readback::LastLogits => Some((&self.scratch.logits, &self.staging, batch * vocab * 4)),
+            Readback::LastIds => Some((&self.scratch.next_ids, &self.staging, batch * 4)),
             Readback::AllLogits => {
                 let (buffer, staging) = self.all_logits.as_ref().ok_or_else(|| Error::Gpu("all-logits buffer missing".into()))?;
-                (buffer, staging, rows * vocab * 4)
+                Some((buffer, staging, rows * vocab * 4))
             }
-        };
-        encoder.copy_buffer_to_buffer(source, 0, &staging.buffer, 0, bytes as u64);
-        ctx.queue.submit([encoder.finish()]);
-        staging.read(&ctx, bytes as u64).await
+        }
+        .map(|(source, staging, bytes)| (source, staging, bytes as u64)))
     }
 
     /// Tokens per sequence per submit when every position's logits come back.

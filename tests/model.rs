@@ -104,6 +104,33 @@ fn prefill_then_step_equals_longer_prefill() {
     }
 }
 
+// A one-token run records the next one's commands while the GPU works (Session::run): steps
+// of different kinds in a row must each use their own commands and the ids given to them.
+#[test]
+fn mixed_decode_steps_equal_straight_prefills() {
+    const TOL: f32 = 1e-4;
+    let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    let prompts = vec![prompt(14, vocab, 7), prompt(14, vocab, 8)];
+    let upto = |n: usize| prompts.iter().map(|p| p[..n].to_vec()).collect::<Vec<_>>();
+    let at = |i: usize| prompts.iter().map(|p| p[i]).collect::<Vec<_>>();
+    let straight = |n: usize| pollster::block_on(Session::new(model.clone(), 2).unwrap().prefill(&upto(n))).unwrap();
+    let argmax = |logits: &[f32]| -> Vec<u32> {
+        logits.chunks(vocab as usize).map(|row| row.iter().enumerate().fold(0, |best, (i, &v)| if v > row[best] { i } else { best }) as u32).collect()
+    };
+
+    let mut s = Session::new(model.clone(), 2).unwrap();
+    pollster::block_on(s.prefill(&upto(9))).unwrap();
+    for i in 9..11 {
+        let logits = pollster::block_on(s.step(&at(i))).unwrap();
+        common::assert_close(&format!("step {i}"), &logits, &straight(i + 1), TOL);
+    }
+    assert_eq!(pollster::block_on(s.step_greedy(&at(11))).unwrap(), argmax(&straight(12)), "greedy step 11");
+    pollster::block_on(s.step_keep_logits(&at(12))).unwrap();
+    let logits = pollster::block_on(s.step(&at(13))).unwrap();
+    common::assert_close("step 13", &logits, &straight(14), TOL);
+}
+
 #[test]
 fn snapshot_restore_continues_like_straight_generation() {
     let model = load(common::ctx(), &fixture("mamba1-tiny"), None).unwrap();
