@@ -1,6 +1,12 @@
-// Read bandwidth probe for benchmarks: every invocation streams a strided share of a buffer
-// larger than the caches with 16-byte loads and writes one sum, so the reads cannot be
-// optimised away. Decode is a stream of weight reads, so this is its roofline.
+// Read bandwidth probe for benchmarks: streams a buffer larger than the caches with 16-byte
+// loads; every invocation writes one sum, so the reads cannot be optimised away. Decode is a
+// stream of weight reads, so the faster of the two access patterns is its roofline:
+// - main (GPUs): grid-strided, neighbouring invocations read neighbouring vec4s at every step
+//   (coalesced loads from a grid wide enough to keep the memory busy).
+// - main_chunks (CPU devices, which run a workgroup's invocations as the SIMD lanes of one
+//   core): each workgroup of 8 streams its own contiguous chunk, so a core reads forward
+//   through memory the way its prefetcher expects; main jumps by the width of the grid at
+//   every step. On lavapipe it read 0.96-1.3x as fast as main over five runs.
 
 struct Params {
     n_vec4: u32,    // vec4 elements in src
@@ -20,4 +26,17 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         acc += src[i];
     }
     sums[gid.x] = acc.x + acc.y + acc.z + acc.w;
+}
+
+// Workgroup g reads vec4s g * chunk .. (g + 1) * chunk, chunk = n_vec4 / workgroups (the
+// caller makes it divide evenly).
+@compute @workgroup_size(8)
+fn main_chunks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>) {
+    let chunk = p.n_vec4 / (p.threads / 8u);
+    let first = g.x * chunk;
+    var acc = vec4<f32>(0.0);
+    for (var i = t; i < chunk; i += 8u) {
+        acc += src[first + i];
+    }
+    sums[g.x * 8u + t] = acc.x + acc.y + acc.z + acc.w;
 }

@@ -34,36 +34,47 @@ where
     Ok(best)
 }
 
-/// The read bandwidth of a streaming kernel over a buffer larger than any cache, in GB/s.
-/// Measured again next to each decode measurement, since a shared machine's bandwidth drifts.
+/// The read bandwidth of a streaming kernel over a buffer larger than any cache, in GB/s: the
+/// faster of two access patterns (shaders/read_bandwidth.wgsl), one that suits GPUs and one
+/// that suits CPU devices. Measured again next to each decode measurement, since a shared
+/// machine's bandwidth drifts.
 pub struct BandwidthProbe {
     bytes: u64,
-    threads: u32,
     src: wgpu::Buffer,
     sums: wgpu::Buffer,
-    tape: Tape,
+    /// One per pattern: a tape replays a fixed kernel sequence.
+    tapes: [Tape; 2],
 }
+
+/// Invocations of the grid-strided pattern: enough to fill a big GPU, few enough that each
+/// streams a long run.
+const STRIDED_THREADS: u32 = 256 * 2048;
+/// Workgroups (of 8) of the chunked pattern: many chunks, so that every core gets several.
+const CHUNKS: u32 = 2048;
 
 impl BandwidthProbe {
     pub fn new(ctx: &GpuContext) -> Self {
-        let bytes = ctx.max_binding_bytes.min(512 << 20) / 16 * 16;
-        // Enough invocations to fill a big GPU, few enough that each streams a long run.
-        let threads = 256 * 2048;
+        // A whole number of 16-byte elements per chunk.
+        let bytes = ctx.max_binding_bytes.min(512 << 20) / (16 * CHUNKS as u64) * (16 * CHUNKS as u64);
         BandwidthProbe {
             bytes,
-            threads,
             src: storage(ctx, "bandwidth source", (bytes / 4) as usize),
-            sums: storage(ctx, "bandwidth sums", threads as usize),
-            tape: Tape::new(ctx, "bandwidth", 1),
+            sums: storage(ctx, "bandwidth sums", STRIDED_THREADS as usize),
+            tapes: [Tape::new(ctx, "bandwidth strided", 1), Tape::new(ctx, "bandwidth chunks", 1)],
         }
     }
 
-    /// One measurement in GB/s (the best of its repetitions).
+    /// One measurement in GB/s: the faster pattern, each the best of its repetitions.
     pub fn measure(&mut self, ctx: &GpuContext) -> Result<f64> {
-        let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads: self.threads, _pad: [0; 2] };
-        let (src, sums, groups) = (&self.src, &self.sums, self.threads / 256);
-        let seconds = time_best(ctx, &mut self.tape, 4, |rec| rec.dispatch(Kernel::ReadBandwidth, &params, &[src, sums], [groups, 1, 1]))?;
-        Ok(self.bytes as f64 / seconds / 1e9)
+        let patterns = [(Kernel::ReadBandwidth, STRIDED_THREADS, STRIDED_THREADS / 256), (Kernel::ReadBandwidthChunks, CHUNKS * 8, CHUNKS)];
+        let (src, sums) = (&self.src, &self.sums);
+        let mut best = 0.0f64;
+        for ((kernel, threads, workgroups), tape) in patterns.into_iter().zip(&mut self.tapes) {
+            let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads, _pad: [0; 2] };
+            let seconds = time_best(ctx, tape, 4, |rec| rec.dispatch(kernel, &params, &[src, sums], [workgroups, 1, 1]))?;
+            best = best.max(self.bytes as f64 / seconds / 1e9);
+        }
+        Ok(best)
     }
 }
 

@@ -62,8 +62,10 @@ pub enum Kernel {
     Argmax,
     /// Top-k candidates of a row of logits after the repetition penalty (sampling).
     TopK,
-    /// Benchmark probe: streaming reads (shaders/read_bandwidth.wgsl).
+    /// Benchmark probe: streaming reads (shaders/read_bandwidth.wgsl), grid-strided.
     ReadBandwidth,
+    /// Benchmark probe: streaming reads, a contiguous chunk per workgroup.
+    ReadBandwidthChunks,
 }
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
@@ -128,6 +130,7 @@ impl Kernel {
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
+            Kernel::ReadBandwidthChunks => ("read_bandwidth.wgsl", "main_chunks", vec![]),
         }
     }
 }
