@@ -2,12 +2,13 @@
 // updating the state in place.
 //   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t,   A = -exp(A_log), from the loader
 //   y_t    = (sum_n C_t[n] h_t[n] + D x_t) * silu(z_t)
-// Two entry points:
+// Three entry points:
 // - main: dt given. With a whole prompt it is the sequential-in-time scan that the chunked scan
 //   is tested and benchmarked against; with t_len = 1 a decode step.
-// - step_dt: one decode step with the dt projection fused in, so it needs no dispatch of its
-//   own: dt = softplus(dt_proj . dt_low + bias), per channel, from x_proj's output. y
-//   overwrites x in place (x_y), which keeps the entry point within 8 storage buffers.
+// - step_dt (CPU devices): one decode step with the dt projection fused in, so it needs no
+//   dispatch of its own: dt = softplus(dt_proj . dt_low + bias), per channel, from x_proj's
+//   output. y overwrites x in place (x_y), which keeps the entry point within 8 storage buffers.
+// - step_dt_states (GPUs): the same step with each channel spread over 16 invocations (below).
 
 override WEIGHT_F16: bool = false;   // step_dt: dt_proj's storage
 override WEIGHT_BLOCKS: bool = false;  // step_dt: dt_proj in WeightLayout::RowBlocks, else row-major
@@ -174,5 +175,78 @@ fn step_dt(@builtin(global_invocation_id) gid: vec3<u32>) {
         if (c0 + r < p.d_inner) {
             x_y[row * p.d_inner + ch[r]] = gated(row, ch[r], xv[r], acc[r]);
         }
+    }
+}
+
+// step_dt_states (GPUs): the step of step_dt with the work of a channel spread over 16
+// invocations, so that a decode step has d_inner * 16 invocations instead of d_inner, and
+// each does a few independent loads instead of a chain of d_state + dt_rank / 4 of them. A
+// workgroup holds 4 channels; lane s of a channel sums dt_low[k] dt_proj[c, k] for k = s,
+// s + 16, ... and updates the states n = s, s + 16, ...; the channel's sums then meet in
+// workgroup memory. On CPU devices, which run the 16 lanes one after another, step_dt is the
+// cheaper form.
+const STATE_LANES: u32 = 16u;
+const STATE_CHANNELS: u32 = 4u;  // channels per workgroup of step_dt_states
+
+var<workgroup> lane_sums: array<f32, 64>;  // (STATE_CHANNELS, STATE_LANES)
+
+// Element k of row c of dt_proj, in its layout.
+fn dt_weight(c: u32, k: u32, units: u32) -> f32 {
+    let per_unit = select(4u, 8u, WEIGHT_F16);
+    let q = dt_unit(c, k / per_unit, units);
+    let e = k % per_unit;
+    if (WEIGHT_F16) {
+        return unpack2x16float(q[e / 2u])[e % 2u];
+    }
+    return bitcast<f32>(q[e]);
+}
+
+// The sum of `v` over the 16 lanes of channel slot `slot` (all invocations call it: barriers).
+fn channel_sum(slot: u32, s: u32, v: f32) -> f32 {
+    let i = slot * STATE_LANES + s;
+    lane_sums[i] = v;
+    workgroupBarrier();
+    for (var stride = STATE_LANES / 2u; stride > 0u; stride /= 2u) {
+        if (s < stride) {
+            lane_sums[i] += lane_sums[i + stride];
+        }
+        workgroupBarrier();
+    }
+    let sum = lane_sums[slot * STATE_LANES];
+    workgroupBarrier();  // lane_sums is reused by the next call
+    return sum;
+}
+
+@compute @workgroup_size(64)
+fn step_dt_states(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    let slot = flat / STATE_LANES;
+    let s = flat % STATE_LANES;
+    let b = wg.y;
+    let row = b;  // t_len = 1
+    // Channels past d_inner (the last workgroup) load the last channel and store nothing; they
+    // still take part in the barriers.
+    let c_real = wg.x * STATE_CHANNELS + slot;
+    let c = min(c_real, p.d_inner - 1u);
+    let per_unit = select(4u, 8u, WEIGHT_F16);
+    let units = (p.dt_rank + per_unit - 1u) / per_unit;
+    var dot_part = 0.0;
+    for (var k = s; k < p.dt_rank; k += STATE_LANES) {
+        dot_part = fma(dt_weight(c, k, units), xdbl[row * p.xdbl_stride + k], dot_part);
+    }
+    let dt = softplus(channel_sum(slot, s, dot_part) + dt_b[c]);
+    let xv = x_y[row * p.d_inner + c];
+    let bc = row * p.xdbl_stride + p.dt_rank;
+    let hb = (b * p.d_inner + c) * p.d_state;
+    var c_dot_h = 0.0;
+    for (var n = s; n < p.d_state; n += STATE_LANES) {
+        let hn = fma(exp(dt * a[c * p.d_state + n]), h[hb + n], dt * xdbl[bc + n] * xv);
+        if (c_real < p.d_inner) {
+            h[hb + n] = hn;
+        }
+        c_dot_h = fma(hn, xdbl[bc + p.d_state + n], c_dot_h);
+    }
+    let total = channel_sum(slot, s, c_dot_h);
+    if (s == 0u && c_real < p.d_inner) {
+        x_y[row * p.d_inner + c] = gated(row, c, xv, total);
     }
 }

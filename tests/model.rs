@@ -111,7 +111,7 @@ fn mixed_decode_steps_equal_straight_prefills() {
     const TOL: f32 = 1e-4;
     let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
     let vocab = model.config.vocab_size as u32;
-    let prompts = vec![prompt(14, vocab, 7), prompt(14, vocab, 8)];
+    let prompts = [prompt(14, vocab, 7), prompt(14, vocab, 8)];
     let upto = |n: usize| prompts.iter().map(|p| p[..n].to_vec()).collect::<Vec<_>>();
     let at = |i: usize| prompts.iter().map(|p| p[i]).collect::<Vec<_>>();
     let straight = |n: usize| pollster::block_on(Session::new(model.clone(), 2).unwrap().prefill(&upto(n))).unwrap();

@@ -59,6 +59,11 @@ pub enum Kernel {
         blocks: bool,
         channels: u8,
     },
+    /// ScanStepDt with each channel spread over 16 invocations (GPUs).
+    ScanStepStates {
+        f16: bool,
+        blocks: bool,
+    },
     Argmax,
     /// Top-k candidates of a row of logits after the repetition penalty (sampling).
     TopK,
@@ -70,6 +75,8 @@ pub enum Kernel {
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
 pub const SCAN_CHUNK: u32 = 64;
+/// Channels per workgroup of shaders/scan_step.wgsl's step_dt_states (STATE_CHANNELS there).
+pub const SCAN_STEP_STATE_CHANNELS: u32 = 4;
 /// Channels per workgroup in shaders/scan_chunked.wgsl (CH there).
 pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 /// Largest d_state shaders/scan_chunked.wgsl holds in its carry (MAX_STATE there).
@@ -127,6 +134,7 @@ impl Kernel {
             Kernel::ScanStepDt { f16: f, blocks, channels } => {
                 ("scan_step.wgsl", "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }
+            Kernel::ScanStepStates { f16: f, blocks } => ("scan_step.wgsl", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),

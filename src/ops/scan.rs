@@ -5,7 +5,7 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, WG_64};
+use crate::gpu::kernels::{SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64};
 use crate::gpu::params::ScanParams;
 use crate::gpu::tensor::WeightLayout;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
@@ -105,10 +105,17 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
         check_len("scan_step_dt", what, buffer, elements)?;
     }
     let params = scan_params(op.batch, 1, op.d_inner, op.d_state, op.dt_rank);
-    let channels = step_channels(rec);
     let bindings = [(3, op.xdbl), (4, op.xz), (5, op.a), (6, op.d_skip), (7, op.h), (9, op.x_y), (10, &w.parts[0].buffer), (11, op.dt_bias)];
-    let kernel = Kernel::ScanStepDt { f16: w.dtype.is_f16(), blocks: w.layout == WeightLayout::RowBlocks, channels };
-    rec.dispatch_bindings(kernel, &params, &bindings, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
+    let (f16, blocks) = (w.dtype.is_f16(), w.layout == WeightLayout::RowBlocks);
+    // GPUs spread each channel over 16 invocations (parallelism); CPU devices give each
+    // invocation 4 channels (fewer loads).
+    let (kernel, workgroups) = if rec.ctx().gpu_kernels {
+        (Kernel::ScanStepStates { f16, blocks }, groups(op.d_inner, SCAN_STEP_STATE_CHANNELS))
+    } else {
+        let channels = step_channels(rec);
+        (Kernel::ScanStepDt { f16, blocks, channels }, groups(op.d_inner, WG_64 * channels as u32))
+    };
+    rec.dispatch_bindings(kernel, &params, &bindings, [workgroups, op.batch, 1])
 }
 
 /// Both scan shaders' parameters: x_proj's output rows are dt_low | B | C, and z is the second
