@@ -13,6 +13,8 @@
 //   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
 //   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
+//   Where the device has 64-bit integers, its units load as two u64 instead of four u32
+//   (shaders/weight_units_int64.wgsl): half the lane-by-lane loads.
 // - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
 //   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
 //   per layer).
@@ -51,7 +53,8 @@ const ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // (BATCH, x_stride), f32
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;  // units of W (n, k), see the layouts above
+// @binding(2): W's units (n, k), in the layouts above, read through w_unit(i), declared by the
+// module's first part: shaders/weight_units.wgsl (four u32) or weight_units_int64.wgsl (two u64).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
@@ -152,7 +155,7 @@ fn row_sums(flat: u32, wg: u32) -> u32 {
     var acc_hi = vec4<f32>(0.0);  // batch rows 4..7
     if (n < p.n) {
         for (var j = lane; j < units; j += LANES) {
-            let unit = w[n * units + j];
+            let unit = w_unit(n * units + j);
             for (var m = 0u; m < min(BATCH, 4u); m++) {
                 acc_lo[m] += unit_dot_x(unit, m, j, wide);
             }
@@ -277,7 +280,7 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
 // Rows past the block's end repeat its last row; their sums are not stored.
 fn accumulate_rows(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32) {
     for (var r = 0u; r < ROWS; r++) {
-        let unit = w[column + min(t * ROWS + r, size - 1u)];
+        let unit = w_unit(column + min(t * ROWS + r, size - 1u));
         for (var m = 0u; m < BATCH; m++) {
             (*acc)[r * BATCH + m] += unit_dot(unit, xs, m);
         }

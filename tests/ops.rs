@@ -44,10 +44,12 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
     // Both styles (CPU devices: weights in row blocks, 8 rows per matvec invocation, the direct
-    // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), and weights
-    // split into many parts.
+    // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), weights
+    // split into many parts, and the CPU style's weight loads as u32 where the device would
+    // load them as u64 (the default where it has 64-bit integers).
     let [cpu, gpu] = common::both_styles();
-    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap()];
+    let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
+    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads];
     let mut case = 0u64;
     for &(m, n, k) in &[
         (1usize, 1usize, 1usize),
@@ -66,7 +68,11 @@ fn linear_matches_reference() {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
                 let split = variant == 2;
-                let style = if ctx.gpu_kernels { "gpu" } else { "cpu" };
+                let style = match (ctx.gpu_kernels, ctx.int64_loads) {
+                    (true, _) => "gpu",
+                    (false, true) => "cpu, u64 loads",
+                    (false, false) => "cpu, u32 loads",
+                };
                 // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
                 let aligned = !case.is_multiple_of(3);
                 let x_offset = if aligned { 4 } else { 3 };

@@ -1,7 +1,9 @@
-//! Every shaders/*.wgsl parses and validates with naga, fits WebGPU's default limits
-//! (16 KiB workgroup memory, 256 invocations, 8 storage buffers per stage), and translates to
-//! SPIR-V, MSL and HLSL for every entry point and every value of its `override` constants,
-//! so a shader that Vulkan, Metal or DX12 would reject fails here, on any machine.
+//! Every shader module (the shaders/*.wgsl files, alone or joined as gpu::kernels::MODULES
+//! lists them) parses and validates with naga, fits WebGPU's default limits (16 KiB workgroup
+//! memory, 256 invocations, 8 storage buffers per stage), and translates to SPIR-V, MSL and
+//! HLSL for every entry point and every value of its `override` constants, so a shader that
+//! Vulkan, Metal or DX12 would reject fails here, on any machine. Modules that use 64-bit
+//! integers are checked with that one capability added (they run only where the device has it).
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ShaderStage};
@@ -23,34 +25,49 @@ fn shader_files() -> Vec<(String, String)> {
     files
 }
 
-fn validate(module: &naga::Module) -> Result<naga::valid::ModuleInfo, String> {
+fn validate(module: &naga::Module, int64: bool) -> Result<naga::valid::ModuleInfo, String> {
     // No optional capabilities beyond f16 packing in f32 (unpack2x16float), which WebGPU
-    // guarantees on every device; naga lists it because some GL targets lack it.
-    Validator::new(ValidationFlags::all(), Capabilities::SHADER_FLOAT16_IN_FLOAT32).validate(module).map_err(|e| format!("{e:?}"))
+    // guarantees on every device (naga lists it because some GL targets lack it), and 64-bit
+    // integers in the modules meant for devices that have them.
+    let mut capabilities = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    capabilities.set(Capabilities::SHADER_INT64, int64);
+    Validator::new(ValidationFlags::all(), capabilities).validate(module).map_err(|e| format!("{e:?}"))
 }
 
 #[test]
-fn every_shader_is_listed_in_the_kernel_table() {
+fn every_shader_is_embedded_and_in_a_module() {
+    use mamba_wgpu::gpu::kernels::{MODULES, SHADERS};
     for (name, source) in shader_files() {
-        let embedded = mamba_wgpu::gpu::kernels::SHADERS.iter().find(|(n, _)| *n == name);
+        let embedded = SHADERS.iter().find(|(n, _)| *n == name);
         assert_eq!(embedded.map(|(_, s)| *s), Some(source.as_str()), "{name} is not embedded in gpu::kernels::SHADERS");
+        assert!(MODULES.iter().any(|m| m.files.contains(&name.as_str())), "{name} is in no module of gpu::kernels::MODULES");
     }
 }
 
 #[test]
-fn every_shader_validates_fits_webgpu_limits_and_translates() {
+fn every_module_validates_fits_webgpu_limits_and_translates() {
     let mut failures = Vec::new();
-    for (name, source) in shader_files() {
-        if let Err(e) = check_shader(&source) {
-            failures.push(format!("{name}: {e}"));
+    for module in mamba_wgpu::gpu::kernels::MODULES {
+        if let Err(e) = check_module(&mamba_wgpu::gpu::kernels::module_source(module.name), module.int64) {
+            failures.push(format!("{}: {e}", module.name));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-fn check_shader(source: &str) -> Result<(), String> {
+/// A module marked int64 runs only where the device has 64-bit integers: it should need them.
+#[test]
+fn int64_modules_need_the_capability() {
+    for module in mamba_wgpu::gpu::kernels::MODULES.iter().filter(|m| m.int64) {
+        let source = mamba_wgpu::gpu::kernels::module_source(module.name);
+        let parsed = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source)).unwrap();
+        assert!(validate(&parsed, false).is_err(), "{} validates without 64-bit integers: it need not be an int64 module", module.name);
+    }
+}
+
+fn check_module(source: &str, int64: bool) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    let info = validate(&module)?;
+    let info = validate(&module, int64)?;
 
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).map_err(|e| format!("{e:?}"))?;
@@ -91,7 +108,7 @@ fn check_shader(source: &str) -> Result<(), String> {
             if invocations == 0 || invocations > MAX_INVOCATIONS {
                 return Err(format!("{} with {constants:?}: {invocations} invocations per workgroup", ep.name));
             }
-            translate(&resolved, &resolved_info, &ep.name).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
+            translate(&resolved, &resolved_info, &ep.name, int64).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
         }
     }
     Ok(())
@@ -108,14 +125,21 @@ fn override_values(name: &str) -> Result<&'static [f64], String> {
     }
 }
 
-fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str) -> Result<(), String> {
+/// `int64`: translate for the language versions 64-bit integers need (MSL 2.3, HLSL shader
+/// model 6.0), as wgpu does on devices that have them.
+fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str, int64: bool) -> Result<(), String> {
     let spv_pipeline = naga::back::spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string() };
     naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline)).map_err(|e| format!("SPIR-V: {e:?}"))?;
 
     let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())), ..Default::default() };
-    naga::back::msl::write_string(module, info, &Default::default(), &msl_pipeline).map_err(|e| format!("MSL: {e:?}"))?;
+    let mut msl_options = naga::back::msl::Options::default();
+    let mut hlsl_options = naga::back::hlsl::Options::default();
+    if int64 {
+        msl_options.lang_version = (2, 3);
+        hlsl_options.shader_model = naga::back::hlsl::ShaderModel::V6_0;
+    }
+    naga::back::msl::write_string(module, info, &msl_options, &msl_pipeline).map_err(|e| format!("MSL: {e:?}"))?;
 
-    let hlsl_options = naga::back::hlsl::Options::default();
     let hlsl_pipeline = naga::back::hlsl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())) };
     let mut hlsl = String::new();
     naga::back::hlsl::Writer::new(&mut hlsl, &hlsl_options, &hlsl_pipeline).write(module, info, None).map_err(|e| format!("HLSL: {e:?}"))?;

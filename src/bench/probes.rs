@@ -35,15 +35,16 @@ where
 }
 
 /// The read bandwidth of a streaming kernel over a buffer larger than any cache, in GB/s: the
-/// faster of two access patterns (shaders/read_bandwidth.wgsl), one that suits GPUs and one
-/// that suits CPU devices. Measured again next to each decode measurement, since a shared
+/// fastest of its access patterns (shaders/read_bandwidth.wgsl), one that suits GPUs and one
+/// that suits CPU devices, and the latter with 64-bit loads where the device has them
+/// (shaders/read_bandwidth_int64.wgsl). Measured again next to each decode measurement, since a shared
 /// machine's bandwidth drifts.
 pub struct BandwidthProbe {
     bytes: u64,
     src: wgpu::Buffer,
     sums: wgpu::Buffer,
     /// One per pattern: a tape replays a fixed kernel sequence.
-    tapes: [Tape; 2],
+    tapes: [Tape; 3],
 }
 
 /// Invocations of the grid-strided pattern: enough to fill a big GPU, few enough that each
@@ -54,22 +55,28 @@ const CHUNKS: u32 = 2048;
 
 impl BandwidthProbe {
     pub fn new(ctx: &GpuContext) -> Self {
-        // A whole number of 16-byte elements per chunk.
-        let bytes = ctx.max_binding_bytes.min(512 << 20) / (16 * CHUNKS as u64) * (16 * CHUNKS as u64);
+        // A whole number of 32-byte elements per chunk.
+        let bytes = ctx.max_binding_bytes.min(512 << 20) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64);
         BandwidthProbe {
             bytes,
             src: storage(ctx, "bandwidth source", (bytes / 4) as usize),
             sums: storage(ctx, "bandwidth sums", STRIDED_THREADS as usize),
-            tapes: [Tape::new(ctx, "bandwidth strided", 1), Tape::new(ctx, "bandwidth chunks", 1)],
+            tapes: [Tape::new(ctx, "bandwidth strided", 1), Tape::new(ctx, "bandwidth chunks", 1), Tape::new(ctx, "bandwidth chunks u64", 1)],
         }
     }
 
-    /// One measurement in GB/s: the faster pattern, each the best of its repetitions.
+    /// One measurement in GB/s: the fastest pattern, each the best of its repetitions.
     pub fn measure(&mut self, ctx: &GpuContext) -> Result<f64> {
-        let patterns = [(Kernel::ReadBandwidth, STRIDED_THREADS, STRIDED_THREADS / 256), (Kernel::ReadBandwidthChunks, CHUNKS * 8, CHUNKS)];
+        let patterns = [
+            (Kernel::ReadBandwidth, STRIDED_THREADS, STRIDED_THREADS / 256),
+            (Kernel::ReadBandwidthChunks, CHUNKS * 8, CHUNKS),
+            (Kernel::ReadBandwidthChunksInt64, CHUNKS * 8, CHUNKS),
+        ];
+        // The 64-bit loads where the device has them (the CPU-device matvec uses them too).
+        let count = if ctx.adapter.shader_int64 { 3 } else { 2 };
         let (src, sums) = (&self.src, &self.sums);
         let mut best = 0.0f64;
-        for ((kernel, threads, workgroups), tape) in patterns.into_iter().zip(&mut self.tapes) {
+        for ((kernel, threads, workgroups), tape) in patterns.into_iter().zip(&mut self.tapes).take(count) {
             let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads, _pad: [0; 2] };
             let seconds = time_best(ctx, tape, 4, |rec| rec.dispatch(kernel, &params, &[src, sums], [workgroups, 1, 1]))?;
             best = best.max(self.bytes as f64 / seconds / 1e9);

@@ -22,6 +22,9 @@ pub struct AdapterSummary {
     pub max_invocations_per_workgroup: u32,
     pub max_storage_buffers_per_stage: u32,
     pub shader_f16: bool,
+    /// 64-bit integers in shaders (SHADER_INT64; native Vulkan, Metal and DX12 only): enabled on
+    /// the device where the adapter has them.
+    pub shader_int64: bool,
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -43,6 +46,9 @@ pub struct GpuContext {
     /// in blocks of 64 rows, 8 rows per matvec invocation, a matmul without barriers, which
     /// cost more there than the caches save). See tensor::WeightLayout.
     pub gpu_kernels: bool,
+    /// The CPU-device matvec loads weights as u64 pairs (shaders/weight_units_int64.wgsl) instead
+    /// of u32 quads: set where the device has 64-bit integers.
+    pub int64_loads: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -78,10 +84,12 @@ impl GpuContext {
             max_buffer_size: supported.max_buffer_size,
             ..Default::default()
         };
+        // 64-bit integers let CPU devices load weights with half as many components.
+        let features = adapter.features() & wgpu::Features::SHADER_INT64;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("mamba-wgpu"),
-                required_features: wgpu::Features::empty(),
+                required_features: features,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -100,12 +108,14 @@ impl GpuContext {
             max_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
+            shader_int64: features.contains(wgpu::Features::SHADER_INT64),
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
         Ok(Arc::new(GpuContext {
             device,
             queue,
+            int64_loads: adapter.shader_int64,
             adapter,
             limits,
             max_binding_bytes,
@@ -130,6 +140,15 @@ impl GpuContext {
     /// or for CPU devices, whatever the adapter is: tests cover both everywhere.
     pub fn with_kernel_style(self: Arc<Self>, gpu_style: bool) -> Result<Arc<Self>> {
         self.reconfigured(|ctx| GpuContext { gpu_kernels: gpu_style, ..ctx })
+    }
+
+    /// A context whose CPU-device matvec loads weights as u32 quads even where the device has
+    /// 64-bit integers (`int64_loads` false; tests cover both loads).
+    pub fn with_int64_loads(self: Arc<Self>, int64: bool) -> Result<Arc<Self>> {
+        if int64 && !self.adapter.shader_int64 {
+            return Err(Error::invalid("context", format!("{} has no 64-bit integers in shaders", self.adapter.name)));
+        }
+        self.reconfigured(|ctx| GpuContext { int64_loads: int64, ..ctx })
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

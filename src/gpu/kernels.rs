@@ -1,5 +1,7 @@
-//! Typed kernel ids -> WGSL source, entry point and `override` constants; each pipeline is
-//! compiled once per context, on first use, and cached.
+//! Typed kernel ids -> shader module, entry point and `override` constants; each pipeline is
+//! compiled once per context, on first use, and cached. A module is one or more WGSL files
+//! put together (WGSL has no includes): that is how one kernel body gets its weights through
+//! 32-bit or 64-bit loads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -29,10 +31,12 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
     },
-    /// The matvec for weights in WeightLayout::RowBlocks (CPU devices).
+    /// The matvec for weights in WeightLayout::RowBlocks (CPU devices). `int64`: weights load
+    /// as u64 pairs (needs SHADER_INT64; shaders/weight_units_int64.wgsl).
     MatvecBlocks {
         f16: bool,
         batch: u8,
+        int64: bool,
     },
     /// Matvec for in_proj with the decode conv step fused into the store of its x half.
     MatvecConv {
@@ -43,6 +47,7 @@ pub enum Kernel {
     MatvecBlocksConv {
         f16: bool,
         batch: u8,
+        int64: bool,
     },
     ConvPrefill,
     ConvStateUpdate,
@@ -71,6 +76,8 @@ pub enum Kernel {
     ReadBandwidth,
     /// Benchmark probe: streaming reads, a contiguous chunk per workgroup.
     ReadBandwidthChunks,
+    /// ReadBandwidthChunks with 32-byte loads of u64 (needs SHADER_INT64).
+    ReadBandwidthChunksInt64,
 }
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
@@ -107,25 +114,62 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
+    ("read_bandwidth_int64.wgsl", include_str!("../../shaders/read_bandwidth_int64.wgsl")),
+    ("weight_units.wgsl", include_str!("../../shaders/weight_units.wgsl")),
+    ("weight_units_int64.wgsl", include_str!("../../shaders/weight_units_int64.wgsl")),
 ];
 
-fn shader_source(file: &str) -> &'static str {
-    SHADERS.iter().find(|(name, _)| *name == file).map(|(_, src)| *src).expect("every kernel names a file in SHADERS")
+/// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64).
+pub struct ModuleSpec {
+    pub name: &'static str,
+    pub files: &'static [&'static str],
+    pub int64: bool,
+}
+
+/// A module of one file, named after it.
+macro_rules! single {
+    ($file:literal) => {
+        ModuleSpec { name: $file, files: &[$file], int64: false }
+    };
+}
+
+/// Every shader module the kernels use.
+pub const MODULES: &[ModuleSpec] = &[
+    single!("embedding.wgsl"),
+    single!("add_rms_norm.wgsl"),
+    single!("matmul.wgsl"),
+    ModuleSpec { name: "matvec", files: &["weight_units.wgsl", "matvec.wgsl"], int64: false },
+    ModuleSpec { name: "matvec_int64", files: &["weight_units_int64.wgsl", "matvec.wgsl"], int64: true },
+    single!("conv1d.wgsl"),
+    single!("scan_chunked.wgsl"),
+    single!("scan_step.wgsl"),
+    single!("argmax.wgsl"),
+    single!("top_k.wgsl"),
+    single!("read_bandwidth.wgsl"),
+    ModuleSpec { name: "read_bandwidth_int64", files: &["read_bandwidth_int64.wgsl"], int64: true },
+];
+
+/// The WGSL of module `name`: its files joined.
+pub fn module_source(name: &str) -> String {
+    let module = MODULES.iter().find(|m| m.name == name).expect("every kernel names a module in MODULES");
+    let file = |f: &str| SHADERS.iter().find(|(n, _)| *n == f).map(|(_, src)| *src).expect("every module names files in SHADERS");
+    module.files.iter().map(|f| file(f)).collect::<Vec<_>>().join("\n")
 }
 
 impl Kernel {
-    /// (file, entry point, override constants)
+    /// (module, entry point, override constants)
     fn spec(self) -> (&'static str, &'static str, Vec<(&'static str, f64)>) {
         let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
+        let matvec = |int64: bool| if int64 { "matvec_int64" } else { "matvec" };
         match self {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
             Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
             Kernel::MatmulDirect { f16: f } => ("matmul.wgsl", "main_direct", vec![f16(f)]),
-            Kernel::Matvec { f16: f, batch } => ("matvec.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecBlocks { f16: f, batch } => ("matvec.wgsl", "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecConv { f16: f, batch } => ("matvec.wgsl", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecBlocksConv { f16: f, batch } => ("matvec.wgsl", "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocks { f16: f, batch, int64 } => (matvec(int64), "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecConv { f16: f, batch } => ("matvec", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocksConv { f16: f, batch, int64 } => (matvec(int64), "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
@@ -139,6 +183,7 @@ impl Kernel {
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
             Kernel::ReadBandwidthChunks => ("read_bandwidth.wgsl", "main_chunks", vec![]),
+            Kernel::ReadBandwidthChunksInt64 => ("read_bandwidth_int64", "main_chunks", vec![]),
         }
     }
 }
@@ -156,15 +201,15 @@ impl KernelCache {
         if let Some(p) = pipelines.get(&kernel) {
             return p.clone();
         }
-        let (file, entry, constants) = kernel.spec();
+        let (name, entry, constants) = kernel.spec();
         let module = {
             let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
             modules
-                .entry(file)
+                .entry(name)
                 .or_insert_with(|| {
                     device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(file),
-                        source: wgpu::ShaderSource::Wgsl(shader_source(file).into()),
+                        label: Some(name),
+                        source: wgpu::ShaderSource::Wgsl(module_source(name).into()),
                     })
                 })
                 .clone()
