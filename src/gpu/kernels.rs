@@ -21,9 +21,11 @@ pub enum Kernel {
     Matmul {
         f16: bool,
     },
-    /// The matmul for CPU devices: no workgroup memory, no barriers.
+    /// The matmul for CPU devices: no workgroup memory, no barriers. `int64`: weights load as
+    /// u64 (needs SHADER_INT64; shaders/weight_units_int64.wgsl).
     MatmulDirect {
         f16: bool,
+        int64: bool,
     },
     /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers.
     /// Weights in WeightLayout::RowMajor (GPUs).
@@ -137,7 +139,8 @@ macro_rules! single {
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
-    single!("matmul.wgsl"),
+    ModuleSpec { name: "matmul", files: &["weight_units.wgsl", "matmul.wgsl"], int64: false },
+    ModuleSpec { name: "matmul_int64", files: &["weight_units_int64.wgsl", "matmul.wgsl"], int64: true },
     ModuleSpec { name: "matvec", files: &["weight_units.wgsl", "matvec.wgsl"], int64: false },
     ModuleSpec { name: "matvec_int64", files: &["weight_units_int64.wgsl", "matvec.wgsl"], int64: true },
     single!("conv1d.wgsl"),
@@ -164,8 +167,8 @@ impl Kernel {
         match self {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
-            Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
-            Kernel::MatmulDirect { f16: f } => ("matmul.wgsl", "main_direct", vec![f16(f)]),
+            Kernel::Matmul { f16: f } => ("matmul", "main", vec![f16(f)]),
+            Kernel::MatmulDirect { f16: f, int64 } => (if int64 { "matmul_int64" } else { "matmul" }, "main_direct", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch, int64 } => (matvec(int64), "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecConv { f16: f, batch } => ("matvec", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),

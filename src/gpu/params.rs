@@ -43,7 +43,7 @@ pub struct LinearParams {
     pub bias_offset: u32,
     pub has_bias: u32,
     pub activation: u32,
-    /// matvec only: rows of W and X are 16-byte aligned (vec4 loads)
+    /// matvec and matmul main_direct: rows of X are 16-byte aligned and k fills whole units of W (vec4 loads of X)
     pub wide: u32,
     /// matvec main_conv / main_blocks_conv only: rows of W below this get the conv step (in_proj's x half)
     pub conv_channels: u32,

@@ -99,7 +99,8 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         None => &placeholder,
     };
     let f16 = op.weight.dtype.is_f16();
-    // matvec loads X 16 bytes at a time when its rows are aligned and k fills whole units of W.
+    // matvec and main_direct load X 16 bytes at a time when its rows are aligned and k fills
+    // whole units of W.
     let wide = k.is_multiple_of(op.weight.dtype.elements_per_unit() as u32) && op.x_stride.is_multiple_of(4) && op.x_offset.is_multiple_of(4);
     for part in &op.weight.parts {
         let params = LinearParams {
@@ -136,7 +137,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
             (true, WeightLayout::RowBlocks) => (Kernel::MatvecBlocks { f16, batch, int64 }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1]),
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
             (false, WeightLayout::RowBlocks) => {
-                (Kernel::MatmulDirect { f16 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
+                (Kernel::MatmulDirect { f16, int64 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
             }
         };
         rec.dispatch(kernel, &params, &buffers, workgroups)?;

@@ -1,0 +1,89 @@
+//! Interleaved A/B on a CPU device: the CPU-device matvec and matmul loading weights as u32
+//! against u64 (shaders/weight_units.wgsl vs weight_units_int64.wgsl), on a synthetic model:
+//! `cargo run --release --example int64_loads_ab -- [SHAPE] [f16|f32]` (default mamba-130m f16).
+//!
+//! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
+//! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
+//! than the difference measured. Prints the mean of each and checks that both produced the
+//! same tokens.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
+use mamba_wgpu::{GpuContext, LoadOptions, Model, Session, WeightDtype};
+
+const ROUNDS: usize = 20;
+const PROMPT_LEN: usize = 64;
+const STEPS_PER_ROUND: usize = 3;
+
+/// One variant's session and running totals.
+struct Run {
+    session: Session,
+    tokens: Vec<u32>,
+    prefill_seconds: f64,
+    step_seconds: f64,
+}
+
+fn main() -> mamba_wgpu::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let shape = args.first().map_or("mamba-130m", |s| s.as_str());
+    let dtype = match args.get(1).map(|s| s.as_str()) {
+        None | Some("f16") => WeightDtype::F16,
+        Some("f32") => WeightDtype::F32,
+        Some(other) => return Err(mamba_wgpu::Error::invalid("dtype", format!("`{other}`: expected f16 or f32"))),
+    };
+    let config = config_for(shape)?;
+    let prompt: Vec<u32> = (0..PROMPT_LEN as u32).map(|i| 1 + i * 7 % 1000).collect();
+
+    let mut runs = Vec::new();
+    for int64 in [false, true] {
+        let ctx = pollster::block_on(GpuContext::new(None))?.with_kernel_style(false)?;
+        if !ctx.adapter.shader_int64 {
+            return Err(mamba_wgpu::Error::invalid("adapter", format!("{} has no 64-bit integers: nothing to compare", ctx.adapter.name)));
+        }
+        if !int64 {
+            println!("adapter: {}; {shape} {dtype:?}, CPU-device kernels", ctx.adapter);
+        }
+        let ctx = ctx.with_int64_loads(int64)?;
+        let source = SyntheticModel { config: config.clone(), name: shape.to_string(), dtype };
+        let model = pollster::block_on(Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
+        let mut session = Session::new(Arc::new(model), 1)?;
+        // Warm-up: pipelines, tapes.
+        let tokens = pollster::block_on(session.prefill_greedy(std::slice::from_ref(&prompt)))?;
+        pollster::block_on(session.step_greedy(&tokens))?;
+        runs.push(Run { session, tokens: Vec::new(), prefill_seconds: 0.0, step_seconds: 0.0 });
+    }
+    for _ in 0..ROUNDS {
+        for run in &mut runs {
+            run.session.reset();
+            let start = Instant::now();
+            let mut tokens = pollster::block_on(run.session.prefill_greedy(std::slice::from_ref(&prompt)))?;
+            run.prefill_seconds += start.elapsed().as_secs_f64();
+            run.tokens.extend(&tokens);
+            let start = Instant::now();
+            for _ in 0..STEPS_PER_ROUND {
+                tokens = pollster::block_on(run.session.step_greedy(&tokens))?;
+                run.tokens.extend(&tokens);
+            }
+            run.step_seconds += start.elapsed().as_secs_f64() / STEPS_PER_ROUND as f64;
+        }
+    }
+    for (run, loads) in runs.iter().zip(["u32", "u64"]) {
+        println!(
+            "{loads} loads: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds)",
+            (ROUNDS * PROMPT_LEN) as f64 / run.prefill_seconds,
+            run.step_seconds / ROUNDS as f64 * 1e3
+        );
+    }
+    println!(
+        "u64 / u32 speed: prefill {:.3}x, decode {:.3}x",
+        runs[0].prefill_seconds / runs[1].prefill_seconds,
+        runs[0].step_seconds / runs[1].step_seconds
+    );
+    if runs[0].tokens != runs[1].tokens {
+        return Err(mamba_wgpu::Error::invalid("tokens", "the two loads produced different tokens"));
+    }
+    println!("same tokens: yes");
+    Ok(())
+}
