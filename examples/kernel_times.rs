@@ -96,7 +96,7 @@ fn report(name: &str, seconds: f64, figure: &str) {
 
 fn main() -> mamba_wgpu::Result<()> {
     let ctx = pollster::block_on(GpuContext::new(None))?;
-    let bandwidth = BandwidthProbe::new(&ctx).measure(&ctx)?;
+    let bandwidth = BandwidthProbe::new(&ctx)?.measure(&ctx)?;
     println!("adapter: {} ({} kernels)", ctx.adapter.name, if ctx.gpu_kernels { "GPU" } else { "CPU-device" });
     println!("baselines: streaming read {bandwidth:.1} GB/s; empty dispatch {:.1} us\n", empty_dispatch(&ctx) * 1e6);
 

@@ -13,7 +13,7 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> src: array<vec4<u64>>;
-@group(0) @binding(2) var<storage, read_write> sums: array<f32>;  // (threads)
+@group(0) @binding(2) var<storage, read_write> sums: array<u32>;  // (threads): low 32 bits of each sum
 
 // Workgroup g reads 32-byte elements g * chunk .. (g + 1) * chunk.
 @compute @workgroup_size(8)
@@ -24,5 +24,5 @@ fn main_chunks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g
     for (var i = t; i < chunk; i += 8u) {
         acc += src[first + i];
     }
-    sums[g.x * 8u + t] = f32(u32(acc.x + acc.y + acc.z + acc.w));
+    sums[g.x * 8u + t] = u32(acc.x + acc.y + acc.z + acc.w);
 }

@@ -601,3 +601,14 @@ fn top_k_candidates_match_reference() {
         }
     }
 }
+
+/// The benchmark's bandwidth probe checks, when it is built, that each of its patterns read
+/// the whole buffer it is timed on (every invocation's sum against the count of elements it
+/// should have read), so the roofline cannot come from a kernel that skips data.
+#[test]
+fn bandwidth_probe_reads_every_byte_it_times() {
+    let ctx = common::ctx();
+    let mut probe = mamba_wgpu::bench::probes::BandwidthProbe::new(&ctx).unwrap_or_else(|e| panic!("{e}"));
+    let gb_s = probe.measure(&ctx).unwrap();
+    assert!(gb_s.is_finite() && gb_s > 0.0, "bandwidth {gb_s} GB/s");
+}

@@ -66,7 +66,7 @@ impl BenchOptions {
 pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
-    let mut probe = probes::BandwidthProbe::new(&ctx);
+    let mut probe = probes::BandwidthProbe::new(&ctx)?;
     let bandwidth = probe.measure(&ctx)?;
     log(&format!("read bandwidth: {bandwidth:.1} GB/s"));
     let (chunked, sequential) = probes::scan_seconds(&ctx, options.scan_len, 1536, 16)?;

@@ -3,8 +3,9 @@
 
 use std::time::Instant;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::params::BandwidthParams;
+use crate::gpu::readback::read_f32;
 use crate::gpu::tensor::{storage, upload_f32};
 use crate::gpu::{GpuContext, Kernel, Tape};
 use crate::ops::scan::{selective_scan, Scan, ScanKind};
@@ -37,8 +38,8 @@ where
 /// The read bandwidth of a streaming kernel over a buffer larger than any cache, in GB/s: the
 /// fastest of its access patterns (shaders/read_bandwidth.wgsl), one that suits GPUs and one
 /// that suits CPU devices, and the latter with 64-bit loads where the device has them
-/// (shaders/read_bandwidth_int64.wgsl). Measured again next to each decode measurement, since a shared
-/// machine's bandwidth drifts.
+/// (shaders/read_bandwidth_int64.wgsl). Measured again next to each decode measurement, since
+/// a shared machine's bandwidth drifts.
 pub struct BandwidthProbe {
     bytes: u64,
     src: wgpu::Buffer,
@@ -53,35 +54,94 @@ const STRIDED_THREADS: u32 = 256 * 2048;
 /// Workgroups (of 8) of the chunked pattern: many chunks, so that every core gets several.
 const CHUNKS: u32 = 2048;
 
+/// (kernel, invocations, workgroups) of each pattern; the last one needs 64-bit integers.
+const PATTERNS: [(Kernel, u32, u32); 3] = [
+    (Kernel::ReadBandwidth, STRIDED_THREADS, STRIDED_THREADS / 256),
+    (Kernel::ReadBandwidthChunks, CHUNKS * 8, CHUNKS),
+    (Kernel::ReadBandwidthChunksInt64, CHUNKS * 8, CHUNKS),
+];
+
 impl BandwidthProbe {
-    pub fn new(ctx: &GpuContext) -> Self {
+    /// Runs every pattern once and checks each invocation's sum, so a pattern that skipped part
+    /// of the buffer cannot pass for a fast one.
+    pub fn new(ctx: &GpuContext) -> Result<Self> {
         // A whole number of 32-byte elements per chunk.
         let bytes = ctx.max_binding_bytes.min(512 << 20) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64);
-        BandwidthProbe {
+        let mut probe = BandwidthProbe {
             bytes,
             src: storage(ctx, "bandwidth source", (bytes / 4) as usize),
             sums: storage(ctx, "bandwidth sums", STRIDED_THREADS as usize),
             tapes: [Tape::new(ctx, "bandwidth strided", 1), Tape::new(ctx, "bandwidth chunks", 1), Tape::new(ctx, "bandwidth chunks u64", 1)],
+        };
+        probe.check(ctx)?;
+        Ok(probe)
+    }
+
+    /// The patterns this device runs: the 64-bit loads where it has them (the CPU-device
+    /// matvec uses them too).
+    fn pattern_count(ctx: &GpuContext) -> usize {
+        if ctx.adapter.shader_int64 {
+            3
+        } else {
+            2
         }
     }
 
     /// One measurement in GB/s: the fastest pattern, each the best of its repetitions.
     pub fn measure(&mut self, ctx: &GpuContext) -> Result<f64> {
-        let patterns = [
-            (Kernel::ReadBandwidth, STRIDED_THREADS, STRIDED_THREADS / 256),
-            (Kernel::ReadBandwidthChunks, CHUNKS * 8, CHUNKS),
-            (Kernel::ReadBandwidthChunksInt64, CHUNKS * 8, CHUNKS),
-        ];
-        // The 64-bit loads where the device has them (the CPU-device matvec uses them too).
-        let count = if ctx.adapter.shader_int64 { 3 } else { 2 };
         let (src, sums) = (&self.src, &self.sums);
         let mut best = 0.0f64;
-        for ((kernel, threads, workgroups), tape) in patterns.into_iter().zip(&mut self.tapes).take(count) {
-            let params = BandwidthParams { n_vec4: (self.bytes / 16) as u32, threads, _pad: [0; 2] };
+        for (&(kernel, threads, workgroups), tape) in PATTERNS.iter().zip(&mut self.tapes).take(Self::pattern_count(ctx)) {
+            let params = pattern_params(self.bytes, threads);
             let seconds = time_best(ctx, tape, 4, |rec| rec.dispatch(kernel, &params, &[src, sums], [workgroups, 1, 1]))?;
             best = best.max(self.bytes as f64 / seconds / 1e9);
         }
         Ok(best)
+    }
+
+    /// Every word of the source is 1.0 for the f32 patterns and 1 for the u64 one, so each
+    /// invocation's sum is known exactly (`expected_sum`).
+    fn check(&mut self, ctx: &GpuContext) -> Result<()> {
+        for (&(kernel, threads, workgroups), tape) in PATTERNS.iter().zip(&mut self.tapes).take(Self::pattern_count(ctx)) {
+            let word = if kernel == Kernel::ReadBandwidthChunksInt64 { 1u32 } else { 1.0f32.to_bits() };
+            ctx.queue.write_buffer(&self.src, 0, bytemuck::cast_slice(&vec![word; (self.bytes / 4) as usize]));
+            let params = pattern_params(self.bytes, threads);
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            let mut rec = tape.record(ctx);
+            rec.dispatch(kernel, &params, &[&self.src, &self.sums], [workgroups, 1, 1])?;
+            rec.encode(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            let sums = pollster::block_on(read_f32(ctx, &self.sums, threads as usize))?;
+            for (i, got) in sums.iter().enumerate() {
+                let (got, want) = (got.to_bits(), expected_sum_bits(kernel, self.bytes, threads, i as u32));
+                if got != want {
+                    return Err(Error::Gpu(format!(
+                        "bandwidth probe {kernel:?}: invocation {i} stored {got:#010x}, expected {want:#010x}: it does not read the buffer it is timed on"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The parameters of a pattern of `threads` invocations over `bytes`.
+fn pattern_params(bytes: u64, threads: u32) -> BandwidthParams {
+    BandwidthParams { n_vec4: (bytes / 16) as u32, threads, _pad: [0; 2] }
+}
+
+/// The bits that invocation `i` of a pattern stores (shaders/read_bandwidth.wgsl and
+/// read_bandwidth_int64.wgsl): the f32 patterns sum 1.0 four times per element they read; the
+/// u64 one sums four u64 of 2^32 + 1 per element and stores the low 32 bits as a u32.
+fn expected_sum_bits(kernel: Kernel, bytes: u64, threads: u32, i: u32) -> u32 {
+    // Elements i, i + step, ... below `len` (counted from the invocation's first).
+    let reads = |len: u32, first: u32, step: u32| if first < len { (len - first).div_ceil(step) } else { 0 };
+    let n_vec4 = (bytes / 16) as u32;
+    let chunk = |elements: u32| elements / (threads / 8);
+    match kernel {
+        Kernel::ReadBandwidth => (4.0 * reads(n_vec4, i, threads) as f32).to_bits(),
+        Kernel::ReadBandwidthChunks => (4.0 * reads(chunk(n_vec4), i % 8, 8) as f32).to_bits(),
+        _ => 4 * reads(chunk(n_vec4 / 2), i % 8, 8),
     }
 }
 
