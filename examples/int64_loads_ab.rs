@@ -1,5 +1,5 @@
 //! Interleaved A/B on a CPU device: the CPU-device matvec and matmul loading weights as u32
-//! against u64 (shaders/weight_units.wgsl vs weight_units_int64.wgsl), on a synthetic model:
+//! against u64 (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl), on a synthetic model:
 //! `cargo run --release --example int64_loads_ab -- [SHAPE] [f16|f32]` (default mamba-130m f16).
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see

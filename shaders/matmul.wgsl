@@ -12,10 +12,11 @@
 //   there and caches do the staging): each invocation computes a 4x4 block straight from
 //   memory, 4 k at a time. A CPU device loads every component lane by lane, so the loads are
 //   as wide as they can be: X a vec4 at a time where its rows are 16-byte aligned, W as u64
-//   where the device has 64-bit integers (shaders/weight_units_int64.wgsl). Together 1.25-1.6x
+//   where the device has 64-bit integers (shaders/matrix_loads_int64.wgsl). Together 1.25-1.6x
 //   faster than scalar loads on lavapipe at the x_proj, out_proj and in_proj shapes.
-// W is read through the functions of the module's first part, shaders/weight_units.wgsl or
-// weight_units_int64.wgsl (@binding(2): W in units of 16 bytes).
+// @binding(1) X (m, x_stride), f32, and @binding(2) W in 16-byte units are read through the
+// functions of the module's first part, shaders/matrix_loads.wgsl (u32 loads) or
+// matrix_loads_int64.wgsl (u64 loads).
 
 override WEIGHT_F16: bool = false;
 
@@ -44,7 +45,6 @@ const PER: u32 = 4u;     // outputs per invocation along each axis
 const LANES: u32 = 16u;  // invocations along each axis
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // (m, x_stride), f32
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (m, y_stride)
 
@@ -57,7 +57,7 @@ fn units_per_row() -> u32 {
 }
 
 fn x_at(i: u32) -> f32 {
-    return x[i >> 2u][i & 3u];
+    return x_elem(i);
 }
 
 // W[n, kk] in the row-major layout (main).
@@ -141,7 +141,7 @@ fn store_row(r: u32, c0: u32, acc: vec4<f32>) {
 fn x_vec(r: u32, k: u32, wide: bool) -> vec4<f32> {
     let base = r * p.x_stride + p.x_offset + k;
     if (wide) {
-        return x[base / 4u];
+        return x_quad(base / 4u);
     }
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {

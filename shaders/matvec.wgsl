@@ -13,8 +13,8 @@
 //   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
 //   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
-//   Where the device has 64-bit integers, its units load as two u64 instead of four u32
-//   (shaders/weight_units_int64.wgsl): half the lane-by-lane loads.
+//   Where the device has 64-bit integers, X and W load as u64 instead of u32
+//   (shaders/matrix_loads_int64.wgsl): half the lane-by-lane loads.
 // - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
 //   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
 //   per layer).
@@ -52,9 +52,9 @@ const BLOCK_WG: u32 = 8u;
 const ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;  // (BATCH, x_stride), f32
-// @binding(2): W's units (n, k), in the layouts above, read through w_unit(i), declared by the
-// module's first part: shaders/weight_units.wgsl (four u32) or weight_units_int64.wgsl (two u64).
+// @binding(1) X (BATCH, x_stride), f32, and @binding(2) W's units (n, k) in the layouts above,
+// read through x_quad, x_elem and w_unit, which the module's first part declares:
+// shaders/matrix_loads.wgsl (u32 loads) or matrix_loads_int64.wgsl (u64 loads).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
@@ -72,7 +72,7 @@ fn units_per_row() -> u32 {
 
 fn x_at(m: u32, kk: u32) -> f32 {
     let i = m * p.x_stride + p.x_offset + kk;
-    return x[i >> 2u][i & 3u];
+    return x_elem(i);
 }
 
 // Elements 4 * q .. 4 * q + 3 of row m of X (q counts vec4s), zero past k. `wide` is
@@ -80,7 +80,7 @@ fn x_at(m: u32, kk: u32) -> f32 {
 // sides of a branch inside a loop, so main_blocks branches once, outside its loop.
 fn x_vec(m: u32, q: u32, wide: bool) -> vec4<f32> {
     if (wide) {
-        return x[(m * p.x_stride + p.x_offset) / 4u + q];
+        return x_quad((m * p.x_stride + p.x_offset) / 4u + q);
     }
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {

@@ -46,8 +46,8 @@ pub struct GpuContext {
     /// in blocks of 64 rows, 8 rows per matvec invocation, a matmul without barriers, which
     /// cost more there than the caches save). See tensor::WeightLayout.
     pub gpu_kernels: bool,
-    /// The CPU-device matvec loads weights as u64 pairs (shaders/weight_units_int64.wgsl) instead
-    /// of u32 quads: set where the device has 64-bit integers.
+    /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl)
+    /// instead of u32: set where the device has 64-bit integers.
     pub int64_loads: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
@@ -142,8 +142,8 @@ impl GpuContext {
         self.reconfigured(|ctx| GpuContext { gpu_kernels: gpu_style, ..ctx })
     }
 
-    /// A context whose CPU-device matvec loads weights as u32 quads even where the device has
-    /// 64-bit integers (`int64_loads` false; tests cover both loads).
+    /// A context whose CPU-device matvec and matmul load with 32-bit components even where the
+    /// device has 64-bit integers (`int64_loads` false; tests cover both loads).
     pub fn with_int64_loads(self: Arc<Self>, int64: bool) -> Result<Arc<Self>> {
         if int64 && !self.adapter.shader_int64 {
             return Err(Error::invalid("context", format!("{} has no 64-bit integers in shaders", self.adapter.name)));

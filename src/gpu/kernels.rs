@@ -21,8 +21,8 @@ pub enum Kernel {
     Matmul {
         f16: bool,
     },
-    /// The matmul for CPU devices: no workgroup memory, no barriers. `int64`: weights load as
-    /// u64 (needs SHADER_INT64; shaders/weight_units_int64.wgsl).
+    /// The matmul for CPU devices: no workgroup memory, no barriers. `int64`: X and W load as
+    /// u64 (needs SHADER_INT64; shaders/matrix_loads_int64.wgsl).
     MatmulDirect {
         f16: bool,
         int64: bool,
@@ -33,8 +33,8 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
     },
-    /// The matvec for weights in WeightLayout::RowBlocks (CPU devices). `int64`: weights load
-    /// as u64 pairs (needs SHADER_INT64; shaders/weight_units_int64.wgsl).
+    /// The matvec for weights in WeightLayout::RowBlocks (CPU devices). `int64`: X and W load
+    /// as u64 (needs SHADER_INT64; shaders/matrix_loads_int64.wgsl).
     MatvecBlocks {
         f16: bool,
         batch: u8,
@@ -117,8 +117,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
     ("read_bandwidth_int64.wgsl", include_str!("../../shaders/read_bandwidth_int64.wgsl")),
-    ("weight_units.wgsl", include_str!("../../shaders/weight_units.wgsl")),
-    ("weight_units_int64.wgsl", include_str!("../../shaders/weight_units_int64.wgsl")),
+    ("matrix_loads.wgsl", include_str!("../../shaders/matrix_loads.wgsl")),
+    ("matrix_loads_int64.wgsl", include_str!("../../shaders/matrix_loads_int64.wgsl")),
 ];
 
 /// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64).
@@ -139,10 +139,10 @@ macro_rules! single {
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
-    ModuleSpec { name: "matmul", files: &["weight_units.wgsl", "matmul.wgsl"], int64: false },
-    ModuleSpec { name: "matmul_int64", files: &["weight_units_int64.wgsl", "matmul.wgsl"], int64: true },
-    ModuleSpec { name: "matvec", files: &["weight_units.wgsl", "matvec.wgsl"], int64: false },
-    ModuleSpec { name: "matvec_int64", files: &["weight_units_int64.wgsl", "matvec.wgsl"], int64: true },
+    ModuleSpec { name: "matmul", files: &["matrix_loads.wgsl", "matmul.wgsl"], int64: false },
+    ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "matmul.wgsl"], int64: true },
+    ModuleSpec { name: "matvec", files: &["matrix_loads.wgsl", "matvec.wgsl"], int64: false },
+    ModuleSpec { name: "matvec_int64", files: &["matrix_loads_int64.wgsl", "matvec.wgsl"], int64: true },
     single!("conv1d.wgsl"),
     single!("scan_chunked.wgsl"),
     single!("scan_step.wgsl"),

@@ -1,0 +1,32 @@
+// Loads of X (f32 activations) and W (weights in 16-byte units: 4 f32 or 8 packed f16 of a
+// row) as 32-bit components: the first part of the matvec and matmul modules
+// (src/gpu/kernels.rs, MODULES). shaders/matrix_loads_int64.wgsl declares the same bindings and
+// functions with 64-bit loads. Each function loads as few components as its caller needs.
+
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+
+// Elements 4q .. 4q + 3 of X.
+fn x_quad(q: u32) -> vec4<f32> {
+    return x[q];
+}
+
+// Element i of X.
+fn x_elem(i: u32) -> f32 {
+    return x[i >> 2u][i & 3u];
+}
+
+// Unit i of W.
+fn w_unit(i: u32) -> vec4<u32> {
+    return w[i];
+}
+
+// Words i and i + 1 of W, i even (half a unit).
+fn w_pair(i: u32) -> vec2<u32> {
+    return vec2<u32>(w[i >> 2u][i & 3u], w[i >> 2u][(i & 3u) + 1u]);
+}
+
+// Word i of W (an f32 or two packed f16).
+fn w_word(i: u32) -> u32 {
+    return w[i >> 2u][i & 3u];
+}
