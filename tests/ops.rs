@@ -45,8 +45,8 @@ fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
     // Both styles (CPU devices: weights in row blocks, 8 rows per matvec invocation, the direct
     // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), weights
-    // split into many parts, and the CPU style's weight loads as u32 where the device would
-    // load them as u64 (the default where it has 64-bit integers).
+    // split into many parts, and the CPU style loading X and W with 32-bit components where the
+    // device would use 64-bit ones (the default where it has 64-bit integers).
     let [cpu, gpu] = common::both_styles();
     let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
     let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads];

@@ -100,11 +100,16 @@ impl BandwidthProbe {
     }
 
     /// Every word of the source is 1.0 for the f32 patterns and 1 for the u64 one, so each
-    /// invocation's sum is known exactly (`expected_sum`).
+    /// invocation's sum is known exactly (`expected_sum_bits`).
     fn check(&mut self, ctx: &GpuContext) -> Result<()> {
+        const FILL_BYTES: u64 = 16 << 20; // written a slice at a time: bytes is up to 512 MiB
         for (&(kernel, threads, workgroups), tape) in PATTERNS.iter().zip(&mut self.tapes).take(Self::pattern_count(ctx)) {
             let word = if kernel == Kernel::ReadBandwidthChunksInt64 { 1u32 } else { 1.0f32.to_bits() };
-            ctx.queue.write_buffer(&self.src, 0, bytemuck::cast_slice(&vec![word; (self.bytes / 4) as usize]));
+            let fill = vec![word; (FILL_BYTES.min(self.bytes) / 4) as usize];
+            for offset in (0..self.bytes).step_by(FILL_BYTES as usize) {
+                let len = FILL_BYTES.min(self.bytes - offset) as usize;
+                ctx.queue.write_buffer(&self.src, offset, &bytemuck::cast_slice(&fill)[..len]);
+            }
             let params = pattern_params(self.bytes, threads);
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
             let mut rec = tape.record(ctx);

@@ -84,7 +84,7 @@ impl GpuContext {
             max_buffer_size: supported.max_buffer_size,
             ..Default::default()
         };
-        // 64-bit integers let CPU devices load weights with half as many components.
+        // 64-bit integers let CPU devices load X and W with half as many components.
         let features = adapter.features() & wgpu::Features::SHADER_INT64;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {

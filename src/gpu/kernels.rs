@@ -133,9 +133,13 @@ macro_rules! single {
     ($file:literal) => {
         ModuleSpec { name: $file, files: &[$file], int64: false }
     };
+    ($file:literal, int64) => {
+        ModuleSpec { name: $file, files: &[$file], int64: true }
+    };
 }
 
-/// Every shader module the kernels use.
+/// Every shader module the kernels use. The matrix kernels' modules begin with the part that
+/// loads X and W, with 32-bit or (CPU devices that have them) 64-bit components.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
@@ -149,7 +153,7 @@ pub const MODULES: &[ModuleSpec] = &[
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
-    ModuleSpec { name: "read_bandwidth_int64", files: &["read_bandwidth_int64.wgsl"], int64: true },
+    single!("read_bandwidth_int64.wgsl", int64),
 ];
 
 /// The WGSL of module `name`: its files joined.
@@ -164,11 +168,12 @@ impl Kernel {
     fn spec(self) -> (&'static str, &'static str, Vec<(&'static str, f64)>) {
         let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
         let matvec = |int64: bool| if int64 { "matvec_int64" } else { "matvec" };
+        let matmul = |int64: bool| if int64 { "matmul_int64" } else { "matmul" };
         match self {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
             Kernel::Matmul { f16: f } => ("matmul", "main", vec![f16(f)]),
-            Kernel::MatmulDirect { f16: f, int64 } => (if int64 { "matmul_int64" } else { "matmul" }, "main_direct", vec![f16(f)]),
+            Kernel::MatmulDirect { f16: f, int64 } => (matmul(int64), "main_direct", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch, int64 } => (matvec(int64), "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecConv { f16: f, batch } => ("matvec", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
@@ -186,7 +191,7 @@ impl Kernel {
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),
             Kernel::ReadBandwidthChunks => ("read_bandwidth.wgsl", "main_chunks", vec![]),
-            Kernel::ReadBandwidthChunksInt64 => ("read_bandwidth_int64", "main_chunks", vec![]),
+            Kernel::ReadBandwidthChunksInt64 => ("read_bandwidth_int64.wgsl", "main_chunks", vec![]),
         }
     }
 }
