@@ -68,11 +68,7 @@ fn linear_matches_reference() {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
                 let split = variant == 2;
-                let style = match (ctx.gpu_kernels, ctx.int64_loads) {
-                    (true, _) => "gpu",
-                    (false, true) => "cpu, u64 loads",
-                    (false, false) => "cpu, u32 loads",
-                };
+                let style = ctx.kernel_style();
                 // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
                 let aligned = !case.is_multiple_of(3);
                 let x_offset = if aligned { 4 } else { 3 };

@@ -44,6 +44,8 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: String,
     pub device_type: String,
+    /// The kernel variants measured (GpuContext::kernel_style).
+    pub kernels: String,
     /// Seconds since the Unix epoch.
     pub timestamp: u64,
     /// The best read bandwidth the streaming kernel reached in the run.
@@ -60,6 +62,7 @@ impl BenchReport {
             adapter: ctx.adapter.name.clone(),
             backend: ctx.adapter.backend.clone(),
             device_type: ctx.adapter.device_type.clone(),
+            kernels: ctx.kernel_style().to_string(),
             timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             read_bandwidth_gb_s,
             scan_speedup,
@@ -74,10 +77,11 @@ impl BenchReport {
 
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({}, {})\nread bandwidth (streaming kernel): {:.1} GB/s\nchunked scan vs sequential scan (L={}, d_inner=1536, d_state=16): {:.2}x\n\n{}\n",
+            "adapter: {} ({}, {}; {} kernels)\nread bandwidth (streaming kernel): {:.1} GB/s\nchunked scan vs sequential scan (L={}, d_inner=1536, d_state=16): {:.2}x\n\n{}\n",
             self.adapter,
             self.backend,
             self.device_type,
+            self.kernels,
             self.read_bandwidth_gb_s,
             self.scan_len,
             self.scan_speedup,

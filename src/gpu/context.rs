@@ -142,6 +142,16 @@ impl GpuContext {
         self.reconfigured(|ctx| GpuContext { gpu_kernels: gpu_style, ..ctx })
     }
 
+    /// Which kernel variants run, for reports: "GPU", or "CPU-device" with the load width of
+    /// its matrix kernels.
+    pub fn kernel_style(&self) -> &'static str {
+        match (self.gpu_kernels, self.int64_loads) {
+            (true, _) => "GPU",
+            (false, true) => "CPU-device, 64-bit loads",
+            (false, false) => "CPU-device, 32-bit loads",
+        }
+    }
+
     /// A context whose CPU-device matvec and matmul load with 32-bit components even where the
     /// device has 64-bit integers (`int64_loads` false; tests cover both loads).
     pub fn with_int64_loads(self: Arc<Self>, int64: bool) -> Result<Arc<Self>> {
