@@ -97,7 +97,7 @@ fn report(name: &str, seconds: f64, figure: &str) {
 fn main() -> mamba_wgpu::Result<()> {
     let ctx = pollster::block_on(GpuContext::new(None))?;
     let bandwidth = BandwidthProbe::new(&ctx)?.measure(&ctx)?;
-    println!("adapter: {} ({} kernels)", ctx.adapter.name, ctx.kernel_style());
+    println!("adapter: {}; kernels: {}", ctx.adapter.name, ctx.kernel_style());
     println!("baselines: streaming read {bandwidth:.1} GB/s; empty dispatch {:.1} us\n", empty_dispatch(&ctx) * 1e6);
 
     // mamba-130m: d_model, d_inner, d_state, dt_rank, vocab; prefill chunk of 512 tokens.

@@ -77,7 +77,7 @@ impl BenchReport {
 
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({}, {}; {} kernels)\nread bandwidth (streaming kernel): {:.1} GB/s\nchunked scan vs sequential scan (L={}, d_inner=1536, d_state=16): {:.2}x\n\n{}\n",
+            "adapter: {} ({}, {})\nkernels: {}\nread bandwidth (streaming kernel): {:.1} GB/s\nchunked scan vs sequential scan (L={}, d_inner=1536, d_state=16): {:.2}x\n\n{}\n",
             self.adapter,
             self.backend,
             self.device_type,
