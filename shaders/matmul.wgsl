@@ -56,10 +56,6 @@ fn units_per_row() -> u32 {
     return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
 }
 
-fn x_at(i: u32) -> f32 {
-    return x_elem(i);
-}
-
 // W[n, kk] in the row-major layout (main).
 fn weight(n: u32, kk: u32) -> f32 {
     let i = n * units_per_row() * select(4u, 8u, WEIGHT_F16) + kk;
@@ -96,7 +92,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
             let gk = k0 + kk;
             var xv = 0.0;
             if (row0 + r < p.m && gk < p.k) {
-                xv = x_at((row0 + r) * p.x_stride + p.x_offset + gk);
+                xv = x_elem((row0 + r) * p.x_stride + p.x_offset + gk);
             }
             x_tile[r][kk] = xv;
             var wv = 0.0;
@@ -146,7 +142,7 @@ fn x_vec(r: u32, k: u32, wide: bool) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     for (var i = 0u; i < 4u; i++) {
         if (k + i < p.k) {
-            v[i] = x_at(base + i);
+            v[i] = x_elem(base + i);
         }
     }
     return v;
