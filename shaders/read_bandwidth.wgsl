@@ -1,6 +1,7 @@
 // Read bandwidth probe for benchmarks: streams a buffer larger than the caches with 16-byte
-// loads; every invocation writes one sum, so the reads cannot be optimised away. Decode is a
-// stream of weight reads, so the faster of the two access patterns is its roofline:
+// loads; every invocation writes one sum, so the reads cannot be optimised away (and the probe
+// checks the sums once). Decode is a stream of weight reads, so the fastest access pattern,
+// these two or shaders/read_bandwidth_int64.wgsl's, is its roofline:
 // - main (GPUs): grid-strided, neighbouring invocations read neighbouring vec4s at every step
 //   (coalesced loads from a grid wide enough to keep the memory busy).
 // - main_chunks (CPU devices, which run a workgroup's invocations as the SIMD lanes of one

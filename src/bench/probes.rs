@@ -103,12 +103,17 @@ impl BandwidthProbe {
     /// invocation's sum is known exactly (`expected_sum_bits`).
     fn check(&mut self, ctx: &GpuContext) -> Result<()> {
         const FILL_BYTES: u64 = 16 << 20; // written a slice at a time: bytes is up to 512 MiB
+        let mut filled_with = None;
         for (&(kernel, threads, workgroups), tape) in PATTERNS.iter().zip(&mut self.tapes).take(Self::pattern_count(ctx)) {
             let word = if kernel == Kernel::ReadBandwidthChunksInt64 { 1u32 } else { 1.0f32.to_bits() };
-            let fill = vec![word; (FILL_BYTES.min(self.bytes) / 4) as usize];
-            for offset in (0..self.bytes).step_by(FILL_BYTES as usize) {
-                let len = FILL_BYTES.min(self.bytes - offset) as usize;
-                ctx.queue.write_buffer(&self.src, offset, &bytemuck::cast_slice(&fill)[..len]);
+            // The two f32 patterns share one fill.
+            if filled_with != Some(word) {
+                let fill = vec![word; (FILL_BYTES.min(self.bytes) / 4) as usize];
+                for offset in (0..self.bytes).step_by(FILL_BYTES as usize) {
+                    let len = FILL_BYTES.min(self.bytes - offset) as usize;
+                    ctx.queue.write_buffer(&self.src, offset, &bytemuck::cast_slice(&fill)[..len]);
+                }
+                filled_with = Some(word);
             }
             let params = pattern_params(self.bytes, threads);
             let mut encoder = ctx.device.create_command_encoder(&Default::default());
