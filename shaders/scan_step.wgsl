@@ -30,11 +30,13 @@ struct Params {
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;           // (batch, t_len, d_inner) conv output
 @group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
-@group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride)
 @group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
-@group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log)
+// @binding(3) x_proj's output (batch, t_len, xdbl_stride), @binding(5) A (d_inner, d_state)
+// = -exp(A_log) and @binding(7) h (batch, d_inner, d_state): the module's first part declares
+// them, with step_channels (the state update of one time step), dt_low4 and the element
+// accessors xdbl_at, state_a, state_h, set_state_h: shaders/scan_state.wgsl (one value per
+// load) or scan_state_quads.wgsl (four).
 @group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
-@group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
 @group(0) @binding(9) var<storage, read_write> x_y: array<f32>;   // step_dt: (batch, d_inner) conv output in, y out
 @group(0) @binding(10) var<storage, read> dt_w: array<vec4<u32>>; // step_dt: dt_proj (d_inner, dt_rank) in 16-byte units
@@ -59,26 +61,6 @@ fn channels_from(c0: u32) -> vec4<u32> {
         ch[r] = min(c0 + r, p.d_inner - 1u);
     }
     return ch;
-}
-
-// One time step (row) of the channels c0 + r: updates h, returns sum_n C[n] h[n] per channel.
-fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: vec4<f32>) -> vec4<f32> {
-    let hb = b * p.d_inner * p.d_state;
-    let bc = row * p.xdbl_stride + p.dt_rank;
-    var acc = vec4<f32>(0.0);
-    for (var n = 0u; n < p.d_state; n++) {
-        let b_n = xdbl[bc + n];
-        let c_n = xdbl[bc + p.d_state + n];
-        for (var r = 0u; r < CHANNELS; r++) {
-            let i = hb + ch[r] * p.d_state + n;
-            let hn = fma(exp(dtv[r] * a[ch[r] * p.d_state + n]), h[i], dtv[r] * b_n * xv[r]);
-            if (c0 + r < p.d_inner) {
-                h[i] = hn;
-            }
-            acc[r] = fma(hn, c_n, acc[r]);
-        }
-    }
-    return acc;
 }
 
 // y = (C . h + D x) * silu(z) for channel c of a row.
@@ -118,15 +100,6 @@ fn dt_unit(c: u32, j: u32, units: u32) -> vec4<u32> {
         return dt_w[first * units + j * min(64u, p.d_inner - first) + c - first];
     }
     return dt_w[c * units + j];
-}
-
-// dt_low[k .. k + 4] of a row of x_proj's output, zero past dt_rank.
-fn dt_low4(row: u32, k: u32) -> vec4<f32> {
-    var v = vec4<f32>(0.0);
-    for (var e = 0u; e < 4u; e++) {
-        v[e] = select(0.0, xdbl[row * p.xdbl_stride + min(k + e, p.dt_rank - 1u)], k + e < p.dt_rank);
-    }
-    return v;
 }
 
 @compute @workgroup_size(64)
@@ -231,7 +204,7 @@ fn step_dt_states(@builtin(local_invocation_index) flat: u32, @builtin(workgroup
     let units = (p.dt_rank + per_unit - 1u) / per_unit;
     var dot_part = 0.0;
     for (var k = s; k < p.dt_rank; k += STATE_LANES) {
-        dot_part = fma(dt_weight(c, k, units), xdbl[row * p.xdbl_stride + k], dot_part);
+        dot_part = fma(dt_weight(c, k, units), xdbl_at(row * p.xdbl_stride + k), dot_part);
     }
     let dt = softplus(channel_sum(slot, s, dot_part) + dt_b[c]);
     let xv = x_y[row * p.d_inner + c];
@@ -239,11 +212,11 @@ fn step_dt_states(@builtin(local_invocation_index) flat: u32, @builtin(workgroup
     let hb = (b * p.d_inner + c) * p.d_state;
     var c_dot_h = 0.0;
     for (var n = s; n < p.d_state; n += STATE_LANES) {
-        let hn = fma(exp(dt * a[c * p.d_state + n]), h[hb + n], dt * xdbl[bc + n] * xv);
+        let hn = fma(exp(dt * state_a(c * p.d_state + n)), state_h(hb + n), dt * xdbl_at(bc + n) * xv);
         if (c_real < p.d_inner) {
-            h[hb + n] = hn;
+            set_state_h(hb + n, hn);
         }
-        c_dot_h = fma(hn, xdbl[bc + p.d_state + n], c_dot_h);
+        c_dot_h = fma(hn, xdbl_at(bc + p.d_state + n), c_dot_h);
     }
     let total = channel_sum(slot, s, c_dot_h);
     if (s == 0u && c_real < p.d_inner) {

@@ -56,8 +56,11 @@ pub enum Kernel {
     ConvStep,
     ScanChunked,
     /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
+    /// `quads`: the state loads 4 states at a time (shaders/scan_state_quads.wgsl; CPU
+    /// devices, d_state a multiple of 4).
     ScanStep {
         channels: u8,
+        quads: bool,
     },
     /// The decode scan step with the dt projection fused in; `f16` and `blocks`: dt_proj's
     /// storage and layout (WeightLayout::RowBlocks).
@@ -65,6 +68,7 @@ pub enum Kernel {
         f16: bool,
         blocks: bool,
         channels: u8,
+        quads: bool,
     },
     /// ScanStepDt with each channel spread over 16 invocations (GPUs).
     ScanStepStates {
@@ -113,6 +117,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
+    ("scan_state.wgsl", include_str!("../../shaders/scan_state.wgsl")),
+    ("scan_state_quads.wgsl", include_str!("../../shaders/scan_state_quads.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
@@ -139,7 +145,8 @@ macro_rules! single {
 }
 
 /// Every shader module the kernels use. The matrix kernels' modules begin with the part that
-/// loads X and W, with 32-bit or (CPU devices that have them) 64-bit components.
+/// loads X and W, with 32-bit or (CPU devices that have them) 64-bit components; the scan
+/// step's with the part that holds the state, one or four states per load.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
@@ -149,7 +156,8 @@ pub const MODULES: &[ModuleSpec] = &[
     ModuleSpec { name: "matvec_int64", files: &["matrix_loads_int64.wgsl", "matvec.wgsl"], int64: true },
     single!("conv1d.wgsl"),
     single!("scan_chunked.wgsl"),
-    single!("scan_step.wgsl"),
+    ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false },
+    ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false },
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
@@ -169,6 +177,7 @@ impl Kernel {
         let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
         let matvec = |int64: bool| if int64 { "matvec_int64" } else { "matvec" };
         let matmul = |int64: bool| if int64 { "matmul_int64" } else { "matmul" };
+        let scan_step = |quads: bool| if quads { "scan_step_quads" } else { "scan_step" };
         match self {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
@@ -182,11 +191,11 @@ impl Kernel {
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
-            Kernel::ScanStep { channels } => ("scan_step.wgsl", "main", vec![("CHANNELS", channels as f64)]),
-            Kernel::ScanStepDt { f16: f, blocks, channels } => {
-                ("scan_step.wgsl", "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
+            Kernel::ScanStep { channels, quads } => (scan_step(quads), "main", vec![("CHANNELS", channels as f64)]),
+            Kernel::ScanStepDt { f16: f, blocks, channels, quads } => {
+                (scan_step(quads), "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }
-            Kernel::ScanStepStates { f16: f, blocks } => ("scan_step.wgsl", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
+            Kernel::ScanStepStates { f16: f, blocks } => ("scan_step", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),

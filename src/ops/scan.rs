@@ -60,7 +60,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
         }
         ScanKind::Sequential => {
             let channels = step_channels(rec);
-            let kernel = Kernel::ScanStep { channels };
+            let kernel = Kernel::ScanStep { channels, quads: quads(rec, op.d_state, op.dt_rank) };
             rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
         }
     }
@@ -113,7 +113,7 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
         (Kernel::ScanStepStates { f16, blocks }, groups(op.d_inner, SCAN_STEP_STATE_CHANNELS))
     } else {
         let channels = step_channels(rec);
-        (Kernel::ScanStepDt { f16, blocks, channels }, groups(op.d_inner, WG_64 * channels as u32))
+        (Kernel::ScanStepDt { f16, blocks, channels, quads: quads(rec, op.d_state, op.dt_rank) }, groups(op.d_inner, WG_64 * channels as u32))
     };
     rec.dispatch_bindings(kernel, &params, &bindings, [workgroups, op.batch, 1])
 }
@@ -132,4 +132,12 @@ fn step_channels(rec: &Recorder) -> u8 {
     } else {
         4
     }
+}
+
+/// Whether the CPU-device scan steps load B, C, dt_low and the state four values at a time
+/// (shaders/scan_state_quads.wgsl): one vec4 access instead of four, where a CPU device pays
+/// per access. Needs d_state and dt_rank multiples of 4, so that B and C start on a vec4
+/// (every Mamba release: d_state 16, dt_rank d_model / 16).
+fn quads(rec: &Recorder, d_state: u32, dt_rank: u32) -> bool {
+    !rec.ctx().gpu_kernels && d_state.is_multiple_of(4) && dt_rank.is_multiple_of(4)
 }
