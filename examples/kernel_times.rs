@@ -3,31 +3,42 @@
 //!
 //! Each kernel is dispatched up to 50 times in one compute pass (each dispatch waits for the
 //! one before, as in a forward pass; fewer where one dispatch takes long, as on a CPU device),
-//! best of 4 submits. The prefill scans are timed by the benchmark's own scan comparison
+//! best of 4 submits. The same weights are read again and again there, so a cache may hold
+//! them; the last section therefore times a decode step of a synthetic 130m model (f16) kernel
+//! by kernel, each over the model's 24 layers with their own weights, against the whole step.
+//! The prefill scans are timed by the benchmark's own scan comparison
 //! (`bench::probes::scan_seconds`). Baselines from the same run: an empty
 //! dispatch (the fixed cost every kernel pays) and the streaming read bandwidth (what a matvec
 //! could reach). `mamba-wgpu bench` measures whole models; this says where a step's time goes.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mamba_wgpu::bench::probes::{scan_seconds, BandwidthProbe};
+use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
+use mamba_wgpu::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
+use mamba_wgpu::model::{LoadOptions, Model};
+use mamba_wgpu::ops::argmax::argmax;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
-use mamba_wgpu::ops::linear::{linear, Linear};
+use mamba_wgpu::ops::linear::{linear, linear_conv_step, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
 use mamba_wgpu::ops::scan::{scan_step_dt, ScanStepDt};
+use mamba_wgpu::WeightDtype;
 
 const REPS: usize = 50;
+/// Dispatches one timed submit may hold: REPS of one kernel, or a few decode steps.
+const MAX_DISPATCHES: usize = 1024;
 
 fn wait(ctx: &GpuContext) {
     let _ = ctx.device.poll(wgpu::PollType::wait_indefinitely());
 }
 
-/// Seconds per dispatch of `record` (which records one op), best of 4 submits.
+/// Seconds per call of `record` (which records one op, or a few), best of 4 submits.
 fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::Result<()>) -> mamba_wgpu::Result<f64> {
-    let mut tape = Tape::new(ctx, "kernel_times", REPS * 4);
-    let mut run = |reps: usize| -> mamba_wgpu::Result<f64> {
+    let mut tape = Tape::new(ctx, "kernel_times", MAX_DISPATCHES);
+    let mut run = |tape: &mut Tape, reps: usize| -> mamba_wgpu::Result<f64> {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         let mut rec = tape.record(ctx);
         for _ in 0..reps {
@@ -41,11 +52,12 @@ fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::R
         Ok(start.elapsed().as_secs_f64() / reps as f64)
     };
     // About 0.2 s per submit: REPS on a GPU, fewer on a CPU device.
-    let first = run(1)?;
-    let reps = ((0.2 / first) as usize).clamp(1, REPS);
+    let first = run(&mut tape, 1)?;
+    let dispatches_per_call = tape.slots().max(1);
+    let reps = ((0.2 / first) as usize).clamp(1, REPS).min(MAX_DISPATCHES / dispatches_per_call);
     let mut best = first;
     for _ in 0..4 {
-        best = best.min(run(reps)?);
+        best = best.min(run(&mut tape, reps)?);
     }
     Ok(best)
 }
@@ -192,5 +204,100 @@ fn main() -> mamba_wgpu::Result<()> {
             report(&format!("matmul {label} {rows}x{cols} {dtype}"), s, &format!("{:.0} GFLOP/s", 2.0 * (t * rows * cols) as f64 / s / 1e9));
         }
     }
+    decode_step_by_kernel(&ctx)
+}
+
+/// A decode step of a synthetic 130m model with f16 weights, kernel by kernel: each kind over
+/// the model's 24 layers with their own weights, as a step reads them, then the whole step.
+fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
+    let dtype = WeightDtype::F16;
+    let source = SyntheticModel { config: config_for("mamba-130m")?, name: "mamba-130m".into(), dtype };
+    let model = pollster::block_on(Model::load_checked(ctx.clone(), &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
+    let (state, s) = (StateBuffers::new(ctx, &model, 1), Scratch::new(ctx, &model, 1, 1));
+    let c = &model.config;
+    let (d, di, n, r, vocab) = (c.d_model as u32, c.d_inner as u32, c.d_state as u32, c.dt_rank as u32, c.vocab_size as u32);
+    let (w, layers) = (&model.weights, model.weights.layers.iter().enumerate());
+    let norm = |rec: &mut Recorder, weight| {
+        add_rms_norm(
+            rec,
+            &AddRmsNorm {
+                residual: &s.residual,
+                delta: Some(&s.mixer_out),
+                weight,
+                out: &s.normed,
+                d,
+                batch: 1,
+                t_len: 1,
+                last_only: true,
+                eps: 1e-5,
+            },
+        )
+    };
+    let parts = [
+        ("add_rms_norm", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| norm(rec, &l.norm)))?),
+        (
+            "in_proj + conv step",
+            time(ctx, |rec| {
+                layers.clone().try_for_each(|(i, l)| {
+                    let conv = Conv1d {
+                        x: &s.xz,
+                        x_stride: 2 * di,
+                        weight: &l.conv_weight,
+                        bias: l.conv_bias.as_ref(),
+                        state: &state.conv[i],
+                        out: &s.x_conv,
+                        batch: 1,
+                        t_len: 1,
+                        channels: di,
+                        k: c.d_conv as u32,
+                    };
+                    linear_conv_step(rec, &Linear::dense(&s.normed, 1, &l.in_proj, &s.xz), &conv)
+                })
+            })?,
+        ),
+        ("x_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.x_proj, &s.x_dbl))))?),
+        (
+            "scan step with dt",
+            time(ctx, |rec| {
+                layers.clone().try_for_each(|(i, l)| {
+                    let step = ScanStepDt {
+                        x_y: &s.x_conv,
+                        xdbl: &s.x_dbl,
+                        xz: &s.xz,
+                        a: &l.a,
+                        d_skip: &l.d_skip,
+                        h: &state.ssm[i],
+                        dt_proj: &l.dt_proj,
+                        dt_bias: &l.dt_proj_bias,
+                        batch: 1,
+                        d_inner: di,
+                        d_state: n,
+                        dt_rank: r,
+                    };
+                    scan_step_dt(rec, &step)
+                })
+            })?,
+        ),
+        ("out_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.out_proj, &s.mixer_out))))?),
+        (
+            "embedding, norm_f, lm_head, argmax",
+            time(ctx, |rec| {
+                mamba_wgpu::ops::embedding::embedding(rec, &w.embedding, &s.ids, 1, &s.residual)?;
+                norm(rec, &w.norm_f)?;
+                linear(rec, &Linear::dense(&s.normed, 1, w.lm_head(), &s.logits))?;
+                argmax(rec, &s.logits, 1, vocab, &s.next_ids)
+            })?,
+        ),
+    ];
+    let step = time(ctx, |rec| {
+        record_forward(rec, &model, &s, &state, 1, 1, LogitsOut::Last)?;
+        argmax(rec, &s.logits, 1, vocab, &s.next_ids)
+    })?;
+    println!("\ndecode step of a mamba-130m f16 model ({} layers), kernel by kernel", c.n_layer);
+    for (label, seconds) in parts {
+        println!("{label:<44} {:>9.2} ms  {:.0}% of the step", seconds * 1e3, 100.0 * seconds / step);
+    }
+    let sum: f64 = parts.iter().map(|p| p.1).sum();
+    println!("{:<44} {:>9.2} ms  (the whole step: {:.2} ms)", "sum", sum * 1e3, step * 1e3);
     Ok(())
 }
