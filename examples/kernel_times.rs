@@ -18,7 +18,7 @@ use mamba_wgpu::bench::probes::{scan_seconds, BandwidthProbe};
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
-use mamba_wgpu::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
+use mamba_wgpu::model::forward::{layer_conv, layer_scan_step, record_forward, LogitsOut, Scratch, StateBuffers};
 use mamba_wgpu::model::{LoadOptions, Model};
 use mamba_wgpu::ops::argmax::argmax;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
@@ -215,7 +215,7 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let model = pollster::block_on(Model::load_checked(ctx.clone(), &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
     let (state, s) = (StateBuffers::new(ctx, &model, 1), Scratch::new(ctx, &model, 1, 1));
     let c = &model.config;
-    let (d, di, n, r, vocab) = (c.d_model as u32, c.d_inner as u32, c.d_state as u32, c.dt_rank as u32, c.vocab_size as u32);
+    let (d, vocab) = (c.d_model as u32, c.vocab_size as u32);
     let (w, layers) = (&model.weights, model.weights.layers.iter().enumerate());
     let norm = |rec: &mut Recorder, weight| {
         add_rms_norm(
@@ -239,45 +239,12 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
             "in_proj + conv step",
             time(ctx, |rec| {
                 layers.clone().try_for_each(|(i, l)| {
-                    let conv = Conv1d {
-                        x: &s.xz,
-                        x_stride: 2 * di,
-                        weight: &l.conv_weight,
-                        bias: l.conv_bias.as_ref(),
-                        state: &state.conv[i],
-                        out: &s.x_conv,
-                        batch: 1,
-                        t_len: 1,
-                        channels: di,
-                        k: c.d_conv as u32,
-                    };
-                    linear_conv_step(rec, &Linear::dense(&s.normed, 1, &l.in_proj, &s.xz), &conv)
+                    linear_conv_step(rec, &Linear::dense(&s.normed, 1, &l.in_proj, &s.xz), &layer_conv(&model, &s, &state, i, 1, 1))
                 })
             })?,
         ),
         ("x_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.x_proj, &s.x_dbl))))?),
-        (
-            "scan step with dt",
-            time(ctx, |rec| {
-                layers.clone().try_for_each(|(i, l)| {
-                    let step = ScanStepDt {
-                        x_y: &s.x_conv,
-                        xdbl: &s.x_dbl,
-                        xz: &s.xz,
-                        a: &l.a,
-                        d_skip: &l.d_skip,
-                        h: &state.ssm[i],
-                        dt_proj: &l.dt_proj,
-                        dt_bias: &l.dt_proj_bias,
-                        batch: 1,
-                        d_inner: di,
-                        d_state: n,
-                        dt_rank: r,
-                    };
-                    scan_step_dt(rec, &step)
-                })
-            })?,
-        ),
+        ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1))))?),
         ("out_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.out_proj, &s.mixer_out))))?),
         (
             "embedding, norm_f, lm_head, argmax",

@@ -141,40 +141,14 @@ pub fn record_forward(
         // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding on a
         // CPU device)
         let in_proj = Linear { bias: layer.in_proj_bias.as_ref(), ..Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz) };
-        let conv = Conv1d {
-            x: &s.xz,
-            x_stride: 2 * di,
-            weight: &layer.conv_weight,
-            bias: layer.conv_bias.as_ref(),
-            state: &state.conv[i],
-            out: &s.x_conv,
-            batch,
-            t_len,
-            channels: di,
-            k: c.d_conv as u32,
-        };
-        linear_conv_step(rec, &in_proj, &conv)?;
+        linear_conv_step(rec, &in_proj, &layer_conv(model, s, state, i, batch, t_len))?;
         // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
         linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
         // mixer_out = out_proj . y (+ bias), y from one of the two scan paths below
         let y = if t_len == 1 && layer.dt_proj.parts.len() == 1 {
             // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
             // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
-            let step = ScanStepDt {
-                x_y: &s.x_conv,
-                xdbl: &s.x_dbl,
-                xz: &s.xz,
-                a: &layer.a,
-                d_skip: &layer.d_skip,
-                h: &state.ssm[i],
-                dt_proj: &layer.dt_proj,
-                dt_bias: &layer.dt_proj_bias,
-                batch,
-                d_inner: di,
-                d_state: n,
-                dt_rank: r,
-            };
-            scan_step_dt(rec, &step)?;
+            scan_step_dt(rec, &layer_scan_step(model, s, state, i, batch))?;
             &s.x_conv
         } else {
             // dt = softplus(dt_proj . dt_low + bias)
@@ -224,4 +198,42 @@ pub fn record_forward(
     add_rms_norm(rec, &AddRmsNorm { residual: &s.residual, delta, weight: &w.norm_f, out: &s.normed, d, batch, t_len, last_only, eps: c.norm_eps })?;
     let out_rows = if last_only { batch } else { rows };
     linear(rec, &Linear::dense(&s.normed, out_rows, w.lm_head(), target))
+}
+
+/// Layer i's causal conv1d + SiLU over the x half of in_proj's output, continuing its conv
+/// state (a decode step runs it inside in_proj's kernel where it can: `linear_conv_step`).
+pub fn layer_conv<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32, t_len: u32) -> Conv1d<'a> {
+    let (c, layer) = (&model.config, &model.weights.layers[i]);
+    Conv1d {
+        x: &s.xz,
+        x_stride: 2 * c.d_inner as u32,
+        weight: &layer.conv_weight,
+        bias: layer.conv_bias.as_ref(),
+        state: &state.conv[i],
+        out: &s.x_conv,
+        batch,
+        t_len,
+        channels: c.d_inner as u32,
+        k: c.d_conv as u32,
+    }
+}
+
+/// Layer i's decode scan step (one token per sequence) with the dt projection fused in; y
+/// overwrites the conv output in `x_conv`.
+pub fn layer_scan_step<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32) -> ScanStepDt<'a> {
+    let (c, layer) = (&model.config, &model.weights.layers[i]);
+    ScanStepDt {
+        x_y: &s.x_conv,
+        xdbl: &s.x_dbl,
+        xz: &s.xz,
+        a: &layer.a,
+        d_skip: &layer.d_skip,
+        h: &state.ssm[i],
+        dt_proj: &layer.dt_proj,
+        dt_bias: &layer.dt_proj_bias,
+        batch,
+        d_inner: c.d_inner as u32,
+        d_state: c.d_state as u32,
+        dt_rank: c.dt_rank as u32,
+    }
 }
