@@ -56,8 +56,8 @@ pub enum Kernel {
     ConvStep,
     ScanChunked,
     /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
-    /// `quads`: the state loads 4 states at a time (shaders/scan_state_quads.wgsl; CPU
-    /// devices, d_state a multiple of 4).
+    /// `quads`: B, C, dt_low, A and the state load 4 values at a time
+    /// (shaders/scan_state_quads.wgsl; CPU devices, d_state and dt_rank multiples of 4).
     ScanStep {
         channels: u8,
         quads: bool,
