@@ -73,6 +73,9 @@ run() {
     for part in "${parts[@]}"; do
         known_part "$part" || { echo "unknown part $part (tests, kernels, small, big16, big32)" >&2 && exit 2; }
     done
+    if [ ! -x "$bin/mamba-wgpu" ]; then
+        echo "no $bin/mamba-wgpu here: run tools/gpu_check.sh prepare first, and carry $bin along" >&2 && exit 2
+    fi
     mkdir -p "$out"
     # A bare machine may lack the Vulkan loader: unpack Debian's from .gl/ (see the device
     # notes) and point it at NVIDIA's driver where that is installed outside the usual places.
