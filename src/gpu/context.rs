@@ -49,6 +49,9 @@ pub struct GpuContext {
     /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl)
     /// instead of u32: set where the device has 64-bit integers.
     pub int64_loads: bool,
+    /// The CPU-device scan steps load B, C, dt_low, A and the state four values at a time
+    /// where d_state and dt_rank allow (shaders/scan_state_quads.wgsl). On by default.
+    pub scan_quads: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -116,6 +119,7 @@ impl GpuContext {
             device,
             queue,
             int64_loads: adapter.shader_int64,
+            scan_quads: true,
             adapter,
             limits,
             max_binding_bytes,
@@ -159,6 +163,12 @@ impl GpuContext {
             return Err(Error::invalid("context", format!("{} has no 64-bit integers in shaders", self.adapter.name)));
         }
         self.reconfigured(|ctx| GpuContext { int64_loads: int64, ..ctx })
+    }
+
+    /// A context whose CPU-device scan steps load one value at a time (`scan_quads` false), for
+    /// A/B measurements (examples/cpu_variants_ab.rs).
+    pub fn with_scan_quads(self: Arc<Self>, quads: bool) -> Result<Arc<Self>> {
+        self.reconfigured(|ctx| GpuContext { scan_quads: quads, ..ctx })
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

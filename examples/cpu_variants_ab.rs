@@ -1,6 +1,10 @@
-//! Interleaved A/B on a CPU device: the CPU-device matvec and matmul loading weights as u32
-//! against u64 (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl), on a synthetic model:
-//! `cargo run --release --example int64_loads_ab -- [SHAPE] [f16|f32]` (default mamba-130m f16).
+//! Interleaved A/B of a CPU-device kernel variant, on a synthetic model:
+//! `cargo run --release --example cpu_variants_ab -- VARIANT [SHAPE] [f16|f32]`
+//! (default mamba-130m f16). VARIANT is one of
+//! - `int64-loads`: the matvec and matmul loading X and W as u32 (A) or as u64 (B)
+//!   (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl);
+//! - `scan-quads`: the scan steps loading B, C, dt_low, A and the state one value (A) or four
+//!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl).
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
 //! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
@@ -25,10 +29,26 @@ struct Run {
     step_seconds: f64,
 }
 
+/// The context of side A (`on` false) or B (`on` true) of `variant`, with CPU-device kernels.
+fn context(variant: &str, on: bool) -> mamba_wgpu::Result<Arc<GpuContext>> {
+    let ctx = pollster::block_on(GpuContext::new(None))?.with_kernel_style(false)?;
+    match variant {
+        "int64-loads" => {
+            if !ctx.adapter.shader_int64 {
+                return Err(mamba_wgpu::Error::invalid("adapter", format!("{} has no 64-bit integers: nothing to compare", ctx.adapter.name)));
+            }
+            ctx.with_int64_loads(on)
+        }
+        "scan-quads" => ctx.with_scan_quads(on),
+        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads or scan-quads"))),
+    }
+}
+
 fn main() -> mamba_wgpu::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let shape = args.first().map_or("mamba-130m", |s| s.as_str());
-    let dtype = match args.get(1).map(|s| s.as_str()) {
+    let variant = args.first().map_or("", |s| s.as_str());
+    let shape = args.get(1).map_or("mamba-130m", |s| s.as_str());
+    let dtype = match args.get(2).map(|s| s.as_str()) {
         None | Some("f16") => WeightDtype::F16,
         Some("f32") => WeightDtype::F32,
         Some(other) => return Err(mamba_wgpu::Error::invalid("dtype", format!("`{other}`: expected f16 or f32"))),
@@ -37,15 +57,11 @@ fn main() -> mamba_wgpu::Result<()> {
     let prompt: Vec<u32> = (0..PROMPT_LEN as u32).map(|i| 1 + i * 7 % 1000).collect();
 
     let mut runs = Vec::new();
-    for int64 in [false, true] {
-        let ctx = pollster::block_on(GpuContext::new(None))?.with_kernel_style(false)?;
-        if !ctx.adapter.shader_int64 {
-            return Err(mamba_wgpu::Error::invalid("adapter", format!("{} has no 64-bit integers: nothing to compare", ctx.adapter.name)));
+    for on in [false, true] {
+        let ctx = context(variant, on)?;
+        if !on {
+            println!("adapter: {}; {shape} {dtype:?}, CPU-device kernels, {variant} off (A) against on (B)", ctx.adapter);
         }
-        if !int64 {
-            println!("adapter: {}; {shape} {dtype:?}, CPU-device kernels", ctx.adapter);
-        }
-        let ctx = ctx.with_int64_loads(int64)?;
         let source = SyntheticModel { config: config.clone(), name: shape.to_string(), dtype };
         let model = pollster::block_on(Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
         let mut session = Session::new(Arc::new(model), 1)?;
@@ -69,20 +85,20 @@ fn main() -> mamba_wgpu::Result<()> {
             run.step_seconds += start.elapsed().as_secs_f64() / STEPS_PER_ROUND as f64;
         }
     }
-    for (run, loads) in runs.iter().zip(["u32", "u64"]) {
+    for (run, side) in runs.iter().zip(["A (off)", "B (on)"]) {
         println!(
-            "{loads} loads: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds)",
+            "{side}: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds)",
             (ROUNDS * PROMPT_LEN) as f64 / run.prefill_seconds,
             run.step_seconds / ROUNDS as f64 * 1e3
         );
     }
     println!(
-        "u64 / u32 speed: prefill {:.3}x, decode {:.3}x",
+        "B / A speed: prefill {:.3}x, decode {:.3}x",
         runs[0].prefill_seconds / runs[1].prefill_seconds,
         runs[0].step_seconds / runs[1].step_seconds
     );
     if runs[0].tokens != runs[1].tokens {
-        return Err(mamba_wgpu::Error::invalid("tokens", "the two loads produced different tokens"));
+        return Err(mamba_wgpu::Error::invalid("tokens", "the two variants produced different tokens"));
     }
     println!("same tokens: yes");
     Ok(())
