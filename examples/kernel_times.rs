@@ -209,6 +209,7 @@ fn main() -> mamba_wgpu::Result<()> {
 
 /// A decode step of a synthetic 130m model with f16 weights, kernel by kernel: each kind over
 /// the model's 24 layers with their own weights, as a step reads them, then the whole step.
+/// (The synthetic model has no projection biases, so the plain linears below are its ops.)
 fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let dtype = WeightDtype::F16;
     let source = SyntheticModel { config: config_for("mamba-130m")?, name: "mamba-130m".into(), dtype };

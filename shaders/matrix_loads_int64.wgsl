@@ -3,7 +3,7 @@
 // shaders/matrix_loads.wgsl, with the same bindings and functions. lavapipe loads every
 // component of a storage-buffer load lane by lane, so two 8-byte components cost less than
 // four 4-byte ones: decode steps ran 1.13-1.20x and prefill 1.12-1.15x faster in interleaved
-// A/B runs on lavapipe (examples/int64_loads_ab.rs, mamba-130m f16 and f32).
+// A/B runs on lavapipe (examples/cpu_variants_ab.rs -- int64-loads, mamba-130m f16 and f32).
 // Little-endian, as every wgpu backend is: the low half of a u64 is the first 32-bit word.
 
 @group(0) @binding(1) var<storage, read> x: array<vec2<u64>>;

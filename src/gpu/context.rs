@@ -165,8 +165,8 @@ impl GpuContext {
         self.reconfigured(|ctx| GpuContext { int64_loads: int64, ..ctx })
     }
 
-    /// A context whose CPU-device scan steps load one value at a time (`scan_quads` false), for
-    /// A/B measurements (examples/cpu_variants_ab.rs).
+    /// A context whose CPU-device scan steps load four values at a time where they can (`true`,
+    /// the default) or one (`false`), for A/B measurements (examples/cpu_variants_ab.rs).
     pub fn with_scan_quads(self: Arc<Self>, quads: bool) -> Result<Arc<Self>> {
         self.reconfigured(|ctx| GpuContext { scan_quads: quads, ..ctx })
     }

@@ -134,11 +134,11 @@ fn step_channels(rec: &Recorder) -> u8 {
     }
 }
 
-/// Whether the CPU-device scan steps load B, C, dt_low and the state four values at a time
+/// Whether the CPU-device scan steps load B, C, dt_low, A and the state four values at a time
 /// (shaders/scan_state_quads.wgsl): one vec4 access instead of four, where a CPU device pays
 /// per access. Needs d_state and dt_rank multiples of 4, so that B and C start on a vec4
-/// (every Mamba release: d_state 16, dt_rank d_model / 16); `GpuContext::scan_quads` turns it
-/// off for A/B runs.
+/// (every Mamba release: d_state 16, dt_rank ceil(d_model / 16)); `GpuContext::scan_quads`
+/// turns it off for A/B runs.
 fn quads(rec: &Recorder, d_state: u32, dt_rank: u32) -> bool {
     let ctx = rec.ctx();
     !ctx.gpu_kernels && ctx.scan_quads && d_state.is_multiple_of(4) && dt_rank.is_multiple_of(4)
