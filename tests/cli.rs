@@ -281,3 +281,47 @@ fn ctrl_c_stops_generation_cleanly() {
         stderr.split("generated tokens: ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.parse().ok()).expect("count in summary");
     assert!(generated < 1_000_000 && generated > 0, "{stderr}");
 }
+
+/// `bench` on a checkpoint folder: the table on stdout, progress on stderr, and the JSON that
+/// issue 5 specifies (top-level adapter, backend, timestamp, read_bandwidth_gb_s, scan_speedup,
+/// results with model, dtype, batch, prompt_len, prefill_tokens_per_s, decode_tokens_per_s,
+/// decode_roofline_fraction, gpu_memory_bytes).
+#[test]
+fn bench_on_a_checkpoint_writes_the_specified_json() {
+    let fx = Fixture::load("mamba1-tiny");
+    let tmp = TempDir::new("bench-json");
+    let json = tmp.path().join("bench.json");
+    let json_str = json.to_str().expect("utf-8 temp path");
+    let args = ["bench", "--quick", "--model", &fx.dir_str(), "--dtype", "f32", "--batch", "2", "--prompt-len", "8", "--json", json_str];
+    let out = run_ok(&args);
+    assert!(out.stderr.contains("adapter: "), "progress goes to stderr: {}", out.stderr);
+    assert!(out.stdout.contains("read bandwidth (streaming kernel)") && out.stdout.contains("decode tok/s"), "{}", out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON file is written")).expect("valid JSON");
+    for key in ["adapter", "backend"] {
+        assert!(v[key].as_str().is_some_and(|s| !s.is_empty()), "{key}: {v}");
+    }
+    assert!(v["timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000), "timestamp in seconds: {v}");
+    for key in ["read_bandwidth_gb_s", "scan_speedup"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
+    }
+    let results = v["results"].as_array().expect("results is a list");
+    assert_eq!(results.len(), 1, "one dtype, batch and prompt length: {v}");
+    let r = &results[0];
+    assert!(r["model"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+    assert_eq!((r["dtype"].as_str(), r["batch"].as_u64(), r["prompt_len"].as_u64()), (Some("f32"), Some(2), Some(8)), "{r}");
+    for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "decode_roofline_fraction"] {
+        assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+    }
+    // At least the weights themselves (f32: 4 bytes per parameter).
+    let weights = r["weight_bytes"].as_u64().expect("weight_bytes");
+    assert!(r["gpu_memory_bytes"].as_u64().is_some_and(|m| m >= weights && weights > 0), "{r}");
+}
+
+#[test]
+fn bad_bench_arguments_are_clean_errors() {
+    expect_error(&["bench", "--shape", "mamba-7b"], &["--shape", "mamba-7b"]);
+    expect_error(&["bench", "--batch", "0"], &["--batch"]);
+    expect_error(&["bench", "--prompt-len", "0"], &["--prompt-len"]);
+    // An unwritable JSON path fails before any measuring.
+    expect_error(&["bench", "--quick", "--json", "/nonexistent-dir/bench.json"], &["/nonexistent-dir/bench.json"]);
+}

@@ -61,8 +61,9 @@ impl BenchOptions {
     }
 }
 
-/// Runs the benchmark; `log` receives a line per finished measurement and `progress` the report
-/// so far after each measurement, so a long run that is stopped keeps what it measured.
+/// Runs the benchmark; `log` receives progress lines (the adapter, the first probes, then the
+/// table's header and a row per finished measurement) and `progress` the report so far after
+/// each measurement, so a long run that is stopped keeps what it measured.
 pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
@@ -72,6 +73,7 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn
     let (chunked, sequential) = probes::scan_seconds(&ctx, options.scan_len, 1536, 16)?;
     log(&format!("scan L={}: chunked {:.2} ms, sequential {:.2} ms", options.scan_len, chunked * 1e3, sequential * 1e3));
     let mut report = BenchReport::new(&ctx, bandwidth, sequential / chunked, options.scan_len);
+    log(BenchReport::header());
 
     let specs: Vec<ModelSpec> = match &options.model_dir {
         Some(dir) => vec![ModelSpec::Folder(dir.clone())],

@@ -1,6 +1,6 @@
 //! `mamba-wgpu bench`: the library's benchmark (src/bench) with the command line's choices.
 
-use mamba_wgpu::bench::{self, BenchOptions, BenchReport};
+use mamba_wgpu::bench::{self, BenchOptions};
 use mamba_wgpu::{Error, Result, WeightDtype};
 
 use super::args::BenchArgs;
@@ -36,10 +36,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, "").map_err(|e| Error::io(path.display(), e))?;
     }
-    println!("{}", BenchReport::header());
-    // The JSON is rewritten after every model, so a stopped run keeps what it measured.
+    // Progress goes to stderr, the report to stdout. The JSON is rewritten after every
+    // measurement, so a stopped run keeps what it measured.
     let mut write_error = None;
-    let report = bench::run(&options, &mut |line| println!("{line}"), &mut |report| {
+    let report = bench::run(&options, &mut |line| eprintln!("{line}"), &mut |report| {
         if let Some(path) = &args.json {
             if let Err(e) = std::fs::write(path, report.to_json()) {
                 write_error.get_or_insert(Error::io(path.display(), e));
