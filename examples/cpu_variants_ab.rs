@@ -4,7 +4,9 @@
 //! - `int64-loads`: the matvec and matmul loading X and W as u32 (A) or as u64 (B)
 //!   (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl);
 //! - `scan-quads`: the scan steps loading B, C, dt_low, A and the state one value (A) or four
-//!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl).
+//!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl);
+//! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
+//!   default; src/gpu/kernels.rs, KernelCache::loop_bounding).
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
 //! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
@@ -40,7 +42,8 @@ fn context(variant: &str, on: bool) -> mamba_wgpu::Result<Arc<GpuContext>> {
             ctx.with_int64_loads(on)
         }
         "scan-quads" => ctx.with_scan_quads(on),
-        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads or scan-quads"))),
+        "unbounded-loops" => ctx.with_loop_bounding(!on),
+        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads, scan-quads or unbounded-loops"))),
     }
 }
 

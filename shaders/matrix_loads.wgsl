@@ -16,9 +16,18 @@ fn x_elem(i: u32) -> f32 {
     return x[i >> 2u][i & 3u];
 }
 
+// main_blocks (shaders/matvec.wgsl) loads W a unit at a time: 16 bytes is this part's widest
+// load (shaders/matrix_loads_int64.wgsl loads two units at once).
+const W_UNIT_PAIRS: bool = false;
+
 // Unit i of W.
 fn w_unit(i: u32) -> vec4<u32> {
     return w[i];
+}
+
+// Units i and i + 1 of W (unused where W_UNIT_PAIRS is false).
+fn w_unit_pair(i: u32) -> array<vec4<u32>, 2> {
+    return array<vec4<u32>, 2>(w[i], w[i + 1u]);
 }
 
 // Words i and i + 1 of W, i even (half a unit).

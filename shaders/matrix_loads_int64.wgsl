@@ -7,7 +7,12 @@
 // Little-endian, as every wgpu backend is: the low half of a u64 is the first 32-bit word.
 
 @group(0) @binding(1) var<storage, read> x: array<vec2<u64>>;
-@group(0) @binding(2) var<storage, read> w: array<vec2<u64>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u64>>;  // two units per element
+
+// main_blocks (shaders/matvec.wgsl) loads W two units at a time, 32 bytes in one load: per
+// byte, half the lane-by-lane loads of one unit at a time (the matvec ran 1.1-1.2x faster on
+// lavapipe). The weight buffers are padded to whole 32-byte elements (src/gpu/tensor.rs).
+const W_UNIT_PAIRS: bool = true;
 
 fn low(v: u64) -> u32 {
     return u32(v);
@@ -28,19 +33,29 @@ fn x_elem(i: u32) -> f32 {
     return bitcast<f32>(u32(x[i >> 2u][(i >> 1u) & 1u] >> (32u * (i & 1u))));
 }
 
-// Unit i of W.
+fn unit_of(a: u64, b: u64) -> vec4<u32> {
+    return vec4<u32>(low(a), high(a), low(b), high(b));
+}
+
+// Unit i of W: two one-component loads (loading the whole element would load four).
 fn w_unit(i: u32) -> vec4<u32> {
-    let u = w[i];
-    return vec4<u32>(low(u.x), high(u.x), low(u.y), high(u.y));
+    let half = 2u * (i & 1u);
+    return unit_of(w[i >> 1u][half], w[i >> 1u][half + 1u]);
+}
+
+// Units i and i + 1 of W, i even.
+fn w_unit_pair(i: u32) -> array<vec4<u32>, 2> {
+    let v = w[i >> 1u];
+    return array<vec4<u32>, 2>(unit_of(v.x, v.y), unit_of(v.z, v.w));
 }
 
 // Words i and i + 1 of W, i even: one u64.
 fn w_pair(i: u32) -> vec2<u32> {
-    let v = w[i >> 2u][(i >> 1u) & 1u];
+    let v = w[i >> 3u][(i >> 1u) & 3u];
     return vec2<u32>(low(v), high(v));
 }
 
 // Word i of W.
 fn w_word(i: u32) -> u32 {
-    return u32(w[i >> 2u][(i >> 1u) & 1u] >> (32u * (i & 1u)));
+    return u32(w[i >> 3u][(i >> 1u) & 3u] >> (32u * (i & 1u)));
 }

@@ -277,8 +277,20 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
 }
 
 // acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.
-// Rows past the block's end repeat its last row; their sums are not stored.
+// Rows past the block's end repeat its last row (pair); their sums are not stored. With
+// W_UNIT_PAIRS (the first part's), rows r and r + 1 load together, which needs every block of
+// an even size (src/ops/linear.rs picks this module only then).
 fn accumulate_rows(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32) {
+    if (W_UNIT_PAIRS) {
+        for (var r = 0u; r < ROWS; r += 2u) {
+            let units = w_unit_pair(column + min(t * ROWS + r, size - 2u));
+            for (var m = 0u; m < BATCH; m++) {
+                (*acc)[r * BATCH + m] += unit_dot(units[0], xs, m);
+                (*acc)[(r + 1u) * BATCH + m] += unit_dot(units[1], xs, m);
+            }
+        }
+        return;
+    }
     for (var r = 0u; r < ROWS; r++) {
         let unit = w_unit(column + min(t * ROWS + r, size - 1u));
         for (var m = 0u; m < BATCH; m++) {

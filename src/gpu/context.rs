@@ -124,7 +124,7 @@ impl GpuContext {
             limits,
             max_binding_bytes,
             gpu_kernels: info.device_type != wgpu::DeviceType::Cpu,
-            kernels: KernelCache::default(),
+            kernels: KernelCache::new(false),
             placeholder,
         }))
     }
@@ -169,6 +169,13 @@ impl GpuContext {
     /// the default) or one (`false`), for A/B measurements (examples/cpu_variants_ab.rs).
     pub fn with_scan_quads(self: Arc<Self>, quads: bool) -> Result<Arc<Self>> {
         self.reconfigured(|ctx| GpuContext { scan_quads: quads, ..ctx })
+    }
+
+    /// A context whose shaders carry naga's loop counters (`true`) or not (`false`, the
+    /// default; see KernelCache::loop_bounding), for A/B measurements
+    /// (examples/cpu_variants_ab.rs).
+    pub fn with_loop_bounding(self: Arc<Self>, bounded: bool) -> Result<Arc<Self>> {
+        self.reconfigured(|ctx| GpuContext { kernels: KernelCache::new(bounded), ..ctx })
     }
 
     /// Every adapter wgpu can see, for `mamba-wgpu info`.

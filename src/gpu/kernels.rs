@@ -207,11 +207,23 @@ impl Kernel {
 
 #[derive(Default)]
 pub(crate) struct KernelCache {
+    /// naga puts a counter into every loop that breaks out after 2^64 iterations, so that a
+    /// shader cannot hang the device (wgpu's default, `force_loop_bounding`). Ours do without
+    /// it (false) unless a context asks (GpuContext::with_loop_bounding): every loop in
+    /// shaders/ counts up to a bound taken from its parameters or a constant, or halves a
+    /// stride to zero, so none can run forever. On lavapipe the counter cost the matvec about
+    /// a tenth of its speed: the loop cannot be unrolled and every iteration carries the
+    /// 64-bit count.
+    pub(crate) loop_bounding: bool,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<Kernel, Arc<wgpu::ComputePipeline>>>,
 }
 
 impl KernelCache {
+    pub(crate) fn new(loop_bounding: bool) -> Self {
+        KernelCache { loop_bounding, ..Default::default() }
+    }
+
     pub(crate) fn pipeline(&self, device: &wgpu::Device, kernel: Kernel) -> Arc<wgpu::ComputePipeline> {
         // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
         let mut pipelines = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
@@ -224,10 +236,11 @@ impl KernelCache {
             modules
                 .entry(name)
                 .or_insert_with(|| {
-                    device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(name),
-                        source: wgpu::ShaderSource::Wgsl(module_source(name).into()),
-                    })
+                    let descriptor = wgpu::ShaderModuleDescriptor { label: Some(name), source: wgpu::ShaderSource::Wgsl(module_source(name).into()) };
+                    let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: self.loop_bounding, ..wgpu::ShaderRuntimeChecks::checked() };
+                    // SAFETY: the one check turned off is the loop counter, and no loop of ours
+                    // runs forever (see `loop_bounding`); bounds checks stay on.
+                    unsafe { device.create_shader_module_trusted(descriptor, checks) }
                 })
                 .clone()
         };

@@ -142,10 +142,12 @@ fn padded<T: Copy + Default>(values: &[T], multiple: usize) -> std::borrow::Cow<
     std::borrow::Cow::Owned(v)
 }
 
+/// Weight buffers are padded to whole 32-byte elements: shaders/matrix_loads_int64.wgsl binds
+/// them as arrays of two units.
 fn upload_words(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: bytemuck::cast_slice(&padded(words, 4)),
+        contents: bytemuck::cast_slice(&padded(words, 8)),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
     })
 }

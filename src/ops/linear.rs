@@ -122,11 +122,14 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         };
         let batch = m as u8;
         let int64 = rec.ctx().int64_loads;
+        // The u64 matvec loads rows in pairs (shaders/matrix_loads_int64.wgsl): a part of an odd
+        // number of rows, whose blocks are not all even, takes the u32 one.
+        let int64_matvec = int64 && part.rows.is_multiple_of(2);
         if let Some((conv, conv_bias)) = conv {
             let buffers = [op.x, &part.buffer, bias, op.y, conv.weight, conv_bias, conv.state, conv.out];
             let (kernel, workgroups) = match op.weight.layout {
                 WeightLayout::RowMajor => (Kernel::MatvecConv { f16, batch }, groups(part.rows, MATVEC_ROWS_PER_WG)),
-                WeightLayout::RowBlocks => (Kernel::MatvecBlocksConv { f16, batch, int64 }, groups(part.rows, BLOCK_ROWS as u32)),
+                WeightLayout::RowBlocks => (Kernel::MatvecBlocksConv { f16, batch, int64: int64_matvec }, groups(part.rows, BLOCK_ROWS as u32)),
             };
             rec.dispatch(kernel, &params, &buffers, [workgroups, 1, 1])?;
             continue;
@@ -134,7 +137,9 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         let buffers = [op.x, &part.buffer, bias, op.y];
         let (kernel, workgroups) = match (m <= MATVEC_MAX_M, op.weight.layout) {
             (true, WeightLayout::RowMajor) => (Kernel::Matvec { f16, batch }, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1]),
-            (true, WeightLayout::RowBlocks) => (Kernel::MatvecBlocks { f16, batch, int64 }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1]),
+            (true, WeightLayout::RowBlocks) => {
+                (Kernel::MatvecBlocks { f16, batch, int64: int64_matvec }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])
+            }
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
             (false, WeightLayout::RowBlocks) => {
                 (Kernel::MatmulDirect { f16, int64 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
