@@ -12,11 +12,12 @@
 //   there and caches do the staging): each invocation computes a 4x4 block straight from
 //   memory, 4 k at a time. A CPU device loads every component lane by lane, so the loads are
 //   as wide as they can be: X a vec4 at a time where its rows are 16-byte aligned, W as u64
-//   where the device has 64-bit integers (shaders/matrix_loads_int64.wgsl). Together 1.25-1.6x
+//   where the device has 64-bit integers (shaders/matrix_loads_int64.wgsl,
+//   weight_units_int64.wgsl). Together 1.25-1.6x
 //   faster than scalar loads on lavapipe at the x_proj, out_proj and in_proj shapes.
 // @binding(1) X (m, x_stride), f32, and @binding(2) W in 16-byte units are read through the
-// functions of the module's first part, shaders/matrix_loads.wgsl (u32 loads) or
-// matrix_loads_int64.wgsl (u64 loads).
+// functions of the module's first parts, shaders/matrix_loads.wgsl (u32 loads) or
+// matrix_loads_int64.wgsl and weight_units_int64.wgsl (u64 loads).
 
 override WEIGHT_F16: bool = false;
 

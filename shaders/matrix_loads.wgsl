@@ -1,7 +1,8 @@
 // Loads of X (f32 activations) and W (weights in 16-byte units: 4 f32 or 8 packed f16 of a
 // row) as 32-bit components: the first part of the matvec and matmul modules
-// (src/gpu/kernels.rs, MODULES). shaders/matrix_loads_int64.wgsl declares the same bindings and
-// functions with 64-bit loads. Each function loads as few components as its caller needs.
+// (src/gpu/kernels.rs, MODULES). shaders/matrix_loads_int64.wgsl with weight_units_int64.wgsl
+// or weight_pairs_int64.wgsl declare the same bindings and functions with 64-bit loads. Each
+// function loads as few components as its caller needs.
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
@@ -16,8 +17,8 @@ fn x_elem(i: u32) -> f32 {
     return x[i >> 2u][i & 3u];
 }
 
-// main_blocks (shaders/matvec.wgsl) loads W a unit at a time: 16 bytes is this part's widest
-// load (shaders/matrix_loads_int64.wgsl loads two units at once).
+// Whether w_unit_pair is one load (see shaders/matvec.wgsl, accumulate_rows): 16 bytes is
+// this part's widest load (shaders/weight_pairs_int64.wgsl loads two units at once).
 const W_UNIT_PAIRS: bool = false;
 
 // Unit i of W.

@@ -13,8 +13,9 @@
 //   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
 //   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
-//   Where the device has 64-bit integers, X and W load as u64 instead of u32
-//   (shaders/matrix_loads_int64.wgsl): half the lane-by-lane loads.
+//   Where the device has 64-bit integers, X and W load as u64 instead of u32, W two rows'
+//   units at a time (shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl): fewer
+//   lane-by-lane loads.
 // - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
 //   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
 //   per layer).
@@ -53,8 +54,9 @@ const ROWS: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 // @binding(1) X (BATCH, x_stride), f32, and @binding(2) W's units (n, k) in the layouts above,
-// read through x_quad, x_elem and w_unit, which the module's first part declares:
-// shaders/matrix_loads.wgsl (u32 loads) or matrix_loads_int64.wgsl (u64 loads).
+// read through x_quad, x_elem, w_unit and w_unit_pair, which the module's first parts declare:
+// shaders/matrix_loads.wgsl (u32 loads) or matrix_loads_int64.wgsl and weight_pairs_int64.wgsl
+// (u64 loads).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
@@ -278,7 +280,7 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
 
 // acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.
 // Rows past the block's end repeat its last row (pair); their sums are not stored. With
-// W_UNIT_PAIRS (the first part's), rows r and r + 1 load together, which needs every block of
+// W_UNIT_PAIRS (the first parts'), rows r and r + 1 load together, which needs every block of
 // an even size (src/ops/linear.rs picks this module only then).
 fn accumulate_rows(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32) {
     if (W_UNIT_PAIRS) {

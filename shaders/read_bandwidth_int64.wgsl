@@ -2,7 +2,7 @@
 // of four u64, for devices with 64-bit integers (SHADER_INT64). A module of its own: the others
 // must compile where u64 does not exist. lavapipe streams 1.3-1.5x faster this way than with
 // 16-byte loads (it loads every component lane by lane), and the CPU-device matvec loads its
-// weights as u64 (shaders/matrix_loads_int64.wgsl), so this pattern belongs in the roofline.
+// weights as u64 (shaders/weight_pairs_int64.wgsl), so this pattern belongs in the roofline.
 
 struct Params {
     n_vec4: u32,    // 16-byte elements in src (an even number)

@@ -46,8 +46,8 @@ pub struct GpuContext {
     /// in blocks of 64 rows, 8 rows per matvec invocation, a matmul without barriers, which
     /// cost more there than the caches save). See tensor::WeightLayout.
     pub gpu_kernels: bool,
-    /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl)
-    /// instead of u32: set where the device has 64-bit integers.
+    /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl
+    /// and the weight parts after it) instead of u32: set where the device has 64-bit integers.
     pub int64_loads: bool,
     /// The CPU-device scan steps load B, C, dt_low, A and the state four values at a time
     /// where d_state and dt_rank allow (shaders/scan_state_quads.wgsl). On by default.

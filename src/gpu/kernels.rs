@@ -22,7 +22,7 @@ pub enum Kernel {
         f16: bool,
     },
     /// The matmul for CPU devices: no workgroup memory, no barriers. `int64`: X and W load as
-    /// u64 (needs SHADER_INT64; shaders/matrix_loads_int64.wgsl).
+    /// u64 (needs SHADER_INT64; shaders/matrix_loads_int64.wgsl, weight_units_int64.wgsl).
     MatmulDirect {
         f16: bool,
         int64: bool,
@@ -34,7 +34,8 @@ pub enum Kernel {
         batch: u8,
     },
     /// The matvec for weights in WeightLayout::RowBlocks (CPU devices). `int64`: X and W load
-    /// as u64 (needs SHADER_INT64; shaders/matrix_loads_int64.wgsl).
+    /// as u64, W two rows' units at a time (needs SHADER_INT64 and every block of an even
+    /// size; shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl).
     MatvecBlocks {
         f16: bool,
         batch: u8,
@@ -125,6 +126,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("read_bandwidth_int64.wgsl", include_str!("../../shaders/read_bandwidth_int64.wgsl")),
     ("matrix_loads.wgsl", include_str!("../../shaders/matrix_loads.wgsl")),
     ("matrix_loads_int64.wgsl", include_str!("../../shaders/matrix_loads_int64.wgsl")),
+    ("weight_units_int64.wgsl", include_str!("../../shaders/weight_units_int64.wgsl")),
+    ("weight_pairs_int64.wgsl", include_str!("../../shaders/weight_pairs_int64.wgsl")),
 ];
 
 /// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64).
@@ -144,16 +147,16 @@ macro_rules! single {
     };
 }
 
-/// Every shader module the kernels use. The matrix kernels' modules begin with the part that
-/// loads X and W, with 32-bit or (CPU devices that have them) 64-bit components; the scan
+/// Every shader module the kernels use. The matrix kernels' modules begin with the parts that
+/// load X and W, with 32-bit or (CPU devices that have them) 64-bit components; the scan
 /// step's with the part that holds the state, one or four states per load.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
     ModuleSpec { name: "matmul", files: &["matrix_loads.wgsl", "matmul.wgsl"], int64: false },
-    ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "matmul.wgsl"], int64: true },
+    ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl"], int64: true },
     ModuleSpec { name: "matvec", files: &["matrix_loads.wgsl", "matvec.wgsl"], int64: false },
-    ModuleSpec { name: "matvec_int64", files: &["matrix_loads_int64.wgsl", "matvec.wgsl"], int64: true },
+    ModuleSpec { name: "matvec_int64", files: &["matrix_loads_int64.wgsl", "weight_pairs_int64.wgsl", "matvec.wgsl"], int64: true },
     single!("conv1d.wgsl"),
     single!("scan_chunked.wgsl"),
     ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false },

@@ -142,7 +142,7 @@ fn padded<T: Copy + Default>(values: &[T], multiple: usize) -> std::borrow::Cow<
     std::borrow::Cow::Owned(v)
 }
 
-/// Weight buffers are padded to whole 32-byte elements: shaders/matrix_loads_int64.wgsl binds
+/// Weight buffers are padded to whole 32-byte elements: shaders/weight_pairs_int64.wgsl binds
 /// them as arrays of two units.
 fn upload_words(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {

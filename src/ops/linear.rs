@@ -122,7 +122,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         };
         let batch = m as u8;
         let int64 = rec.ctx().int64_loads;
-        // The u64 matvec loads rows in pairs (shaders/matrix_loads_int64.wgsl): a part of an odd
+        // The u64 matvec loads rows in pairs (shaders/weight_pairs_int64.wgsl): a part of an odd
         // number of rows, whose blocks are not all even, takes the u32 one.
         let int64_matvec = int64 && part.rows.is_multiple_of(2);
         if let Some((conv, conv_bias)) = conv {
