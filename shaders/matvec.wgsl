@@ -282,21 +282,43 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
 // Rows past the block's end repeat its last row (pair); their sums are not stored. With
 // W_UNIT_PAIRS (the first parts'), rows r and r + 1 load together, which needs every block of
 // an even size (src/ops/linear.rs picks this module only then).
+// The rows are one call each with a constant r, not a loop: lavapipe unrolls a loop over rows
+// around the loop over batch rows only while the two are small, and at 8 batch rows it did
+// not, so acc was indexed at run time (a copy of this kernel read 1.6x faster at batch 8
+// written this way; BENCHMARKS.md).
 fn accumulate_rows(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32) {
     if (W_UNIT_PAIRS) {
-        for (var r = 0u; r < ROWS; r += 2u) {
-            let units = w_unit_pair(column + min(t * ROWS + r, size - 2u));
-            for (var m = 0u; m < BATCH; m++) {
-                (*acc)[r * BATCH + m] += unit_dot(units[0], xs, m);
-                (*acc)[(r + 1u) * BATCH + m] += unit_dot(units[1], xs, m);
-            }
-        }
+        accumulate_pair(acc, xs, column, t, size, 0u);
+        accumulate_pair(acc, xs, column, t, size, 2u);
+        accumulate_pair(acc, xs, column, t, size, 4u);
+        accumulate_pair(acc, xs, column, t, size, 6u);
         return;
     }
-    for (var r = 0u; r < ROWS; r++) {
-        let unit = w_unit(column + min(t * ROWS + r, size - 1u));
-        for (var m = 0u; m < BATCH; m++) {
-            (*acc)[r * BATCH + m] += unit_dot(unit, xs, m);
-        }
+    accumulate_row(acc, xs, column, t, size, 0u);
+    accumulate_row(acc, xs, column, t, size, 1u);
+    accumulate_row(acc, xs, column, t, size, 2u);
+    accumulate_row(acc, xs, column, t, size, 3u);
+    accumulate_row(acc, xs, column, t, size, 4u);
+    accumulate_row(acc, xs, column, t, size, 5u);
+    accumulate_row(acc, xs, column, t, size, 6u);
+    accumulate_row(acc, xs, column, t, size, 7u);
+}
+
+const_assert ROWS == 8u;  // accumulate_rows's calls
+
+// Rows r and r + 1 of accumulate_rows, one load of two units.
+fn accumulate_pair(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32, r: u32) {
+    let units = w_unit_pair(column + min(t * ROWS + r, size - 2u));
+    for (var m = 0u; m < BATCH; m++) {
+        (*acc)[r * BATCH + m] += unit_dot(units[0], xs, m);
+        (*acc)[(r + 1u) * BATCH + m] += unit_dot(units[1], xs, m);
+    }
+}
+
+// Row r of accumulate_rows, one unit.
+fn accumulate_row(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32, r: u32) {
+    let unit = w_unit(column + min(t * ROWS + r, size - 1u));
+    for (var m = 0u; m < BATCH; m++) {
+        (*acc)[r * BATCH + m] += unit_dot(unit, xs, m);
     }
 }
