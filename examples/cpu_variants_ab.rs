@@ -1,12 +1,14 @@
 //! Interleaved A/B of a CPU-device kernel variant, on a synthetic model:
-//! `cargo run --release --example cpu_variants_ab -- VARIANT [SHAPE] [f16|f32]`
-//! (default mamba-130m f16). VARIANT is one of
+//! `cargo run --release --example cpu_variants_ab -- VARIANT [SHAPE] [f16|f32] [BATCH]`
+//! (default mamba-130m f16, batch 1). VARIANT is one of
 //! - `int64-loads`: the matvec and matmul loading X and W as u32 (A) or as u64 (B)
 //!   (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl);
 //! - `scan-quads`: the scan steps loading B, C, dt_low, A and the state one value (A) or four
 //!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl);
 //! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
-//!   default; src/gpu/kernels.rs, KernelCache::loop_bounding).
+//!   default; src/gpu/kernels.rs, KernelCache::loop_bounding);
+//! - `shared-x`: the matvec's invocations each loading X (A) or sharing it through the subgroup
+//!   (B; shaders/block_x_lanes.wgsl vs block_x_subgroup.wgsl).
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
 //! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
@@ -43,7 +45,8 @@ fn context(variant: &str, on: bool) -> mamba_wgpu::Result<Arc<GpuContext>> {
         }
         "scan-quads" => ctx.with_scan_quads(on),
         "unbounded-loops" => ctx.with_loop_bounding(!on),
-        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads, scan-quads or unbounded-loops"))),
+        "shared-x" => ctx.with_shared_x(on),
+        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads, scan-quads, unbounded-loops or shared-x"))),
     }
 }
 
@@ -56,20 +59,26 @@ fn main() -> mamba_wgpu::Result<()> {
         Some("f32") => WeightDtype::F32,
         Some(other) => return Err(mamba_wgpu::Error::invalid("dtype", format!("`{other}`: expected f16 or f32"))),
     };
+    let batch: usize = match args.get(3) {
+        None => 1,
+        Some(b) => {
+            b.parse().ok().filter(|b| (1..=8).contains(b)).ok_or_else(|| mamba_wgpu::Error::invalid("batch", format!("`{b}`: expected 1 to 8")))?
+        }
+    };
     let config = config_for(shape)?;
-    let prompt: Vec<u32> = (0..PROMPT_LEN as u32).map(|i| 1 + i * 7 % 1000).collect();
+    let prompts: Vec<Vec<u32>> = (0..batch as u32).map(|b| (0..PROMPT_LEN as u32).map(|i| 1 + (i * 7 + b) % 1000).collect()).collect();
 
     let mut runs = Vec::new();
     for on in [false, true] {
         let ctx = context(variant, on)?;
         if !on {
-            println!("adapter: {}; {shape} {dtype:?}, CPU-device kernels, {variant} off (A) against on (B)", ctx.adapter);
+            println!("adapter: {}; {shape} {dtype:?} batch {batch}, CPU-device kernels, {variant} off (A) against on (B)", ctx.adapter);
         }
         let source = SyntheticModel { config: config.clone(), name: shape.to_string(), dtype };
         let model = pollster::block_on(Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
-        let mut session = Session::new(Arc::new(model), 1)?;
+        let mut session = Session::new(Arc::new(model), batch)?;
         // Warm-up: pipelines, tapes.
-        let tokens = pollster::block_on(session.prefill_greedy(std::slice::from_ref(&prompt)))?;
+        let tokens = pollster::block_on(session.prefill_greedy(&prompts))?;
         pollster::block_on(session.step_greedy(&tokens))?;
         runs.push(Run { session, tokens: Vec::new(), prefill_seconds: 0.0, step_seconds: 0.0 });
     }
@@ -77,7 +86,7 @@ fn main() -> mamba_wgpu::Result<()> {
         for run in &mut runs {
             run.session.reset();
             let start = Instant::now();
-            let mut tokens = pollster::block_on(run.session.prefill_greedy(std::slice::from_ref(&prompt)))?;
+            let mut tokens = pollster::block_on(run.session.prefill_greedy(&prompts))?;
             run.prefill_seconds += start.elapsed().as_secs_f64();
             run.tokens.extend(&tokens);
             let start = Instant::now();
@@ -91,7 +100,7 @@ fn main() -> mamba_wgpu::Result<()> {
     for (run, side) in runs.iter().zip(["A (off)", "B (on)"]) {
         println!(
             "{side}: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds)",
-            (ROUNDS * PROMPT_LEN) as f64 / run.prefill_seconds,
+            (ROUNDS * PROMPT_LEN * batch) as f64 / run.prefill_seconds,
             run.step_seconds / ROUNDS as f64 * 1e3
         );
     }

@@ -15,7 +15,9 @@
 //   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
 //   Where the device has 64-bit integers, X and W load as u64 instead of u32, W two rows'
 //   units at a time (shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl): fewer
-//   lane-by-lane loads.
+//   lane-by-lane loads. Where its subgroups are the workgroup's 8 invocations, each lane
+//   loads one X value and the subgroup shares them (block_x: shaders/block_x_subgroup.wgsl,
+//   else block_x_lanes.wgsl).
 // - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
 //   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
 //   per layer).
@@ -237,15 +239,16 @@ fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_
 fn block_sums(t: u32, first: u32, size: u32) -> array<f32, 64> {
     let units = units_per_row();
     let base = first * units;
+    let lane = x_lane(t);
     var acc: array<f32, 64>;
     if (p.wide == 1u) {
         for (var j = 0u; j < units; j++) {
-            var xs = x_unit(j, true);
+            var xs = block_x(j, lane, true);
             accumulate_rows(&acc, &xs, base + j * size, t, size);
         }
     } else {
         for (var j = 0u; j < units; j++) {
-            var xs = x_unit(j, false);
+            var xs = block_x(j, lane, false);
             accumulate_rows(&acc, &xs, base + j * size, t, size);
         }
     }

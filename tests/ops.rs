@@ -47,9 +47,12 @@ fn linear_matches_reference() {
     // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), weights
     // split into many parts, and the CPU style loading X and W with 32-bit components where the
     // device would use 64-bit ones (the default where it has 64-bit integers).
+    // The CPU style also with X loaded by every invocation where the device would share it
+    // through subgroups (the default where its subgroups are 8 wide).
     let [cpu, gpu] = common::both_styles();
     let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
-    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads];
+    let cpu_own_x = common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap();
+    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads, cpu_own_x];
     let mut case = 0u64;
     for &(m, n, k) in &[
         (1usize, 1usize, 1usize),
@@ -483,7 +486,9 @@ fn scan_step_with_fused_dt_matches_reference() {
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
     let mut seed = 9000;
-    for ctx in common::both_styles() {
+    // Both styles, and the CPU style with X loaded by every invocation (see linear's test).
+    let cpu_own_x = common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap();
+    for ctx in common::both_styles().into_iter().chain([cpu_own_x]) {
         for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true)] {
             for f16_weights in [false, true] {
                 seed += 10;

@@ -3,7 +3,8 @@
 //! memory, 256 invocations, 8 storage buffers per stage), and translates to SPIR-V, MSL and
 //! HLSL for every entry point and every value of its `override` constants, so a shader that
 //! Vulkan, Metal or DX12 would reject fails here, on any machine. Modules that use 64-bit
-//! integers are checked with that one capability added (they run only where the device has it).
+//! integers or subgroup operations are checked with that capability added (they run only where
+//! the device has it).
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ShaderStage};
@@ -25,12 +26,13 @@ fn shader_files() -> Vec<(String, String)> {
     files
 }
 
-fn validate(module: &naga::Module, int64: bool) -> Result<naga::valid::ModuleInfo, String> {
+fn validate(module: &naga::Module, int64: bool, subgroup: bool) -> Result<naga::valid::ModuleInfo, String> {
     // No optional capabilities beyond f16 packing in f32 (unpack2x16float), which WebGPU
     // guarantees on every device (naga lists it because some GL targets lack it), and 64-bit
-    // integers in the modules meant for devices that have them.
+    // integers or subgroup operations in the modules meant for devices that have them.
     let mut capabilities = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
     capabilities.set(Capabilities::SHADER_INT64, int64);
+    capabilities.set(Capabilities::SUBGROUP, subgroup);
     Validator::new(ValidationFlags::all(), capabilities).validate(module).map_err(|e| format!("{e:?}"))
 }
 
@@ -48,7 +50,7 @@ fn every_shader_is_embedded_and_in_a_module() {
 fn every_module_validates_fits_webgpu_limits_and_translates() {
     let mut failures = Vec::new();
     for module in mamba_wgpu::gpu::kernels::MODULES {
-        if let Err(e) = check_module(&mamba_wgpu::gpu::kernels::module_source(module.name), module.int64) {
+        if let Err(e) = check_module(&mamba_wgpu::gpu::kernels::module_source(module.name), module.int64, module.subgroup) {
             failures.push(format!("{}: {e}", module.name));
         }
     }
@@ -61,13 +63,29 @@ fn int64_modules_need_the_capability() {
     for module in mamba_wgpu::gpu::kernels::MODULES.iter().filter(|m| m.int64) {
         let source = mamba_wgpu::gpu::kernels::module_source(module.name);
         let parsed = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source)).unwrap();
-        assert!(validate(&parsed, false).is_err(), "{} validates without 64-bit integers: it need not be an int64 module", module.name);
+        assert!(
+            validate(&parsed, false, module.subgroup).is_err(),
+            "{} validates without 64-bit integers: it need not be an int64 module",
+            module.name
+        );
     }
 }
 
-fn check_module(source: &str, int64: bool) -> Result<(), String> {
+/// Likewise a module marked subgroup should need subgroup operations.
+#[test]
+fn subgroup_modules_need_the_capability() {
+    let modules: Vec<_> = mamba_wgpu::gpu::kernels::MODULES.iter().filter(|m| m.subgroup).collect();
+    assert!(!modules.is_empty(), "expected the CPU-device matvec that shares X through subgroups");
+    for module in modules {
+        let source = mamba_wgpu::gpu::kernels::module_source(module.name);
+        let parsed = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source)).unwrap();
+        assert!(validate(&parsed, module.int64, false).is_err(), "{} validates without subgroups: it need not be a subgroup module", module.name);
+    }
+}
+
+fn check_module(source: &str, int64: bool, subgroup: bool) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    let info = validate(&module, int64)?;
+    let info = validate(&module, int64, subgroup)?;
 
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).map_err(|e| format!("{e:?}"))?;
@@ -108,7 +126,7 @@ fn check_module(source: &str, int64: bool) -> Result<(), String> {
             if invocations == 0 || invocations > MAX_INVOCATIONS {
                 return Err(format!("{} with {constants:?}: {invocations} invocations per workgroup", ep.name));
             }
-            translate(&resolved, &resolved_info, &ep.name, int64).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
+            translate(&resolved, &resolved_info, &ep.name, int64, subgroup).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
         }
     }
     Ok(())
@@ -125,16 +143,21 @@ fn override_values(name: &str) -> Result<&'static [f64], String> {
     }
 }
 
-/// `int64`: translate for the language versions 64-bit integers need (MSL 2.3, HLSL shader
-/// model 6.0), as wgpu does on devices that have them.
-fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str, int64: bool) -> Result<(), String> {
+/// `int64`, `subgroup`: translate for the language versions 64-bit integers or subgroup
+/// operations need (SPIR-V 1.3, MSL 2.3, HLSL shader model 6.0), as wgpu does on devices that
+/// have them.
+fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str, int64: bool, subgroup: bool) -> Result<(), String> {
     let spv_pipeline = naga::back::spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string() };
-    naga::back::spv::write_vec(module, info, &Default::default(), Some(&spv_pipeline)).map_err(|e| format!("SPIR-V: {e:?}"))?;
+    let mut spv_options = naga::back::spv::Options::default();
+    if subgroup {
+        spv_options.lang_version = (1, 3);
+    }
+    naga::back::spv::write_vec(module, info, &spv_options, Some(&spv_pipeline)).map_err(|e| format!("SPIR-V: {e:?}"))?;
 
     let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())), ..Default::default() };
     let mut msl_options = naga::back::msl::Options::default();
     let mut hlsl_options = naga::back::hlsl::Options::default();
-    if int64 {
+    if int64 || subgroup {
         msl_options.lang_version = (2, 3);
         hlsl_options.shader_model = naga::back::hlsl::ShaderModel::V6_0;
     }

@@ -25,6 +25,18 @@ pub struct AdapterSummary {
     /// 64-bit integers in shaders (SHADER_INT64; native Vulkan, Metal and DX12 only): enabled on
     /// the device where the adapter has them.
     pub shader_int64: bool,
+    /// Subgroup operations (SUBGROUP): enabled on the device where the adapter has them.
+    pub subgroups: bool,
+    /// The adapter's smallest and largest subgroup size.
+    pub subgroup_sizes: [u32; 2],
+}
+
+impl AdapterSummary {
+    /// Whether the CPU-device matvec can share X through subgroups: its workgroups of 8
+    /// invocations (shaders/matvec.wgsl, BLOCK_WG) must be exactly one subgroup.
+    fn can_share_x(&self) -> bool {
+        self.subgroups && self.subgroup_sizes == [8, 8]
+    }
 }
 
 impl std::fmt::Display for AdapterSummary {
@@ -49,6 +61,10 @@ pub struct GpuContext {
     /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl
     /// and the weight parts after it) instead of u32: set where the device has 64-bit integers.
     pub int64_loads: bool,
+    /// The CPU-device matvec with u64 loads shares X through the subgroup
+    /// (shaders/block_x_subgroup.wgsl): set where the device has subgroups of exactly its
+    /// workgroup's 8 invocations.
+    pub shared_x: bool,
     /// The CPU-device scan steps load B, C, dt_low, A and the state four values at a time
     /// where d_state and dt_rank allow (shaders/scan_state_quads.wgsl). On by default.
     pub scan_quads: bool,
@@ -87,8 +103,9 @@ impl GpuContext {
             max_buffer_size: supported.max_buffer_size,
             ..Default::default()
         };
-        // 64-bit integers let CPU devices load X and W with half as many components.
-        let features = adapter.features() & wgpu::Features::SHADER_INT64;
+        // 64-bit integers let CPU devices load X and W with half as many components, and
+        // subgroups let them load X once per workgroup (shared_x).
+        let features = adapter.features() & (wgpu::Features::SHADER_INT64 | wgpu::Features::SUBGROUP);
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("mamba-wgpu"),
@@ -112,6 +129,8 @@ impl GpuContext {
             max_storage_buffers_per_stage: limits.max_storage_buffers_per_shader_stage,
             shader_f16: adapter.features().contains(wgpu::Features::SHADER_F16),
             shader_int64: features.contains(wgpu::Features::SHADER_INT64),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_sizes: [info.subgroup_min_size, info.subgroup_max_size],
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
@@ -119,6 +138,7 @@ impl GpuContext {
             device,
             queue,
             int64_loads: adapter.shader_int64,
+            shared_x: adapter.can_share_x(),
             scan_quads: true,
             adapter,
             limits,
@@ -147,12 +167,13 @@ impl GpuContext {
     }
 
     /// Which kernel variants run, for reports: "GPU", or "CPU-device" with the load width of
-    /// its matrix kernels.
+    /// its matrix kernels and whether the matvec shares X through subgroups.
     pub fn kernel_style(&self) -> &'static str {
-        match (self.gpu_kernels, self.int64_loads) {
-            (true, _) => "GPU",
-            (false, true) => "CPU-device, 64-bit loads",
-            (false, false) => "CPU-device, 32-bit loads",
+        match (self.gpu_kernels, self.int64_loads, self.shared_x) {
+            (true, _, _) => "GPU",
+            (false, true, true) => "CPU-device, 64-bit loads, X shared in subgroups",
+            (false, true, false) => "CPU-device, 64-bit loads",
+            (false, false, _) => "CPU-device, 32-bit loads",
         }
     }
 
@@ -163,6 +184,17 @@ impl GpuContext {
             return Err(Error::invalid("context", format!("{} has no 64-bit integers in shaders", self.adapter.name)));
         }
         self.reconfigured(|ctx| GpuContext { int64_loads: int64, ..ctx })
+    }
+
+    /// A context whose CPU-device matvec shares X through subgroups (`true`, the default where
+    /// the device's subgroups are exactly 8 invocations) or has every invocation load it
+    /// (`false`; tests cover both), for A/B measurements too (examples/cpu_variants_ab.rs).
+    pub fn with_shared_x(self: Arc<Self>, shared: bool) -> Result<Arc<Self>> {
+        if shared && !self.adapter.can_share_x() {
+            let [min, max] = self.adapter.subgroup_sizes;
+            return Err(Error::invalid("context", format!("{}: subgroups of {min}-{max} invocations, not exactly 8", self.adapter.name)));
+        }
+        self.reconfigured(|ctx| GpuContext { shared_x: shared, ..ctx })
     }
 
     /// A context whose CPU-device scan steps load four values at a time where they can (`true`,

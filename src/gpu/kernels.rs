@@ -40,6 +40,9 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
         int64: bool,
+        /// With `int64`: X shared through the subgroup (shaders/block_x_subgroup.wgsl; needs
+        /// SUBGROUP and subgroups of exactly 8 invocations).
+        shared_x: bool,
     },
     /// Matvec for in_proj with the decode conv step fused into the store of its x half.
     MatvecConv {
@@ -51,6 +54,7 @@ pub enum Kernel {
         f16: bool,
         batch: u8,
         int64: bool,
+        shared_x: bool,
     },
     ConvPrefill,
     ConvStateUpdate,
@@ -128,6 +132,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matrix_loads_int64.wgsl", include_str!("../../shaders/matrix_loads_int64.wgsl")),
     ("weight_units_int64.wgsl", include_str!("../../shaders/weight_units_int64.wgsl")),
     ("weight_pairs_int64.wgsl", include_str!("../../shaders/weight_pairs_int64.wgsl")),
+    ("block_x_lanes.wgsl", include_str!("../../shaders/block_x_lanes.wgsl")),
+    ("block_x_subgroup.wgsl", include_str!("../../shaders/block_x_subgroup.wgsl")),
 ];
 
 /// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64).
@@ -135,15 +141,17 @@ pub struct ModuleSpec {
     pub name: &'static str,
     pub files: &'static [&'static str],
     pub int64: bool,
+    /// Needs subgroup operations (SUBGROUP).
+    pub subgroup: bool,
 }
 
 /// A module of one file, named after it.
 macro_rules! single {
     ($file:literal) => {
-        ModuleSpec { name: $file, files: &[$file], int64: false }
+        ModuleSpec { name: $file, files: &[$file], int64: false, subgroup: false }
     };
     ($file:literal, int64) => {
-        ModuleSpec { name: $file, files: &[$file], int64: true }
+        ModuleSpec { name: $file, files: &[$file], int64: true, subgroup: false }
     };
 }
 
@@ -153,14 +161,25 @@ macro_rules! single {
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
-    ModuleSpec { name: "matmul", files: &["matrix_loads.wgsl", "matmul.wgsl"], int64: false },
-    ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl"], int64: true },
-    ModuleSpec { name: "matvec", files: &["matrix_loads.wgsl", "matvec.wgsl"], int64: false },
-    ModuleSpec { name: "matvec_int64", files: &["matrix_loads_int64.wgsl", "weight_pairs_int64.wgsl", "matvec.wgsl"], int64: true },
+    ModuleSpec { name: "matmul", files: &["matrix_loads.wgsl", "matmul.wgsl"], int64: false, subgroup: false },
+    ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl"], int64: true, subgroup: false },
+    ModuleSpec { name: "matvec", files: &["matrix_loads.wgsl", "block_x_lanes.wgsl", "matvec.wgsl"], int64: false, subgroup: false },
+    ModuleSpec {
+        name: "matvec_int64",
+        files: &["matrix_loads_int64.wgsl", "weight_pairs_int64.wgsl", "block_x_lanes.wgsl", "matvec.wgsl"],
+        int64: true,
+        subgroup: false,
+    },
+    ModuleSpec {
+        name: "matvec_int64_subgroup",
+        files: &["matrix_loads_int64.wgsl", "weight_pairs_int64.wgsl", "block_x_subgroup.wgsl", "matvec.wgsl"],
+        int64: true,
+        subgroup: true,
+    },
     single!("conv1d.wgsl"),
     single!("scan_chunked.wgsl"),
-    ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false },
-    ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false },
+    ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
+    ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
@@ -178,7 +197,11 @@ impl Kernel {
     /// (module, entry point, override constants)
     fn spec(self) -> (&'static str, &'static str, Vec<(&'static str, f64)>) {
         let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
-        let matvec = |int64: bool| if int64 { "matvec_int64" } else { "matvec" };
+        let matvec = |int64: bool, shared_x: bool| match (int64, shared_x) {
+            (false, _) => "matvec",
+            (true, false) => "matvec_int64",
+            (true, true) => "matvec_int64_subgroup",
+        };
         let matmul = |int64: bool| if int64 { "matmul_int64" } else { "matmul" };
         let scan_step = |quads: bool| if quads { "scan_step_quads" } else { "scan_step" };
         match self {
@@ -187,9 +210,13 @@ impl Kernel {
             Kernel::Matmul { f16: f } => ("matmul", "main", vec![f16(f)]),
             Kernel::MatmulDirect { f16: f, int64 } => (matmul(int64), "main_direct", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecBlocks { f16: f, batch, int64 } => (matvec(int64), "main_blocks", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocks { f16: f, batch, int64, shared_x } => {
+                (matvec(int64, shared_x), "main_blocks", vec![f16(f), ("BATCH", batch as f64)])
+            }
             Kernel::MatvecConv { f16: f, batch } => ("matvec", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecBlocksConv { f16: f, batch, int64 } => (matvec(int64), "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::MatvecBlocksConv { f16: f, batch, int64, shared_x } => {
+                (matvec(int64, shared_x), "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)])
+            }
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),

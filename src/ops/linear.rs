@@ -125,11 +125,14 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         // The u64 matvec loads rows in pairs (shaders/weight_pairs_int64.wgsl): a part of an odd
         // number of rows, whose blocks are not all even, takes the u32 one.
         let int64_matvec = int64 && part.rows.is_multiple_of(2);
+        let shared_x = int64_matvec && rec.ctx().shared_x;
         if let Some((conv, conv_bias)) = conv {
             let buffers = [op.x, &part.buffer, bias, op.y, conv.weight, conv_bias, conv.state, conv.out];
             let (kernel, workgroups) = match op.weight.layout {
                 WeightLayout::RowMajor => (Kernel::MatvecConv { f16, batch }, groups(part.rows, MATVEC_ROWS_PER_WG)),
-                WeightLayout::RowBlocks => (Kernel::MatvecBlocksConv { f16, batch, int64: int64_matvec }, groups(part.rows, BLOCK_ROWS as u32)),
+                WeightLayout::RowBlocks => {
+                    (Kernel::MatvecBlocksConv { f16, batch, int64: int64_matvec, shared_x }, groups(part.rows, BLOCK_ROWS as u32))
+                }
             };
             rec.dispatch(kernel, &params, &buffers, [workgroups, 1, 1])?;
             continue;
@@ -138,7 +141,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         let (kernel, workgroups) = match (m <= MATVEC_MAX_M, op.weight.layout) {
             (true, WeightLayout::RowMajor) => (Kernel::Matvec { f16, batch }, [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1]),
             (true, WeightLayout::RowBlocks) => {
-                (Kernel::MatvecBlocks { f16, batch, int64: int64_matvec }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])
+                (Kernel::MatvecBlocks { f16, batch, int64: int64_matvec, shared_x }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])
             }
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
             (false, WeightLayout::RowBlocks) => {
