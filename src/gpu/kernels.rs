@@ -136,7 +136,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("block_x_subgroup.wgsl", include_str!("../../shaders/block_x_subgroup.wgsl")),
 ];
 
-/// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64).
+/// A shader module: its files, in order, and whether it needs 64-bit integers (SHADER_INT64)
+/// or subgroup operations (SUBGROUP).
 pub struct ModuleSpec {
     pub name: &'static str,
     pub files: &'static [&'static str],
@@ -156,8 +157,9 @@ macro_rules! single {
 }
 
 /// Every shader module the kernels use. The matrix kernels' modules begin with the parts that
-/// load X and W, with 32-bit or (CPU devices that have them) 64-bit components; the scan
-/// step's with the part that holds the state, one or four states per load.
+/// load X and W, with 32-bit or (CPU devices that have them) 64-bit components, and the
+/// matvec's with how its CPU-device blocks get X (each invocation, or shared in a subgroup);
+/// the scan step's with the part that holds the state, one or four states per load.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
