@@ -58,7 +58,8 @@ const ROWS: u32 = 8u;
 // @binding(1) X (BATCH, x_stride), f32, and @binding(2) W's units (n, k) in the layouts above,
 // read through x_quad, x_elem, w_unit and w_unit_pair, which the module's first parts declare:
 // shaders/matrix_loads.wgsl (u32 loads) or matrix_loads_int64.wgsl and weight_pairs_int64.wgsl
-// (u64 loads).
+// (u64 loads); then block_x and x_lane for main_blocks (block_x_lanes.wgsl or
+// block_x_subgroup.wgsl).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
