@@ -2,7 +2,8 @@
 // subgroups are exactly its workgroup of 8 (lavapipe): lane l loads value l of the unit's 4 or
 // 8, and subgroupBroadcast hands each to every lane. Every lane needs the same X, and a CPU
 // device loads lane by lane, so each lane loading all of them cost 8 times the loads; a copy
-// of the kernel read 1.07x faster at batch 1 and 1.4x at batch 8 this way (BENCHMARKS.md). A
+// of the kernel read 1.07x faster at batch 1 and 1.4x at batch 8 this way, whole decode steps
+// 0.99-1.04x and 1.14x (BENCHMARKS.md). A
 // part of the matvec_int64_subgroup module, before matvec.wgsl, in place of
 // shaders/block_x_lanes.wgsl.
 

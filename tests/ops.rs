@@ -18,6 +18,12 @@ use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
 
+/// The CPU kernel style with the matvec's X loaded by every invocation, where the device would
+/// share it through subgroups (the default where its subgroups are 8 wide).
+fn cpu_style_own_x() -> std::sync::Arc<GpuContext> {
+    common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap()
+}
+
 /// Records `f` on a fresh tape, submits, waits.
 fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
     let mut tape = Tape::new(ctx, "test", 1024);
@@ -51,8 +57,7 @@ fn linear_matches_reference() {
     // through subgroups (the default where its subgroups are 8 wide).
     let [cpu, gpu] = common::both_styles();
     let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
-    let cpu_own_x = common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap();
-    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads, cpu_own_x];
+    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads, cpu_style_own_x()];
     let mut case = 0u64;
     for &(m, n, k) in &[
         (1usize, 1usize, 1usize),
@@ -486,9 +491,8 @@ fn scan_step_with_fused_dt_matches_reference() {
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
     let mut seed = 9000;
-    // Both styles, and the CPU style with X loaded by every invocation (see linear's test).
-    let cpu_own_x = common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap();
-    for ctx in common::both_styles().into_iter().chain([cpu_own_x]) {
+    // Both styles, and the CPU style with X loaded by every invocation.
+    for ctx in common::both_styles().into_iter().chain([cpu_style_own_x()]) {
         for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true)] {
             for f16_weights in [false, true] {
                 seed += 10;
