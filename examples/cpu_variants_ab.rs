@@ -8,7 +8,9 @@
 //! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
 //!   default; src/gpu/kernels.rs, KernelCache::loop_bounding);
 //! - `shared-x`: the matvec's invocations each loading X (A) or sharing it through the subgroup
-//!   (B; shaders/block_x_lanes.wgsl vs block_x_subgroup.wgsl).
+//!   (B; shaders/block_x_lanes.wgsl vs block_x_subgroup.wgsl);
+//! - `fused-norms`: a decode step's norms as dispatches of their own (A) or inside in_proj,
+//!   with out_proj adding into the residual (B; GpuContext::fused_norms).
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
 //! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
@@ -46,7 +48,11 @@ fn context(variant: &str, on: bool) -> mamba_wgpu::Result<Arc<GpuContext>> {
         "scan-quads" => ctx.with_scan_quads(on),
         "unbounded-loops" => ctx.with_loop_bounding(!on),
         "shared-x" => ctx.with_shared_x(on),
-        other => Err(mamba_wgpu::Error::invalid("variant", format!("`{other}`: expected int64-loads, scan-quads, unbounded-loops or shared-x"))),
+        "fused-norms" => ctx.with_fused_norms(on),
+        other => Err(mamba_wgpu::Error::invalid(
+            "variant",
+            format!("`{other}`: expected int64-loads, scan-quads, unbounded-loops, shared-x or fused-norms"),
+        )),
     }
 }
 

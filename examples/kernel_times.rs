@@ -151,7 +151,7 @@ fn main() -> mamba_wgpu::Result<()> {
     let norm = |rows: u32| AddRmsNorm {
         residual: &residual,
         delta: Some(&normed),
-        weight: &norm_weight,
+        weight: Some(&norm_weight),
         out: &out,
         d,
         batch: 1,
@@ -218,40 +218,43 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let c = &model.config;
     let (d, vocab) = (c.d_model as u32, c.vocab_size as u32);
     let (w, layers) = (&model.weights, model.weights.layers.iter().enumerate());
-    let norm = |rec: &mut Recorder, weight| {
-        add_rms_norm(
-            rec,
-            &AddRmsNorm {
-                residual: &s.residual,
-                delta: Some(&s.mixer_out),
-                weight,
-                out: &s.normed,
-                d,
-                batch: 1,
-                t_len: 1,
-                last_only: true,
-                eps: 1e-5,
-            },
-        )
-    };
+    let eps = c.norm_eps;
     let parts = [
-        ("add_rms_norm", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| norm(rec, &l.norm)))?),
         (
-            "in_proj + conv step",
+            "in_proj with norm + conv step",
             time(ctx, |rec| {
                 layers.clone().try_for_each(|(i, l)| {
-                    linear_conv_step(rec, &Linear::dense(&s.normed, 1, &l.in_proj, &s.xz), &layer_conv(&model, &s, &state, i, 1, 1))
+                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::dense(&s.residual, 1, &l.in_proj, &s.xz) };
+                    linear_conv_step(rec, &in_proj, &layer_conv(&model, &s, &state, i, 1, 1))
                 })
             })?,
         ),
         ("x_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.x_proj, &s.x_dbl))))?),
         ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1))))?),
-        ("out_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.out_proj, &s.mixer_out))))?),
+        (
+            "out_proj + residual",
+            time(ctx, |rec| {
+                layers
+                    .clone()
+                    .try_for_each(|(_, l)| linear(rec, &Linear { accumulate: true, ..Linear::dense(&s.x_conv, 1, &l.out_proj, &s.residual) }))
+            })?,
+        ),
         (
             "embedding, norm_f, lm_head, argmax",
             time(ctx, |rec| {
                 mamba_wgpu::ops::embedding::embedding(rec, &w.embedding, &s.ids, 1, &s.residual)?;
-                norm(rec, &w.norm_f)?;
+                let norm_f = AddRmsNorm {
+                    residual: &s.residual,
+                    delta: None,
+                    weight: Some(&w.norm_f),
+                    out: &s.normed,
+                    d,
+                    batch: 1,
+                    t_len: 1,
+                    last_only: true,
+                    eps,
+                };
+                add_rms_norm(rec, &norm_f)?;
                 linear(rec, &Linear::dense(&s.normed, 1, w.lm_head(), &s.logits))?;
                 argmax(rec, &s.logits, 1, vocab, &s.next_ids)
             })?,

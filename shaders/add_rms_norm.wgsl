@@ -1,6 +1,8 @@
 // Residual add fused with RMSNorm, one workgroup per row:
 //   residual += delta                    (when ADD; the residual stream stays f32)
 //   out = residual / sqrt(mean(residual^2) + eps) * weight
+// (without `* weight` where has_weight is 0: the layers' norms, whose weight the loader folds
+// into in_proj, src/model/weights.rs)
 // Fusing saves a full pass over the residual stream per layer.
 // Rows are read at in_row = r * in_step + in_offset, so the final norm can pick only the last
 // position of each sequence (in_step = T, in_offset = T - 1) when only the next token matters.
@@ -12,8 +14,8 @@ struct Params {
     in_offset: u32,
     add: u32,        // 1: add delta into the residual first
     eps: f32,
+    has_weight: u32,
     _pad0: u32,
-    _pad1: u32,
 }
 
 // Invocations per row: 256 on GPUs; 8 on CPU devices, which run a workgroup's invocations as
@@ -23,7 +25,7 @@ override WG: u32 = 256u;
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> residual: array<f32>; // (batch * T, d)
 @group(0) @binding(2) var<storage, read> delta: array<f32>;          // (batch * T, d)
-@group(0) @binding(3) var<storage, read> weight: array<f32>;         // (d)
+@group(0) @binding(3) var<storage, read> weight: array<f32>;         // (d) where has_weight is 1
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;      // (rows, d)
 
 var<workgroup> partial: array<f32, 256>;  // (WG)
@@ -51,6 +53,10 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     }
     let scale = inverseSqrt(partial[0] / f32(p.d) + p.eps);
     for (var i = lid; i < p.d; i += WG) {
-        out[r * p.d + i] = residual[base + i] * scale * weight[i];
+        var v = residual[base + i] * scale;
+        if (p.has_weight == 1u) {
+            v *= weight[i];
+        }
+        out[r * p.d + i] = v;
     }
 }

@@ -36,8 +36,12 @@ struct Params {
     _conv_channels: u32,  // shaders/matvec.wgsl's fields; the matmul does not use them
     _conv_k: u32,
     _conv_has_bias: u32,
+    _rms_norm: u32,       // matvec only, as are these
+    _norm_eps: f32,
+    _accumulate: u32,
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 const TILE: u32 = 64u;

@@ -1,5 +1,12 @@
 // Matrix-vector product for decode (one token per sequence, BATCH sequences):
-//   Y[m, y_offset + n] = act(sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
+//   Y[m, y_offset + n] = act(s_m sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
+// with s_m = 1 where p.rms_norm is 0, and with `Y +=` in place of `Y =` where p.accumulate is 1
+// (out_proj adding into the residual stream). With p.rms_norm = 1, s_m = 1 / sqrt(mean_k
+// X[m, k]^2 + eps): an RMSNorm of X's row without its weight, which the loader folds into W's
+// columns (src/model/gpu_weights.rs), so that in_proj normalizes its own input and a decode
+// step needs no norm dispatch per layer. Every workgroup computes s_m for itself: main from a
+// read of X's rows before its loop (norm_scales), main_blocks from the X values its loop loads
+// anyway (block_sums).
 //
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
 // kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
@@ -41,8 +48,12 @@ struct Params {
     conv_channels: u32,  // main_conv, main_blocks_conv: rows below this (in_proj's x half) get the conv step
     conv_k: u32,         // main_conv, main_blocks_conv: d_conv
     conv_has_bias: u32,
+    rms_norm: u32,    // 1: scale row m's sums by s_m, X's RMSNorm (above)
+    norm_eps: f32,
+    accumulate: u32,  // 1: Y += the result instead of Y = the result
     _pad0: u32,
     _pad1: u32,
+    _pad2: u32,
 }
 
 // main: invocations per workgroup and per output row (32: enough loads in flight per row to
@@ -70,6 +81,7 @@ const ROWS: u32 = 8u;
 @group(0) @binding(8) var<storage, read_write> x_conv: array<f32>;        // (BATCH, conv_channels)
 
 var<workgroup> partial: array<f32, 2048>;  // (BATCH, WG): main's per-invocation partial sums
+var<workgroup> norm_scale: array<f32, 8>;  // (BATCH): main's s_m where p.rms_norm is 1
 
 fn units_per_row() -> u32 {
     return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
@@ -124,6 +136,13 @@ fn softplus(v: f32) -> f32 {
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 
+// Row m's sum times s_m, in main and main_conv (zero-initialized norm_scale is not used
+// where p.rms_norm is 0).
+fn normed(m: u32, sum: f32) -> f32 {
+    return select(sum, sum * norm_scale[m], p.rms_norm == 1u);
+}
+
+// Stores row sum `sum` (s_m applied) of batch row m, output n.
 fn store(m: u32, n: u32, sum: f32) {
     var v = sum;
     if (p.has_bias == 1u) {
@@ -132,7 +151,40 @@ fn store(m: u32, n: u32, sum: f32) {
     if (p.activation == 1u) {
         v = softplus(v);
     }
-    y[m * p.y_stride + p.y_offset + n] = v;
+    let i = m * p.y_stride + p.y_offset + n;
+    if (p.accumulate == 1u) {
+        v += y[i];
+    }
+    y[i] = v;
+}
+
+// norm_scale for main and main_conv, where p.rms_norm is 1: each of the WG invocations sums
+// the squares of every WG-th vec4 of X's rows, then a tree in workgroup memory (`partial`,
+// which row_sums reuses after the last barrier).
+fn norm_scales(flat: u32) {
+    if (p.rms_norm != 1u) {
+        return;
+    }
+    let wide = p.wide == 1u;
+    for (var m = 0u; m < BATCH; m++) {
+        var total = 0.0;
+        for (var q = flat; q < (p.k + 3u) / 4u; q += WG) {
+            let v = x_vec(m, q, wide);
+            total += dot(v, v);
+        }
+        partial[m * WG + flat] = total;
+    }
+    workgroupBarrier();
+    sum_groups(flat, WG);
+    if (flat < BATCH) {
+        norm_scale[flat] = scale_of(partial[flat * WG]);
+    }
+    workgroupBarrier();
+}
+
+// s_m from the sum of squares of X's row m.
+fn scale_of(sum_sq: f32) -> f32 {
+    return inverseSqrt(sum_sq / f32(p.k) + p.norm_eps);
 }
 
 // sum over unit j of a row of W (4 f32 or 8 f16) times the matching X values of batch row m,
@@ -173,33 +225,41 @@ fn row_sums(flat: u32, wg: u32) -> u32 {
         partial[m * WG + flat] = select(acc_hi[m % 4u], acc_lo[m % 4u], m < 4u);
     }
     workgroupBarrier();
-    for (var stride = LANES / 2u; stride > 0u; stride /= 2u) {
-        if (lane < stride) {
+    sum_groups(flat, LANES);
+    return n;
+}
+
+// partial[m * WG + i] summed over each group of `span` invocations (a power of two) into the
+// group's first, in a tree; every invocation calls it (barriers).
+fn sum_groups(flat: u32, span: u32) {
+    for (var stride = span / 2u; stride > 0u; stride /= 2u) {
+        if (flat % span < stride) {
             for (var m = 0u; m < BATCH; m++) {
                 partial[m * WG + flat] += partial[m * WG + flat + stride];
             }
         }
         workgroupBarrier();
     }
-    return n;
 }
 
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    norm_scales(flat);
     let n = row_sums(flat, wg.x);
     if (flat % LANES == 0u && n < p.n) {
         for (var m = 0u; m < BATCH; m++) {
-            store(m, n, partial[m * WG + flat]);
+            store(m, n, normed(m, partial[m * WG + flat]));
         }
     }
 }
 
 @compute @workgroup_size(WG)
 fn main_conv(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) wg: vec3<u32>) {
+    norm_scales(flat);
     let n = row_sums(flat, wg.x);
     if (flat % LANES == 0u && n < p.n) {
         for (var m = 0u; m < BATCH; m++) {
-            store_or_conv(m, n, partial[m * WG + flat]);
+            store_or_conv(m, n, normed(m, partial[m * WG + flat]));
         }
     }
 }
@@ -236,24 +296,57 @@ fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_
     }
 }
 
-// Row sums of invocation t's 8 rows of the block starting at row `first`: [r * BATCH + m].
+// Row sums of invocation t's 8 rows of the block starting at row `first`: [r * BATCH + m],
+// times s_m where p.rms_norm is 1. Every lane holds all the X values of each unit (block_x), so
+// it sums their squares as it goes: s_m costs no loads. The branches on p.wide and p.rms_norm
+// are taken once, outside the loop (block_loop's constant arguments): CPU devices run both
+// sides of a branch inside a loop.
 fn block_sums(t: u32, first: u32, size: u32) -> array<f32, 64> {
-    let units = units_per_row();
-    let base = first * units;
-    let lane = x_lane(t);
     var acc: array<f32, 64>;
+    var sum_sq: array<f32, 8>;
+    let norm = p.rms_norm == 1u;
     if (p.wide == 1u) {
-        for (var j = 0u; j < units; j++) {
-            var xs = block_x(j, lane, true);
-            accumulate_rows(&acc, &xs, base + j * size, t, size);
+        if (norm) {
+            block_loop(&acc, &sum_sq, t, first, size, true, true);
+        } else {
+            block_loop(&acc, &sum_sq, t, first, size, true, false);
         }
     } else {
-        for (var j = 0u; j < units; j++) {
-            var xs = block_x(j, lane, false);
-            accumulate_rows(&acc, &xs, base + j * size, t, size);
+        if (norm) {
+            block_loop(&acc, &sum_sq, t, first, size, false, true);
+        } else {
+            block_loop(&acc, &sum_sq, t, first, size, false, false);
+        }
+    }
+    if (norm) {
+        for (var m = 0u; m < BATCH; m++) {
+            let s = scale_of(sum_sq[m]);
+            for (var r = 0u; r < ROWS; r++) {
+                acc[r * BATCH + m] *= s;
+            }
         }
     }
     return acc;
+}
+
+// The loop of block_sums over the units of the block's rows; with `squares`, also the sums of
+// squares of X's rows.
+fn block_loop(acc: ptr<function, array<f32, 64>>, sum_sq: ptr<function, array<f32, 8>>, t: u32, first: u32, size: u32, wide: bool, squares: bool) {
+    let units = units_per_row();
+    let base = first * units;
+    let lane = x_lane(t);
+    for (var j = 0u; j < units; j++) {
+        var xs = block_x(j, lane, wide);
+        accumulate_rows(acc, &xs, base + j * size, t, size);
+        if (squares) {
+            for (var m = 0u; m < BATCH; m++) {
+                (*sum_sq)[m] += dot(xs[2u * m], xs[2u * m]);
+                if (WEIGHT_F16) {
+                    (*sum_sq)[m] += dot(xs[2u * m + 1u], xs[2u * m + 1u]);
+                }
+            }
+        }
+    }
 }
 
 // Row n of this part is row c = bias_offset + n of in_proj. The x half (c < conv_channels) goes

@@ -45,7 +45,8 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 }
 
 /// Linear (matvec for m <= 8, tiled matmul above) with strided input, bias, softplus, f32 and
-/// f16 weights, and weights split into several parts.
+/// f16 weights, and weights split into several parts; the matvec also with its input rows
+/// RMS-normalized (rms_norm_eps) and with its result added into y (accumulate).
 #[test]
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
@@ -96,7 +97,13 @@ fn linear_matches_reference() {
                 }
                 let x_buf = upload_f32(ctx, "x", &x);
                 let b_buf = upload_f32(ctx, "bias", &bias);
-                let y_buf = storage(ctx, "y", m * n);
+                // The matvec's options, on alternate cases (rms_norm_eps and accumulate each on
+                // half of them, with every activation).
+                let matvec = m <= 8;
+                let rms_norm_eps = (matvec && case % 4 < 2).then_some(1e-3);
+                let accumulate = matvec && case % 8 >= 4;
+                let y0 = random_values(case + 3000, m * n, 1.0);
+                let y_buf = upload_f32(ctx, "y", &y0);
                 let activation = if case.is_multiple_of(2) { Activation::Softplus } else { Activation::None };
                 run(ctx, |rec| {
                     linear(
@@ -112,17 +119,26 @@ fn linear_matches_reference() {
                             y_stride: n as u32,
                             y_offset: 0,
                             activation,
+                            rms_norm_eps,
+                            accumulate,
                         },
                     )
                 });
-                let x_dense: Vec<f32> = x.chunks(x_stride).flat_map(|r| r[x_offset..x_offset + k].to_vec()).collect();
+                let mut x_dense: Vec<f32> = x.chunks(x_stride).flat_map(|r| r[x_offset..x_offset + k].to_vec()).collect();
+                if let Some(eps) = rms_norm_eps {
+                    x_dense = reference::rms_norm(&x_dense, &vec![1.0; k], eps);
+                }
                 let w_ref = if f16_weights { &w_rounded } else { &w };
                 let mut want = reference::matmul(&x_dense, w_ref, Some(&bias), m, n, k);
                 if activation == Activation::Softplus {
                     want.iter_mut().for_each(|v| *v = reference::softplus(*v as f64) as f32);
                 }
+                if accumulate {
+                    want.iter_mut().zip(&y0).for_each(|(v, y)| *v += y);
+                }
                 let got = read(ctx, &y_buf, m * n);
-                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} kernels={style}"), &got, &want, TOL);
+                let options = format!("rms_norm={} accumulate={accumulate}", rms_norm_eps.is_some());
+                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} kernels={style} {options}"), &got, &want, TOL);
             }
         }
     }
@@ -141,7 +157,8 @@ fn rms_norm_cases(ctx: &GpuContext) {
         let residual = random_values(d as u64, batch * t * d, 2.0);
         let delta = random_values(d as u64 + 1, batch * t * d, 1.0);
         let weight = random_values(d as u64 + 2, d, 1.5);
-        for (with_delta, last_only) in [(false, false), (true, false), (true, true)] {
+        let ones = vec![1.0; d];
+        for (with_delta, last_only, with_weight) in [(false, false, true), (true, false, true), (true, true, true), (true, false, false)] {
             let r_buf = upload_f32(ctx, "residual", &residual);
             let d_buf = upload_f32(ctx, "delta", &delta);
             let w_buf = upload_f32(ctx, "weight", &weight);
@@ -152,7 +169,7 @@ fn rms_norm_cases(ctx: &GpuContext) {
                     &AddRmsNorm {
                         residual: &r_buf,
                         delta: with_delta.then_some(&d_buf),
-                        weight: &w_buf,
+                        weight: with_weight.then_some(&w_buf),
                         out: &out,
                         d: d as u32,
                         batch: batch as u32,
@@ -164,8 +181,8 @@ fn rms_norm_cases(ctx: &GpuContext) {
             });
             let summed: Vec<f32> = if with_delta { residual.iter().zip(&delta).map(|(a, b)| a + b).collect() } else { residual.clone() };
             let rows: Vec<f32> = if last_only { summed.chunks(t * d).flat_map(|s| s[(t - 1) * d..].to_vec()).collect() } else { summed.clone() };
-            let want = reference::rms_norm(&rows, &weight, 1e-5);
-            let label = format!("rms_norm batch={batch} t={t} d={d} delta={with_delta} last_only={last_only}");
+            let want = reference::rms_norm(&rows, if with_weight { &weight } else { &ones }, 1e-5);
+            let label = format!("rms_norm batch={batch} t={t} d={d} delta={with_delta} last_only={last_only} weight={with_weight}");
             assert_close(&label, &read(ctx, &out, rows.len()), &want, TOL);
             if with_delta && !last_only {
                 assert_close(&format!("{label} residual"), &read(ctx, &r_buf, summed.len()), &summed, TOL);
@@ -413,6 +430,11 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
     let mut rec = tape.record(&ctx);
     let err = linear(&mut rec, &Linear::dense(&x, 2, &weight, &y)).unwrap_err().to_string();
     assert!(err.contains("linear.x") || err.contains("linear.y"), "{err}");
+    // The matvec's options with more rows than the matvec takes.
+    let (x, y) = (storage(&ctx, "x", 9 * 8), storage(&ctx, "y", 9 * 4));
+    let norm = Linear { rms_norm_eps: Some(1e-5), ..Linear::dense(&x, 9, &weight, &y) };
+    let err = linear(&mut rec, &norm).unwrap_err().to_string();
+    assert!(err.contains("at most 8 rows"), "{err}");
 }
 
 /// The decode step with the dt projection fused in (step_dt) against the reference: dt =
@@ -486,7 +508,7 @@ fn scan_step_with_fused_dt_matches_reference() {
 /// in_proj then the decode conv step on its x half (one kernel with weights in row blocks, two
 /// dispatches otherwise) against the reference matmul then conv1d: the conv output, the new
 /// conv state and in_proj's z half; f32 and f16 weights, with and without biases, aligned and
-/// unaligned k, whole and partial row blocks.
+/// unaligned k, whole and partial row blocks, with and without the input's RMSNorm.
 #[test]
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
@@ -494,10 +516,12 @@ fn in_proj_with_conv_step_matches_reference() {
     // Both styles, and the CPU style with X loaded by every invocation.
     for ctx in common::both_styles().into_iter().chain([cpu_style_own_x()]) {
         for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true)] {
-            for f16_weights in [false, true] {
+            for (f16_weights, rms_norm) in [(false, false), (true, false), (false, true), (true, true)] {
                 seed += 10;
                 let n = 2 * channels;
                 let x = random_values(seed, batch * k_in, 1.0);
+                let rms_norm_eps = rms_norm.then_some(1e-3);
+                let x_normed = if rms_norm { reference::rms_norm(&x, &vec![1.0; k_in], 1e-3) } else { x.clone() };
                 let w = random_values(seed + 1, n * k_in, 0.5);
                 let in_bias = random_values(seed + 2, n, 0.5);
                 let conv_w = random_values(seed + 3, channels * conv_k, 0.7);
@@ -510,7 +534,7 @@ fn in_proj_with_conv_step_matches_reference() {
                     GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F32(&w))
                 }
                 .unwrap();
-                let xz_want = reference::matmul(&x, if f16_weights { &rounded } else { &w }, biases.then_some(&in_bias[..]), batch, n, k_in);
+                let xz_want = reference::matmul(&x_normed, if f16_weights { &rounded } else { &w }, biases.then_some(&in_bias[..]), batch, n, k_in);
                 let x_half: Vec<f32> = xz_want.chunks(n).flat_map(|row| row[..channels].to_vec()).collect();
                 let mut state_want = state0.clone();
                 let conv_want = reference::conv1d_silu(&x_half, &mut state_want, &conv_w, biases.then_some(&conv_b[..]), batch, channels, conv_k);
@@ -523,7 +547,7 @@ fn in_proj_with_conv_step_matches_reference() {
                     upload_f32(&ctx, "s", &state0),
                 );
                 let (xz, x_conv) = (storage(&ctx, "xz", batch * n), storage(&ctx, "x_conv", batch * channels));
-                let in_proj = Linear { bias: biases.then_some(&in_bias_buf), ..Linear::dense(&x_buf, batch as u32, &weight, &xz) };
+                let in_proj = Linear { bias: biases.then_some(&in_bias_buf), rms_norm_eps, ..Linear::dense(&x_buf, batch as u32, &weight, &xz) };
                 let conv = Conv1d {
                     x: &xz,
                     x_stride: n as u32,
@@ -537,7 +561,10 @@ fn in_proj_with_conv_step_matches_reference() {
                     k: conv_k as u32,
                 };
                 run(&ctx, |rec| linear_conv_step(rec, &in_proj, &conv));
-                let label = format!("in_proj+conv gpu_style={} batch={batch} channels={channels} k={k_in} f16={f16_weights}", ctx.gpu_kernels);
+                let label = format!(
+                    "in_proj+conv gpu_style={} batch={batch} channels={channels} k={k_in} f16={f16_weights} rms_norm={rms_norm}",
+                    ctx.gpu_kernels
+                );
                 assert_close(&format!("{label} x_conv"), &read(&ctx, &x_conv, conv_want.len()), &conv_want, TOL);
                 assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);
                 let z = |xz: &[f32]| -> Vec<f32> { xz.chunks(n).flat_map(|row| row[channels..].to_vec()).collect() };

@@ -68,6 +68,10 @@ pub struct GpuContext {
     /// The CPU-device scan steps load B, C, dt_low, A and the state four values at a time
     /// where d_state and dt_rank allow (shaders/scan_state_quads.wgsl). On by default.
     pub scan_quads: bool,
+    /// A forward pass whose rows the matvec takes (a decode step) runs each layer's RMSNorm
+    /// inside in_proj and the residual add inside out_proj, one dispatch per layer fewer
+    /// (src/model/forward.rs). On by default.
+    pub fused_norms: bool,
     pub(crate) kernels: KernelCache,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
@@ -140,6 +144,7 @@ impl GpuContext {
             int64_loads: adapter.shader_int64,
             shared_x: adapter.can_share_x(),
             scan_quads: true,
+            fused_norms: true,
             adapter,
             limits,
             max_binding_bytes,
@@ -201,6 +206,12 @@ impl GpuContext {
     /// the default) or one (`false`), for A/B measurements (examples/cpu_variants_ab.rs).
     pub fn with_scan_quads(self: Arc<Self>, quads: bool) -> Result<Arc<Self>> {
         self.reconfigured(|ctx| GpuContext { scan_quads: quads, ..ctx })
+    }
+
+    /// A context whose decode steps run the norms inside in_proj (`true`, the default) or as
+    /// dispatches of their own (`false`), for A/B measurements (examples/cpu_variants_ab.rs).
+    pub fn with_fused_norms(self: Arc<Self>, fused: bool) -> Result<Arc<Self>> {
+        self.reconfigured(|ctx| GpuContext { fused_norms: fused, ..ctx })
     }
 
     /// A context whose shaders carry naga's loop counters (`true`) or not (`false`, the

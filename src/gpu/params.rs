@@ -26,7 +26,8 @@ pub struct NormParams {
     pub in_offset: u32,
     pub add: u32,
     pub eps: f32,
-    pub _pad: [u32; 2],
+    pub has_weight: u32,
+    pub _pad: u32,
 }
 
 /// shaders/matmul.wgsl and shaders/matvec.wgsl
@@ -49,7 +50,12 @@ pub struct LinearParams {
     pub conv_channels: u32,
     pub conv_k: u32,
     pub conv_has_bias: u32,
-    pub _pad: [u32; 2],
+    /// matvec only: scale each row's sums by 1 / sqrt(mean(X_row^2) + norm_eps), an RMSNorm of X without its weight
+    pub rms_norm: u32,
+    pub norm_eps: f32,
+    /// matvec only: Y += the result instead of Y = the result
+    pub accumulate: u32,
+    pub _pad: [u32; 3],
 }
 
 /// shaders/conv1d.wgsl

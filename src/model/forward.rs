@@ -10,10 +10,14 @@
 //!               mixer_out = out_proj(y)
 //!   logits = lm_head(RMSNorm_f(residual += mixer_out))
 //!
+//! Where the matvec takes the rows (a decode step) the norm runs inside in_proj, whose columns
+//! hold the norm's weight, and out_proj adds into the residual itself (`fused_norms` below).
+//!
 //! Buffers are allocated once per session for at most `max_rows` = batch x chunk tokens.
 
 use super::gpu_weights::Model;
 use crate::error::Result;
+use crate::gpu::kernels::MATVEC_MAX_M;
 use crate::gpu::tensor::storage;
 use crate::gpu::{GpuContext, Recorder};
 use crate::ops::conv1d::Conv1d;
@@ -130,21 +134,40 @@ pub fn record_forward(
     // residual = embedding[ids]
     embedding(rec, &w.embedding, &s.ids, rows, &s.residual)?;
 
+    // Where the matvec takes the rows (a decode step, a short prompt) and the norms' weights
+    // are folded into in_proj (TensorSink::FOLDS_NORMS), in_proj normalizes its own input and
+    // out_proj adds into the residual stream: no norm dispatch per layer. Otherwise
+    // add_rms_norm does both, into `normed` (also where GpuContext::fused_norms is off).
+    let fused_norms = rec.ctx().fused_norms && rows <= MATVEC_MAX_M && w.layers.iter().all(|l| l.norm.is_none());
     for (i, layer) in w.layers.iter().enumerate() {
-        // u = RMSNorm(residual += mixer_out of the previous layer)
-        let delta = (i > 0).then_some(&s.mixer_out);
-        add_rms_norm(
-            rec,
-            &AddRmsNorm { residual: &s.residual, delta, weight: &layer.norm, out: &s.normed, d, batch, t_len, last_only: false, eps: c.norm_eps },
-        )?;
+        let in_proj = if fused_norms {
+            // u = RMSNorm(residual), inside in_proj
+            Linear { rms_norm_eps: Some(c.norm_eps), ..Linear::dense(&s.residual, rows, &layer.in_proj, &s.xz) }
+        } else {
+            // u = RMSNorm(residual += mixer_out of the previous layer)
+            let delta = (i > 0).then_some(&s.mixer_out);
+            add_rms_norm(
+                rec,
+                &AddRmsNorm {
+                    residual: &s.residual,
+                    delta,
+                    weight: layer.norm.as_ref(),
+                    out: &s.normed,
+                    d,
+                    batch,
+                    t_len,
+                    last_only: false,
+                    eps: c.norm_eps,
+                },
+            )?;
+            Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz)
+        };
         // xz = in_proj . u (+ bias): x = xz[:, :d_inner], z = xz[:, d_inner:]
-        // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding on a
-        // CPU device)
-        let in_proj = Linear { bias: layer.in_proj_bias.as_ref(), ..Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz) };
-        linear_conv_step(rec, &in_proj, &layer_conv(model, s, state, i, batch, t_len))?;
+        // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding)
+        linear_conv_step(rec, &Linear { bias: layer.in_proj_bias.as_ref(), ..in_proj }, &layer_conv(model, s, state, i, batch, t_len))?;
         // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
         linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
-        // mixer_out = out_proj . y (+ bias), y from one of the two scan paths below
+        // y from one of the two scan paths:
         let y = if t_len == 1 && layer.dt_proj.parts.len() == 1 {
             // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
             // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
@@ -185,7 +208,13 @@ pub fn record_forward(
             selective_scan(rec, &scan, kind)?;
             &s.y
         };
-        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..Linear::dense(y, rows, &layer.out_proj, &s.mixer_out) })?;
+        // mixer_out = out_proj . y (+ bias), or residual += that
+        let out_proj = if fused_norms {
+            Linear { accumulate: true, ..Linear::dense(y, rows, &layer.out_proj, &s.residual) }
+        } else {
+            Linear::dense(y, rows, &layer.out_proj, &s.mixer_out)
+        };
+        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..out_proj })?;
     }
 
     let (target, last_only) = match out {
@@ -193,9 +222,12 @@ pub fn record_forward(
         LogitsOut::Last => (&s.logits, true),
         LogitsOut::All(buffer) => (buffer, false),
     };
-    // logits = lm_head . RMSNorm_f(residual += mixer_out)
-    let delta = (!w.layers.is_empty()).then_some(&s.mixer_out);
-    add_rms_norm(rec, &AddRmsNorm { residual: &s.residual, delta, weight: &w.norm_f, out: &s.normed, d, batch, t_len, last_only, eps: c.norm_eps })?;
+    // logits = lm_head . RMSNorm_f(residual += mixer_out, where out_proj did not add it)
+    let delta = (!fused_norms && !w.layers.is_empty()).then_some(&s.mixer_out);
+    add_rms_norm(
+        rec,
+        &AddRmsNorm { residual: &s.residual, delta, weight: Some(&w.norm_f), out: &s.normed, d, batch, t_len, last_only, eps: c.norm_eps },
+    )?;
     let out_rows = if last_only { batch } else { rows };
     linear(rec, &Linear::dense(&s.normed, out_rows, w.lm_head(), target))
 }

@@ -45,18 +45,25 @@ impl TensorSink for GpuSink<'_> {
     type Vector = wgpu::Buffer;
 
     fn matrix(&mut self, t: TensorBytes<'_>) -> Result<GpuWeight> {
-        let dtype = self.dtype.unwrap_or(match t.dtype {
-            StoredDtype::F32 => WeightDtype::F32,
-            StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
-        });
-        self.chosen.get_or_insert(dtype);
-        let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
-        let weight = match dtype {
-            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
-            WeightDtype::F16 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
-        };
-        self.advance(&t);
-        Ok(weight)
+        self.upload_matrix(&t, None)
+    }
+
+    /// Folds where that adds no rounding: the scale is applied in f32, then stored as f32, or
+    /// rounded to f16 once from an f32 checkpoint (as the plain weight would be). A checkpoint
+    /// already in f16 or bf16 folds only where every product is exact in f16 (norms of ones,
+    /// or powers of two); otherwise its weights stay as stored, and the layer keeps its norm.
+    fn in_proj_with_norm(&mut self, in_proj: &TensorBytes<'_>, norm: &TensorBytes<'_>) -> Result<Option<GpuWeight>> {
+        let scale = norm.to_f32();
+        let folded = scale_columns(in_proj.to_f32(), &scale);
+        let rounds_once = in_proj.dtype == StoredDtype::F32 || self.storage_of(in_proj) == WeightDtype::F32;
+        if !rounds_once && folded.iter().any(|&v| half::f16::from_f32(v).to_f32() != v) {
+            return Ok(None);
+        }
+        // The norm counts towards the fingerprint and progress as if it were stored.
+        self.hasher.write(norm.name.as_bytes());
+        self.hasher.write(bytemuck::cast_slice(&scale));
+        self.advance(norm);
+        self.upload_matrix(in_proj, Some(folded)).map(Some)
     }
 
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<wgpu::Buffer> {
@@ -71,6 +78,34 @@ impl TensorSink for GpuSink<'_> {
 }
 
 impl GpuSink<'_> {
+    /// The storage of matrix `t`: the one asked for, else the checkpoint's precision (bf16
+    /// becomes f16).
+    fn storage_of(&self, t: &TensorBytes<'_>) -> WeightDtype {
+        self.dtype.unwrap_or(match t.dtype {
+            StoredDtype::F32 => WeightDtype::F32,
+            StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
+        })
+    }
+
+    /// Uploads matrix `t`, or `values` in its place (t's shape), as a weight.
+    /// The first matrix's storage is the model's `weight_dtype`.
+    fn upload_matrix(&mut self, t: &TensorBytes<'_>, values: Option<Vec<f32>>) -> Result<GpuWeight> {
+        let dtype = self.storage_of(t);
+        self.chosen.get_or_insert(dtype);
+        let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
+        let weight = match (dtype, values) {
+            (WeightDtype::F32, Some(values)) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&values))?,
+            (WeightDtype::F32, None) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
+            (WeightDtype::F16, Some(values)) => {
+                let bits: Vec<u16> = values.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+                GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&bits))?
+            }
+            (WeightDtype::F16, None) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
+        };
+        self.advance(t);
+        Ok(weight)
+    }
+
     fn advance(&mut self, t: &TensorBytes<'_>) {
         self.done += t.bytes.len() as u64;
         (self.progress)(self.done);
@@ -122,11 +157,22 @@ impl Model {
         let mut total = w.embedding.size_bytes() + w.norm_f.size() + w.lm_head.as_ref().map_or(0, |h| h.size_bytes());
         for l in &w.layers {
             total += [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
-            total += [&l.norm, &l.conv_weight, &l.dt_proj_bias, &l.a, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
+            total += l.norm.as_ref().map_or(0, |n| n.size());
+            total += [&l.conv_weight, &l.dt_proj_bias, &l.a, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
             total += [&l.in_proj_bias, &l.conv_bias, &l.out_proj_bias].iter().filter_map(|v| v.as_ref()).map(|v| v.size()).sum::<u64>();
         }
         total
     }
+}
+
+/// `values` (rows, column_scale.len()) with column j multiplied by column_scale[j], in f32.
+fn scale_columns(mut values: Vec<f32>, column_scale: &[f32]) -> Vec<f32> {
+    for row in values.chunks_exact_mut(column_scale.len()) {
+        for (v, s) in row.iter_mut().zip(column_scale) {
+            *v *= s;
+        }
+    }
+    values
 }
 
 /// FNV-1a, 64 bit: a stable fingerprint without a hashing crate.

@@ -18,6 +18,11 @@ pub enum Activation {
 }
 
 /// Row m of x starts at m * x_stride + x_offset; row m of y at m * y_stride + y_offset.
+/// With `rms_norm_eps`, x's rows are RMS-normalized first (without a weight: the loader folds
+/// the norm's weight into `weight`'s columns, TensorSink::FOLDS_NORMS):
+///   y = act(x / sqrt(mean(x^2) + eps) . W^T + bias);
+/// with `accumulate`, y += that instead of y = that (the residual stream). Both need the
+/// matvec (at most MATVEC_MAX_M rows): they let a decode step skip the norm's own dispatch.
 pub struct Linear<'a> {
     pub x: &'a wgpu::Buffer,
     pub x_stride: u32,
@@ -29,6 +34,8 @@ pub struct Linear<'a> {
     pub y_stride: u32,
     pub y_offset: u32,
     pub activation: Activation,
+    pub rms_norm_eps: Option<f32>,
+    pub accumulate: bool,
 }
 
 impl<'a> Linear<'a> {
@@ -45,6 +52,8 @@ impl<'a> Linear<'a> {
             y_stride: weight.rows,
             y_offset: 0,
             activation: Activation::None,
+            rms_norm_eps: None,
+            accumulate: false,
         }
     }
 }
@@ -64,6 +73,7 @@ pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Resul
         && conv.x == op.y
         && (conv.x_stride, op.y_offset) == (op.y_stride, 0)
         && op.activation == Activation::None
+        && !op.accumulate
         && conv.channels <= op.weight.rows;
     if !fused {
         linear(rec, op)?;
@@ -84,6 +94,9 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
                 op.x_offset, op.y_offset, op.x_stride, op.y_stride
             ),
         ));
+    }
+    if (op.rms_norm_eps.is_some() || op.accumulate) && m > MATVEC_MAX_M {
+        return Err(Error::invalid("linear", format!("rms_norm and accumulate need the matvec (at most {MATVEC_MAX_M} rows), got {m} rows")));
     }
     if m == 0 {
         return Ok(());
@@ -118,7 +131,10 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
             conv_channels: conv.map_or(0, |(c, _)| c.channels),
             conv_k: conv.map_or(0, |(c, _)| c.k),
             conv_has_bias: conv.is_some_and(|(c, _)| c.bias.is_some()) as u32,
-            _pad: [0; 2],
+            rms_norm: op.rms_norm_eps.is_some() as u32,
+            norm_eps: op.rms_norm_eps.unwrap_or(0.0),
+            accumulate: op.accumulate as u32,
+            _pad: [0; 3],
         };
         let batch = m as u8;
         let int64 = rec.ctx().int64_loads;

@@ -1,5 +1,6 @@
 //! Residual add + RMSNorm (shaders/add_rms_norm.wgsl), one workgroup per output row:
 //!   residual += delta;  out = residual / sqrt(mean(residual^2) + eps) * weight
+//! (`* weight` only where a weight is given: the layers' norm weights are folded into in_proj)
 
 use super::check_len;
 use crate::error::Result;
@@ -7,10 +8,10 @@ use crate::gpu::params::NormParams;
 use crate::gpu::{Kernel, Recorder};
 
 pub struct AddRmsNorm<'a> {
-    pub residual: &'a wgpu::Buffer,      // (batch * t, d), updated in place when delta is given
-    pub delta: Option<&'a wgpu::Buffer>, // (batch * t, d)
-    pub weight: &'a wgpu::Buffer,        // (d)
-    pub out: &'a wgpu::Buffer,           // (rows, d)
+    pub residual: &'a wgpu::Buffer,       // (batch * t, d), updated in place when delta is given
+    pub delta: Option<&'a wgpu::Buffer>,  // (batch * t, d)
+    pub weight: Option<&'a wgpu::Buffer>, // (d)
+    pub out: &'a wgpu::Buffer,            // (rows, d)
     pub d: u32,
     /// Rows of the residual: batch * t.
     pub batch: u32,
@@ -25,9 +26,15 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
     let all_rows = op.batch as u64 * op.t_len as u64;
     let (rows, in_step, in_offset) = if op.last_only { (op.batch, op.t_len, op.t_len - 1) } else { (op.batch * op.t_len, 1, 0) };
     check_len("add_rms_norm", "residual", op.residual, all_rows * op.d as u64)?;
-    check_len("add_rms_norm", "weight", op.weight, op.d as u64)?;
     check_len("add_rms_norm", "out", op.out, rows as u64 * op.d as u64)?;
     let placeholder = &rec.ctx().placeholder.clone();
+    let weight = match op.weight {
+        Some(weight) => {
+            check_len("add_rms_norm", "weight", weight, op.d as u64)?;
+            weight
+        }
+        None => placeholder,
+    };
     let delta = match op.delta {
         Some(delta) => {
             check_len("add_rms_norm", "delta", delta, all_rows * op.d as u64)?;
@@ -35,7 +42,16 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
         }
         None => placeholder,
     };
-    let params = NormParams { rows, d: op.d, in_step, in_offset, add: op.delta.is_some() as u32, eps: op.eps, _pad: [0; 2] };
+    let params = NormParams {
+        rows,
+        d: op.d,
+        in_step,
+        in_offset,
+        add: op.delta.is_some() as u32,
+        eps: op.eps,
+        has_weight: op.weight.is_some() as u32,
+        _pad: 0,
+    };
     let kernel = Kernel::AddRmsNorm { small_workgroup: !rec.ctx().gpu_kernels };
-    rec.dispatch(kernel, &params, &[op.residual, delta, op.weight, op.out], [rows, 1, 1])
+    rec.dispatch(kernel, &params, &[op.residual, delta, weight, op.out], [rows, 1, 1])
 }
