@@ -135,7 +135,7 @@ pub fn record_forward(
     embedding(rec, &w.embedding, &s.ids, rows, &s.residual)?;
 
     // Where the matvec takes the rows (a decode step, a short prompt) and the norms' weights
-    // are folded into in_proj (TensorSink::FOLDS_NORMS), in_proj normalizes its own input and
+    // are folded into in_proj (TensorSink::in_proj_with_norm), in_proj normalizes its own input and
     // out_proj adds into the residual stream: no norm dispatch per layer. Otherwise
     // add_rms_norm does both, into `normed` (also where GpuContext::fused_norms is off).
     let fused_norms = rec.ctx().fused_norms && rows <= MATVEC_MAX_M && w.layers.iter().all(|l| l.norm.is_none());

@@ -19,7 +19,7 @@ pub enum Activation {
 
 /// Row m of x starts at m * x_stride + x_offset; row m of y at m * y_stride + y_offset.
 /// With `rms_norm_eps`, x's rows are RMS-normalized first (without a weight: the loader folds
-/// the norm's weight into `weight`'s columns, TensorSink::FOLDS_NORMS):
+/// the norm's weight into `weight`'s columns, TensorSink::in_proj_with_norm):
 ///   y = act(x / sqrt(mean(x^2) + eps) . W^T + bias);
 /// with `accumulate`, y += that instead of y = that (the residual stream). Both need the
 /// matvec (at most MATVEC_MAX_M rows): they let a decode step skip the norm's own dispatch.
