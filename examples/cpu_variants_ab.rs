@@ -14,8 +14,9 @@
 //!
 //! The two sessions take turns, each round a 64-token prefill and 3 decode steps, so both see
 //! the same machine: on a shared 2-core host the bandwidth drifts by half within minutes, more
-//! than the difference measured. Prints the mean of each and checks that both produced the
-//! same tokens.
+//! than the difference measured. Prints the mean of each, the median decode step and in how
+//! many rounds B's steps were the faster (a slow phase moves a mean more than these), and
+//! checks that both produced the same tokens.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +34,8 @@ struct Run {
     tokens: Vec<u32>,
     prefill_seconds: f64,
     step_seconds: f64,
+    /// Each round's mean decode step.
+    round_steps: Vec<f64>,
 }
 
 /// The context of side A (`on` false) or B (`on` true) of `variant`, with CPU-device kernels.
@@ -86,7 +89,7 @@ fn main() -> mamba_wgpu::Result<()> {
         // Warm-up: pipelines, tapes.
         let tokens = pollster::block_on(session.prefill_greedy(&prompts))?;
         pollster::block_on(session.step_greedy(&tokens))?;
-        runs.push(Run { session, tokens: Vec::new(), prefill_seconds: 0.0, step_seconds: 0.0 });
+        runs.push(Run { session, tokens: Vec::new(), prefill_seconds: 0.0, step_seconds: 0.0, round_steps: Vec::new() });
     }
     for _ in 0..ROUNDS {
         for run in &mut runs {
@@ -100,16 +103,23 @@ fn main() -> mamba_wgpu::Result<()> {
                 tokens = pollster::block_on(run.session.step_greedy(&tokens))?;
                 run.tokens.extend(&tokens);
             }
-            run.step_seconds += start.elapsed().as_secs_f64() / STEPS_PER_ROUND as f64;
+            let step = start.elapsed().as_secs_f64() / STEPS_PER_ROUND as f64;
+            run.step_seconds += step;
+            run.round_steps.push(step);
         }
     }
     for (run, side) in runs.iter().zip(["A (off)", "B (on)"]) {
+        let mut steps = run.round_steps.clone();
+        steps.sort_by(f64::total_cmp);
         println!(
-            "{side}: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds)",
+            "{side}: prefill {:.1} tokens/s, decode step {:.1} ms (means of {ROUNDS} rounds; median step {:.1} ms)",
             (ROUNDS * PROMPT_LEN * batch) as f64 / run.prefill_seconds,
-            run.step_seconds / ROUNDS as f64 * 1e3
+            run.step_seconds / ROUNDS as f64 * 1e3,
+            steps[ROUNDS / 2] * 1e3
         );
     }
+    let b_faster = runs[0].round_steps.iter().zip(&runs[1].round_steps).filter(|(a, b)| b < a).count();
+    println!("B's decode steps faster in {b_faster} of {ROUNDS} rounds");
     println!(
         "B / A speed: prefill {:.3}x, decode {:.3}x",
         runs[0].prefill_seconds / runs[1].prefill_seconds,
