@@ -5,6 +5,8 @@
 //!   (shaders/matrix_loads.wgsl vs matrix_loads_int64.wgsl);
 //! - `scan-quads`: the scan steps loading B, C, dt_low, A and the state one value (A) or four
 //!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl);
+//! - `scan-int64`: the same four values at a time (A) or eight as four u64 (B;
+//!   shaders/scan_state_int64.wgsl);
 //! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
 //!   default; src/gpu/kernels.rs, KernelCache::loop_bounding);
 //! - `shared-x`: the matvec's invocations each loading X (A) or sharing it through the subgroup
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
+use mamba_wgpu::gpu::kernels::ScanLoads;
 use mamba_wgpu::{GpuContext, LoadOptions, Model, Session, WeightDtype};
 
 const ROUNDS: usize = 20;
@@ -48,13 +51,14 @@ fn context(variant: &str, on: bool) -> mamba_wgpu::Result<Arc<GpuContext>> {
             }
             ctx.with_int64_loads(on)
         }
-        "scan-quads" => ctx.with_scan_quads(on),
+        "scan-quads" => ctx.with_scan_loads(if on { ScanLoads::Quads } else { ScanLoads::Single }),
+        "scan-int64" => ctx.with_scan_loads(if on { ScanLoads::Int64 } else { ScanLoads::Quads }),
         "unbounded-loops" => ctx.with_loop_bounding(!on),
         "shared-x" => ctx.with_shared_x(on),
         "fused-norms" => ctx.with_fused_norms(on),
         other => Err(mamba_wgpu::Error::invalid(
             "variant",
-            format!("`{other}`: expected int64-loads, scan-quads, unbounded-loops, shared-x or fused-norms"),
+            format!("`{other}`: expected int64-loads, scan-quads, scan-int64, unbounded-loops, shared-x or fused-norms"),
         )),
     }
 }

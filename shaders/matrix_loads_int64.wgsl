@@ -24,6 +24,12 @@ fn x_quad(q: u32) -> vec4<f32> {
     return bitcast<vec4<f32>>(vec4<u32>(low(v.x), high(v.x), low(v.y), high(v.y)));
 }
 
+// Elements 2i and 2i + 1 of X: one u64.
+fn x_pair(i: u32) -> vec2<f32> {
+    let v = x[i >> 1u][i & 1u];
+    return bitcast<vec2<f32>>(vec2<u32>(low(v), high(v)));
+}
+
 // Element i of X.
 fn x_elem(i: u32) -> f32 {
     return bitcast<f32>(u32(x[i >> 2u][(i >> 1u) & 1u] >> (32u * (i & 1u))));

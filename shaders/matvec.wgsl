@@ -23,7 +23,7 @@
 //   Where the device has 64-bit integers, X and W load as u64 instead of u32, W two rows'
 //   units at a time (shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl): fewer
 //   lane-by-lane loads. Where its subgroups are the workgroup's 8 invocations, each lane
-//   loads one X value and the subgroup shares them (block_x: shaders/block_x_subgroup.wgsl,
+//   loads a part of X and the subgroup shares them (block_units: shaders/block_x_subgroup.wgsl,
 //   else block_x_lanes.wgsl).
 // - main_conv, main_blocks_conv: main and main_blocks for in_proj in a decode step, with the
 //   causal conv1d + SiLU of the next op fused into the store of the x half (saves a dispatch
@@ -69,7 +69,7 @@ const ROWS: u32 = 8u;
 // @binding(1) X (BATCH, x_stride), f32, and @binding(2) W's units (n, k) in the layouts above,
 // read through x_quad, x_elem, w_unit and w_unit_pair, which the module's first parts declare:
 // shaders/matrix_loads.wgsl (u32 loads) or matrix_loads_int64.wgsl and weight_pairs_int64.wgsl
-// (u64 loads); then block_x and x_lane for main_blocks (block_x_lanes.wgsl or
+// (u64 loads); then block_units, main_blocks's loop, which gets X (block_x_lanes.wgsl or
 // block_x_subgroup.wgsl).
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
@@ -297,25 +297,27 @@ fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_
 }
 
 // Row sums of invocation t's 8 rows of the block starting at row `first`: [r * BATCH + m],
-// times s_m where p.rms_norm is 1. Every lane holds all the X values of each unit (block_x), so
-// it sums their squares as it goes: s_m costs no loads. The branches on p.wide and p.rms_norm
-// are taken once, outside the loop (block_loop's constant arguments): CPU devices run both
-// sides of a branch inside a loop.
+// times s_m where p.rms_norm is 1. Every lane holds all the X values of each unit (block_unit's
+// xs), so it sums their squares as it goes: s_m costs no loads. The branches on p.wide and
+// p.rms_norm are taken once, outside the loop (block_units's constant arguments): CPU devices
+// run both sides of a branch inside a loop.
 fn block_sums(t: u32, first: u32, size: u32) -> array<f32, 64> {
     var acc: array<f32, 64>;
     var sum_sq: array<f32, 8>;
     let norm = p.rms_norm == 1u;
+    let units = units_per_row();
+    let base = first * units;
     if (p.wide == 1u) {
         if (norm) {
-            block_loop(&acc, &sum_sq, t, first, size, true, true);
+            block_units(&acc, &sum_sq, t, base, size, units, true, true);
         } else {
-            block_loop(&acc, &sum_sq, t, first, size, true, false);
+            block_units(&acc, &sum_sq, t, base, size, units, true, false);
         }
     } else {
         if (norm) {
-            block_loop(&acc, &sum_sq, t, first, size, false, true);
+            block_units(&acc, &sum_sq, t, base, size, units, false, true);
         } else {
-            block_loop(&acc, &sum_sq, t, first, size, false, false);
+            block_units(&acc, &sum_sq, t, base, size, units, false, false);
         }
     }
     if (norm) {
@@ -329,21 +331,16 @@ fn block_sums(t: u32, first: u32, size: u32) -> array<f32, 64> {
     return acc;
 }
 
-// The loop of block_sums over the units of the block's rows; with `squares`, also the sums of
-// squares of X's rows.
-fn block_loop(acc: ptr<function, array<f32, 64>>, sum_sq: ptr<function, array<f32, 8>>, t: u32, first: u32, size: u32, wide: bool, squares: bool) {
-    let units = units_per_row();
-    let base = first * units;
-    let lane = x_lane(t);
-    for (var j = 0u; j < units; j++) {
-        var xs = block_x(j, lane, wide);
-        accumulate_rows(acc, &xs, base + j * size, t, size);
-        if (squares) {
-            for (var m = 0u; m < BATCH; m++) {
-                (*sum_sq)[m] += dot(xs[2u * m], xs[2u * m]);
-                if (WEIGHT_F16) {
-                    (*sum_sq)[m] += dot(xs[2u * m + 1u], xs[2u * m + 1u]);
-                }
+// One step of block_units, the loop of block_sums over the units of the block's rows, which
+// the part that gets X declares (block_x_lanes.wgsl or block_x_subgroup.wgsl): the unit column
+// at w[column] times xs, its X values; with `squares`, also the sums of squares of X's rows.
+fn block_unit(acc: ptr<function, array<f32, 64>>, sum_sq: ptr<function, array<f32, 8>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32, squares: bool) {
+    accumulate_rows(acc, xs, column, t, size);
+    if (squares) {
+        for (var m = 0u; m < BATCH; m++) {
+            (*sum_sq)[m] += dot((*xs)[2u * m], (*xs)[2u * m]);
+            if (WEIGHT_F16) {
+                (*sum_sq)[m] += dot((*xs)[2u * m + 1u], (*xs)[2u * m + 1u]);
             }
         }
     }

@@ -31,6 +31,11 @@ fn dt_low4(row: u32, k: u32) -> vec4<f32> {
     return v;
 }
 
+// dt_low[k .. k + 8], zero past dt_rank: [first four, last four].
+fn dt_low8(row: u32, k: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(dt_low4(row, k), dt_low4(row, k + 4u));
+}
+
 // One time step (row) of the channels c0 + r: updates h, returns sum_n C[n] h[n] per channel.
 fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: vec4<f32>) -> vec4<f32> {
     let hb = b * p.d_inner * p.d_state;

@@ -30,6 +30,11 @@ fn dt_low4(row: u32, k: u32) -> vec4<f32> {
     return select(vec4<f32>(0.0), xdbl[(row * p.xdbl_stride + k) / 4u], k < p.dt_rank);
 }
 
+// dt_low[k .. k + 8], zero past dt_rank: [first four, last four].
+fn dt_low8(row: u32, k: u32) -> array<vec4<f32>, 2> {
+    return array<vec4<f32>, 2>(dt_low4(row, k), dt_low4(row, k + 4u));
+}
+
 // step_channels of shaders/scan_state.wgsl, states n = 4q .. 4q + 3 at a time.
 fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: vec4<f32>) -> vec4<f32> {
     let quads = p.d_state / 4u;

@@ -33,9 +33,9 @@ struct Params {
 @group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
 // @binding(3) x_proj's output (batch, t_len, xdbl_stride), @binding(5) A (d_inner, d_state)
 // = -exp(A_log) and @binding(7) h (batch, d_inner, d_state): the module's first part declares
-// them, with step_channels (the state update of one time step), dt_low4 and the element
-// accessors xdbl_at, state_a, state_h, set_state_h: shaders/scan_state.wgsl (one value per
-// load) or scan_state_quads.wgsl (four).
+// them, with step_channels (the state update of one time step), dt_low4, dt_low8 and the
+// element accessors xdbl_at, state_a, state_h, set_state_h: shaders/scan_state.wgsl (one value
+// per load), scan_state_quads.wgsl (four) or scan_state_int64.wgsl (eight, as four u64).
 @group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
 @group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
 @group(0) @binding(9) var<storage, read_write> x_y: array<f32>;   // step_dt: (batch, d_inner) conv output in, y out
@@ -121,10 +121,14 @@ fn step_dt(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     for (var j = 0u; j < units; j++) {
         // dt_low values of the unit, zero past dt_rank (where the padded weights are zero too)
-        let low_lo = dt_low4(row, j * per_unit);
+        var low_lo: vec4<f32>;
         var low_hi = vec4<f32>(0.0);
         if (WEIGHT_F16) {
-            low_hi = dt_low4(row, j * per_unit + 4u);
+            let low = dt_low8(row, j * per_unit);
+            low_lo = low[0];
+            low_hi = low[1];
+        } else {
+            low_lo = dt_low4(row, j * per_unit);
         }
         for (var r = 0u; r < CHANNELS; r++) {
             let q = dt_unit(ch[r], j, units);

@@ -6,7 +6,7 @@
 mod common;
 
 use half::f16;
-use mamba_wgpu::gpu::kernels::SCAN_CHUNK;
+use mamba_wgpu::gpu::kernels::{ScanLoads, SCAN_CHUNK};
 use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, WeightData};
 use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
@@ -72,6 +72,11 @@ fn linear_matches_reference() {
         (130, 31, 64),
         (3, 7, 1000),
         (3000, 33, 40),
+        // With the CPU style's subgroups: X shared a whole group of units per load, at
+        // batch 5 in f16 and 2 in f32 (shaders/block_x_subgroup.wgsl; earlier shapes cover
+        // batch 8 in f32, 1 in f16, and the one-value-per-lane path).
+        (5, 72, 48),
+        (2, 130, 96),
     ] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {
@@ -377,11 +382,16 @@ impl ScanCase {
 
 const CHUNK: usize = SCAN_CHUNK as usize;
 
-/// Both scan kernels against the reference, from a non-zero initial state.
+/// Both scan kernels against the reference, from a non-zero initial state; on CPU devices
+/// with 64-bit integers also with the sequential scan's loads at most four values wide.
 #[test]
 fn scan_kernels_match_reference() {
     for ctx in common::both_styles() {
         scan_cases(&ctx);
+    }
+    let cpu = common::own_ctx().with_kernel_style(false).unwrap();
+    if cpu.adapter.shader_int64 {
+        scan_cases(&cpu.with_scan_loads(ScanLoads::Quads).unwrap());
     }
 }
 
@@ -389,8 +399,9 @@ fn scan_cases(ctx: &GpuContext) {
     const TOL: f32 = 2e-4;
     let mut seed = 0;
     for &batch in &[1, 3] {
-        // d_state and dt_rank multiples of 4 (the last case) take the CPU style's vec4 loads.
-        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 16, 8)] {
+        // d_state and dt_rank multiples of 4 (the last two cases) take the CPU style's vec4
+        // loads, multiples of 8 (the last) its u64 loads where the device has them.
+        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (40, 16, 8)] {
             for &t in &[1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 3000] {
                 seed += 10;
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);
@@ -442,13 +453,16 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
 /// dt_proj, dt_rank not a multiple of the 16-byte unit, d_inner with a partial row block,
 /// d_state and dt_rank above 16 (more than one state and dt_low element per invocation on GPUs),
 /// and on CPU devices the vec4 loads (d_state and dt_rank multiples of 4; dt_rank 12 ends in the
-/// first half of an f16 unit).
+/// first half of an f16 unit) and the u64 loads (multiples of 8, where the device has 64-bit
+/// integers; d_inner 37 ends in the middle of an invocation's 4 channels).
 #[test]
 fn scan_step_with_fused_dt_matches_reference() {
     const TOL: f32 = 2e-4;
     let mut seed = 5000;
     for ctx in common::both_styles() {
-        for &(batch, d_inner, d_state, dt_rank) in &[(1, 1, 1, 1), (1, 100, 16, 5), (3, 70, 4, 8), (1, 40, 8, 12), (2, 130, 16, 48), (2, 9, 40, 37)] {
+        for &(batch, d_inner, d_state, dt_rank) in
+            &[(1, 1, 1, 1), (1, 100, 16, 5), (3, 70, 4, 8), (1, 40, 8, 12), (2, 130, 16, 48), (3, 37, 8, 16), (2, 9, 40, 37)]
+        {
             for f16_weights in [false, true] {
                 seed += 10;
                 let mut case = ScanCase::new(batch, 1, d_inner, d_state, dt_rank, seed);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::KernelCache;
+use crate::gpu::kernels::{KernelCache, ScanLoads};
 
 const NO_ADAPTER_HELP: &str = "no GPU adapter found. On Linux without a GPU, install a software Vulkan driver: \
 `apt-get install mesa-vulkan-drivers` (lavapipe); otherwise install your GPU's Vulkan, Metal or DX12 driver";
@@ -65,9 +65,10 @@ pub struct GpuContext {
     /// (shaders/block_x_subgroup.wgsl): set where the device has subgroups of exactly its
     /// workgroup's 8 invocations.
     pub shared_x: bool,
-    /// The CPU-device scan steps load B, C, dt_low, A and the state four values at a time
-    /// where d_state and dt_rank allow (shaders/scan_state_quads.wgsl). On by default.
-    pub scan_quads: bool,
+    /// The widest loads of B, C, dt_low, A and the state that the CPU-device scan steps use
+    /// where d_state and dt_rank allow: eight values as four u64 where the device has 64-bit
+    /// integers, else four as a vec4 (ScanLoads).
+    pub scan_loads: ScanLoads,
     /// A forward pass whose rows the matvec takes (a decode step) runs each layer's RMSNorm
     /// inside in_proj and the residual add inside out_proj, one dispatch per layer fewer
     /// (src/model/forward.rs). On by default.
@@ -143,7 +144,7 @@ impl GpuContext {
             queue,
             int64_loads: adapter.shader_int64,
             shared_x: adapter.can_share_x(),
-            scan_quads: true,
+            scan_loads: if adapter.shader_int64 { ScanLoads::Int64 } else { ScanLoads::Quads },
             fused_norms: true,
             adapter,
             limits,
@@ -202,10 +203,13 @@ impl GpuContext {
         self.reconfigured(|ctx| GpuContext { shared_x: shared, ..ctx })
     }
 
-    /// A context whose CPU-device scan steps load four values at a time where they can (`true`,
-    /// the default) or one (`false`), for A/B measurements (examples/cpu_variants_ab.rs).
-    pub fn with_scan_quads(self: Arc<Self>, quads: bool) -> Result<Arc<Self>> {
-        self.reconfigured(|ctx| GpuContext { scan_quads: quads, ..ctx })
+    /// A context whose CPU-device scan steps load at most `widest` (see `scan_loads`; tests
+    /// cover each), for A/B measurements too (examples/cpu_variants_ab.rs).
+    pub fn with_scan_loads(self: Arc<Self>, widest: ScanLoads) -> Result<Arc<Self>> {
+        if widest == ScanLoads::Int64 && !self.adapter.shader_int64 {
+            return Err(Error::invalid("context", format!("{} has no 64-bit integers in shaders", self.adapter.name)));
+        }
+        self.reconfigured(|ctx| GpuContext { scan_loads: widest, ..ctx })
     }
 
     /// A context whose decode steps run the norms inside in_proj (`true`, the default) or as

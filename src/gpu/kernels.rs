@@ -61,11 +61,10 @@ pub enum Kernel {
     ConvStep,
     ScanChunked,
     /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
-    /// `quads`: B, C, dt_low, A and the state load 4 values at a time
-    /// (shaders/scan_state_quads.wgsl; CPU devices, d_state and dt_rank multiples of 4).
+    /// `loads`: how B, C, dt_low, A and the state load.
     ScanStep {
         channels: u8,
-        quads: bool,
+        loads: ScanLoads,
     },
     /// The decode scan step with the dt projection fused in; `f16` and `blocks`: dt_proj's
     /// storage and layout (WeightLayout::RowBlocks).
@@ -73,7 +72,7 @@ pub enum Kernel {
         f16: bool,
         blocks: bool,
         channels: u8,
-        quads: bool,
+        loads: ScanLoads,
     },
     /// ScanStepDt with each channel spread over 16 invocations (GPUs).
     ScanStepStates {
@@ -89,6 +88,20 @@ pub enum Kernel {
     ReadBandwidthChunks,
     /// ReadBandwidthChunks with 32-byte loads of u64 (needs SHADER_INT64).
     ReadBandwidthChunksInt64,
+}
+
+/// How the scan step kernels load x_proj's output (dt_low, B, C), A and the state: the first
+/// part of their module. A CPU device loads every component lane by lane, so fewer, wider
+/// components cost less there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ScanLoads {
+    /// One value per load (shaders/scan_state.wgsl): any shape, and GPUs.
+    Single,
+    /// Four, as a vec4 (shaders/scan_state_quads.wgsl): d_state and dt_rank multiples of 4.
+    Quads,
+    /// Eight, as four u64 (shaders/scan_state_int64.wgsl): d_state and dt_rank multiples of
+    /// 8, and SHADER_INT64.
+    Int64,
 }
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
@@ -124,6 +137,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
     ("scan_state.wgsl", include_str!("../../shaders/scan_state.wgsl")),
     ("scan_state_quads.wgsl", include_str!("../../shaders/scan_state_quads.wgsl")),
+    ("scan_state_int64.wgsl", include_str!("../../shaders/scan_state_int64.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
@@ -159,7 +173,7 @@ macro_rules! single {
 /// Every shader module the kernels use. The matrix kernels' modules begin with the parts that
 /// load X and W, with 32-bit or (CPU devices that have them) 64-bit components, and the
 /// matvec's with how its CPU-device blocks get X (each invocation, or shared in a subgroup);
-/// the scan step's with the part that holds the state, one or four states per load.
+/// the scan step's with the part that holds the state, one, four or eight states per load.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),
     single!("add_rms_norm.wgsl"),
@@ -182,6 +196,7 @@ pub const MODULES: &[ModuleSpec] = &[
     single!("scan_chunked.wgsl"),
     ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
     ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
+    ModuleSpec { name: "scan_step_int64", files: &["scan_state_int64.wgsl", "scan_step.wgsl"], int64: true, subgroup: false },
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
@@ -205,7 +220,11 @@ impl Kernel {
             (true, true) => "matvec_int64_subgroup",
         };
         let matmul = |int64: bool| if int64 { "matmul_int64" } else { "matmul" };
-        let scan_step = |quads: bool| if quads { "scan_step_quads" } else { "scan_step" };
+        let scan_step = |loads: ScanLoads| match loads {
+            ScanLoads::Single => "scan_step",
+            ScanLoads::Quads => "scan_step_quads",
+            ScanLoads::Int64 => "scan_step_int64",
+        };
         match self {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
@@ -223,9 +242,9 @@ impl Kernel {
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
-            Kernel::ScanStep { channels, quads } => (scan_step(quads), "main", vec![("CHANNELS", channels as f64)]),
-            Kernel::ScanStepDt { f16: f, blocks, channels, quads } => {
-                (scan_step(quads), "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
+            Kernel::ScanStep { channels, loads } => (scan_step(loads), "main", vec![("CHANNELS", channels as f64)]),
+            Kernel::ScanStepDt { f16: f, blocks, channels, loads } => {
+                (scan_step(loads), "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }
             Kernel::ScanStepStates { f16: f, blocks } => ("scan_step", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),

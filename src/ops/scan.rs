@@ -5,7 +5,7 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64};
+use crate::gpu::kernels::{ScanLoads, SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64};
 use crate::gpu::params::ScanParams;
 use crate::gpu::tensor::WeightLayout;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
@@ -60,7 +60,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
         }
         ScanKind::Sequential => {
             let channels = step_channels(rec);
-            let kernel = Kernel::ScanStep { channels, quads: quads(rec, op.d_state, op.dt_rank) };
+            let kernel = Kernel::ScanStep { channels, loads: state_loads(rec, op.d_state, op.dt_rank) };
             rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
         }
     }
@@ -113,7 +113,7 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
         (Kernel::ScanStepStates { f16, blocks }, groups(op.d_inner, SCAN_STEP_STATE_CHANNELS))
     } else {
         let channels = step_channels(rec);
-        (Kernel::ScanStepDt { f16, blocks, channels, quads: quads(rec, op.d_state, op.dt_rank) }, groups(op.d_inner, WG_64 * channels as u32))
+        (Kernel::ScanStepDt { f16, blocks, channels, loads: state_loads(rec, op.d_state, op.dt_rank) }, groups(op.d_inner, WG_64 * channels as u32))
     };
     rec.dispatch_bindings(kernel, &params, &bindings, [workgroups, op.batch, 1])
 }
@@ -134,12 +134,20 @@ fn step_channels(rec: &Recorder) -> u8 {
     }
 }
 
-/// Whether the CPU-device scan steps load B, C, dt_low, A and the state four values at a time
-/// (shaders/scan_state_quads.wgsl): one vec4 access instead of four, where a CPU device pays
-/// per access. Needs d_state and dt_rank multiples of 4, so that B and C start on a vec4
-/// (every Mamba release: d_state 16, dt_rank ceil(d_model / 16)); `GpuContext::scan_quads`
-/// turns it off for A/B runs.
-fn quads(rec: &Recorder, d_state: u32, dt_rank: u32) -> bool {
+/// How the scan steps load B, C, dt_low, A and the state (ScanLoads): on CPU devices, which
+/// pay per access, the widest the context allows (`GpuContext::scan_loads`) whose width
+/// divides d_state and dt_rank, so that B and C start on a whole load (every Mamba release:
+/// d_state 16, dt_rank ceil(d_model / 16), a multiple of 8 from 130m to 2.8b).
+fn state_loads(rec: &Recorder, d_state: u32, dt_rank: u32) -> ScanLoads {
     let ctx = rec.ctx();
-    !ctx.gpu_kernels && ctx.scan_quads && d_state.is_multiple_of(4) && dt_rank.is_multiple_of(4)
+    let fits = |width: u32| d_state.is_multiple_of(width) && dt_rank.is_multiple_of(width);
+    if ctx.gpu_kernels {
+        ScanLoads::Single
+    } else if ctx.scan_loads >= ScanLoads::Int64 && fits(8) {
+        ScanLoads::Int64
+    } else if ctx.scan_loads >= ScanLoads::Quads && fits(4) {
+        ScanLoads::Quads
+    } else {
+        ScanLoads::Single
+    }
 }
