@@ -31,7 +31,8 @@
 // Rows of X that are not 16-byte aligned (tiny test models) take an element-wise path.
 
 override WEIGHT_F16: bool = false;
-override BATCH: u32 = 1u;  // 1..=8
+override BATCH: u32 = 1u;  // 1..=MAX_BATCH
+const MAX_BATCH: u32 = 8u;
 
 struct Params {
     m: u32,
@@ -285,16 +286,49 @@ fn main_blocks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
 fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let first = wg.x * BLOCK_ROWS;
     let size = min(BLOCK_ROWS, p.n - first);
-    let acc = block_sums(t, first, size);
-    for (var r = 0u; r < ROWS; r++) {
-        let i = t * ROWS + r;
-        if (i < size) {
-            for (var m = 0u; m < BATCH; m++) {
-                store_or_conv(m, first + i, acc[r * BATCH + m]);
-            }
-        }
+    var acc = block_sums(t, first, size);
+    conv_rows(&acc, t, first, size);
+}
+
+// The end of main_blocks_conv: store_or_conv of each row sum acc[r * BATCH + m] of invocation
+// t's rows of the block starting at row `first`. One call per row and batch row, with
+// constants r and m, not loops (as in accumulate_rows): lavapipe did not unroll loops around
+// the conv step, so acc was indexed at run time and lived in memory through block_sums's loop,
+// and in_proj with the conv step took 1.13-1.16x as long as without it at batch 1 (1.03-1.07x
+// written this way; BENCHMARKS.md). main_blocks keeps its loops: its plain store written this
+// way was not measurably faster.
+fn conv_rows(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32) {
+    conv_row(acc, t, first, size, 0u);
+    conv_row(acc, t, first, size, 1u);
+    conv_row(acc, t, first, size, 2u);
+    conv_row(acc, t, first, size, 3u);
+    conv_row(acc, t, first, size, 4u);
+    conv_row(acc, t, first, size, 5u);
+    conv_row(acc, t, first, size, 6u);
+    conv_row(acc, t, first, size, 7u);
+}
+
+fn conv_row(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32, r: u32) {
+    let i = t * ROWS + r;
+    if (i < size) {
+        conv_sum(acc, first + i, r, 0u);
+        conv_sum(acc, first + i, r, 1u);
+        conv_sum(acc, first + i, r, 2u);
+        conv_sum(acc, first + i, r, 3u);
+        conv_sum(acc, first + i, r, 4u);
+        conv_sum(acc, first + i, r, 5u);
+        conv_sum(acc, first + i, r, 6u);
+        conv_sum(acc, first + i, r, 7u);
     }
 }
+
+fn conv_sum(acc: ptr<function, array<f32, 64>>, n: u32, r: u32, m: u32) {
+    if (m < BATCH) {
+        store_or_conv(m, n, (*acc)[r * BATCH + m]);
+    }
+}
+
+const_assert ROWS == 8u && MAX_BATCH == 8u;  // the calls of conv_rows and conv_row
 
 // Row sums of invocation t's 8 rows of the block starting at row `first`: [r * BATCH + m],
 // times s_m where p.rms_norm is 1. Every lane holds all the X values of each unit (block_unit's
