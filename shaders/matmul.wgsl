@@ -34,7 +34,6 @@ struct Params {
     activation: u32,  // 0: identity, 1: softplus (dt projection)
     wide: u32,            // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X (main_direct)
     _conv_channels: u32,  // shaders/matvec.wgsl's fields; the matmul does not use them
-    _conv_k: u32,
     _conv_has_bias: u32,
     _rms_norm: u32,       // matvec only, as are these
     _norm_eps: f32,
@@ -42,6 +41,7 @@ struct Params {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 const TILE: u32 = 64u;

@@ -47,7 +47,6 @@ struct Params {
     activation: u32,  // 0: identity, 1: softplus
     wide: u32,        // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X
     conv_channels: u32,  // main_conv, main_blocks_conv: rows below this (in_proj's x half) get the conv step
-    conv_k: u32,         // main_conv, main_blocks_conv: d_conv
     conv_has_bias: u32,
     rms_norm: u32,    // 1: scale row m's sums by s_m, X's RMSNorm (above)
     norm_eps: f32,
@@ -55,6 +54,7 @@ struct Params {
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 // main: invocations per workgroup and per output row (32: enough loads in flight per row to
@@ -75,11 +75,13 @@ const ROWS: u32 = 8u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
 
-// main_conv and main_blocks_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output):
-@group(0) @binding(5) var<storage, read> conv_w: array<f32>;              // (conv_channels, conv_k)
-@group(0) @binding(6) var<storage, read> conv_b: array<f32>;              // (conv_channels)
-@group(0) @binding(7) var<storage, read_write> conv_state: array<f32>;    // (BATCH, conv_channels, conv_k), newest last
-@group(0) @binding(8) var<storage, read_write> x_conv: array<f32>;        // (BATCH, conv_channels)
+// main_conv and main_blocks_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output),
+// for d_conv = 4 (every Mamba release; src/ops/linear.rs runs the conv step on its own
+// otherwise): a channel's weights and its window of the state are one vec4 each.
+@group(0) @binding(5) var<storage, read> conv_w: array<vec4<f32>>;              // (conv_channels)
+@group(0) @binding(6) var<storage, read> conv_b: array<f32>;                    // (conv_channels)
+@group(0) @binding(7) var<storage, read_write> conv_state: array<vec4<f32>>;    // (BATCH, conv_channels), newest last
+@group(0) @binding(8) var<storage, read_write> x_conv: array<f32>;              // (BATCH, conv_channels)
 
 var<workgroup> partial: array<f32, 2048>;  // (BATCH, WG): main's per-invocation partial sums
 var<workgroup> norm_scale: array<f32, 8>;  // (BATCH): main's s_m where p.rms_norm is 1
@@ -382,8 +384,10 @@ fn block_unit(acc: ptr<function, array<f32, 64>>, sum_sq: ptr<function, array<f3
 
 // Row n of this part is row c = bias_offset + n of in_proj. The x half (c < conv_channels) goes
 // through the conv step instead of being stored: x_t = in_proj's output; the window is the
-// state's last conv_k - 1 inputs then x_t, and becomes the new state;
-//   x_conv = silu(conv_b + sum_j conv_w[c, j] window[j]).
+// state's last 3 inputs then x_t, and becomes the new state;
+//   x_conv = silu(conv_b + conv_w[c] . window).
+// Whole vec4s, not a loop over the window: a CPU device loads lane by lane, and this is 3
+// loads and stores per row instead of 11.
 fn store_or_conv(m: u32, n: u32, sum: f32) {
     let c = p.bias_offset + n;
     if (c >= p.conv_channels) {
@@ -394,16 +398,11 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
     if (p.has_bias == 1u) {
         x_t += bias[c];
     }
-    let base = (m * p.conv_channels + c) * p.conv_k;
-    var acc = select(0.0, conv_b[c], p.conv_has_bias == 1u);
-    for (var j = 0u; j + 1u < p.conv_k; j++) {
-        let v = conv_state[base + j + 1u];
-        conv_state[base + j] = v;
-        acc = fma(conv_w[c * p.conv_k + j], v, acc);
-    }
-    conv_state[base + p.conv_k - 1u] = x_t;
-    acc = fma(conv_w[c * p.conv_k + p.conv_k - 1u], x_t, acc);
-    x_conv[m * p.conv_channels + c] = acc / (1.0 + exp(-acc));
+    let i = m * p.conv_channels + c;
+    let window = vec4<f32>(conv_state[i].yzw, x_t);
+    conv_state[i] = window;
+    let acc = dot(conv_w[c], window) + select(0.0, conv_b[c], p.conv_has_bias == 1u);
+    x_conv[i] = acc / (1.0 + exp(-acc));
 }
 
 // acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.

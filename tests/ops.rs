@@ -519,10 +519,11 @@ fn scan_step_with_fused_dt_matches_reference() {
     }
 }
 
-/// in_proj then the decode conv step on its x half (one kernel with weights in row blocks, two
-/// dispatches otherwise) against the reference matmul then conv1d: the conv output, the new
-/// conv state and in_proj's z half; f32 and f16 weights, with and without biases, aligned and
-/// unaligned k, whole and partial row blocks, with and without the input's RMSNorm.
+/// in_proj then the decode conv step on its x half (one kernel where d_conv is 4, two
+/// dispatches otherwise: the d_conv 3 case) against the reference matmul then conv1d: the conv
+/// output, the new conv state and in_proj's z half; f32 and f16 weights, with and without
+/// biases, aligned and unaligned k, whole and partial row blocks, with and without the input's
+/// RMSNorm.
 #[test]
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;

@@ -48,14 +48,13 @@ pub struct LinearParams {
     pub wide: u32,
     /// matvec main_conv / main_blocks_conv only: rows of W below this get the conv step (in_proj's x half)
     pub conv_channels: u32,
-    pub conv_k: u32,
     pub conv_has_bias: u32,
     /// matvec only: scale each row's sums by 1 / sqrt(mean(X_row^2) + norm_eps), an RMSNorm of X without its weight
     pub rms_norm: u32,
     pub norm_eps: f32,
     /// matvec only: Y += the result instead of Y = the result
     pub accumulate: u32,
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 4],
 }
 
 /// shaders/conv1d.wgsl

@@ -63,12 +63,13 @@ pub fn linear(rec: &mut Recorder, op: &Linear) -> Result<()> {
 }
 
 /// in_proj, then the decode conv step (`conv.t_len` = 1) on its x half, which `conv.x` reads
-/// from `op.y`. With at most 8 rows this is one dispatch (shaders/matvec.wgsl, main_conv or
-/// main_blocks_conv; the conv's output and state are written, in_proj's x half is not);
-/// otherwise `linear`, then `conv1d_silu`.
+/// from `op.y`. With at most 8 rows and d_conv = 4 (every Mamba release) this is one dispatch
+/// (shaders/matvec.wgsl, main_conv or main_blocks_conv; the conv's output and state are
+/// written, in_proj's x half is not); otherwise `linear`, then `conv1d_silu`.
 pub fn linear_conv_step(rec: &mut Recorder, op: &Linear, conv: &Conv1d) -> Result<()> {
     let fused = op.rows <= MATVEC_MAX_M
         && conv.t_len == 1
+        && conv.k == 4
         && conv.batch == op.rows
         && conv.x == op.y
         && (conv.x_stride, op.y_offset) == (op.y_stride, 0)
@@ -129,12 +130,11 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
             activation: (op.activation == Activation::Softplus) as u32,
             wide: wide as u32,
             conv_channels: conv.map_or(0, |(c, _)| c.channels),
-            conv_k: conv.map_or(0, |(c, _)| c.k),
             conv_has_bias: conv.is_some_and(|(c, _)| c.bias.is_some()) as u32,
             rms_norm: op.rms_norm_eps.is_some() as u32,
             norm_eps: op.rms_norm_eps.unwrap_or(0.0),
             accumulate: op.accumulate as u32,
-            _pad: [0; 3],
+            _pad: [0; 4],
         };
         let batch = m as u8;
         let int64 = rec.ctx().int64_loads;
