@@ -92,7 +92,7 @@ pub enum Kernel {
 
 /// How the scan step kernels load x_proj's output (dt_low, B, C), A and the state: the first
 /// part of their module. A CPU device loads every component lane by lane, so fewer, wider
-/// components cost less there.
+/// components cost less there. Ordered by width (GpuContext::scan_loads caps it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ScanLoads {
     /// One value per load (shaders/scan_state.wgsl): any shape, and GPUs.
