@@ -8,8 +8,9 @@
 // shaders/block_x_lanes.wgsl.
 //
 // Where X's rows are 16-byte aligned (`wide`) and the units come in whole groups, lane l
-// loads X values 2l and 2l + 1 of 16 in one 8-byte load: the X of a group of 2 units (f16) or
-// 4 (f32) per load, where one value per lane and unit costs as many loads per unit.
+// loads X values 2l and 2l + 1 of 16 in one 8-byte load, so one load per lane brings the X of
+// 2 units (f16) or 4 (f32), where one value per lane took a load per unit: 24 in_proj
+// dispatches ran 1.01-1.07x as fast at batch 1 and 1.12x at batch 8 (BENCHMARKS.md).
 
 // The loop of block_sums over the units of invocation t's rows (column of unit j at
 // w[base + j * size]).

@@ -297,8 +297,8 @@ fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_
 // constants r and m, not loops (as in accumulate_rows): lavapipe did not unroll loops around
 // the conv step, so acc was indexed at run time and lived in memory through block_sums's loop,
 // and in_proj with the conv step took 1.13-1.16x as long as without it at batch 1 (1.03-1.07x
-// written this way; BENCHMARKS.md). main_blocks keeps its loops: its plain store written this
-// way was not measurably faster.
+// written this way, 1.005-1.03x with store_or_conv's vec4s; BENCHMARKS.md). main_blocks keeps
+// its loops: its plain store written this way was not measurably faster.
 fn conv_rows(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32) {
     conv_row(acc, t, first, size, 0u);
     conv_row(acc, t, first, size, 1u);
