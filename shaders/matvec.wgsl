@@ -296,7 +296,7 @@ fn main_blocks_conv(@builtin(local_invocation_index) t: u32, @builtin(workgroup_
 // t's rows of the block starting at row `first`. One call per row and batch row, with
 // constants r and m, not loops (as in accumulate_rows): lavapipe did not unroll loops around
 // the conv step, so acc was indexed at run time and lived in memory through block_sums's loop,
-// and in_proj with the conv step took 1.13-1.16x as long as without it at batch 1 (1.03-1.07x
+// and in_proj with the conv step took 1.14-1.16x as long as without it at batch 1 (1.03-1.07x
 // written this way, 1.005-1.03x with store_or_conv's vec4s; BENCHMARKS.md). main_blocks keeps
 // its loops: its plain store written this way was not measurably faster.
 fn conv_rows(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32) {

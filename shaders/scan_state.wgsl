@@ -1,6 +1,7 @@
 // The scan's per-step inputs B, C, dt_low (x_proj's output), its state h and A, one value per
 // load: the first part of the scan_step module (src/gpu/kernels.rs, MODULES).
-// shaders/scan_state_quads.wgsl has the same functions with four values per load.
+// shaders/scan_state_quads.wgsl and scan_state_int64.wgsl have the same functions with four and
+// eight values per load.
 
 @group(0) @binding(3) var<storage, read> xdbl: array<f32>;      // (batch, t_len, xdbl_stride): dt_low | B | C
 @group(0) @binding(5) var<storage, read> a: array<f32>;         // (d_inner, d_state): A = -exp(A_log)

@@ -42,6 +42,8 @@ fn state_h(i: u32) -> f32 {
     return floats(h[i >> 3u][(i >> 1u) & 3u])[i & 1u];
 }
 
+// Rewrites the u64 that holds states i and i ^ 1: not for entry points where another
+// invocation owns the other state (step_dt_states; GPUs take shaders/scan_state.wgsl).
 fn set_state_h(i: u32, v: f32) {
     var pair = floats(h[i >> 3u][(i >> 1u) & 3u]);
     pair[i & 1u] = v;

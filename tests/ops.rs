@@ -528,9 +528,11 @@ fn scan_step_with_fused_dt_matches_reference() {
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
     let mut seed = 9000;
-    // Both styles, and the CPU style with X loaded by every invocation.
+    // Both styles, and the CPU style with X loaded by every invocation. The last case has
+    // k a multiple of 16 (the CPU style's X shared a group of units per load, as in real
+    // models), batch 8, and a row block that holds both conv channels and z rows.
     for ctx in common::both_styles().into_iter().chain([cpu_style_own_x()]) {
-        for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true)] {
+        for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true), (8, 72, 48, 4, true)] {
             for (f16_weights, rms_norm) in [(false, false), (true, false), (false, true), (true, true)] {
                 seed += 10;
                 let n = 2 * channels;
