@@ -1,7 +1,7 @@
 //! Causal depthwise conv1d + SiLU (shaders/conv1d.wgsl), continuing from and advancing the
 //! conv state (batch, channels, k) that holds the last k inputs, newest last.
 
-use super::{check_len, groups};
+use super::{check_len, groups, optional_operand};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::WG_64;
 use crate::gpu::params::ConvParams;
@@ -45,13 +45,7 @@ pub(crate) fn checked(rec: &Recorder, op: &Conv1d) -> Result<(ConvParams, wgpu::
     check_len("conv1d", "weight", op.weight, c as u64 * k as u64)?;
     check_len("conv1d", "state", op.state, b as u64 * c as u64 * k as u64)?;
     check_len("conv1d", "out", op.out, b as u64 * t as u64 * c as u64)?;
-    let bias = match op.bias {
-        Some(bias) => {
-            check_len("conv1d", "bias", bias, c as u64)?;
-            bias.clone()
-        }
-        None => rec.ctx().placeholder.clone(),
-    };
+    let bias = optional_operand(rec, "conv1d", "bias", op.bias, c as u64)?;
     let params = ConvParams { batch: b, t_len: t, channels: c, k, x_stride: op.x_stride, has_bias: op.bias.is_some() as u32, _pad: [0; 2] };
     Ok((params, bias))
 }

@@ -3,7 +3,7 @@
 //! is one dispatch per part, each writing its slice of output columns.
 
 use super::conv1d::{self, conv1d_silu, Conv1d};
-use super::{check_len, groups};
+use super::{check_len, groups, optional_operand};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
 use crate::gpu::params::LinearParams;
@@ -104,14 +104,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
     }
     check_len("linear", "x", op.x, (m as u64 - 1) * op.x_stride as u64 + op.x_offset as u64 + k as u64)?;
     check_len("linear", "y", op.y, (m as u64 - 1) * op.y_stride as u64 + op.y_offset as u64 + n as u64)?;
-    let placeholder = rec.ctx().placeholder.clone();
-    let bias = match op.bias {
-        Some(b) => {
-            check_len("linear", "bias", b, n as u64)?;
-            b
-        }
-        None => &placeholder,
-    };
+    let bias = &optional_operand(rec, "linear", "bias", op.bias, n as u64)?;
     let f16 = op.weight.dtype.is_f16();
     // matvec and main_direct load X 16 bytes at a time when its rows are aligned and k fills
     // whole units of W.

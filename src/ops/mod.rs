@@ -10,6 +10,7 @@ pub mod scan;
 pub mod top_k;
 
 use crate::error::{Error, Result};
+use crate::gpu::Recorder;
 
 /// Fails unless `buffer` holds at least `elements` 4-byte values; `what` names the operand.
 pub(crate) fn check_len(op: &str, what: &str, buffer: &wgpu::Buffer, elements: u64) -> Result<()> {
@@ -18,6 +19,18 @@ pub(crate) fn check_len(op: &str, what: &str, buffer: &wgpu::Buffer, elements: u
         return Err(Error::invalid(format!("{op}.{what}"), format!("buffer holds {} bytes, the shapes need {needed}", buffer.size())));
     }
     Ok(())
+}
+
+/// An optional operand to bind: `buffer`, checked as check_len does, or where it is absent
+/// the context's placeholder (the kernel's parameters then say not to read it).
+pub(crate) fn optional_operand(rec: &Recorder, op: &str, what: &str, buffer: Option<&wgpu::Buffer>, elements: u64) -> Result<wgpu::Buffer> {
+    match buffer {
+        Some(buffer) => {
+            check_len(op, what, buffer, elements)?;
+            Ok(buffer.clone())
+        }
+        None => Ok(rec.ctx().placeholder.clone()),
+    }
 }
 
 /// Workgroups needed to cover `n` items with groups of `per`.

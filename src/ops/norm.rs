@@ -2,7 +2,7 @@
 //!   residual += delta;  out = residual / sqrt(mean(residual^2) + eps) * weight
 //! (`* weight` only where a weight is given: the layers' norm weights are folded into in_proj)
 
-use super::check_len;
+use super::{check_len, optional_operand};
 use crate::error::Result;
 use crate::gpu::params::NormParams;
 use crate::gpu::{Kernel, Recorder};
@@ -27,21 +27,8 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
     let (rows, in_step, in_offset) = if op.last_only { (op.batch, op.t_len, op.t_len - 1) } else { (op.batch * op.t_len, 1, 0) };
     check_len("add_rms_norm", "residual", op.residual, all_rows * op.d as u64)?;
     check_len("add_rms_norm", "out", op.out, rows as u64 * op.d as u64)?;
-    let placeholder = &rec.ctx().placeholder.clone();
-    let weight = match op.weight {
-        Some(weight) => {
-            check_len("add_rms_norm", "weight", weight, op.d as u64)?;
-            weight
-        }
-        None => placeholder,
-    };
-    let delta = match op.delta {
-        Some(delta) => {
-            check_len("add_rms_norm", "delta", delta, all_rows * op.d as u64)?;
-            delta
-        }
-        None => placeholder,
-    };
+    let weight = optional_operand(rec, "add_rms_norm", "weight", op.weight, op.d as u64)?;
+    let delta = optional_operand(rec, "add_rms_norm", "delta", op.delta, all_rows * op.d as u64)?;
     let params = NormParams {
         rows,
         d: op.d,
@@ -53,5 +40,5 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
         _pad: 0,
     };
     let kernel = Kernel::AddRmsNorm { small_workgroup: !rec.ctx().gpu_kernels };
-    rec.dispatch(kernel, &params, &[op.residual, delta, weight, op.out], [rows, 1, 1])
+    rec.dispatch(kernel, &params, &[op.residual, &delta, &weight, op.out], [rows, 1, 1])
 }
