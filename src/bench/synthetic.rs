@@ -3,10 +3,8 @@
 
 use std::borrow::Cow;
 
-use half::f16;
-
 use crate::error::{Error, Result};
-use crate::model::checkpoint::{StoredDtype, TensorBytes, TensorSource};
+use crate::model::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
 use crate::model::config::{MambaConfig, Naming};
 use crate::WeightDtype;
 
@@ -71,8 +69,7 @@ impl TensorSource for SyntheticModel {
         };
         let matrix = shape.len() == 2 && !name.ends_with("A_log");
         let (dtype, bytes) = if matrix && self.dtype == WeightDtype::F16 {
-            let bits: Vec<u16> = values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
-            (StoredDtype::F16, bytemuck::cast_slice(&bits).to_vec())
+            (StoredDtype::F16, bytemuck::cast_slice(&f16_bits(&values)).to_vec())
         } else {
             (StoredDtype::F32, bytemuck::cast_slice(&values).to_vec())
         };

@@ -64,6 +64,11 @@ pub trait TensorSource {
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>>;
 }
 
+/// `values` as IEEE half bits, rounded to nearest.
+pub fn f16_bits(values: &[f32]) -> Vec<u16> {
+    values.iter().map(|&v| f16::from_f32(v).to_bits()).collect()
+}
+
 impl TensorBytes<'_> {
     /// The values as f32 (exact for every stored dtype).
     pub fn to_f32(&self) -> Vec<f32> {
@@ -78,7 +83,7 @@ impl TensorBytes<'_> {
     pub fn to_f16_bits(&self) -> Vec<u16> {
         match self.dtype {
             StoredDtype::F16 => self.halves().collect(),
-            _ => self.to_f32().into_iter().map(|x| f16::from_f32(x).to_bits()).collect(),
+            _ => f16_bits(&self.to_f32()),
         }
     }
 

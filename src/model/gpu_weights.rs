@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
+use super::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
 use super::weights::{load_weights, ModelWeights, TensorSink};
 use crate::error::Result;
@@ -93,14 +93,12 @@ impl GpuSink<'_> {
         let dtype = self.storage_of(t);
         self.chosen.get_or_insert(dtype);
         let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
-        let weight = match (dtype, values) {
-            (WeightDtype::F32, Some(values)) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&values))?,
-            (WeightDtype::F32, None) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
-            (WeightDtype::F16, Some(values)) => {
-                let bits: Vec<u16> = values.iter().map(|&v| half::f16::from_f32(v).to_bits()).collect();
+        let weight = match dtype {
+            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&values.unwrap_or_else(|| t.to_f32())))?,
+            WeightDtype::F16 => {
+                let bits = values.map_or_else(|| t.to_f16_bits(), |values| f16_bits(&values));
                 GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&bits))?
             }
-            (WeightDtype::F16, None) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
         };
         self.advance(t);
         Ok(weight)
