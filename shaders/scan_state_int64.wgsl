@@ -74,8 +74,8 @@ fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: v
             let i = hb + ch[r] * octets + o;
             let a_o = eight(a[ch[r] * octets + o]);
             let h_o = eight(h[i]);
-            let lo = fma(exp(dtv[r] * a_o[0]), h_o[0], dtv[r] * b_o[0] * xv[r]);
-            let hi = fma(exp(dtv[r] * a_o[1]), h_o[1], dtv[r] * b_o[1] * xv[r]);
+            let lo = updated_states(dtv[r], a_o[0], h_o[0], b_o[0], xv[r]);
+            let hi = updated_states(dtv[r], a_o[1], h_o[1], b_o[1], xv[r]);
             if (c0 + r < p.d_inner) {
                 h[i] = eight_bits(lo, hi);
             }

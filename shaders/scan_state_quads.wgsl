@@ -46,7 +46,7 @@ fn step_channels(row: u32, b: u32, c0: u32, ch: vec4<u32>, xv: vec4<f32>, dtv: v
         let c_q = xdbl[bc + quads + q];
         for (var r = 0u; r < CHANNELS; r++) {
             let i = hb + ch[r] * quads + q;
-            let hq = fma(exp(dtv[r] * a[ch[r] * quads + q]), h[i], dtv[r] * b_q * xv[r]);
+            let hq = updated_states(dtv[r], a[ch[r] * quads + q], h[i], b_q, xv[r]);
             if (c0 + r < p.d_inner) {
                 h[i] = hq;
             }

@@ -46,6 +46,12 @@ fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }
 
+// Four states of a channel one time step on (step_channels of the vec4 and u64 parts):
+//   h = exp(dt A) h + dt B x
+fn updated_states(dt: f32, a: vec4<f32>, h: vec4<f32>, b: vec4<f32>, x: f32) -> vec4<f32> {
+    return fma(exp(dt * a), h, dt * b * x);
+}
+
 fn softplus(v: f32) -> f32 {
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
