@@ -9,8 +9,9 @@
 //!   shaders/scan_state_int64.wgsl);
 //! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
 //!   default; src/gpu/kernels.rs, KernelCache::loop_bounding);
-//! - `shared-x`: the matvec's invocations each loading X (A) or sharing it through the subgroup
-//!   (B; shaders/block_x_lanes.wgsl vs block_x_subgroup.wgsl);
+//! - `shared-x`: the matvec's and matmul's invocations each loading X (A) or sharing it
+//!   through the subgroup (B; shaders/block_x_lanes.wgsl vs block_x_subgroup.wgsl, and
+//!   matmul.wgsl's main_direct vs matmul_subgroup.wgsl);
 //! - `fused-norms`: a decode step's norms as dispatches of their own (A) or inside in_proj,
 //!   with out_proj adding into the residual (B; GpuContext::fused_norms).
 //!

@@ -77,6 +77,10 @@ fn linear_matches_reference() {
         // batch 8 in f32, 1 in f16, and the one-value-per-lane path).
         (5, 72, 48),
         (2, 130, 96),
+        // The CPU style's subgroup matmul (shaders/matmul_subgroup.wgsl, k a multiple of 8,
+        // aligned rows) over a partial tile of 16 rows and 32 columns and a last block of W
+        // shorter than 64 rows; (130, 31, 64) and (3000, 33, 40) take it too.
+        (50, 200, 136),
     ] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {

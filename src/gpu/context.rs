@@ -61,9 +61,9 @@ pub struct GpuContext {
     /// The CPU-device matvec and matmul load X and W as u64 (shaders/matrix_loads_int64.wgsl
     /// and the weight parts after it) instead of u32: set where the device has 64-bit integers.
     pub int64_loads: bool,
-    /// The CPU-device matvec with u64 loads shares X through the subgroup
-    /// (shaders/block_x_subgroup.wgsl): set where the device has subgroups of exactly its
-    /// workgroup's 8 invocations.
+    /// The CPU-device matvec and matmul with u64 loads share X through the subgroup
+    /// (shaders/block_x_subgroup.wgsl, matmul_subgroup.wgsl): set where the device has
+    /// subgroups of exactly their workgroup's 8 invocations.
     pub shared_x: bool,
     /// The widest loads of B, C, dt_low, A and the state that the CPU-device scan steps use
     /// where d_state and dt_rank allow: eight values as four u64 where the device has 64-bit
@@ -192,8 +192,9 @@ impl GpuContext {
         self.reconfigured(|ctx| GpuContext { int64_loads: int64, ..ctx })
     }
 
-    /// A context whose CPU-device matvec shares X through subgroups (`true`, the default where
-    /// the device's subgroups are exactly 8 invocations) or has every invocation load it
+    /// A context whose CPU-device matvec and matmul share X through subgroups (`true`, the
+    /// default where the device's subgroups are exactly 8 invocations) or have every invocation
+    /// load it
     /// (`false`; tests cover both), for A/B measurements too (examples/cpu_variants_ab.rs).
     pub fn with_shared_x(self: Arc<Self>, shared: bool) -> Result<Arc<Self>> {
         if shared && !self.adapter.can_share_x() {

@@ -27,6 +27,12 @@ pub enum Kernel {
         f16: bool,
         int64: bool,
     },
+    /// The matmul for CPU devices whose subgroups are exactly its workgroup of 8, with u64
+    /// loads (SHADER_INT64, SUBGROUP; shaders/matmul_subgroup.wgsl): the lanes share X through
+    /// the subgroup. Needs k a multiple of 8 and X's rows 16-byte aligned.
+    MatmulSubgroup {
+        f16: bool,
+    },
     /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers.
     /// Weights in WeightLayout::RowMajor (GPUs).
     Matvec {
@@ -116,6 +122,9 @@ pub const SCAN_MAX_STATE: u32 = 64;
 pub const MATMUL_TILE: u32 = 64;
 /// Output tile edge of a main_direct workgroup in shaders/matmul.wgsl (8 x 8 invocations x 4).
 pub const MATMUL_DIRECT_TILE: u32 = 32;
+/// Output tile of a main_subgroup workgroup in shaders/matmul_subgroup.wgsl: [columns, rows]
+/// (SUB_COLS, SUB_ROWS there).
+pub const MATMUL_SUBGROUP_TILE: [u32; 2] = [32, 16];
 /// Most batch rows of shaders/matvec.wgsl.
 pub const MATVEC_MAX_M: u32 = 8;
 
@@ -131,6 +140,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("embedding.wgsl", include_str!("../../shaders/embedding.wgsl")),
     ("add_rms_norm.wgsl", include_str!("../../shaders/add_rms_norm.wgsl")),
     ("matmul.wgsl", include_str!("../../shaders/matmul.wgsl")),
+    ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matvec.wgsl", include_str!("../../shaders/matvec.wgsl")),
     ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
@@ -179,6 +189,12 @@ pub const MODULES: &[ModuleSpec] = &[
     single!("add_rms_norm.wgsl"),
     ModuleSpec { name: "matmul", files: &["matrix_loads.wgsl", "matmul.wgsl"], int64: false, subgroup: false },
     ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl"], int64: true, subgroup: false },
+    ModuleSpec {
+        name: "matmul_int64_subgroup",
+        files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl", "matmul_subgroup.wgsl"],
+        int64: true,
+        subgroup: true,
+    },
     ModuleSpec { name: "matvec", files: &["matrix_loads.wgsl", "block_x_lanes.wgsl", "matvec.wgsl"], int64: false, subgroup: false },
     ModuleSpec {
         name: "matvec_int64",
@@ -230,6 +246,7 @@ impl Kernel {
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
             Kernel::Matmul { f16: f } => ("matmul", "main", vec![f16(f)]),
             Kernel::MatmulDirect { f16: f, int64 } => (matmul(int64), "main_direct", vec![f16(f)]),
+            Kernel::MatmulSubgroup { f16: f } => ("matmul_int64_subgroup", "main_subgroup", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch, int64, shared_x } => {
                 (matvec(int64, shared_x), "main_blocks", vec![f16(f), ("BATCH", batch as f64)])

@@ -5,7 +5,7 @@
 use super::conv1d::{self, conv1d_silu, Conv1d};
 use super::{check_len, groups, optional_operand};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
+use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_SUBGROUP_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
 use crate::gpu::params::LinearParams;
 use crate::gpu::tensor::{WeightLayout, BLOCK_ROWS};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
@@ -153,6 +153,10 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
                 (Kernel::MatvecBlocks { f16, batch, int64: int64_matvec, shared_x }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])
             }
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
+            (false, WeightLayout::RowBlocks) if int64 && rec.ctx().shared_x && wide && k.is_multiple_of(8) => {
+                let [cols, rows] = MATMUL_SUBGROUP_TILE;
+                (Kernel::MatmulSubgroup { f16 }, [groups(part.rows, cols), groups(m, rows), 1])
+            }
             (false, WeightLayout::RowBlocks) => {
                 (Kernel::MatmulDirect { f16, int64 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
             }
