@@ -403,9 +403,11 @@ fn scan_cases(ctx: &GpuContext) {
     const TOL: f32 = 2e-4;
     let mut seed = 0;
     for &batch in &[1, 3] {
-        // d_state and dt_rank multiples of 4 (the last two cases) take the CPU style's vec4
-        // loads, multiples of 8 (the last) its u64 loads where the device has them.
-        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (40, 16, 8)] {
+        // d_state and dt_rank multiples of 4 (the last three cases) take the CPU style's vec4
+        // loads, multiples of 8 (the last two) its u64 loads where the device has them; with
+        // d_state 16 and d_inner a multiple of 4 (the last) its sequential scan holds the state
+        // in registers (shaders/scan_sequential_int64.wgsl).
+        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (42, 16, 8), (40, 16, 8)] {
             for &t in &[1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 3000] {
                 seed += 10;
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);

@@ -72,6 +72,10 @@ pub enum Kernel {
         channels: u8,
         loads: ScanLoads,
     },
+    /// The prefill scan for CPU devices with u64 loads, d_state 16 and d_inner a multiple of
+    /// 4: ScanStep's walk over a whole prompt with the state in registers
+    /// (shaders/scan_sequential_int64.wgsl; SCAN_SEQUENTIAL_CHANNELS channels per invocation).
+    ScanSequential,
     /// The decode scan step with the dt projection fused in; `f16` and `blocks`: dt_proj's
     /// storage and layout (WeightLayout::RowBlocks).
     ScanStepDt {
@@ -112,6 +116,9 @@ pub enum ScanLoads {
 
 /// Chunk length of shaders/scan_chunked.wgsl (SEG * STEPS there).
 pub const SCAN_CHUNK: u32 = 64;
+/// Channels per invocation of shaders/scan_sequential_int64.wgsl, and the d_state it holds.
+pub const SCAN_SEQUENTIAL_CHANNELS: u32 = 4;
+pub const SCAN_SEQUENTIAL_STATE: u32 = 16;
 /// Channels per workgroup of shaders/scan_step.wgsl's step_dt_states (STATE_CHANNELS there).
 pub const SCAN_STEP_STATE_CHANNELS: u32 = 4;
 /// Channels per workgroup in shaders/scan_chunked.wgsl (CH there).
@@ -148,6 +155,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("scan_state.wgsl", include_str!("../../shaders/scan_state.wgsl")),
     ("scan_state_quads.wgsl", include_str!("../../shaders/scan_state_quads.wgsl")),
     ("scan_state_int64.wgsl", include_str!("../../shaders/scan_state_int64.wgsl")),
+    ("scan_sequential_int64.wgsl", include_str!("../../shaders/scan_sequential_int64.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
@@ -212,7 +220,12 @@ pub const MODULES: &[ModuleSpec] = &[
     single!("scan_chunked.wgsl"),
     ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
     ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
-    ModuleSpec { name: "scan_step_int64", files: &["scan_state_int64.wgsl", "scan_step.wgsl"], int64: true, subgroup: false },
+    ModuleSpec {
+        name: "scan_step_int64",
+        files: &["scan_state_int64.wgsl", "scan_step.wgsl", "scan_sequential_int64.wgsl"],
+        int64: true,
+        subgroup: false,
+    },
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
@@ -260,6 +273,7 @@ impl Kernel {
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
             Kernel::ScanStep { channels, loads } => (scan_step(loads), "main", vec![("CHANNELS", channels as f64)]),
+            Kernel::ScanSequential => ("scan_step_int64", "scan_sequential", vec![]),
             Kernel::ScanStepDt { f16: f, blocks, channels, loads } => {
                 (scan_step(loads), "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }

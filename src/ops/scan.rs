@@ -5,7 +5,9 @@
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{ScanLoads, SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64};
+use crate::gpu::kernels::{
+    ScanLoads, SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_SEQUENTIAL_CHANNELS, SCAN_SEQUENTIAL_STATE, SCAN_STEP_STATE_CHANNELS, WG_64,
+};
 use crate::gpu::params::ScanParams;
 use crate::gpu::tensor::WeightLayout;
 use crate::gpu::{GpuWeight, Kernel, Recorder};
@@ -59,8 +61,13 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
             rec.dispatch(Kernel::ScanChunked, &params, &buffers, [groups(op.d_inner, SCAN_CHANNELS_PER_WG), op.batch, 1])
         }
         ScanKind::Sequential => {
+            let loads = state_loads(rec, op.d_state, op.dt_rank);
+            if loads == ScanLoads::Int64 && op.d_state == SCAN_SEQUENTIAL_STATE && op.d_inner.is_multiple_of(SCAN_SEQUENTIAL_CHANNELS) {
+                let workgroups = [groups(op.d_inner, WG_64 * SCAN_SEQUENTIAL_CHANNELS), op.batch, 1];
+                return rec.dispatch(Kernel::ScanSequential, &params, &buffers, workgroups);
+            }
             let channels = step_channels(rec);
-            let kernel = Kernel::ScanStep { channels, loads: state_loads(rec, op.d_state, op.dt_rank) };
+            let kernel = Kernel::ScanStep { channels, loads };
             rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
         }
     }
