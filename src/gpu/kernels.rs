@@ -65,6 +65,9 @@ pub enum Kernel {
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,
+    /// The prefill conv and state update for CPU devices: one invocation per 4 channels walking
+    /// time (shaders/conv1d_walk.wgsl; d_conv 4, channels and x_stride multiples of 4).
+    ConvWalk,
     ScanChunked,
     /// `channels`: channels per invocation (CHANNELS there), 1 on GPUs, 4 on CPU devices.
     /// `loads`: how B, C, dt_low, A and the state load.
@@ -150,6 +153,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("matmul_subgroup.wgsl", include_str!("../../shaders/matmul_subgroup.wgsl")),
     ("matvec.wgsl", include_str!("../../shaders/matvec.wgsl")),
     ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
+    ("conv1d_walk.wgsl", include_str!("../../shaders/conv1d_walk.wgsl")),
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
     ("scan_state.wgsl", include_str!("../../shaders/scan_state.wgsl")),
@@ -216,7 +220,7 @@ pub const MODULES: &[ModuleSpec] = &[
         int64: true,
         subgroup: true,
     },
-    single!("conv1d.wgsl"),
+    ModuleSpec { name: "conv1d", files: &["conv1d.wgsl", "conv1d_walk.wgsl"], int64: false, subgroup: false },
     single!("scan_chunked.wgsl"),
     ModuleSpec { name: "scan_step", files: &["scan_state.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
     ModuleSpec { name: "scan_step_quads", files: &["scan_state_quads.wgsl", "scan_step.wgsl"], int64: false, subgroup: false },
@@ -268,9 +272,10 @@ impl Kernel {
             Kernel::MatvecBlocksConv { f16: f, batch, int64, shared_x } => {
                 (matvec(int64, shared_x), "main_blocks_conv", vec![f16(f), ("BATCH", batch as f64)])
             }
-            Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
-            Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
-            Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
+            Kernel::ConvPrefill => ("conv1d", "conv_prefill", vec![]),
+            Kernel::ConvStateUpdate => ("conv1d", "conv_state_update", vec![]),
+            Kernel::ConvStep => ("conv1d", "conv_step", vec![]),
+            Kernel::ConvWalk => ("conv1d", "conv_walk", vec![]),
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
             Kernel::ScanStep { channels, loads } => (scan_step(loads), "main", vec![("CHANNELS", channels as f64)]),
             Kernel::ScanSequential => ("scan_step_int64", "scan_sequential", vec![]),

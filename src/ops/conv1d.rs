@@ -20,8 +20,9 @@ pub struct Conv1d<'a> {
     pub k: u32,
 }
 
-/// Over t_len tokens: conv_prefill, then conv_state_update. With t_len = 1 a single fused
-/// conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs it inside
+/// Over t_len tokens: conv_prefill, then conv_state_update; on CPU devices conv_walk does both
+/// where d_conv is 4 and the channels and x's rows come in fours. With t_len = 1 a single
+/// fused conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs it inside
 /// in_proj's kernel instead.)
 pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     let (params, bias) = checked(rec, op)?;
@@ -29,6 +30,9 @@ pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     let buffers = [op.x, op.weight, &bias, op.state, op.out];
     if t == 1 {
         return rec.dispatch(Kernel::ConvStep, &params, &buffers, [groups(c, WG_64), b, 1]);
+    }
+    if !rec.ctx().gpu_kernels && op.k == 4 && c.is_multiple_of(4) && op.x_stride.is_multiple_of(4) {
+        return rec.dispatch(Kernel::ConvWalk, &params, &buffers, [groups(c / 4, WG_64), b, 1]);
     }
     rec.dispatch(Kernel::ConvPrefill, &params, &buffers, [groups(c, WG_64), t, b])?;
     // conv_state_update reads only x and the state (bindings 1 and 4).
