@@ -15,8 +15,8 @@
 //   as wide as they can be: X a vec4 at a time where its rows are 16-byte aligned, W as u64
 //   where the device has 64-bit integers (shaders/matrix_loads_int64.wgsl,
 //   weight_units_int64.wgsl). Together 1.25-1.6x faster than scalar loads on lavapipe at the
-//   x_proj, out_proj and in_proj shapes. Where main_subgroup can run (k a multiple of 8,
-//   aligned rows of X, subgroups of 8, 64-bit integers), it runs instead: 3.5-6x as fast.
+//   x_proj, out_proj and in_proj shapes. Where main_subgroup can run (subgroups of 8, 64-bit
+//   integers, and the shapes it needs), it runs instead: 4-6x as fast.
 // @binding(1) X (m, x_stride), f32, and @binding(2) W in 16-byte units are read through the
 // functions of the module's first parts, shaders/matrix_loads.wgsl (u32 loads) or
 // matrix_loads_int64.wgsl and weight_units_int64.wgsl (u64 loads).
@@ -119,20 +119,19 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
         }
         workgroupBarrier();
     }
-    store_row(row0 + lid.y, col0 + lid.x, LANES, acc0);
-    store_row(row0 + lid.y + LANES, col0 + lid.x, LANES, acc1);
-    store_row(row0 + lid.y + 2u * LANES, col0 + lid.x, LANES, acc2);
-    store_row(row0 + lid.y + 3u * LANES, col0 + lid.x, LANES, acc3);
+    store_row(row0 + lid.y, col0 + lid.x, acc0);
+    store_row(row0 + lid.y + LANES, col0 + lid.x, acc1);
+    store_row(row0 + lid.y + 2u * LANES, col0 + lid.x, acc2);
+    store_row(row0 + lid.y + 3u * LANES, col0 + lid.x, acc3);
 }
 
-// Row r of Y at columns c0, c0 + stride, c0 + 2 stride, c0 + 3 stride (how main and
-// main_subgroup spread an invocation's columns).
-fn store_row(r: u32, c0: u32, stride: u32, acc: vec4<f32>) {
+// Row r of Y at columns c0, c0 + LANES, c0 + 2 LANES, c0 + 3 LANES (main's layout of a block).
+fn store_row(r: u32, c0: u32, acc: vec4<f32>) {
     if (r >= p.m) {
         return;
     }
     for (var j = 0u; j < PER; j++) {
-        let c = c0 + j * stride;
+        let c = c0 + j * LANES;
         if (c < p.n) {
             store(r, c, acc[j]);
         }

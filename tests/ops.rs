@@ -77,20 +77,24 @@ fn linear_matches_reference() {
         // batch 8 in f32, 1 in f16, and the one-value-per-lane path).
         (5, 72, 48),
         (2, 130, 96),
-        // The CPU style's subgroup matmul (shaders/matmul_subgroup.wgsl, k a multiple of 8,
-        // aligned rows) over a partial tile of 16 rows and 32 columns and a last block of W
-        // shorter than 64 rows; (130, 31, 64) and (3000, 33, 40) take it too.
+        // The CPU style's subgroup matmul (shaders/matmul_subgroup.wgsl: k and n multiples of
+        // 8 and 4, aligned rows) over partial tiles of 32 rows and 32 columns and a last block
+        // of W shorter than 64 rows, and (300 rows) over the parts of a split weight.
         (50, 200, 136),
+        (300, 260, 8),
     ] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
                 let split = variant == 2;
                 let style = ctx.kernel_style();
-                // Aligned rows take matvec's 16-byte loads (when k allows), others the element path.
-                let aligned = !case.is_multiple_of(3);
-                let x_offset = if aligned { 4 } else { 3 };
-                let x_stride = if aligned { k.next_multiple_of(4) + 4 } else { k + 5 };
+                // Rows aligned to 16 bytes take the 16-byte loads of X (when k allows), rows
+                // aligned to 32 the subgroup matmul's 32-byte ones, others the element path.
+                let (x_offset, x_stride) = match case % 3 {
+                    0 => (3, k + 5),
+                    1 => (4, k.next_multiple_of(4) + 4),
+                    _ => (8, k.next_multiple_of(8) + 8),
+                };
                 let x = random_values(case, m * x_stride, 1.0);
                 let w = random_values(case + 1000, n * k, 0.5);
                 let bias = random_values(case + 2000, n, 0.5);

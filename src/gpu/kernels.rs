@@ -29,7 +29,8 @@ pub enum Kernel {
     },
     /// The matmul for CPU devices whose subgroups are exactly its workgroup of 8, with u64
     /// loads (SHADER_INT64, SUBGROUP; shaders/matmul_subgroup.wgsl): the lanes share X through
-    /// the subgroup. Needs k a multiple of 8 and X's rows 16-byte aligned.
+    /// the subgroup. Needs k a multiple of 8, X's rows 16-byte aligned, and n and Y's row
+    /// stride and offset multiples of 4.
     MatmulSubgroup {
         f16: bool,
     },
@@ -134,7 +135,7 @@ pub const MATMUL_TILE: u32 = 64;
 pub const MATMUL_DIRECT_TILE: u32 = 32;
 /// Output tile of a main_subgroup workgroup in shaders/matmul_subgroup.wgsl: [columns, rows]
 /// (SUB_COLS, SUB_ROWS there).
-pub const MATMUL_SUBGROUP_TILE: [u32; 2] = [32, 16];
+pub const MATMUL_SUBGROUP_TILE: [u32; 2] = [32, 32];
 /// Most batch rows of shaders/matvec.wgsl.
 pub const MATVEC_MAX_M: u32 = 8;
 
@@ -203,7 +204,7 @@ pub const MODULES: &[ModuleSpec] = &[
     ModuleSpec { name: "matmul_int64", files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl"], int64: true, subgroup: false },
     ModuleSpec {
         name: "matmul_int64_subgroup",
-        files: &["matrix_loads_int64.wgsl", "weight_units_int64.wgsl", "matmul.wgsl", "matmul_subgroup.wgsl"],
+        files: &["matrix_loads_int64.wgsl", "weight_pairs_int64.wgsl", "matmul.wgsl", "matmul_subgroup.wgsl"],
         int64: true,
         subgroup: true,
     },

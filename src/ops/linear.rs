@@ -7,7 +7,7 @@ use super::{check_len, groups, optional_operand};
 use crate::error::{Error, Result};
 use crate::gpu::kernels::{MATMUL_DIRECT_TILE, MATMUL_SUBGROUP_TILE, MATMUL_TILE, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
 use crate::gpu::params::LinearParams;
-use crate::gpu::tensor::{WeightLayout, BLOCK_ROWS};
+use crate::gpu::tensor::{WeightLayout, WeightPart, BLOCK_ROWS};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,7 +153,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
                 (Kernel::MatvecBlocks { f16, batch, int64: int64_matvec, shared_x }, [groups(part.rows, BLOCK_ROWS as u32), 1, 1])
             }
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
-            (false, WeightLayout::RowBlocks) if int64 && rec.ctx().shared_x && wide && k.is_multiple_of(8) => {
+            (false, WeightLayout::RowBlocks) if subgroup_matmul(rec, op, part) => {
                 let [cols, rows] = MATMUL_SUBGROUP_TILE;
                 (Kernel::MatmulSubgroup { f16 }, [groups(part.rows, cols), groups(m, rows), 1])
             }
@@ -164,4 +164,19 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
         rec.dispatch(kernel, &params, &buffers, workgroups)?;
     }
     Ok(())
+}
+
+/// Whether `part` of op's weight takes the CPU-device matmul that shares X through subgroups
+/// (shaders/matmul_subgroup.wgsl): X's rows loaded 8 values at a time, a lane's 4 columns
+/// loaded two rows' units per load and stored as one vec4.
+fn subgroup_matmul(rec: &Recorder, op: &Linear, part: &WeightPart) -> bool {
+    let ctx = rec.ctx();
+    ctx.int64_loads
+        && ctx.shared_x
+        && op.weight.cols.is_multiple_of(8)
+        && op.x_stride.is_multiple_of(8)
+        && op.x_offset.is_multiple_of(8)
+        && part.rows.is_multiple_of(4)
+        && op.y_stride.is_multiple_of(4)
+        && (op.y_offset + part.first_row).is_multiple_of(4)
 }
