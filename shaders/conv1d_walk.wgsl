@@ -9,7 +9,7 @@
 
 // The same bindings as conv1d.wgsl's, four values per element: x's 4 channels from c0 (c0 and
 // x_stride multiples of 4), a channel's 4 weights or state (d_conv 4), 4 channels of bias and
-// out. Only conv_walk uses these, and it uses none of conv1d.wgsl's.
+// out. Only conv_walk uses these, and it uses none of conv1d.wgsl's storage bindings.
 @group(0) @binding(1) var<storage, read> x_quads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> weight_quads: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> bias_quads: array<vec4<f32>>;

@@ -19,7 +19,8 @@
 //   integers, and the shapes it needs), it runs instead: 4-6x as fast.
 // @binding(1) X (m, x_stride), f32, and @binding(2) W in 16-byte units are read through the
 // functions of the module's first parts, shaders/matrix_loads.wgsl (u32 loads) or
-// matrix_loads_int64.wgsl and weight_units_int64.wgsl (u64 loads).
+// matrix_loads_int64.wgsl and weight_units_int64.wgsl (u64 loads; weight_pairs_int64.wgsl in
+// the module with main_subgroup).
 
 override WEIGHT_F16: bool = false;
 

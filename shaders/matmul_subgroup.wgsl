@@ -47,7 +47,7 @@ fn main_subgroup(@builtin(workgroup_id) wg: vec3<u32>) {
     let c = col0 + 4u * lane;
     let first = col0 / 64u * 64u;
     let size = min(64u, p.n - first);
-    let column = block_start(first) + min(c, p.n - 4u) - first;
+    let column = first * units_per_row() + min(c, p.n - 4u) - first;
     // acc[r][j]: row row0 + r, column c + j.
     var acc: array<vec4<f32>, 32>;
     for (var k = 0u; k < p.k; k += 8u) {
@@ -80,11 +80,6 @@ fn x_row(r: u32) -> u32 {
 fn x_octet(i: u32) -> array<vec4<f32>, 2> {
     let v = x_octets[i];
     return array<vec4<f32>, 2>(bitcast<vec4<f32>>(unit_of(v.x, v.y)), bitcast<vec4<f32>>(unit_of(v.z, v.w)));
-}
-
-// The first unit of the block of rows from `first` (a multiple of 64).
-fn block_start(first: u32) -> u32 {
-    return first * units_per_row();
 }
 
 // W[c .. c + 4, k .. k + 8] from unit `unit` of column c (even: two rows' units per load):

@@ -1,8 +1,8 @@
 // Loads of X as u64, and the u64 helpers: the first part of the matvec and matmul modules for
 // CPU devices with 64-bit integers (SHADER_INT64; src/gpu/kernels.rs, MODULES), in place of
 // shaders/matrix_loads.wgsl. The second part declares W: shaders/weight_units_int64.wgsl
-// (matmul) or weight_pairs_int64.wgsl (matvec); together they have the bindings and functions
-// of matrix_loads.wgsl. lavapipe loads every component of a storage-buffer load lane by lane,
+// (matmul_int64) or weight_pairs_int64.wgsl (matvec_int64*, matmul_int64_subgroup); together
+// they have the bindings and functions of matrix_loads.wgsl. lavapipe loads every component of a storage-buffer load lane by lane,
 // so two 8-byte components cost less than four 4-byte ones: decode steps ran 1.13-1.20x and
 // prefill 1.12-1.15x faster in interleaved A/B runs on lavapipe (examples/cpu_variants_ab.rs
 // -- int64-loads, mamba-130m f16 and f32).

@@ -10,7 +10,7 @@
 // are SIMD registers (or stack, where they spill, still one access for all lanes). Here each
 // invocation keeps the 64 states and A of its 4 channels in variables for the whole prompt,
 // and loads x, dt, z and stores y of its 4 channels as one vec4 each: per time step 7 loads
-// and a store (B and C 8 values per load), where main makes 44.
+// and a store (B and C 8 values per load), where main makes 36 loads and 12 stores.
 
 // The same bindings as x, dt, xz, d_skip and y in scan_step.wgsl, four channels per element
 // (d_inner is a multiple of 4, so a row's 4 channels from c0 are one element). Only

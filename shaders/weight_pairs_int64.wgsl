@@ -1,5 +1,5 @@
-// W as u64, two 16-byte units per element: the second part of the matvec_int64 module, after
-// shaders/matrix_loads_int64.wgsl. main_blocks (shaders/matvec.wgsl) loads the units of two
+// W as u64, two 16-byte units per element: the second part of the matvec_int64 modules and of
+// matmul_int64_subgroup, after shaders/matrix_loads_int64.wgsl. main_blocks (shaders/matvec.wgsl) loads the units of two
 // neighbouring rows in one 32-byte load: per byte, half the lane-by-lane loads of one unit at
 // a time (the 130m f16 decode step ran 1.13x faster on lavapipe). The weight buffers are padded
 // to whole 32-byte elements (src/gpu/tensor.rs).

@@ -1,6 +1,7 @@
 // W as u64, one 16-byte unit per element: the second part of the matmul_int64 module, after
 // shaders/matrix_loads_int64.wgsl. The matmul loads single units and half units of W, so its
-// elements are units (shaders/weight_pairs_int64.wgsl, the matvec's, pairs them).
+// elements are units (shaders/weight_pairs_int64.wgsl, the matvec's and the subgroup
+// matmul's, pairs them).
 
 @group(0) @binding(2) var<storage, read> w: array<vec2<u64>>;
 

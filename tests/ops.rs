@@ -18,8 +18,8 @@ use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
 
-/// The CPU kernel style with the matvec's X loaded by every invocation, where the device would
-/// share it through subgroups (the default where its subgroups are 8 wide).
+/// The CPU kernel style with the matvec's and matmul's X loaded by every invocation, where the
+/// device would share it through subgroups (the default where its subgroups are 8 wide).
 fn cpu_style_own_x() -> std::sync::Arc<GpuContext> {
     common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap()
 }
@@ -55,7 +55,8 @@ fn linear_matches_reference() {
     // split into many parts, and the CPU style loading X and W with 32-bit components where the
     // device would use 64-bit ones (the default where it has 64-bit integers).
     // The CPU style also with X loaded by every invocation where the device would share it
-    // through subgroups (the default where its subgroups are 8 wide).
+    // through subgroups (the default where its subgroups are 8 wide: the matvec's
+    // block_x_subgroup.wgsl and the matmul's matmul_subgroup.wgsl).
     let [cpu, gpu] = common::both_styles();
     let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
     let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads, cpu_style_own_x()];
@@ -78,8 +79,9 @@ fn linear_matches_reference() {
         (5, 72, 48),
         (2, 130, 96),
         // The CPU style's subgroup matmul (shaders/matmul_subgroup.wgsl: k and n multiples of
-        // 8 and 4, aligned rows) over partial tiles of 32 rows and 32 columns and a last block
-        // of W shorter than 64 rows, and (300 rows) over the parts of a split weight.
+        // 8 and 4, X's rows 32-byte aligned) over partial tiles of 32 rows and 32 columns and a
+        // last block of W shorter than 64 rows, and (260 rows of W) over the parts of a
+        // weight split at 4096 bytes.
         (50, 200, 136),
         (300, 260, 8),
     ] {
@@ -89,8 +91,10 @@ fn linear_matches_reference() {
                 let split = variant == 2;
                 let style = ctx.kernel_style();
                 // Rows aligned to 16 bytes take the 16-byte loads of X (when k allows), rows
-                // aligned to 32 the subgroup matmul's 32-byte ones, others the element path.
-                let (x_offset, x_stride) = match case % 3 {
+                // aligned to 32 the subgroup matmul's 32-byte ones (always with the first
+                // context, so that it runs in f32 and f16), others the element path.
+                let alignment = if variant == 0 { 2 } else { case % 3 };
+                let (x_offset, x_stride) = match alignment {
                     0 => (3, k + 5),
                     1 => (4, k.next_multiple_of(4) + 4),
                     _ => (8, k.next_multiple_of(8) + 8),
@@ -263,8 +267,13 @@ fn argmax_picks_the_first_largest() {
 /// without a bias: output and the new state against the reference.
 #[test]
 fn conv1d_matches_reference() {
+    for ctx in common::both_styles() {
+        conv1d_cases(&ctx);
+    }
+}
+
+fn conv1d_cases(ctx: &GpuContext) {
     const TOL: f32 = 1e-5;
-    let ctx = common::ctx();
     for &batch in &[1usize, 3] {
         for &(channels, k) in &[(1usize, 4usize), (65, 4), (130, 3), (68, 4)] {
             for &t in &[1usize, 2, 3, 4, 5, 70, 3000] {
@@ -275,12 +284,12 @@ fn conv1d_matches_reference() {
                 let bias = random_values(seed + 2, channels, 0.3);
                 let bias = t.is_multiple_of(2).then_some(bias);
                 let state0 = random_values(seed + 3, batch * channels * k, 1.0);
-                let x_buf = upload_f32(&ctx, "xz", &xz);
-                let w_buf = upload_f32(&ctx, "w", &weight);
-                let b_buf = bias.as_ref().map(|b| upload_f32(&ctx, "b", b));
-                let s_buf = upload_f32(&ctx, "state", &state0);
-                let out = storage(&ctx, "out", batch * t * channels);
-                run(&ctx, |rec| {
+                let x_buf = upload_f32(ctx, "xz", &xz);
+                let w_buf = upload_f32(ctx, "w", &weight);
+                let b_buf = bias.as_ref().map(|b| upload_f32(ctx, "b", b));
+                let s_buf = upload_f32(ctx, "state", &state0);
+                let out = storage(ctx, "out", batch * t * channels);
+                run(ctx, |rec| {
                     conv1d_silu(
                         rec,
                         &Conv1d {
@@ -300,9 +309,9 @@ fn conv1d_matches_reference() {
                 let x: Vec<f32> = xz.chunks(x_stride).flat_map(|r| r[..channels].to_vec()).collect();
                 let mut state = state0.clone();
                 let want = reference::conv1d_silu(&x, &mut state, &weight, bias.as_deref(), batch, channels, k);
-                let label = format!("conv1d batch={batch} channels={channels} k={k} t={t} bias={}", bias.is_some());
-                assert_close(&label, &read(&ctx, &out, want.len()), &want, TOL);
-                assert_close(&format!("{label} state"), &read(&ctx, &s_buf, state.len()), &state, 0.0);
+                let label = format!("conv1d batch={batch} channels={channels} k={k} t={t} bias={} kernels={}", bias.is_some(), ctx.kernel_style());
+                assert_close(&label, &read(ctx, &out, want.len()), &want, TOL);
+                assert_close(&format!("{label} state"), &read(ctx, &s_buf, state.len()), &state, 0.0);
             }
         }
     }
@@ -411,9 +420,10 @@ fn scan_cases(ctx: &GpuContext) {
     for &batch in &[1, 3] {
         // d_state and dt_rank multiples of 4 (the last three cases) take the CPU style's vec4
         // loads, multiples of 8 (the last two) its u64 loads where the device has them; with
-        // d_state 16 and d_inner a multiple of 4 (the last) its sequential scan holds the state
-        // in registers (shaders/scan_sequential_int64.wgsl).
-        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (42, 16, 8), (40, 16, 8)] {
+        // d_state 16 and d_inner a multiple of 4 (the last two; 260 channels over two
+        // workgroups) its sequential scan holds the state in registers
+        // (shaders/scan_sequential_int64.wgsl).
+        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (42, 16, 8), (40, 16, 8), (260, 16, 8)] {
             for &t in &[1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 3000] {
                 seed += 10;
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);

@@ -173,7 +173,7 @@ impl GpuContext {
     }
 
     /// Which kernel variants run, for reports: "GPU", or "CPU-device" with the load width of
-    /// its matrix kernels and whether the matvec shares X through subgroups.
+    /// its matrix kernels and whether the matvec and matmul share X through subgroups.
     pub fn kernel_style(&self) -> &'static str {
         match (self.gpu_kernels, self.int64_loads, self.shared_x) {
             (true, _, _) => "GPU",
@@ -194,8 +194,8 @@ impl GpuContext {
 
     /// A context whose CPU-device matvec and matmul share X through subgroups (`true`, the
     /// default where the device's subgroups are exactly 8 invocations) or have every invocation
-    /// load it
-    /// (`false`; tests cover both), for A/B measurements too (examples/cpu_variants_ab.rs).
+    /// load it (`false`; tests cover both), for A/B measurements too
+    /// (examples/cpu_variants_ab.rs).
     pub fn with_shared_x(self: Arc<Self>, shared: bool) -> Result<Arc<Self>> {
         if shared && !self.adapter.can_share_x() {
             let [min, max] = self.adapter.subgroup_sizes;

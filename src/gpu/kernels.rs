@@ -29,7 +29,7 @@ pub enum Kernel {
     },
     /// The matmul for CPU devices whose subgroups are exactly its workgroup of 8, with u64
     /// loads (SHADER_INT64, SUBGROUP; shaders/matmul_subgroup.wgsl): the lanes share X through
-    /// the subgroup. Needs k a multiple of 8, X's rows 16-byte aligned, and n and Y's row
+    /// the subgroup. Needs k and X's row stride and offset multiples of 8, and n and Y's row
     /// stride and offset multiples of 4.
     MatmulSubgroup {
         f16: bool,
