@@ -19,7 +19,12 @@
 // Per 8 values of k a lane makes 4 loads of X and 2 of W (4 with f32 weights) for 1024
 // multiply-adds. Timed on lavapipe (BENCHMARKS.md): tiles of 16 x 32 with a lane's columns 8
 // apart ran 3.6-5.3x as fast as main_direct at the 130m shapes, this form 1.14-1.21x as fast
-// again.
+// again, and about 1.1x more with SOFTPLUS a pipeline constant and the lane number from the
+// builtin (subgroupExclusiveAdd(1u) gave the same number, slower).
+
+// p.activation as a pipeline constant: a CPU device runs both sides of a branch, and softplus
+// on every result of a tile, though discarded, took 3-5% of in_proj's time.
+override SOFTPLUS: bool = false;
 
 // Rows and columns of Y per workgroup (MATMUL_SUBGROUP_TILE in src/gpu/kernels.rs).
 const SUB_ROWS: u32 = 32u;
@@ -31,8 +36,7 @@ const SUB_COLS: u32 = 32u;
 @group(0) @binding(4) var<storage, read_write> y_quads: array<vec4<f32>>;
 
 @compute @workgroup_size(8)
-fn main_subgroup(@builtin(workgroup_id) wg: vec3<u32>) {
-    let lane = subgroupExclusiveAdd(1u);  // all 8 are active here
+fn main_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocation_id) lane: u32) {
     let row0 = wg.y * SUB_ROWS;
     let col0 = wg.x * SUB_COLS;
     // X of rows row0 + 8 g + lane in 32-byte units (rows past the edge repeat the last one;
@@ -147,7 +151,7 @@ fn store_quad(r: u32, c: u32, sums: vec4<f32>) {
         return;
     }
     var v = sums;
-    if (p.activation == 1u) {
+    if (SOFTPLUS) {
         v = vec4<f32>(softplus(v.x), softplus(v.y), softplus(v.z), softplus(v.w));
     }
     y_quads[(r * p.y_stride + p.y_offset + c) / 4u] = v;

@@ -135,7 +135,7 @@ fn check_module(source: &str, int64: bool, subgroup: bool) -> Result<(), String>
 /// The values gpu::kernels passes for each override constant.
 fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
-        "WEIGHT_F16" | "WEIGHT_BLOCKS" => Ok(&[0.0, 1.0]),
+        "WEIGHT_F16" | "WEIGHT_BLOCKS" | "SOFTPLUS" => Ok(&[0.0, 1.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
         "WG" => Ok(&[8.0, 256.0]),
         "CHANNELS" => Ok(&[1.0, 4.0]),

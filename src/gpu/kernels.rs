@@ -30,9 +30,10 @@ pub enum Kernel {
     /// The matmul for CPU devices whose subgroups are exactly its workgroup of 8, with u64
     /// loads (SHADER_INT64, SUBGROUP; shaders/matmul_subgroup.wgsl): the lanes share X through
     /// the subgroup. Needs k and X's row stride and offset multiples of 8, and n and Y's row
-    /// stride and offset multiples of 4.
+    /// stride and offset multiples of 4. `softplus`: the activation, a pipeline constant here.
     MatmulSubgroup {
         f16: bool,
+        softplus: bool,
     },
     /// `batch` = rows of X (1..=8), an override constant so accumulators stay in registers.
     /// Weights in WeightLayout::RowMajor (GPUs).
@@ -264,7 +265,9 @@ impl Kernel {
             Kernel::AddRmsNorm { small_workgroup } => ("add_rms_norm.wgsl", "main", vec![("WG", if small_workgroup { 8.0 } else { 256.0 })]),
             Kernel::Matmul { f16: f } => ("matmul", "main", vec![f16(f)]),
             Kernel::MatmulDirect { f16: f, int64 } => (matmul(int64), "main_direct", vec![f16(f)]),
-            Kernel::MatmulSubgroup { f16: f } => ("matmul_int64_subgroup", "main_subgroup", vec![f16(f)]),
+            Kernel::MatmulSubgroup { f16: f, softplus } => {
+                ("matmul_int64_subgroup", "main_subgroup", vec![f16(f), ("SOFTPLUS", softplus as u8 as f64)])
+            }
             Kernel::Matvec { f16: f, batch } => ("matvec", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::MatvecBlocks { f16: f, batch, int64, shared_x } => {
                 (matvec(int64, shared_x), "main_blocks", vec![f16(f), ("BATCH", batch as f64)])

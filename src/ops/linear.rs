@@ -155,7 +155,8 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, &wgpu::Buffe
             (false, WeightLayout::RowMajor) => (Kernel::Matmul { f16 }, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1]),
             (false, WeightLayout::RowBlocks) if subgroup_matmul(rec, op, part) => {
                 let [cols, rows] = MATMUL_SUBGROUP_TILE;
-                (Kernel::MatmulSubgroup { f16 }, [groups(part.rows, cols), groups(m, rows), 1])
+                let softplus = op.activation == Activation::Softplus;
+                (Kernel::MatmulSubgroup { f16, softplus }, [groups(part.rows, cols), groups(m, rows), 1])
             }
             (false, WeightLayout::RowBlocks) => {
                 (Kernel::MatmulDirect { f16, int64 }, [groups(part.rows, MATMUL_DIRECT_TILE), groups(m, MATMUL_DIRECT_TILE), 1])
