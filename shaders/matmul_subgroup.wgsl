@@ -47,7 +47,7 @@ fn main_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(subgroup_invocat
     let x3 = x_row(row0 + 24u + lane);
     // The lane's columns c .. c + 3 (past the edge: the last four, not stored) lie in one block
     // of 64 rows of W, as the whole tile does (col0 is a multiple of 32); unit u of column c is
-    // at block + u * size + c - first, and size is a multiple of 4.
+    // at first * units_per_row() + u * size + c - first, and size is a multiple of 4.
     let c = col0 + 4u * lane;
     let first = col0 / 64u * 64u;
     let size = min(64u, p.n - first);
