@@ -476,15 +476,25 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
 /// d_state and dt_rank above 16 (more than one state and dt_low element per invocation on GPUs),
 /// and on CPU devices the vec4 loads (d_state and dt_rank multiples of 4; dt_rank 12 ends in the
 /// first half of an f16 unit) and the u64 loads (multiples of 8, where the device has 64-bit
-/// integers; d_inner 37 ends in the middle of an invocation's 4 channels).
+/// integers; d_inner 37 ends in the middle of an invocation's 4 channels), and with d_state 16
+/// and d_inner a multiple of 4 (the last two: a short last block of 8 rows, and several
+/// workgroups) the CPU style's step_dt_quads (shaders/scan_sequential_int64.wgsl).
 #[test]
 fn scan_step_with_fused_dt_matches_reference() {
     const TOL: f32 = 2e-4;
     let mut seed = 5000;
     for ctx in common::both_styles() {
-        for &(batch, d_inner, d_state, dt_rank) in
-            &[(1, 1, 1, 1), (1, 100, 16, 5), (3, 70, 4, 8), (1, 40, 8, 12), (2, 130, 16, 48), (3, 37, 8, 16), (2, 9, 40, 37)]
-        {
+        for &(batch, d_inner, d_state, dt_rank) in &[
+            (1, 1, 1, 1),
+            (1, 100, 16, 5),
+            (3, 70, 4, 8),
+            (1, 40, 8, 12),
+            (2, 130, 16, 48),
+            (3, 37, 8, 16),
+            (2, 9, 40, 37),
+            (2, 136, 16, 48),
+            (3, 260, 16, 16),
+        ] {
             for f16_weights in [false, true] {
                 seed += 10;
                 let mut case = ScanCase::new(batch, 1, d_inner, d_state, dt_rank, seed);

@@ -89,6 +89,12 @@ pub enum Kernel {
         channels: u8,
         loads: ScanLoads,
     },
+    /// ScanStepDt for CPU devices with u64 loads, d_state 16, d_inner a multiple of 4 and
+    /// dt_proj in WeightLayout::RowBlocks: per-channel values 4 channels per vec4
+    /// (shaders/scan_sequential_int64.wgsl, step_dt_quads).
+    ScanStepDtQuads {
+        f16: bool,
+    },
     /// ScanStepDt with each channel spread over 16 invocations (GPUs).
     ScanStepStates {
         f16: bool,
@@ -288,6 +294,7 @@ impl Kernel {
             Kernel::ScanStepDt { f16: f, blocks, channels, loads } => {
                 (scan_step(loads), "step_dt", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64), ("CHANNELS", channels as f64)])
             }
+            Kernel::ScanStepDtQuads { f16: f } => ("scan_step_int64", "step_dt_quads", vec![f16(f)]),
             Kernel::ScanStepStates { f16: f, blocks } => ("scan_step", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),

@@ -62,7 +62,7 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
         }
         ScanKind::Sequential => {
             let loads = state_loads(rec, op.d_state, op.dt_rank);
-            if loads == ScanLoads::Int64 && op.d_state == SCAN_SEQUENTIAL_STATE && op.d_inner.is_multiple_of(SCAN_SEQUENTIAL_CHANNELS) {
+            if quads_of_state(loads, op.d_state, op.d_inner) {
                 let workgroups = [groups(op.d_inner, WG_64 * SCAN_SEQUENTIAL_CHANNELS), op.batch, 1];
                 return rec.dispatch(Kernel::ScanSequential, &params, &buffers, workgroups);
             }
@@ -116,11 +116,14 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
     let (f16, blocks) = (w.dtype.is_f16(), w.layout == WeightLayout::RowBlocks);
     // GPUs spread each channel over 16 invocations (parallelism); CPU devices give each
     // invocation 4 channels (fewer loads).
+    let loads = state_loads(rec, op.d_state, op.dt_rank);
     let (kernel, workgroups) = if rec.ctx().gpu_kernels {
         (Kernel::ScanStepStates { f16, blocks }, groups(op.d_inner, SCAN_STEP_STATE_CHANNELS))
+    } else if blocks && quads_of_state(loads, op.d_state, op.d_inner) {
+        (Kernel::ScanStepDtQuads { f16 }, groups(op.d_inner, WG_64 * SCAN_SEQUENTIAL_CHANNELS))
     } else {
         let channels = step_channels(rec);
-        (Kernel::ScanStepDt { f16, blocks, channels, loads: state_loads(rec, op.d_state, op.dt_rank) }, groups(op.d_inner, WG_64 * channels as u32))
+        (Kernel::ScanStepDt { f16, blocks, channels, loads }, groups(op.d_inner, WG_64 * channels as u32))
     };
     rec.dispatch_bindings(kernel, &params, &bindings, [workgroups, op.batch, 1])
 }
@@ -157,4 +160,12 @@ fn state_loads(rec: &Recorder, d_state: u32, dt_rank: u32) -> ScanLoads {
     } else {
         ScanLoads::Single
     }
+}
+
+/// Whether the CPU-device scan kernels that hold 4 channels' states in registers and load
+/// their per-channel values as vec4s (shaders/scan_sequential_int64.wgsl) fit: u64 loads
+/// (`loads`, from state_loads, is Int64 only on CPU devices), d_state 16, d_inner a multiple
+/// of 4.
+fn quads_of_state(loads: ScanLoads, d_state: u32, d_inner: u32) -> bool {
+    loads == ScanLoads::Int64 && d_state == SCAN_SEQUENTIAL_STATE && d_inner.is_multiple_of(SCAN_SEQUENTIAL_CHANNELS)
 }
