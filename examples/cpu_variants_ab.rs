@@ -6,7 +6,8 @@
 //! - `scan-quads`: the scan steps loading B, C, dt_low, A and the state one value (A) or four
 //!   values (B) at a time (shaders/scan_state.wgsl vs scan_state_quads.wgsl);
 //! - `scan-int64`: the same four values at a time (A) or eight as four u64 (B;
-//!   shaders/scan_state_int64.wgsl);
+//!   shaders/scan_state_int64.wgsl, and where d_state is 16 the scans of
+//!   scan_sequential_int64.wgsl that hold the state in registers and load vec4s of channels);
 //! - `unbounded-loops`: every shader with naga's loop counters (A) or without them (B, the
 //!   default; src/gpu/kernels.rs, KernelCache::loop_bounding);
 //! - `shared-x`: the matvec's and matmul's invocations each loading X (A) or sharing it
