@@ -19,8 +19,9 @@
 // Per 8 values of k a lane makes 4 loads of X and 2 of W (4 with f32 weights) for 1024
 // multiply-adds. Timed on lavapipe (BENCHMARKS.md): tiles of 16 x 32 with a lane's columns 8
 // apart ran 3.6-5.3x as fast as main_direct at the 130m shapes, this form 1.14-1.21x as fast
-// again, and about 1.1x more with SOFTPLUS a pipeline constant and the lane number from the
-// builtin (subgroupExclusiveAdd(1u) gave the same number, slower).
+// again. With p.activation a branch and the lane number from subgroupExclusiveAdd(1u), it ran
+// 7-13% slower than a generated copy without them; with SOFTPLUS a pipeline constant and the
+// lane from the builtin, 0.89-1.09x of it.
 
 // p.activation as a pipeline constant: a CPU device runs both sides of a branch, and softplus
 // on every result of a tile, though discarded, took 3-5% of in_proj's time.

@@ -15,8 +15,8 @@
 // and a store (B and C 8 values per load), where main makes 36 loads and 12 stores.
 
 // The same bindings as x, dt, xz, d_skip and y in scan_step.wgsl, four channels per element
-// (d_inner is a multiple of 4, so a row's 4 channels from c0 are one element). Only
-// scan_sequential uses these, and it uses none of those.
+// (d_inner is a multiple of 4, so a row's 4 channels from c0 are one element), and below as
+// x_y, dt_w and dt_b. Only this file's entry points use these, and they use none of those.
 @group(0) @binding(1) var<storage, read> x_quads: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> dt_quads: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> xz_quads: array<vec4<f32>>;

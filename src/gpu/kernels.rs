@@ -204,7 +204,7 @@ macro_rules! single {
 /// load X and W, with 32-bit or (CPU devices that have them) 64-bit components, and the
 /// matvec's with how its CPU-device blocks get X (each invocation, or shared in a subgroup);
 /// the scan step's with the part that holds the state, one, four or eight states per load.
-/// Three end with an entry point for CPU devices that builds on the files before it:
+/// Three end with entry points for CPU devices that build on the files before them:
 /// matmul_subgroup.wgsl, scan_sequential_int64.wgsl and conv1d_walk.wgsl.
 pub const MODULES: &[ModuleSpec] = &[
     single!("embedding.wgsl"),

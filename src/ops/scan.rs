@@ -164,8 +164,8 @@ fn state_loads(rec: &Recorder, d_state: u32, dt_rank: u32) -> ScanLoads {
 
 /// Whether the CPU-device scan kernels that hold 4 channels' states in registers and load
 /// their per-channel values as vec4s (shaders/scan_sequential_int64.wgsl) fit: u64 loads
-/// (`loads`, from state_loads, is Int64 only on CPU devices), d_state 16, d_inner a multiple
-/// of 4.
+/// (`loads`, from state_loads, is Int64 only on CPU devices, and only where d_state and
+/// dt_rank are multiples of 8, which those kernels need), d_state 16, d_inner a multiple of 4.
 fn quads_of_state(loads: ScanLoads, d_state: u32, d_inner: u32) -> bool {
     loads == ScanLoads::Int64 && d_state == SCAN_SEQUENTIAL_STATE && d_inner.is_multiple_of(SCAN_SEQUENTIAL_CHANNELS)
 }
