@@ -695,3 +695,82 @@ fn bandwidth_probe_reads_every_byte_it_times() {
     let gb_s = probe.measure(&ctx).unwrap();
     assert!(gb_s.is_finite() && gb_s > 0.0, "bandwidth {gb_s} GB/s");
 }
+
+/// The CPU style's fast kernels are the ones the shapes of the releases take (d_state 16,
+/// dt_rank and widths multiples of 8), so that a change to their conditions cannot send those
+/// shapes back to the older kernels unnoticed (the other tests would still pass). Where the
+/// device lacks what a fast kernel needs (64-bit integers, subgroups of exactly 8), the
+/// expected kernel is the one it falls back to.
+#[test]
+fn cpu_style_takes_the_fast_kernels_at_release_shapes() {
+    use mamba_wgpu::gpu::Kernel;
+    let ctx = common::own_ctx().with_kernel_style(false).unwrap();
+    let (d_model, d_inner, d_state, dt_rank, t) = (64usize, 128usize, 16usize, 8usize, 20usize);
+    let values = |n: usize| upload_f32(&ctx, "values", &random_values(n as u64, n, 0.5));
+    let weight = |rows: usize, cols: usize| GpuWeight::upload(&ctx, "w", rows, cols, WeightData::F16(&vec![0x3c00; rows * cols])).unwrap();
+    let (in_proj, dt_proj) = (weight(2 * d_inner, d_model), weight(d_inner, dt_rank));
+    let (x, xz, y) = (values(t * d_model), values(t * 2 * d_inner), storage(&ctx, "y", t * 2 * d_inner));
+    let (conv_w, conv_state, conv_out) = (values(d_inner * 4), values(d_inner * 4), storage(&ctx, "conv", t * d_inner));
+    let (dt, xdbl, a, d_skip, h) =
+        (values(t * d_inner), values(t * (dt_rank + 2 * d_state)), values(d_inner * d_state), values(d_inner), values(d_inner * d_state));
+    let mut tape = Tape::new(&ctx, "kernels", 16);
+    let mut rec = tape.record(&ctx);
+    linear(&mut rec, &Linear::dense(&x, t as u32, &in_proj, &y)).unwrap();
+    let conv = Conv1d {
+        x: &xz,
+        x_stride: 2 * d_inner as u32,
+        weight: &conv_w,
+        bias: None,
+        state: &conv_state,
+        out: &conv_out,
+        batch: 1,
+        t_len: t as u32,
+        channels: d_inner as u32,
+        k: 4,
+    };
+    conv1d_silu(&mut rec, &conv).unwrap();
+    let (b, l, di, n, r) = (1, t as u32, d_inner as u32, d_state as u32, dt_rank as u32);
+    let scan = Scan {
+        x: &conv_out,
+        dt: &dt,
+        xdbl: &xdbl,
+        xz: &xz,
+        a: &a,
+        d_skip: &d_skip,
+        h: &h,
+        y: &y,
+        batch: b,
+        t_len: l,
+        d_inner: di,
+        d_state: n,
+        dt_rank: r,
+    };
+    selective_scan(&mut rec, &scan, ScanKind::Sequential).unwrap();
+    let step = ScanStepDt {
+        x_y: &conv_out,
+        xdbl: &xdbl,
+        xz: &xz,
+        a: &a,
+        d_skip: &d_skip,
+        h: &h,
+        dt_proj: &dt_proj,
+        dt_bias: &d_skip,
+        batch: b,
+        d_inner: di,
+        d_state: n,
+        dt_rank: r,
+    };
+    scan_step_dt(&mut rec, &step).unwrap();
+    drop(rec);
+
+    let int64 = ctx.int64_loads;
+    let matmul =
+        if int64 && ctx.shared_x { Kernel::MatmulSubgroup { f16: true, softplus: false } } else { Kernel::MatmulDirect { f16: true, int64 } };
+    let scan_loads = if int64 { ScanLoads::Int64 } else { ScanLoads::Quads };
+    let (scan, step) = if int64 {
+        (Kernel::ScanSequential, Kernel::ScanStepDtQuads { f16: true })
+    } else {
+        (Kernel::ScanStep { channels: 4, loads: scan_loads }, Kernel::ScanStepDt { f16: true, blocks: true, channels: 4, loads: scan_loads })
+    };
+    assert_eq!(tape.kernels(), vec![matmul, Kernel::ConvWalk, scan, step], "kernels on {}", ctx.adapter.name);
+}

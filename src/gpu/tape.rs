@@ -51,6 +51,12 @@ impl Tape {
     pub fn slots(&self) -> usize {
         self.slots.len()
     }
+
+    /// The kernel of each slot, in the order first recorded: which variant each op chose
+    /// (tests check that the shapes of the releases take the fast ones).
+    pub fn kernels(&self) -> Vec<Kernel> {
+        self.slots.iter().map(|s| s.kernel).collect()
+    }
 }
 
 pub struct Recorder<'a> {
