@@ -22,8 +22,8 @@ pub struct Conv1d<'a> {
 
 /// Over t_len tokens: conv_prefill, then conv_state_update; on CPU devices conv_walk does both
 /// where d_conv is 4 and the channels and x's rows come in fours. With t_len = 1 a single
-/// fused conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs it inside
-/// in_proj's kernel instead.)
+/// fused conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs
+/// it inside in_proj's kernel instead.)
 pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     let (params, bias) = checked(rec, op)?;
     let (b, t, c) = (op.batch, op.t_len, op.channels);
