@@ -16,10 +16,11 @@
 // - main (GPUs, row-major W): 32 invocations share an output row and together load 512
 //   contiguous bytes of it per iteration (coalesced), then reduce in workgroup memory.
 // - main_blocks (CPU devices such as lavapipe, W in blocks of 64 rows): a workgroup of 8
-//   invocations owns one block and each invocation 8 of its rows. A CPU device runs the 8
-//   invocations as SIMD lanes and every load lane by lane, so loads are what cost: each X
-//   load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64 units of one
-//   iteration in 1 KiB of contiguous memory, one stream for the prefetcher instead of 64.
+//   invocations owns one block and each invocation 8 of its rows (block_row). A CPU device
+//   runs the 8 invocations as SIMD lanes and every load lane by lane, so loads are what
+//   cost: each X load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64
+//   units of one iteration in 1 KiB of contiguous memory, one stream for the prefetcher
+//   instead of 64, which each load of the 8 lanes reads a contiguous piece of.
 //   Where the device has 64-bit integers, X and W load as u64 instead of u32, W two rows'
 //   units at a time (shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl): fewer
 //   lane-by-lane loads. Where its subgroups are the workgroup's 8 invocations, each lane
@@ -275,7 +276,7 @@ fn main_blocks(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) w
     let size = min(BLOCK_ROWS, p.n - first);
     let acc = block_sums(t, first, size);
     for (var r = 0u; r < ROWS; r++) {
-        let i = t * ROWS + r;
+        let i = block_row(t, r);
         if (i < size) {
             for (var m = 0u; m < BATCH; m++) {
                 store(m, first + i, acc[r * BATCH + m]);
@@ -311,7 +312,7 @@ fn conv_rows(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32) 
 }
 
 fn conv_row(acc: ptr<function, array<f32, 64>>, t: u32, first: u32, size: u32, r: u32) {
-    let i = t * ROWS + r;
+    let i = block_row(t, r);
     if (i < size) {
         conv_sum(acc, first + i, r, 0u);
         conv_sum(acc, first + i, r, 1u);
@@ -405,6 +406,20 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
     x_conv[i] = acc / (1.0 + exp(-acc));
 }
 
+// Invocation t's row r of its block. One load of the 8 lanes reads a contiguous piece of the
+// block's column of units: rows 8r + t (lane t's unit); with W_UNIT_PAIRS, rows 16q + 2t and
+// 16q + 2t + 1 for r = 2q and 2q + 1 (lane t's pair). Owning rows 8t .. 8t + 7 instead, the
+// lanes of a load read 8 pieces 128 bytes apart: the matvec ran 1.01-1.11x slower that way
+// (BENCHMARKS.md).
+fn block_row(t: u32, r: u32) -> u32 {
+    if (W_UNIT_PAIRS) {
+        return 16u * (r / 2u) + 2u * t + r % 2u;
+    }
+    return BLOCK_WG * r + t;
+}
+
+const_assert BLOCK_ROWS == BLOCK_WG * ROWS;  // block_row's rows fill the block
+
 // acc[r * BATCH + m] += invocation t's row r of the block (unit column at w[column]) . X.
 // Rows past the block's end repeat its last row (pair); their sums are not stored. With
 // W_UNIT_PAIRS (the first parts'), rows r and r + 1 load together, which needs every block of
@@ -435,7 +450,7 @@ const_assert ROWS == 8u;  // accumulate_rows's calls
 
 // Rows r and r + 1 of accumulate_rows, one load of two units.
 fn accumulate_pair(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32, r: u32) {
-    let units = w_unit_pair(column + min(t * ROWS + r, size - 2u));
+    let units = w_unit_pair(column + min(block_row(t, r), size - 2u));
     for (var m = 0u; m < BATCH; m++) {
         (*acc)[r * BATCH + m] += unit_dot(units[0], xs, m);
         (*acc)[(r + 1u) * BATCH + m] += unit_dot(units[1], xs, m);
@@ -444,7 +459,7 @@ fn accumulate_pair(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<v
 
 // Row r of accumulate_rows, one unit.
 fn accumulate_row(acc: ptr<function, array<f32, 64>>, xs: ptr<function, array<vec4<f32>, 16>>, column: u32, t: u32, size: u32, r: u32) {
-    let unit = w_unit(column + min(t * ROWS + r, size - 1u));
+    let unit = w_unit(column + min(block_row(t, r), size - 1u));
     for (var m = 0u; m < BATCH; m++) {
         (*acc)[r * BATCH + m] += unit_dot(unit, xs, m);
     }
