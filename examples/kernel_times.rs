@@ -64,7 +64,7 @@ fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::R
 
 /// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost. 64
 /// workgroups, as a real kernel has many: a CPU device such as lavapipe runs a single workgroup
-/// on the submitting thread (10 us there) but hands more to its worker threads (about 70 us).
+/// on the submitting thread (10 us there) but hands more to its worker threads (45-70 us).
 fn empty_dispatch(ctx: &GpuContext) -> f64 {
     const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
         @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";

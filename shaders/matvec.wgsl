@@ -20,7 +20,8 @@
 //   runs the 8 invocations as SIMD lanes and every load lane by lane, so loads are what
 //   cost: each X load is reused by 8 rows of W, and the block layout puts the 8 lanes' 64
 //   units of one iteration in 1 KiB of contiguous memory, one stream for the prefetcher
-//   instead of 64, which each load of the 8 lanes reads a contiguous piece of.
+//   instead of 64; block_row deals the rows so that each load of the 8 lanes reads one
+//   contiguous piece of it.
 //   Where the device has 64-bit integers, X and W load as u64 instead of u32, W two rows'
 //   units at a time (shaders/matrix_loads_int64.wgsl, weight_pairs_int64.wgsl): fewer
 //   lane-by-lane loads. Where its subgroups are the workgroup's 8 invocations, each lane
@@ -406,14 +407,14 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
     x_conv[i] = acc / (1.0 + exp(-acc));
 }
 
-// Invocation t's row r of its block. One load of the 8 lanes reads a contiguous piece of the
-// block's column of units: rows 8r + t (lane t's unit); with W_UNIT_PAIRS, rows 16q + 2t and
-// 16q + 2t + 1 for r = 2q and 2q + 1 (lane t's pair). Owning rows 8t .. 8t + 7 instead, the
-// lanes of a load read 8 pieces 128 bytes apart: the matvec ran 1.01-1.11x slower that way
-// (BENCHMARKS.md).
+// Invocation t's row r of its block, dealt so that one load of the 8 lanes reads a contiguous
+// piece of the block's column of units: rows 8r + t (lane t's unit); with W_UNIT_PAIRS, rows
+// 16q + 2t and 16q + 2t + 1 for r = 2q and 2q + 1 (lane t's pair, units 2t and 2t + 1 of the
+// q-th 16). With rows 8t .. 8t + 7 instead, the lanes of a load read 8 pieces 128 bytes
+// apart, and the matvec ran 1.01-1.11x slower on lavapipe (BENCHMARKS.md).
 fn block_row(t: u32, r: u32) -> u32 {
     if (W_UNIT_PAIRS) {
-        return 16u * (r / 2u) + 2u * t + r % 2u;
+        return 2u * BLOCK_WG * (r / 2u) + 2u * t + r % 2u;
     }
     return BLOCK_WG * r + t;
 }
