@@ -8,8 +8,9 @@
 //! by kernel, each over the model's 24 layers with their own weights, against the whole step.
 //! The prefill scans are timed by the benchmark's own scan comparison
 //! (`bench::probes::scan_seconds`). Baselines from the same run: an empty
-//! dispatch (the fixed cost every kernel pays) and the streaming read bandwidth (what a matvec
-//! could reach). `mamba-wgpu bench` measures whole models; this says where a step's time goes.
+//! dispatch (the fixed cost every kernel pays), the streaming read bandwidth (what a matvec
+//! could reach) and the same stream converting every f16 to f32 (what an f16 matvec could
+//! reach at most). `mamba-wgpu bench` measures whole models; this says where a step's time goes.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,28 +63,26 @@ fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::R
     Ok(best)
 }
 
-/// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost. 64
-/// workgroups, as a real kernel has many: a CPU device such as lavapipe runs a single workgroup
-/// on the submitting thread (10 us there) but hands more to its worker threads (45-70 us).
-fn empty_dispatch(ctx: &GpuContext) -> f64 {
-    const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
-        @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
-    let module =
-        ctx.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some("empty"), source: wgpu::ShaderSource::Wgsl(EMPTY.into()) });
+/// Seconds per dispatch of `wgsl`'s `main` over `buffers` (bindings 0, 1, ...), `reps`
+/// dispatches of `workgroups` in one pass, best of 4 submits. Compiled as the engine compiles
+/// its kernels, without loop counters (every loop here is bounded by a buffer's length).
+fn raw_dispatch_seconds(ctx: &GpuContext, wgsl: &str, buffers: &[&wgpu::Buffer], workgroups: u32, reps: usize) -> f64 {
+    let descriptor = wgpu::ShaderModuleDescriptor { label: Some("baseline"), source: wgpu::ShaderSource::Wgsl(wgsl.into()) };
+    let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
+    // SAFETY: the loops end by their bounds, and bounds checks on memory stay on.
+    let module = unsafe { ctx.device.create_shader_module_trusted(descriptor, checks) };
     let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some("empty"),
+        label: Some("baseline"),
         layout: None,
         module: &module,
         entry_point: Some("main"),
         compilation_options: Default::default(),
         cache: None,
     });
-    let y = storage(ctx, "empty", 4);
-    let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &[wgpu::BindGroupEntry { binding: 0, resource: y.as_entire_binding() }],
-    });
+    let entries: Vec<_> =
+        buffers.iter().enumerate().map(|(i, b)| wgpu::BindGroupEntry { binding: i as u32, resource: b.as_entire_binding() }).collect();
+    let bind_group =
+        ctx.device.create_bind_group(&wgpu::BindGroupDescriptor { label: None, layout: &pipeline.get_bind_group_layout(0), entries: &entries });
     let mut best = f64::MAX;
     for _ in 0..4 {
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
@@ -91,17 +90,75 @@ fn empty_dispatch(ctx: &GpuContext) -> f64 {
             let mut pass = encoder.begin_compute_pass(&Default::default());
             pass.set_pipeline(&pipeline);
             pass.set_bind_group(0, &bind_group, &[]);
-            for _ in 0..REPS {
-                pass.dispatch_workgroups(64, 1, 1);
+            for _ in 0..reps {
+                pass.dispatch_workgroups(workgroups, 1, 1);
             }
         }
         wait(ctx);
         let start = Instant::now();
         ctx.queue.submit([encoder.finish()]);
         wait(ctx);
-        best = best.min(start.elapsed().as_secs_f64() / REPS as f64);
+        best = best.min(start.elapsed().as_secs_f64() / reps as f64);
     }
     best
+}
+
+/// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost. 64
+/// workgroups, as a real kernel has many: a CPU device such as lavapipe runs a single workgroup
+/// on the submitting thread (10 us there) but hands more to its worker threads (45-70 us).
+fn empty_dispatch(ctx: &GpuContext) -> f64 {
+    const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
+        @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
+    raw_dispatch_seconds(ctx, EMPTY, &[&storage(ctx, "empty", 4)], 64, REPS)
+}
+
+/// What converting f16 costs a stream, the least an f16 matvec does besides reading: GB/s of
+/// the bandwidth probe's chunked pattern (shaders/read_bandwidth.wgsl, main_chunks: each
+/// workgroup of 8 reads its own chunk; 32-byte u64 loads where the device has 64-bit integers,
+/// else 16-byte loads) summing the words as they are, then converting every half to f32
+/// (`unpack2x16float`) and summing those. On lavapipe the second ran at 0.83-0.88x of the
+/// first (BENCHMARKS.md).
+fn stream_with_and_without_unpacking(ctx: &GpuContext) -> (f64, f64) {
+    const CHUNKS: u32 = 2048;
+    let bytes = ctx.max_binding_bytes.min(512 << 20) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64);
+    let src = storage(ctx, "stream source", (bytes / 4) as usize);
+    let sums = storage(ctx, "stream sums", (CHUNKS * 8) as usize);
+    let (element, zero, as_sum, halves) = if ctx.adapter.shader_int64 {
+        (
+            "vec4<u64>",
+            "vec4<u64>(0lu)",
+            "u32(acc.x + acc.y + acc.z + acc.w)",
+            "vec4<f32>(unpack2x16float(u32(v.x)), unpack2x16float(u32(v.x >> 32u))) + vec4<f32>(unpack2x16float(u32(v.y)), unpack2x16float(u32(v.y >> 32u)))
+             + vec4<f32>(unpack2x16float(u32(v.z)), unpack2x16float(u32(v.z >> 32u))) + vec4<f32>(unpack2x16float(u32(v.w)), unpack2x16float(u32(v.w >> 32u)))",
+        )
+    } else {
+        (
+            "vec4<u32>",
+            "vec4<u32>(0u)",
+            "acc.x + acc.y + acc.z + acc.w",
+            "vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)) + vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w))",
+        )
+    };
+    let kernel = |init: &str, add: &str, result: &str| {
+        format!(
+            "@group(0) @binding(0) var<storage, read> src: array<{element}>;
+            @group(0) @binding(1) var<storage, read_write> sums: array<u32>;
+            @compute @workgroup_size(8)
+            fn main(@builtin(local_invocation_index) t: u32, @builtin(workgroup_id) g: vec3<u32>) {{
+                let chunk = arrayLength(&src) / {CHUNKS}u;
+                var acc = {init};
+                for (var i = t; i < chunk; i += 8u) {{
+                    let v = src[g.x * chunk + i];
+                    acc += {add};
+                }}
+                sums[g.x * 8u + t] = {result};
+            }}"
+        )
+    };
+    let as_words = kernel(zero, "v", as_sum);
+    let unpacked = kernel("vec4<f32>(0.0)", halves, "bitcast<u32>(acc.x + acc.y + acc.z + acc.w)");
+    let gb_s = |wgsl: &str| bytes as f64 / raw_dispatch_seconds(ctx, wgsl, &[&src, &sums], CHUNKS, 1) / 1e9;
+    (gb_s(&as_words), gb_s(&unpacked))
 }
 
 fn report(name: &str, seconds: f64, figure: &str) {
@@ -112,7 +169,13 @@ fn main() -> mamba_wgpu::Result<()> {
     let ctx = pollster::block_on(GpuContext::new(None))?;
     let bandwidth = BandwidthProbe::new(&ctx)?.measure(&ctx)?;
     println!("adapter: {}; kernels: {}", ctx.adapter.name, ctx.kernel_style());
-    println!("baselines: streaming read {bandwidth:.1} GB/s; empty dispatch {:.1} us\n", empty_dispatch(&ctx) * 1e6);
+    let (words, halves) = stream_with_and_without_unpacking(&ctx);
+    println!(
+        "baselines: streaming read {bandwidth:.1} GB/s (the probe; its chunked pattern {words:.1} GB/s here, converting every \
+         f16 {halves:.1} GB/s, {:.2}x); empty dispatch (64 workgroups) {:.1} us\n",
+        halves / words,
+        empty_dispatch(&ctx) * 1e6
+    );
 
     // mamba-130m: d_model, d_inner, d_state, dt_rank, vocab; prefill chunk of 512 tokens.
     let (d, di, n, r, vocab, t) = (768u32, 1536u32, 16u32, 48u32, 50280u32, 512u32);
