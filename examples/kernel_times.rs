@@ -258,9 +258,10 @@ fn main() -> mamba_wgpu::Result<()> {
     report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(t)))?, "");
     report("conv1d", time(&ctx, |rec| conv1d_silu(rec, &conv(t)))?, "");
     // The benchmark's scan comparison at this length (one dispatch per pass: the scan is long).
-    let (chunked, sequential) = scan_seconds(&ctx, t as usize, di as usize, n as usize)?;
-    report("scan chunked", chunked, "");
-    report("scan sequential", sequential, "");
+    let scan = scan_seconds(&ctx, t as usize, di as usize, n as usize)?;
+    report("scan chunked", scan.chunked, "");
+    report("scan sequential, one invocation per state", scan.per_state, "");
+    report("scan sequential, the engine's", scan.sequential, "");
     for (label, rows, cols) in [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("dt_proj", di, r), ("out_proj", d, di)] {
         for f16 in [true, false] {
             let w = weight(rows, cols, f16)?;

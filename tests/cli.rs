@@ -301,7 +301,7 @@ fn bench_on_a_checkpoint_writes_the_specified_json() {
         assert!(v[key].as_str().is_some_and(|s| !s.is_empty()), "{key}: {v}");
     }
     assert!(v["timestamp"].as_u64().is_some_and(|t| t > 1_700_000_000), "timestamp in seconds: {v}");
-    for key in ["read_bandwidth_gb_s", "scan_speedup"] {
+    for key in ["read_bandwidth_gb_s", "scan_speedup", "scan_speedup_vs_engine_sequential"] {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
     let results = v["results"].as_array().expect("results is a list");

@@ -430,7 +430,7 @@ fn scan_cases(ctx: &GpuContext) {
                 seed += 10;
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);
                 let (want_y, want_h) = case.reference();
-                for kind in [ScanKind::Chunked, ScanKind::Sequential] {
+                for kind in scan_kinds(ctx) {
                     let (y, h) = case.gpu(ctx, kind);
                     let label = format!("{kind:?} scan batch={batch} d_inner={d_inner} d_state={d_state} t={t}");
                     assert_close(&format!("{label} y"), &y, &want_y, TOL);
@@ -439,6 +439,17 @@ fn scan_cases(ctx: &GpuContext) {
             }
         }
     }
+}
+
+/// Every scan kernel of `ctx`: the benchmark's per-state baseline with its sums in workgroup
+/// memory and, where the device has subgroups, by subgroupAdd (on lavapipe, whose subgroups
+/// are 8 wide, a workgroup of 16 states is two subgroups).
+fn scan_kinds(ctx: &GpuContext) -> Vec<ScanKind> {
+    let mut kinds = vec![ScanKind::Chunked, ScanKind::Sequential, ScanKind::PerState { subgroups: false }];
+    if ctx.adapter.subgroups {
+        kinds.push(ScanKind::PerState { subgroups: true });
+    }
+    kinds
 }
 
 /// The chunked parallel scan equals the step-by-step scan on the same inputs, over many chunks.

@@ -155,8 +155,19 @@ fn expected_sum_bits(kernel: Kernel, bytes: u64, threads: u32, i: u32) -> u32 {
     }
 }
 
-/// Seconds per scan of (batch 1, t_len, d_inner, d_state) with each kernel: (chunked, sequential).
-pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usize) -> Result<(f64, f64)> {
+/// Seconds per scan of (batch 1, t_len, d_inner, d_state) with each scan kernel.
+pub struct ScanTimes {
+    /// The chunked parallel scan (ScanKind::Chunked).
+    pub chunked: f64,
+    /// The baseline issue 5 names: one invocation per (channel, state), as llama.cpp's WebGPU
+    /// backend runs it (ScanKind::PerState, with subgroups where the device has them).
+    pub per_state: f64,
+    /// The engine's own sequential scan (ScanKind::Sequential: on CPU devices 4 channels per
+    /// invocation with their states in registers, the scan they run prompts with).
+    pub sequential: f64,
+}
+
+pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usize) -> Result<ScanTimes> {
     let dt_rank = 48;
     let rows = t_len;
     let fill = |label: &str, n: usize, value: f32| upload_f32(ctx, label, &vec![value; n]);
@@ -183,10 +194,13 @@ pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usi
         d_state: d_state as u32,
         dt_rank: dt_rank as u32,
     };
-    let mut timings = [0.0; 2];
-    for (i, kind) in [ScanKind::Chunked, ScanKind::Sequential].into_iter().enumerate() {
+    let time = |kind: ScanKind| -> Result<f64> {
         let mut tape = Tape::new(ctx, "scan", 1);
-        timings[i] = time_best(ctx, &mut tape, 2, |rec| selective_scan(rec, &scan, kind))?;
-    }
-    Ok((timings[0], timings[1]))
+        time_best(ctx, &mut tape, 2, |rec| selective_scan(rec, &scan, kind))
+    };
+    Ok(ScanTimes {
+        chunked: time(ScanKind::Chunked)?,
+        per_state: time(ScanKind::PerState { subgroups: ctx.adapter.subgroups })?,
+        sequential: time(ScanKind::Sequential)?,
+    })
 }

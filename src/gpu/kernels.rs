@@ -100,6 +100,14 @@ pub enum Kernel {
         f16: bool,
         blocks: bool,
     },
+    /// The benchmark's baseline scan, one invocation per (channel, state) as in llama.cpp's
+    /// WebGPU backend (shaders/scan_per_state.wgsl); `subgroups`: each step's sum by
+    /// subgroupAdd (needs SUBGROUP) instead of a tree in workgroup memory. `workgroup`:
+    /// d_state rounded up to a power of two (WG there).
+    ScanPerState {
+        subgroups: bool,
+        workgroup: u8,
+    },
     Argmax,
     /// Top-k candidates of a row of logits after the repetition penalty (sampling).
     TopK,
@@ -168,6 +176,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("scan_state_quads.wgsl", include_str!("../../shaders/scan_state_quads.wgsl")),
     ("scan_state_int64.wgsl", include_str!("../../shaders/scan_state_int64.wgsl")),
     ("scan_sequential_int64.wgsl", include_str!("../../shaders/scan_sequential_int64.wgsl")),
+    ("scan_per_state.wgsl", include_str!("../../shaders/scan_per_state.wgsl")),
+    ("scan_per_state_subgroup.wgsl", include_str!("../../shaders/scan_per_state_subgroup.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
     ("read_bandwidth.wgsl", include_str!("../../shaders/read_bandwidth.wgsl")),
@@ -240,6 +250,8 @@ pub const MODULES: &[ModuleSpec] = &[
         int64: true,
         subgroup: false,
     },
+    single!("scan_per_state.wgsl"),
+    ModuleSpec { name: "scan_per_state_subgroup", files: &["scan_per_state.wgsl", "scan_per_state_subgroup.wgsl"], int64: false, subgroup: true },
     single!("argmax.wgsl"),
     single!("top_k.wgsl"),
     single!("read_bandwidth.wgsl"),
@@ -296,6 +308,8 @@ impl Kernel {
             }
             Kernel::ScanStepDtQuads { f16: f } => ("scan_step_int64", "step_dt_quads", vec![f16(f)]),
             Kernel::ScanStepStates { f16: f, blocks } => ("scan_step", "step_dt_states", vec![f16(f), ("WEIGHT_BLOCKS", blocks as u8 as f64)]),
+            Kernel::ScanPerState { subgroups: false, workgroup } => ("scan_per_state.wgsl", "main", vec![("WG", workgroup as f64)]),
+            Kernel::ScanPerState { subgroups: true, workgroup } => ("scan_per_state_subgroup", "main_subgroup", vec![("WG", workgroup as f64)]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
             Kernel::ReadBandwidth => ("read_bandwidth.wgsl", "main", vec![]),

@@ -1,7 +1,8 @@
 //! The selective scan  h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t,  y_t = (C_t . h_t + D x_t) * silu(z_t):
 //! shaders/scan_chunked.wgsl (parallel over time, prefill) or shaders/scan_step.wgsl
-//! (sequential in time: decode, and the baseline the chunked scan is checked against; its
-//! step_dt entry point is a decode step with the dt projection fused in).
+//! (sequential in time: decode, and the scan the chunked one is checked against; its step_dt
+//! entry point is a decode step with the dt projection fused in); shaders/scan_per_state.wgsl
+//! is the benchmark's baseline.
 
 use super::{check_len, groups};
 use crate::error::{Error, Result};
@@ -16,8 +17,14 @@ use crate::gpu::{GpuWeight, Kernel, Recorder};
 pub enum ScanKind {
     /// Chunked work-efficient parallel scan in workgroup memory.
     Chunked,
-    /// One invocation per (sequence, channel) walking time in order.
+    /// One invocation per (sequence, channel) walking time in order (on CPU devices 4 channels,
+    /// and with d_state 16 their states in registers: shaders/scan_sequential_int64.wgsl).
     Sequential,
+    /// One invocation per (sequence, channel, state) walking time in order, the workgroup of a
+    /// channel summing C . h at every step, as llama.cpp's WebGPU backend does: what the
+    /// benchmark measures the chunked scan against (`subgroups`: the sums by subgroupAdd,
+    /// which needs a device with subgroups). Not used by the model.
+    PerState { subgroups: bool },
 }
 
 pub struct Scan<'a> {
@@ -69,6 +76,16 @@ pub fn selective_scan(rec: &mut Recorder, op: &Scan, kind: ScanKind) -> Result<(
             let channels = step_channels(rec);
             let kernel = Kernel::ScanStep { channels, loads };
             rec.dispatch(kernel, &params, &buffers, [groups(op.d_inner, WG_64 * channels as u32), op.batch, 1])
+        }
+        ScanKind::PerState { subgroups } => {
+            if op.d_state > SCAN_MAX_STATE {
+                return Err(Error::Limit(format!("d_state {} exceeds the per-state scan's {SCAN_MAX_STATE}", op.d_state)));
+            }
+            if subgroups && !rec.ctx().adapter.subgroups {
+                return Err(Error::Limit(format!("{} has no subgroups for the per-state scan", rec.ctx().adapter.name)));
+            }
+            let kernel = Kernel::ScanPerState { subgroups, workgroup: op.d_state.next_power_of_two() as u8 };
+            rec.dispatch(kernel, &params, &buffers, [op.d_inner, op.batch, 1])
         }
     }
 }
