@@ -15,16 +15,7 @@
 //   memory and goes to global memory once, at the end, as the session state.
 // Steps past the end of the sequence use dt = 0, the identity map (1, 0).
 
-struct Params {
-    batch: u32,
-    t_len: u32,
-    d_inner: u32,
-    d_state: u32,      // at most MAX_STATE
-    dt_rank: u32,
-    xdbl_stride: u32,  // dt_rank + 2 * d_state: x_proj's output row is dt_low | B | C
-    z_stride: u32,     // 2 * d_inner: z is the second half of in_proj's output
-    _pad0: u32,
-}
+// Params, x, dt, xz, d_skip, y and silu: shaders/scan_params.wgsl, the module's first part.
 
 const CH: u32 = 16u;         // channels per workgroup
 const SEG: u32 = 16u;        // invocations along time per channel
@@ -35,23 +26,13 @@ const LINES: u32 = 64u;      // G * CH scan lines of SEG entries each
 const MAX_STATE: u32 = 64u;
 const WG: u32 = 256u;        // CH * SEG
 
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;           // (batch, t_len, d_inner) conv output
-@group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
 @group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride)
-@group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
-@group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log)
-@group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
+@group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log), d_state <= MAX_STATE
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
 
 var<workgroup> scan_a: array<f32, 1024>;  // (G, CH, SEG) composed a per segment, then prefixes
 var<workgroup> scan_b: array<f32, 1024>;  // (G, CH, SEG) composed b per segment, then prefixes
 var<workgroup> carry: array<f32, 1024>;   // (CH, MAX_STATE) state at the end of the previous chunk
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
 
 // Up-sweep: the right node of each pair becomes (left then right).
 fn up_sweep(lid: u32) {

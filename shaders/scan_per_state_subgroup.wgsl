@@ -1,36 +1,39 @@
-// main of shaders/scan_per_state.wgsl with the sum of each time step taken by subgroupAdd, as
-// llama.cpp's ssm_scan.wgsl does where the device has subgroups: each subgroup sums its
-// invocations' C_t[n] h_t[n], its first invocation puts that in workgroup memory, and
-// invocation 0 adds the subgroups' sums (one where a subgroup holds the whole workgroup). The
-// second part of the scan_per_state_subgroup module (needs SUBGROUP).
+// The last part of the scan_per_state_subgroup module (after shaders/scan_params.wgsl and
+// scan_per_state.wgsl; needs SUBGROUP): each step's sum by subgroupAdd, as llama.cpp's
+// ssm_scan.wgsl does where the device has subgroups. Each subgroup sums its invocations'
+// terms, its first invocation puts that in workgroup memory, and invocation 0 adds the
+// subgroups' sums (one where a subgroup holds the whole workgroup).
+
+var<private> lane: u32;
+var<private> subgroup: u32;
+var<private> subgroups: u32;
+
+// sum_n C_t[n] h_t[n] from each invocation's term, valid in invocation 0.
+fn state_sum(n: u32, term: f32) -> f32 {
+    let sum = subgroupAdd(term);
+    if (lane == 0u) {
+        partial[subgroup] = sum;
+    }
+    workgroupBarrier();
+    var total = 0.0;
+    if (n == 0u) {
+        for (var s = 0u; s < subgroups; s++) {
+            total += partial[s];
+        }
+    }
+    return total;
+}
 
 @compute @workgroup_size(WG)
 fn main_subgroup(
     @builtin(local_invocation_index) n: u32,
     @builtin(workgroup_id) wg: vec3<u32>,
-    @builtin(subgroup_invocation_id) lane: u32,
-    @builtin(subgroup_id) subgroup: u32,
-    @builtin(num_subgroups) subgroups: u32,
+    @builtin(subgroup_invocation_id) lane_id: u32,
+    @builtin(subgroup_id) subgroup_id: u32,
+    @builtin(num_subgroups) subgroup_count: u32,
 ) {
-    let w = walker(n, wg);
-    let a_n = a_of(w);
-    var h_n = initial_state(w);
-    for (var t = 0u; t < p.t_len; t++) {
-        let stepped = step(w, t, a_n, h_n);
-        h_n = stepped.x;
-        let sum = subgroupAdd(stepped.y);
-        if (lane == 0u) {
-            partial[subgroup] = sum;
-        }
-        workgroupBarrier();
-        if (n == 0u) {
-            var c_dot_h = 0.0;
-            for (var s = 0u; s < subgroups; s++) {
-                c_dot_h += partial[s];
-            }
-            store_y(w, t, c_dot_h);
-        }
-        workgroupBarrier();  // partial is read before the next step writes it
-    }
-    store_state(w, h_n);
+    lane = lane_id;
+    subgroup = subgroup_id;
+    subgroups = subgroup_count;
+    walk(n, wg);
 }

@@ -1,7 +1,7 @@
 // The scan for CPU devices with d_state 16 (every Mamba release) and d_inner a multiple of 4,
 // 4 channels per invocation, their per-channel values as vec4s: the last part of the
-// scan_step_int64 module, after shaders/scan_state_int64.wgsl and scan_step.wgsl (Params, the
-// bindings, updated_states, silu, softplus, dt_low8). Two entry points: scan_sequential, a
+// scan_step_int64 module, after shaders/scan_params.wgsl, scan_state_int64.wgsl and
+// scan_step.wgsl (Params, the bindings, updated_states, silu, softplus, dt_low8). Two entry points: scan_sequential, a
 // prompt (below), and step_dt_quads, a decode step (further down). scan_sequential computes
 // what main computes over a whole prompt, walking time:
 //   h_t[n] = exp(dt_t A[n]) h_{t-1}[n] + dt_t B_t[n] x_t

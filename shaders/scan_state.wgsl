@@ -1,5 +1,6 @@
 // The scan's per-step inputs B, C, dt_low (x_proj's output), its state h and A, one value per
-// load: the first part of the scan_step module (src/gpu/kernels.rs, MODULES).
+// load: the second part of the scan_step module, after shaders/scan_params.wgsl
+// (src/gpu/kernels.rs, MODULES).
 // shaders/scan_state_quads.wgsl and scan_state_int64.wgsl have the same functions with four and
 // eight values per load.
 

@@ -1,5 +1,5 @@
 // The scan's per-step inputs B, C, dt_low (x_proj's output), its state h and A, eight values
-// per load as four u64: the first part of the scan_step_int64 module, in place of
+// per load as four u64: the second part of the scan_step_int64 module, in place of
 // shaders/scan_state.wgsl, with the same functions. For CPU devices with 64-bit integers
 // (SHADER_INT64) when d_state and dt_rank are multiples of 8. They load every component of a
 // storage-buffer access lane by lane, so a u64 component brings twice what an f32 one does

@@ -1,5 +1,5 @@
 // The scan's per-step inputs B, C, dt_low (x_proj's output), its state h and A, four values
-// per load: the first part of the scan_step_quads module, in place of shaders/scan_state.wgsl,
+// per load: the second part of the scan_step_quads module, in place of shaders/scan_state.wgsl,
 // with the same functions. For CPU devices when d_state and dt_rank are multiples of 4: they
 // load every storage-buffer access lane by lane, and one vec4 access costs much less than four
 // scalar ones (BENCHMARKS.md).

@@ -16,35 +16,15 @@ override WEIGHT_BLOCKS: bool = false;  // step_dt: dt_proj in WeightLayout::RowB
 // load of B_t[n], C_t[n] and dt_low (the same for every channel) serves 4 channels.
 override CHANNELS: u32 = 1u;  // 1..=4
 
-struct Params {
-    batch: u32,
-    t_len: u32,
-    d_inner: u32,
-    d_state: u32,
-    dt_rank: u32,
-    xdbl_stride: u32,  // dt_rank + 2 * d_state: x_proj's output row is dt_low | B | C
-    z_stride: u32,     // 2 * d_inner: z is the second half of in_proj's output
-    _pad0: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;           // (batch, t_len, d_inner) conv output
-@group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
-@group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
+// Params, x, dt, xz, d_skip, y and silu: shaders/scan_params.wgsl, the module's first part.
 // @binding(3) x_proj's output (batch, t_len, xdbl_stride), @binding(5) A (d_inner, d_state)
-// = -exp(A_log) and @binding(7) h (batch, d_inner, d_state): the module's first part declares
+// = -exp(A_log) and @binding(7) h (batch, d_inner, d_state): the module's second part declares
 // them, with step_channels (the state update of one time step), dt_low4, dt_low8 and the
 // element accessors xdbl_at, state_a, state_h, set_state_h: shaders/scan_state.wgsl (one value
 // per load), scan_state_quads.wgsl (four) or scan_state_int64.wgsl (eight, as four u64).
-@group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
-@group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
 @group(0) @binding(9) var<storage, read_write> x_y: array<f32>;   // step_dt: (batch, d_inner) conv output in, y out
 @group(0) @binding(10) var<storage, read> dt_w: array<vec4<u32>>; // step_dt: dt_proj (d_inner, dt_rank) in 16-byte units
 @group(0) @binding(11) var<storage, read> dt_b: array<f32>;       // step_dt: (d_inner)
-
-fn silu(v: f32) -> f32 {
-    return v / (1.0 + exp(-v));
-}
 
 // Four states of a channel one time step on (step_channels of the vec4 and u64 parts):
 //   h = exp(dt A) h + dt B x

@@ -70,7 +70,7 @@ pub struct ConvParams {
     pub _pad: [u32; 2],
 }
 
-/// shaders/scan_chunked.wgsl and shaders/scan_step.wgsl
+/// shaders/scan_params.wgsl: the scan modules (scan_chunked, scan_step, scan_per_state)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct ScanParams {
