@@ -104,9 +104,8 @@ impl BandwidthProbe {
         let mut best = 0.0f64;
         for (&(kernel, threads, workgroups), tape) in PATTERNS.iter().zip(&mut self.tapes).take(Self::pattern_count(ctx)) {
             let params = pattern_params(self.bytes, threads);
-            let seconds = time_best(ctx, tape, reps, |rec| {
-                srcs.iter().try_for_each(|src| rec.dispatch(kernel, &params, &[src, sums], [workgroups, 1, 1]))
-            })?;
+            let seconds =
+                time_best(ctx, tape, reps, |rec| srcs.iter().try_for_each(|src| rec.dispatch(kernel, &params, &[src, sums], [workgroups, 1, 1])))?;
             best = best.max(pass_bytes as f64 / seconds / 1e9);
         }
         Ok(best)
