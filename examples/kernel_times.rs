@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use mamba_wgpu::bench::probes::{scan_seconds, BandwidthProbe};
+use mamba_wgpu::bench::probes::{self, scan_seconds, BandwidthProbe, CHUNKS};
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
@@ -119,8 +119,8 @@ fn empty_dispatch(ctx: &GpuContext) -> f64 {
 /// (`unpack2x16float`) and summing those. On lavapipe the second ran at 0.83-0.88x of the
 /// first (BENCHMARKS.md).
 fn stream_with_and_without_unpacking(ctx: &GpuContext) -> (f64, f64) {
-    const CHUNKS: u32 = 2048;
-    let bytes = ctx.max_binding_bytes.min(512 << 20) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64);
+    // One of the probe's source buffers (the probe reads several where a binding is small).
+    let bytes = probes::source_bytes(ctx);
     let src = storage(ctx, "stream source", (bytes / 4) as usize);
     let sums = storage(ctx, "stream sums", (CHUNKS * 8) as usize);
     let (element, zero, as_sum, halves) = if ctx.adapter.shader_int64 {

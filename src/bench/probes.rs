@@ -59,7 +59,13 @@ const PROBE_BYTES: u64 = 512 << 20;
 /// streams a long run.
 const STRIDED_THREADS: u32 = 256 * 2048;
 /// Workgroups (of 8) of the chunked pattern: many chunks, so that every core gets several.
-const CHUNKS: u32 = 2048;
+pub const CHUNKS: u32 = 2048;
+
+/// Bytes of each of the probe's source buffers: PROBE_BYTES or one storage binding, whichever
+/// is smaller, in whole 32-byte elements per chunk.
+pub fn source_bytes(ctx: &GpuContext) -> u64 {
+    ctx.max_binding_bytes.min(PROBE_BYTES) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64)
+}
 
 /// (kernel, invocations, workgroups) of each pattern; the last one needs 64-bit integers.
 const PATTERNS: [(Kernel, u32, u32); 3] = [
@@ -72,8 +78,7 @@ impl BandwidthProbe {
     /// Runs every pattern once and checks each invocation's sum, so a pattern that skipped part
     /// of the buffer cannot pass for a fast one.
     pub fn new(ctx: &GpuContext) -> Result<Self> {
-        // A whole number of 32-byte elements per chunk.
-        let bytes = ctx.max_binding_bytes.min(PROBE_BYTES) / (32 * CHUNKS as u64) * (32 * CHUNKS as u64);
+        let bytes = source_bytes(ctx);
         let buffers = PROBE_BYTES.div_ceil(bytes) as usize;
         let mut probe = BandwidthProbe {
             bytes,
