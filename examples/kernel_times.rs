@@ -116,7 +116,7 @@ fn empty_dispatch(ctx: &GpuContext) -> f64 {
 /// the bandwidth probe's chunked pattern (shaders/read_bandwidth.wgsl, main_chunks: each
 /// workgroup of 8 reads its own chunk; 32-byte u64 loads where the device has 64-bit integers,
 /// else 16-byte loads) summing the words as they are, then converting every half to f32
-/// (`unpack2x16float`) and summing those. On lavapipe the second ran at 0.83-0.88x of the
+/// (`unpack2x16float`) and summing those. On lavapipe the second ran at 0.70-0.88x of the
 /// first (BENCHMARKS.md).
 fn stream_with_and_without_unpacking(ctx: &GpuContext) -> (f64, f64) {
     // One of the probe's source buffers (the probe reads several where a binding is small).
@@ -158,7 +158,14 @@ fn stream_with_and_without_unpacking(ctx: &GpuContext) -> (f64, f64) {
     let as_words = kernel(zero, "v", as_sum);
     let unpacked = kernel("vec4<f32>(0.0)", halves, "bitcast<u32>(acc.x + acc.y + acc.z + acc.w)");
     let gb_s = |wgsl: &str| bytes as f64 / raw_dispatch_seconds(ctx, wgsl, &[&src, &sums], CHUNKS, 1) / 1e9;
-    (gb_s(&as_words), gb_s(&unpacked))
+    // The two take turns, the best of 3 turns each: a shared machine's bandwidth drifts
+    // within seconds, and one measured after the other once read 1.02x.
+    let (mut words, mut halves) = (0.0f64, 0.0f64);
+    for _ in 0..3 {
+        words = words.max(gb_s(&as_words));
+        halves = halves.max(gb_s(&unpacked));
+    }
+    (words, halves)
 }
 
 fn report(name: &str, seconds: f64, figure: &str) {
