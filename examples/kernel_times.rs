@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use mamba_wgpu::bench::probes::{self, scan_seconds, BandwidthProbe, CHUNKS};
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
-use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, WeightData};
+use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
 use mamba_wgpu::model::forward::{layer_conv, layer_scan_step, record_forward, LogitsOut, Scratch, StateBuffers};
 use mamba_wgpu::model::{LoadOptions, Model};
@@ -104,8 +104,8 @@ fn raw_dispatch_seconds(ctx: &GpuContext, wgsl: &str, buffers: &[&wgpu::Buffer],
 }
 
 /// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost. 64
-/// workgroups, as a real kernel has many: a CPU device such as lavapipe runs a single workgroup
-/// on the submitting thread (10 us there) but hands more to its worker threads (45-70 us).
+/// workgroups, as a real kernel has many (a CPU device such as lavapipe runs a single
+/// workgroup on the submitting thread but hands more to its worker threads).
 fn empty_dispatch(ctx: &GpuContext) -> f64 {
     const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
         @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
@@ -113,32 +113,20 @@ fn empty_dispatch(ctx: &GpuContext) -> f64 {
 }
 
 /// What converting f16 costs a stream, the least an f16 matvec does besides reading: GB/s of
-/// the bandwidth probe's chunked pattern (shaders/read_bandwidth.wgsl, main_chunks: each
-/// workgroup of 8 reads its own chunk; 32-byte u64 loads where the device has 64-bit integers,
-/// else 16-byte loads) summing the words as they are, then converting every half to f32
-/// (`unpack2x16float`) and summing those. On lavapipe the second ran at 0.70-0.88x of the
-/// first (BENCHMARKS.md).
+/// the bandwidth probe's chunked pattern (shaders/bench/read_bandwidth.wgsl, main_chunks: each
+/// workgroup of 8 reads its own chunk with 16-byte loads) summing the words as they are, then
+/// converting every half to f32 (`unpack2x16float`) and summing those.
 fn stream_with_and_without_unpacking(ctx: &GpuContext) -> (f64, f64) {
     // One of the probe's source buffers (the probe reads several where a binding is small).
     let bytes = probes::source_bytes(ctx);
     let src = storage(ctx, "stream source", (bytes / 4) as usize);
     let sums = storage(ctx, "stream sums", (CHUNKS * 8) as usize);
-    let (element, zero, as_sum, halves) = if ctx.adapter.shader_int64 {
-        (
-            "vec4<u64>",
-            "vec4<u64>(0lu)",
-            "u32(acc.x + acc.y + acc.z + acc.w)",
-            "vec4<f32>(unpack2x16float(u32(v.x)), unpack2x16float(u32(v.x >> 32u))) + vec4<f32>(unpack2x16float(u32(v.y)), unpack2x16float(u32(v.y >> 32u)))
-             + vec4<f32>(unpack2x16float(u32(v.z)), unpack2x16float(u32(v.z >> 32u))) + vec4<f32>(unpack2x16float(u32(v.w)), unpack2x16float(u32(v.w >> 32u)))",
-        )
-    } else {
-        (
-            "vec4<u32>",
-            "vec4<u32>(0u)",
-            "acc.x + acc.y + acc.z + acc.w",
-            "vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)) + vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w))",
-        )
-    };
+    let (element, zero, as_sum, halves) = (
+        "vec4<u32>",
+        "vec4<u32>(0u)",
+        "acc.x + acc.y + acc.z + acc.w",
+        "vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y)) + vec4<f32>(unpack2x16float(v.z), unpack2x16float(v.w))",
+    );
     let kernel = |init: &str, add: &str, result: &str| {
         format!(
             "@group(0) @binding(0) var<storage, read> src: array<{element}>;
@@ -175,7 +163,7 @@ fn report(name: &str, seconds: f64, figure: &str) {
 fn main() -> mamba_wgpu::Result<()> {
     let ctx = pollster::block_on(GpuContext::new(None))?;
     let bandwidth = BandwidthProbe::new(&ctx)?.measure(&ctx)?;
-    println!("adapter: {}; kernels: {}", ctx.adapter.name, ctx.kernel_style());
+    println!("adapter: {}", ctx.adapter);
     let (words, halves) = stream_with_and_without_unpacking(&ctx);
     println!(
         "baselines: streaming read {bandwidth:.1} GB/s (the probe; its chunked pattern {words:.1} GB/s here, converting every \
@@ -206,7 +194,7 @@ fn main() -> mamba_wgpu::Result<()> {
     {
         for f16 in [true, false] {
             let w = weight(rows, cols, f16)?;
-            let s = time(&ctx, |rec| linear(rec, &Linear::dense(&x, 1, &w, &out)))?;
+            let s = time(&ctx, |rec| linear(rec, &Linear::new(TensorView::f32(&x, 1, cols), &w, TensorView::f32(&out, 1, rows))))?;
             let gb_s = w.size_bytes() as f64 / s / 1e9;
             let dtype = if f16 { "f16" } else { "f32" };
             report(&format!("matvec {label} {rows}x{cols} {dtype}"), s, &format!("{gb_s:.1} GB/s ({:.0}% of streaming)", 100.0 * gb_s / bandwidth));
@@ -221,43 +209,36 @@ fn main() -> mamba_wgpu::Result<()> {
     let (xdbl, a, d_skip, h) = (values(r + 2 * n, 0.1), values(di * n, -0.5), values(di, 1.0), values(di * n, 0.0));
     let dt_proj = weight(di, r, false)?;
     let norm = |rows: u32| AddRmsNorm {
-        residual: &residual,
-        delta: Some(&normed),
-        weight: Some(&norm_weight),
-        out: &out,
-        d,
+        residual: TensorView::f32(&residual, rows, d),
+        delta: Some(TensorView::f32(&normed, rows, d)),
+        weight: Some(TensorView::vector(&norm_weight, d)),
+        out: TensorView::f32(&out, rows, d),
         batch: 1,
         t_len: rows,
         last_only: false,
         eps: 1e-5,
     };
     let conv = |rows: u32| Conv1d {
-        x: &xz,
-        x_stride: 2 * di,
-        weight: &conv_w,
-        bias: Some(&conv_b),
-        state: &conv_state,
-        out: &x_conv,
+        x: TensorView::f32(&xz, rows, 2 * di).columns(0, di),
+        weight: TensorView::f32(&conv_w, di, 4),
+        bias: Some(TensorView::vector(&conv_b, di)),
+        state: TensorView::f32(&conv_state, di, 4),
+        out: TensorView::f32(&x_conv, rows, di),
         batch: 1,
         t_len: rows,
-        channels: di,
-        k: 4,
     };
     report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(1)))?, "");
     report("conv step", time(&ctx, |rec| conv1d_silu(rec, &conv(1)))?, "");
     let step = ScanStepDt {
-        x_y: &x_conv,
-        xdbl: &xdbl,
-        xz: &xz,
-        a: &a,
-        d_skip: &d_skip,
-        h: &h,
+        x_y: TensorView::f32(&x_conv, 1, di),
+        xdbl: TensorView::f32(&xdbl, 1, r + 2 * n),
+        z: TensorView::f32(&xz, 1, 2 * di).columns(di, di),
+        a: TensorView::f32(&a, di, n),
+        d_skip: TensorView::vector(&d_skip, di),
+        h: TensorView::f32(&h, di, n),
         dt_proj: &dt_proj,
-        dt_bias: &conv_b,
+        dt_bias: TensorView::vector(&conv_b, di),
         batch: 1,
-        d_inner: di,
-        d_state: n,
-        dt_rank: r,
     };
     report("scan step with dt", time(&ctx, |rec| scan_step_dt(rec, &step))?, "");
 
@@ -272,7 +253,7 @@ fn main() -> mamba_wgpu::Result<()> {
     for (label, rows, cols) in [("in_proj", 2 * di, d), ("x_proj", r + 2 * n, di), ("dt_proj", di, r), ("out_proj", d, di)] {
         for f16 in [true, false] {
             let w = weight(rows, cols, f16)?;
-            let s = time(&ctx, |rec| linear(rec, &Linear::dense(&x, t, &w, &out)))?;
+            let s = time(&ctx, |rec| linear(rec, &Linear::new(TensorView::f32(&x, t, cols), &w, TensorView::f32(&out, t, rows))))?;
             let dtype = if f16 { "f16" } else { "f32" };
             report(&format!("matmul {label} {rows}x{cols} {dtype}"), s, &format!("{:.0} GFLOP/s", 2.0 * (t * rows * cols) as f64 / s / 1e9));
         }
@@ -289,7 +270,8 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let model = pollster::block_on(Model::load_checked(ctx.clone(), &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
     let (state, s) = (StateBuffers::new(ctx, &model, 1), Scratch::new(ctx, &model, 1, 1));
     let c = &model.config;
-    let (d, vocab) = (c.d_model as u32, c.vocab_size as u32);
+    let (d, di, vocab) = (c.d_model as u32, c.d_inner as u32, c.vocab_size as u32);
+    let v = |buffer, cols| TensorView::f32(buffer, 1, cols);
     let (w, layers) = (&model.weights, model.weights.layers.iter().enumerate());
     let eps = c.norm_eps;
     let parts = [
@@ -297,45 +279,47 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
             "in_proj with norm + conv step",
             time(ctx, |rec| {
                 layers.clone().try_for_each(|(i, l)| {
-                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::dense(&s.residual, 1, &l.in_proj, &s.xz) };
+                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::new(v(&s.residual, d), &l.in_proj, v(&s.xz, 2 * di)) };
                     linear_conv_step(rec, &in_proj, &layer_conv(&model, &s, &state, i, 1, 1))
                 })
             })?,
         ),
-        ("x_proj", time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::dense(&s.x_conv, 1, &l.x_proj, &s.x_dbl))))?),
+        (
+            "x_proj",
+            time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::new(v(&s.x_conv, di), &l.x_proj, v(&s.x_dbl, l.x_proj.rows)))))?,
+        ),
         ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1))))?),
         (
             "out_proj + residual",
             time(ctx, |rec| {
                 layers
                     .clone()
-                    .try_for_each(|(_, l)| linear(rec, &Linear { accumulate: true, ..Linear::dense(&s.x_conv, 1, &l.out_proj, &s.residual) }))
+                    .try_for_each(|(_, l)| linear(rec, &Linear { accumulate: true, ..Linear::new(v(&s.x_conv, di), &l.out_proj, v(&s.residual, d)) }))
             })?,
         ),
         (
             "embedding, norm_f, lm_head, argmax",
             time(ctx, |rec| {
-                mamba_wgpu::ops::embedding::embedding(rec, &w.embedding, &s.ids, 1, &s.residual)?;
+                mamba_wgpu::ops::embedding::embedding(rec, &w.embedding, TensorView::u32(&s.ids, 1, 1), v(&s.residual, d))?;
                 let norm_f = AddRmsNorm {
-                    residual: &s.residual,
+                    residual: v(&s.residual, d),
                     delta: None,
-                    weight: Some(&w.norm_f),
-                    out: &s.normed,
-                    d,
+                    weight: Some(TensorView::vector(&w.norm_f, d)),
+                    out: v(&s.normed, d),
                     batch: 1,
                     t_len: 1,
                     last_only: true,
                     eps,
                 };
                 add_rms_norm(rec, &norm_f)?;
-                linear(rec, &Linear::dense(&s.normed, 1, w.lm_head(), &s.logits))?;
-                argmax(rec, &s.logits, 1, vocab, &s.next_ids)
+                linear(rec, &Linear::new(v(&s.normed, d), w.lm_head(), v(&s.logits, vocab)))?;
+                argmax(rec, v(&s.logits, vocab), TensorView::u32(&s.next_ids, 1, 1))
             })?,
         ),
     ];
     let step = time(ctx, |rec| {
         record_forward(rec, &model, &s, &state, 1, 1, LogitsOut::Last)?;
-        argmax(rec, &s.logits, 1, vocab, &s.next_ids)
+        argmax(rec, v(&s.logits, vocab), TensorView::u32(&s.next_ids, 1, 1))
     })?;
     println!("\ndecode step of a mamba-130m f16 model ({} layers), kernel by kernel", c.n_layer);
     for (label, seconds) in parts {

@@ -18,9 +18,8 @@ struct Params {
     _pad0: u32,
 }
 
-// Invocations per row: 256 on GPUs; 8 on CPU devices, which run a workgroup's invocations as
-// SIMD lanes and switch between groups of 8 lanes at every barrier.
-override WG: u32 = 256u;
+// Invocations per row.
+const WG: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> residual: array<f32>; // (batch * T, d)

@@ -17,12 +17,12 @@ struct Params {
     k: u32,         // d_conv
     x_stride: u32,  // row stride of the input (2 * d_inner: x is the first half of in_proj's output)
     has_bias: u32,
-    _pad0: u32,
+    x_offset: u32,  // column of x's first channel in a row of the input
     _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;              // (batch, t_len, x_stride)
+@group(0) @binding(1) var<storage, read> x: array<f32>;              // (batch, t_len, x_stride): x at columns x_offset ..
 @group(0) @binding(2) var<storage, read> weight: array<f32>;         // (channels, k)
 @group(0) @binding(3) var<storage, read> bias: array<f32>;           // (channels)
 @group(0) @binding(4) var<storage, read_write> state: array<f32>;    // (batch, channels, k)
@@ -34,7 +34,7 @@ fn silu(v: f32) -> f32 {
 
 fn input_at(b: u32, c: u32, t: i32) -> f32 {
     if (t >= 0) {
-        return x[(b * p.t_len + u32(t)) * p.x_stride + c];
+        return x[(b * p.t_len + u32(t)) * p.x_stride + p.x_offset + c];
     }
     // t in [-(k-1), -1]: state index k + t
     return state[(b * p.channels + c) * p.k + u32(i32(p.k) + t)];
@@ -88,7 +88,7 @@ fn conv_step(@builtin(global_invocation_id) gid: vec3<u32>) {
         state[base + j] = v;
         acc = fma(weight[c * p.k + j], v, acc);
     }
-    let x_new = x[b * p.x_stride + c];
+    let x_new = x[b * p.x_stride + p.x_offset + c];
     state[base + p.k - 1u] = x_new;
     acc = fma(weight[c * p.k + p.k - 1u], x_new, acc);
     out[b * p.channels + c] = silu(acc);

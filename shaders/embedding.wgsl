@@ -4,8 +4,7 @@
 //
 // Weights are stored as u32 words: one f32 each, or two f16 halves each (WEIGHT_F16), read with
 // unpack2x16float, which every WebGPU device has (no shader-f16 needed). Rows are padded to
-// whole 16-byte units, row-major or in blocks of 64 rows (src/gpu/tensor.rs, WeightLayout):
-// the table doubles as the LM head, which the matrix kernels read in their layout.
+// whole 16-byte units: the table doubles as the LM head, which the matrix kernels read.
 
 override WEIGHT_F16: bool = false;
 
@@ -14,10 +13,10 @@ struct Params {
     d_model: u32,
     first_row: u32,  // first table row held by this part
     part_rows: u32,  // rows held by this part
-    blocks: u32,     // 1: WeightLayout::RowBlocks, 0: row-major
     _pad0: u32,
     _pad1: u32,
     _pad2: u32,
+    _pad3: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -29,11 +28,7 @@ struct Params {
 fn weight(n: u32, c: u32) -> f32 {
     let per_unit = select(4u, 8u, WEIGHT_F16);
     let units = (p.d_model + per_unit - 1u) / per_unit;
-    var unit = n * units + c / per_unit;
-    if (p.blocks == 1u) {
-        let first = n / 64u * 64u;
-        unit = first * units + (c / per_unit) * min(64u, p.part_rows - first) + n - first;
-    }
+    let unit = n * units + c / per_unit;
     let i = unit * per_unit + c % per_unit;  // element index, in halves or floats
     if (WEIGHT_F16) {
         let pair = unpack2x16float(table[i >> 1u]);

@@ -3,24 +3,10 @@
 // Strides and offsets let a caller read a column slice of a wider activation (dt_low inside
 // x_proj's output) and write into a slice of a wider output (one part of a split LM head).
 //
-// Rows of W are padded to whole 16-byte units (4 f32 or 8 f16, zeros past k). Two entry points
-// here, one per weight layout (src/gpu/tensor.rs, WeightLayout), and a third for CPU devices
-// with 8-wide subgroups in shaders/matmul_subgroup.wgsl (main_subgroup):
-// - main (GPUs, row-major W): a 16x16 workgroup computes a 64x64 tile of Y; each invocation
-//   owns a 4x4 block. Tiles of X and W, 64 rows x 16 k each, are staged in workgroup memory so
-//   every loaded value is reused 64 times (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB).
-// - main_direct (CPU devices such as lavapipe, W in blocks of 64 rows; barriers are costly
-//   there and caches do the staging): each invocation computes a 4x4 block straight from
-//   memory, 4 k at a time. A CPU device loads every component lane by lane, so the loads are
-//   as wide as they can be: X a vec4 at a time where its rows are 16-byte aligned, W as u64
-//   where the device has 64-bit integers (shaders/matrix_loads_int64.wgsl,
-//   weight_units_int64.wgsl). Together 1.25-1.6x faster than scalar loads on lavapipe at the
-//   x_proj, out_proj and in_proj shapes. Where main_subgroup can run (subgroups of 8, 64-bit
-//   integers, and the shapes it needs), it runs instead: 4-6x as fast.
-// @binding(1) X (m, x_stride), f32, and @binding(2) W in 16-byte units are read through the
-// functions of the module's first parts, shaders/matrix_loads.wgsl (u32 loads) or
-// matrix_loads_int64.wgsl and weight_units_int64.wgsl (u64 loads; weight_pairs_int64.wgsl in
-// the module with main_subgroup).
+// Rows of W are padded to whole 16-byte units (4 f32 or 8 packed f16, zeros past k). A 16x16
+// workgroup computes a 64x64 tile of Y; each invocation owns a 4x4 block. Tiles of X and W,
+// 64 rows x 16 k each, are staged in workgroup memory so every loaded value is reused 64 times
+// (8.5 KiB of workgroup memory, inside WebGPU's 16 KiB).
 
 override WEIGHT_F16: bool = false;
 
@@ -35,8 +21,8 @@ struct Params {
     bias_offset: u32,
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus (dt projection)
-    wide: u32,            // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X (main_direct)
-    _conv_channels: u32,  // shaders/matvec.wgsl's fields; the matmul does not use them
+    _wide: u32,           // shaders/matvec.wgsl's fields; the matmul does not use them
+    _conv_channels: u32,
     _conv_has_bias: u32,
     _rms_norm: u32,       // matvec only, as are these
     _norm_eps: f32,
@@ -53,6 +39,8 @@ const PER: u32 = 4u;     // outputs per invocation along each axis
 const LANES: u32 = 16u;  // invocations along each axis
 
 @group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // (m, x_stride)
+@group(0) @binding(2) var<storage, read> w: array<u32>;        // (n, units * 4): f32 words or f16 pairs
 @group(0) @binding(3) var<storage, read> bias: array<f32>;     // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;  // (m, y_stride)
 
@@ -64,14 +52,14 @@ fn units_per_row() -> u32 {
     return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
 }
 
-// W[n, kk] in the row-major layout (main).
+// W[n, kk].
 fn weight(n: u32, kk: u32) -> f32 {
     let i = n * units_per_row() * select(4u, 8u, WEIGHT_F16) + kk;
     if (WEIGHT_F16) {
-        let pair = unpack2x16float(w_word(i >> 1u));
+        let pair = unpack2x16float(w[i >> 1u]);
         return select(pair.x, pair.y, (i & 1u) == 1u);
     }
-    return bitcast<f32>(w_word(i));
+    return bitcast<f32>(w[i]);
 }
 
 fn softplus(v: f32) -> f32 {
@@ -100,7 +88,7 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wg:
             let gk = k0 + kk;
             var xv = 0.0;
             if (row0 + r < p.m && gk < p.k) {
-                xv = x_elem((row0 + r) * p.x_stride + p.x_offset + gk);
+                xv = x[(row0 + r) * p.x_stride + p.x_offset + gk];
             }
             x_tile[r][kk] = xv;
             var wv = 0.0;
@@ -135,83 +123,6 @@ fn store_row(r: u32, c0: u32, acc: vec4<f32>) {
         let c = c0 + j * LANES;
         if (c < p.n) {
             store(r, c, acc[j]);
-        }
-    }
-}
-
-// X[r, k..k+4] as a vec4 (zero past the end of the row). `wide` is p.wide, passed as a
-// constant where the caller has branched on it: CPU devices run both sides of a branch inside
-// a loop, so main_direct branches once, outside its loop.
-fn x_vec(r: u32, k: u32, wide: bool) -> vec4<f32> {
-    let base = r * p.x_stride + p.x_offset + k;
-    if (wide) {
-        return x_quad(base / 4u);
-    }
-    var v = vec4<f32>(0.0);
-    for (var i = 0u; i < 4u; i++) {
-        if (k + i < p.k) {
-            v[i] = x_elem(base + i);
-        }
-    }
-    return v;
-}
-
-// W[n, k..k+4] in the block layout (main_direct), k a multiple of 4: part of unit k / 4 (f32)
-// or k / 8 (f16) of row n, which sits in block n / 64 at unit-column-major position.
-fn w_vec(n: u32, k: u32) -> vec4<f32> {
-    let first = n / 64u * 64u;
-    let size = min(64u, p.n - first);
-    if (WEIGHT_F16) {
-        let pair = w_pair(((first * units_per_row() + (k / 8u) * size + n - first) * 4u) + (k % 8u) / 2u);
-        return vec4<f32>(unpack2x16float(pair.x), unpack2x16float(pair.y));
-    }
-    return bitcast<vec4<f32>>(w_unit(first * units_per_row() + (k / 4u) * size + n - first));
-}
-
-@compute @workgroup_size(8, 8)
-fn main_direct(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let row0 = gid.y * PER;
-    let col0 = gid.x * PER;
-    if (row0 >= p.m || col0 >= p.n) {
-        return;
-    }
-    // Rows past the edge repeat the last one; their results are not stored.
-    var rows: array<u32, 4>;
-    var cols: array<u32, 4>;
-    for (var i = 0u; i < PER; i++) {
-        rows[i] = min(row0 + i, p.m - 1u);
-        cols[i] = min(col0 + i, p.n - 1u);
-    }
-    var acc: array<array<f32, 4>, 4>;
-    if (p.wide == 1u) {
-        for (var k = 0u; k < p.k; k += 4u) {
-            accumulate_block(&acc, rows, cols, k, true);
-        }
-    } else {
-        for (var k = 0u; k < p.k; k += 4u) {
-            accumulate_block(&acc, rows, cols, k, false);
-        }
-    }
-    for (var i = 0u; i < PER; i++) {
-        for (var j = 0u; j < PER; j++) {
-            if (row0 + i < p.m && col0 + j < p.n) {
-                store(row0 + i, col0 + j, acc[i][j]);
-            }
-        }
-    }
-}
-
-// acc[i][j] += X[rows[i], k..k+4] . W[cols[j], k..k+4]
-fn accumulate_block(acc: ptr<function, array<array<f32, 4>, 4>>, rows: array<u32, 4>, cols: array<u32, 4>, k: u32, wide: bool) {
-    var xr: array<vec4<f32>, 4>;
-    var wr: array<vec4<f32>, 4>;
-    for (var i = 0u; i < PER; i++) {
-        xr[i] = x_vec(rows[i], k, wide);
-        wr[i] = w_vec(cols[i], k);
-    }
-    for (var i = 0u; i < PER; i++) {
-        for (var j = 0u; j < PER; j++) {
-            (*acc)[i][j] += dot(xr[i], wr[j]);
         }
     }
 }

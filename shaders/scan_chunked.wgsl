@@ -15,8 +15,6 @@
 //   memory and goes to global memory once, at the end, as the session state.
 // Steps past the end of the sequence use dt = 0, the identity map (1, 0).
 
-// Params, x, dt, xz, d_skip, y and silu: shaders/scan_params.wgsl, the module's first part.
-
 const CH: u32 = 16u;         // channels per workgroup
 const SEG: u32 = 16u;        // invocations along time per channel
 const STEPS: u32 = 4u;       // consecutive steps per invocation
@@ -26,9 +24,30 @@ const LINES: u32 = 64u;      // G * CH scan lines of SEG entries each
 const MAX_STATE: u32 = 64u;
 const WG: u32 = 256u;        // CH * SEG
 
-@group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride)
+struct Params {
+    batch: u32,
+    t_len: u32,
+    d_inner: u32,
+    d_state: u32,
+    dt_rank: u32,
+    xdbl_stride: u32,  // x_proj's output row is dt_low (dt_rank) | B (d_state) | C (d_state)
+    z_stride: u32,     // z of row r at xz[r * z_stride + z_offset]
+    z_offset: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;           // (batch, t_len, d_inner) conv output
+@group(0) @binding(2) var<storage, read> dt: array<f32>;          // (batch, t_len, d_inner) after softplus
+@group(0) @binding(3) var<storage, read> xdbl: array<f32>;        // (batch, t_len, xdbl_stride): dt_low | B | C
+@group(0) @binding(4) var<storage, read> xz: array<f32>;          // (batch, t_len, z_stride)
 @group(0) @binding(5) var<storage, read> a: array<f32>;           // (d_inner, d_state): A = -exp(A_log), d_state <= MAX_STATE
+@group(0) @binding(6) var<storage, read> d_skip: array<f32>;      // (d_inner)
 @group(0) @binding(7) var<storage, read_write> h: array<f32>;     // (batch, d_inner, d_state)
+@group(0) @binding(8) var<storage, read_write> y: array<f32>;     // (batch, t_len, d_inner)
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
+}
 
 var<workgroup> scan_a: array<f32, 1024>;  // (G, CH, SEG) composed a per segment, then prefixes
 var<workgroup> scan_b: array<f32, 1024>;  // (G, CH, SEG) composed b per segment, then prefixes
@@ -165,7 +184,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
             let t = t0 + s;
             if (live && t < p.t_len) {
                 let row = b * p.t_len + t;
-                let z = xz[row * p.z_stride + p.d_inner + c];
+                let z = xz[row * p.z_stride + p.z_offset + c];
                 y[row * p.d_inner + c] = fma(d_skip[c], xs[s], ys[s]) * silu(z);
             }
         }

@@ -150,11 +150,10 @@ impl<'a> Generator<'a> {
         p.temperature == 0.0 && (p.repetition_penalty == 1.0 || p.repetition_window == 0)
     }
 
-    /// Top-k sampling on a GPU picks its candidates there (ops::top_k: a few KiB read back
-    /// instead of the vocabulary's logits). CPU devices read the row: one workgroup walking the
-    /// vocabulary five times costs them more than the copy.
+    /// Top-k sampling picks its candidates on the GPU (ops::top_k: a few KiB read back instead
+    /// of the vocabulary's logits).
     fn gpu_top_k(&self) -> Option<TopKRequest> {
-        self.session.model().ctx.gpu_kernels.then(|| self.sampler.top_k_request(&self.history)).flatten()
+        self.sampler.top_k_request(&self.history)
     }
 
     /// Samples from the logits that the last run left on the GPU, through ops::top_k.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::gpu::kernels::MATVEC_MAX_M;
 use crate::gpu::readback::{read_buffers, Staging};
-use crate::gpu::tensor::storage;
+use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Tape};
 use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
 use crate::model::Model;
@@ -194,7 +194,9 @@ impl Session {
             Readback::AllLogits => self.all_logits_chunk(),
             _ => self.chunk,
         };
-        let mut out = Vec::new();
+        // Each chunk's readback: every position's logits come back (batch, t) chunk by chunk
+        // and are put in (batch, len) order below.
+        let mut chunks = Vec::new();
         let mut start = 0;
         while start < len {
             let t = chunk.min(len - start);
@@ -206,11 +208,14 @@ impl Session {
             };
             // ids laid out (batch, t)
             let ids: Vec<u32> = prompts.iter().flat_map(|p| p[start..start + t].iter().copied()).collect();
-            out.extend(self.run(&ids, t, readback).await?);
+            chunks.push(self.run(&ids, t, readback).await?);
             start += t;
         }
         self.position += len as u64;
-        Ok(out)
+        if want != Readback::AllLogits {
+            return Ok(chunks.pop().unwrap_or_default());
+        }
+        Ok(sequence_major(chunks, self.batch))
     }
 
     /// One submit: upload ids, replay the tape for (t, readback), read back.
@@ -257,7 +262,7 @@ impl Session {
         };
         record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out)?;
         if readback == Readback::LastIds {
-            argmax(&mut rec, &self.scratch.logits, batch as u32, vocab as u32, &self.scratch.next_ids)?;
+            argmax(&mut rec, TensorView::f32(&self.scratch.logits, batch as u32, vocab as u32), TensorView::u32(&self.scratch.next_ids, batch as u32, 1))?;
         }
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         rec.encode(&mut encoder);
@@ -329,6 +334,20 @@ impl Session {
         let (conv, ssm) = bytes.split_at(c.n_layer);
         Ok(conv.iter().zip(ssm).map(|(cb, sb)| (floats(cb, conv_len), floats(sb, ssm_len))).collect())
     }
+}
+
+/// Concatenates per-chunk readbacks of every position, each laid out (batch, t, row), into
+/// (batch, total t, row): sequence b's rows of every chunk, in order, then sequence b + 1's.
+fn sequence_major(chunks: Vec<Vec<u8>>, batch: usize) -> Vec<u8> {
+    let total: usize = chunks.iter().map(Vec::len).sum();
+    let mut out = Vec::with_capacity(total);
+    for b in 0..batch {
+        for bytes in &chunks {
+            let per_sequence = bytes.len() / batch;
+            out.extend_from_slice(&bytes[b * per_sequence..(b + 1) * per_sequence]);
+        }
+    }
+    out
 }
 
 /// Upper bound of dispatches in one forward pass (a tape's slot count).

@@ -3,6 +3,7 @@
 //! same adapter in the same run: the streaming read bandwidth (decode's roofline: every weight
 //! byte is read once per step) and the sequential-in-time scan kernel.
 
+pub mod kernels;
 pub mod probes;
 mod report;
 pub mod synthetic;

@@ -45,17 +45,15 @@ pub struct BenchReport {
     pub adapter: String,
     pub backend: String,
     pub device_type: String,
-    /// The kernel variants measured (GpuContext::kernel_style).
-    pub kernels: String,
     /// Seconds since the Unix epoch.
     pub timestamp: u64,
     /// The best read bandwidth the streaming kernel reached in the run.
     pub read_bandwidth_gb_s: f64,
-    /// Time of the sequential-in-time scan with one invocation per (channel, state) (the
-    /// baseline of issue 5, as llama.cpp's WebGPU backend runs it) over the chunked scan's
-    /// (> 1: the chunked scan is faster).
+    /// Time of the sequential-in-time scan with one invocation per (channel, state) (as
+    /// llama.cpp's WebGPU backend runs it) over the chunked scan's (> 1: the chunked scan is
+    /// faster).
     pub scan_speedup: f64,
-    /// The same against the engine's own sequential scan (on CPU devices the faster one).
+    /// The same against the engine's own sequential scan, one invocation per channel.
     pub scan_speedup_vs_engine_sequential: f64,
     pub scan_len: usize,
     pub results: Vec<Measurement>,
@@ -67,7 +65,6 @@ impl BenchReport {
             adapter: ctx.adapter.name.clone(),
             backend: ctx.adapter.backend.clone(),
             device_type: ctx.adapter.device_type.clone(),
-            kernels: ctx.kernel_style().to_string(),
             timestamp: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             read_bandwidth_gb_s,
             scan_speedup: scan.per_state / scan.chunked,
@@ -83,13 +80,12 @@ impl BenchReport {
 
     pub fn table(&self) -> String {
         let mut s = format!(
-            "adapter: {} ({}, {})\nkernels: {}\nread bandwidth (streaming kernel): {:.1} GB/s\n\
+            "adapter: {} ({}, {})\nread bandwidth (streaming kernel): {:.1} GB/s\n\
              chunked scan vs sequential scans (L={}, d_inner=1536, d_state=16): {:.2}x against one invocation per (channel, state), \
              {:.2}x against the engine's sequential scan\n\n{}\n",
             self.adapter,
             self.backend,
             self.device_type,
-            self.kernels,
             self.read_bandwidth_gb_s,
             self.scan_len,
             self.scan_speedup,

@@ -9,14 +9,14 @@ pub fn run(adapter: Option<&str>) -> Result<()> {
     println!("adapter: {a}");
     println!("driver: {}", if a.driver.is_empty() { "-" } else { &a.driver });
     println!(
-        "limits: storage binding {} MiB, buffer {} MiB, workgroup storage {} KiB, {} invocations per workgroup, {} storage buffers per stage, shader-f16 {}, shader-int64 {}",
+        "limits: storage binding {} MiB, buffer {} MiB, workgroup storage {} KiB, {} invocations per workgroup, {} storage buffers per stage, shader-f16 {}, subgroups {}",
         a.max_storage_binding_bytes >> 20,
         a.max_buffer_bytes >> 20,
         a.max_workgroup_storage_bytes >> 10,
         a.max_invocations_per_workgroup,
         a.max_storage_buffers_per_stage,
         if a.shader_f16 { "yes" } else { "no" },
-        if a.shader_int64 { "yes" } else { "no" },
+        if a.subgroups { format!("{}-{}", a.subgroup_sizes[0], a.subgroup_sizes[1]) } else { "no".to_string() },
     );
     println!("adapters:");
     for name in GpuContext::list_adapters() {

@@ -12,8 +12,7 @@ pub struct EmbeddingParams {
     pub d_model: u32,
     pub first_row: u32,
     pub part_rows: u32,
-    pub blocks: u32,
-    pub _pad: [u32; 3],
+    pub _pad: [u32; 4],
 }
 
 /// shaders/add_rms_norm.wgsl
@@ -44,9 +43,9 @@ pub struct LinearParams {
     pub bias_offset: u32,
     pub has_bias: u32,
     pub activation: u32,
-    /// matvec and matmul main_direct: rows of X are 16-byte aligned and k fills whole units of W (vec4 loads of X)
+    /// matvec only: rows of X are 16-byte aligned and k fills whole units of W (vec4 loads of X)
     pub wide: u32,
-    /// matvec main_conv / main_blocks_conv only: rows of W below this get the conv step (in_proj's x half)
+    /// matvec main_conv only: rows of W below this get the conv step (in_proj's x half)
     pub conv_channels: u32,
     pub conv_has_bias: u32,
     /// matvec only: scale each row's sums by 1 / sqrt(mean(X_row^2) + norm_eps), an RMSNorm of X without its weight
@@ -67,10 +66,11 @@ pub struct ConvParams {
     pub k: u32,
     pub x_stride: u32,
     pub has_bias: u32,
-    pub _pad: [u32; 2],
+    pub x_offset: u32,
+    pub _pad: u32,
 }
 
-/// shaders/scan_params.wgsl: the scan modules (scan_chunked, scan_step, scan_per_state)
+/// shaders/scan_chunked.wgsl, scan_step.wgsl and the benchmark's bench/scan_per_state*.wgsl
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
 pub struct ScanParams {
@@ -81,7 +81,7 @@ pub struct ScanParams {
     pub dt_rank: u32,
     pub xdbl_stride: u32,
     pub z_stride: u32,
-    pub _pad: u32,
+    pub z_offset: u32,
 }
 
 /// shaders/argmax.wgsl
@@ -103,14 +103,5 @@ pub struct TopKParams {
     pub n_penalized: u32,
     pub penalty: f32,
     pub inv_penalty: f32,
-    pub _pad: [u32; 2],
-}
-
-/// shaders/read_bandwidth.wgsl
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub struct BandwidthParams {
-    pub n_vec4: u32,
-    pub threads: u32,
     pub _pad: [u32; 2],
 }

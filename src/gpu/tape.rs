@@ -11,13 +11,14 @@ use std::sync::Arc;
 use bytemuck::Pod;
 
 use crate::error::{Error, Result};
-use crate::gpu::{GpuContext, Kernel};
+use crate::gpu::kernels::KernelSpec;
+use crate::gpu::GpuContext;
 
 /// Bytes reserved per slot: WebGPU's largest `minUniformBufferOffsetAlignment`.
 const SLOT_BYTES: usize = 256;
 
 struct Slot {
-    kernel: Kernel,
+    kernel: KernelSpec,
     pipeline: Arc<wgpu::ComputePipeline>,
     bind_group: wgpu::BindGroup,
 }
@@ -52,10 +53,9 @@ impl Tape {
         self.slots.len()
     }
 
-    /// The kernel of each slot, in the order first recorded: which variant each op chose
-    /// (tests check that the shapes of the releases take the fast ones).
-    pub fn kernels(&self) -> Vec<Kernel> {
-        self.slots.iter().map(|s| s.kernel).collect()
+    /// The (shader file, entry point) of each slot, in the order first recorded.
+    pub fn kernels(&self) -> Vec<(&'static str, &'static str)> {
+        self.slots.iter().map(|s| (s.kernel.file, s.kernel.entry)).collect()
     }
 }
 
@@ -74,17 +74,24 @@ impl Recorder<'_> {
 
     /// Queues one dispatch of `kernel` with `params` at binding 0 and `buffers` at bindings
     /// 1.. in order. Empty dispatches (a zero workgroup count) are skipped.
-    pub fn dispatch<P: Pod>(&mut self, kernel: Kernel, params: &P, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Result<()> {
+    pub fn dispatch<P: Pod>(&mut self, kernel: impl Into<KernelSpec>, params: &P, buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) -> Result<()> {
         let numbered: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, b)| (i as u32 + 1, *b)).collect();
         self.dispatch_bindings(kernel, params, &numbered, workgroups)
     }
 
     /// Like `dispatch`, with explicit binding numbers: for an entry point that uses only some
     /// of its file's bindings (its automatic layout holds just those).
-    pub fn dispatch_bindings<P: Pod>(&mut self, kernel: Kernel, params: &P, buffers: &[(u32, &wgpu::Buffer)], workgroups: [u32; 3]) -> Result<()> {
+    pub fn dispatch_bindings<P: Pod>(
+        &mut self,
+        kernel: impl Into<KernelSpec>,
+        params: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let kernel = kernel.into();
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max) {
-            return Err(Error::Limit(format!("{kernel:?} needs {workgroups:?} workgroups, the device allows {max} per dimension")));
+            return Err(Error::Limit(format!("{} ({}) needs {workgroups:?} workgroups, the device allows {max} per dimension", kernel.file, kernel.entry)));
         }
         let slot = self.dispatches.len();
         if slot >= self.tape.max_slots {
@@ -98,7 +105,11 @@ impl Recorder<'_> {
             self.tape.slots.push(s);
         } else if self.tape.slots[slot].kernel != kernel {
             // The ops of a tape are a fixed sequence; anything else is a bug in the caller.
-            return Err(Error::Gpu(format!("tape `{}` slot {slot}: expected {:?}, got {kernel:?}", self.tape.label, self.tape.slots[slot].kernel)));
+            let expected = &self.tape.slots[slot].kernel;
+            return Err(Error::Gpu(format!(
+                "tape `{}` slot {slot}: expected {} ({}), got {} ({})",
+                self.tape.label, expected.file, expected.entry, kernel.file, kernel.entry
+            )));
         }
         if workgroups.iter().all(|&w| w > 0) {
             self.dispatches.push((slot, workgroups));
@@ -108,8 +119,8 @@ impl Recorder<'_> {
         Ok(())
     }
 
-    fn new_slot(&self, kernel: Kernel, slot: usize, params_len: usize, buffers: &[(u32, &wgpu::Buffer)]) -> Slot {
-        let pipeline = self.ctx.kernels.pipeline(&self.ctx.device, kernel);
+    fn new_slot(&self, kernel: KernelSpec, slot: usize, params_len: usize, buffers: &[(u32, &wgpu::Buffer)]) -> Slot {
+        let pipeline = self.ctx.kernels.pipeline(&self.ctx.device, &kernel);
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {

@@ -31,23 +31,6 @@ impl WeightDtype {
     }
 }
 
-/// How a matrix's elements are ordered in its buffers. Both pad each row to whole 16-byte
-/// units (4 f32 or 8 f16; zeros past the last column) so kernels load a unit at a time.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightLayout {
-    /// Row after row: unit j of row n at n * units + j. For GPUs, where neighbouring
-    /// invocations load neighbouring units of one row (coalesced).
-    RowMajor,
-    /// Blocks of 64 rows, each stored unit-column by unit-column: unit j of row b * 64 + i at
-    /// b * 64 * units + j * size + i, size = 64 except in a part's last block. For CPU devices,
-    /// whose SIMD lanes each own rows: the units the 8 lanes of a block load together are
-    /// contiguous (shaders/matvec.wgsl, main_blocks).
-    RowBlocks,
-}
-
-/// Rows of one block of WeightLayout::RowBlocks (BLOCK_ROWS in shaders/matvec.wgsl).
-pub const BLOCK_ROWS: usize = 64;
-
 /// Rows [first_row, first_row + rows) of a matrix, in one buffer.
 pub struct WeightPart {
     pub buffer: wgpu::Buffer,
@@ -59,21 +42,19 @@ pub struct WeightPart {
 /// f32 embedding is 154 MB, WebGPU guarantees 128 MiB) is split by rows into several parts.
 pub struct GpuWeight {
     pub dtype: WeightDtype,
-    pub layout: WeightLayout,
     pub rows: u32,
     pub cols: u32,
     pub parts: Vec<WeightPart>,
 }
 
 impl GpuWeight {
-    /// Uploads row-major values given either as f32 or as half bits, in the layout the
-    /// context's kernels read, splitting so that no part exceeds the context's binding size.
+    /// Uploads row-major values given either as f32 or as half bits, each row padded to whole
+    /// 16-byte units, splitting so that no part exceeds the context's binding size.
     pub fn upload(ctx: &GpuContext, name: &str, rows: usize, cols: usize, data: WeightData<'_>) -> Result<Self> {
         let dtype = match data {
             WeightData::F32(_) => WeightDtype::F32,
             WeightData::F16(_) => WeightDtype::F16,
         };
-        let layout = if ctx.gpu_kernels { WeightLayout::RowMajor } else { WeightLayout::RowBlocks };
         let units = cols.div_ceil(dtype.elements_per_unit());
         let row_bytes = units as u64 * 16;
         let rows_per_part = (ctx.max_binding_bytes / row_bytes.max(1)) as usize;
@@ -96,34 +77,16 @@ impl GpuWeight {
                 }
                 words.resize((row - first + 1) * units * 4, 0);
             }
-            if layout == WeightLayout::RowBlocks {
-                words = row_blocks(&words, n, units);
-            }
             let buffer = upload_words(ctx, name, &words);
             parts.push(WeightPart { buffer, first_row: first as u32, rows: n as u32 });
             first += n;
         }
-        Ok(GpuWeight { dtype, layout, rows: rows as u32, cols: cols as u32, parts })
+        Ok(GpuWeight { dtype, rows: rows as u32, cols: cols as u32, parts })
     }
 
     pub fn size_bytes(&self) -> u64 {
         self.parts.iter().map(|p| p.buffer.size()).sum()
     }
-}
-
-/// Reorders the row-major units (4 words each) of `rows` rows into WeightLayout::RowBlocks.
-fn row_blocks(words: &[u32], rows: usize, units: usize) -> Vec<u32> {
-    let mut out = Vec::with_capacity(words.len());
-    for first in (0..rows).step_by(BLOCK_ROWS) {
-        let size = BLOCK_ROWS.min(rows - first);
-        for j in 0..units {
-            for row in first..first + size {
-                let unit = (row * units + j) * 4;
-                out.extend_from_slice(&words[unit..unit + 4]);
-            }
-        }
-    }
-    out
 }
 
 pub enum WeightData<'a> {
@@ -142,12 +105,11 @@ fn padded<T: Copy + Default>(values: &[T], multiple: usize) -> std::borrow::Cow<
     std::borrow::Cow::Owned(v)
 }
 
-/// Weight buffers are padded to whole 32-byte elements: shaders/weight_pairs_int64.wgsl binds
-/// them as arrays of two units.
+/// Weight buffers are whole 16-byte units: the matrix kernels bind them as arrays of vec4.
 fn upload_words(ctx: &GpuContext, label: &str, words: &[u32]) -> wgpu::Buffer {
     ctx.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some(label),
-        contents: bytemuck::cast_slice(&padded(words, 8)),
+        contents: bytemuck::cast_slice(&padded(words, 4)),
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
     })
 }
@@ -173,4 +135,88 @@ pub(crate) fn storage_with(device: &wgpu::Device, label: &str, elements: usize) 
         usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     })
+}
+
+/// Element type of an activation buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ElementType {
+    F32,
+    U32,
+}
+
+/// A typed view of a storage buffer as a (rows, cols) matrix: element [r, c] is element
+/// `offset + r * row_stride + c` of the buffer. Ops take views and check each one's element
+/// type, shape and extent against their other operands and the buffer's size; a column slice
+/// of a wider matrix (z, the second half of in_proj's output) is a view with a larger stride.
+#[derive(Clone, Copy, Debug)]
+pub struct TensorView<'a> {
+    pub buffer: &'a wgpu::Buffer,
+    pub dtype: ElementType,
+    pub offset: u32,
+    pub rows: u32,
+    pub cols: u32,
+    pub row_stride: u32,
+}
+
+impl<'a> TensorView<'a> {
+    /// A dense (rows, cols) f32 matrix at the start of `buffer`.
+    pub fn f32(buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> Self {
+        TensorView { buffer, dtype: ElementType::F32, offset: 0, rows, cols, row_stride: cols }
+    }
+
+    /// A dense (rows, cols) u32 matrix at the start of `buffer` (token ids).
+    pub fn u32(buffer: &'a wgpu::Buffer, rows: u32, cols: u32) -> Self {
+        TensorView { dtype: ElementType::U32, ..Self::f32(buffer, rows, cols) }
+    }
+
+    /// A vector of `len` f32 values, as one row.
+    pub fn vector(buffer: &'a wgpu::Buffer, len: u32) -> Self {
+        Self::f32(buffer, 1, len)
+    }
+
+    /// Columns [start, start + len) of every row.
+    pub fn columns(self, start: u32, len: u32) -> Self {
+        TensorView { offset: self.offset + start, cols: len, ..self }
+    }
+
+    /// Elements the view spans from the buffer's start, up to its last element.
+    fn extent(&self) -> u64 {
+        if self.rows == 0 || self.cols == 0 {
+            return 0;
+        }
+        self.offset as u64 + (self.rows as u64 - 1) * self.row_stride as u64 + self.cols as u64
+    }
+
+    /// Fails unless the view is of `dtype` and shape (rows, cols), its rows do not overlap,
+    /// and the buffer holds it; `op` and `what` name the operand in the error.
+    pub(crate) fn expect(&self, op: &str, what: &str, dtype: ElementType, rows: u32, cols: u32) -> Result<()> {
+        let name = || format!("{op}.{what}");
+        if self.dtype != dtype {
+            return Err(Error::invalid(name(), format!("is {:?}, the kernel reads {dtype:?}", self.dtype)));
+        }
+        if (self.rows, self.cols) != (rows, cols) {
+            return Err(Error::invalid(name(), format!("has shape ({}, {}), the op needs ({rows}, {cols})", self.rows, self.cols)));
+        }
+        if self.row_stride < self.cols && self.rows > 1 {
+            return Err(Error::invalid(name(), format!("rows of {} elements overlap at stride {}", self.cols, self.row_stride)));
+        }
+        let needed = self.extent() * 4;
+        if self.buffer.size() < needed {
+            return Err(Error::invalid(name(), format!("buffer holds {} bytes, the view needs {needed}", self.buffer.size())));
+        }
+        Ok(())
+    }
+
+    /// `expect`, and the view must also be dense from the buffer's start (the kernel indexes
+    /// the buffer as that matrix).
+    pub(crate) fn expect_dense(&self, op: &str, what: &str, dtype: ElementType, rows: u32, cols: u32) -> Result<()> {
+        self.expect(op, what, dtype, rows, cols)?;
+        if self.offset != 0 || (self.row_stride != self.cols && self.rows > 1) {
+            return Err(Error::invalid(
+                format!("{op}.{what}"),
+                format!("must be dense from the buffer's start (offset {}, stride {} for {} columns)", self.offset, self.row_stride, self.cols),
+            ));
+        }
+        Ok(())
+    }
 }

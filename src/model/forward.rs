@@ -11,14 +11,14 @@
 //!   logits = lm_head(RMSNorm_f(residual += mixer_out))
 //!
 //! Where the matvec takes the rows (a decode step) the norm runs inside in_proj, whose columns
-//! hold the norm's weight, and out_proj adds into the residual itself (`fused_norms` below).
+//! hold the norm's weight, and out_proj adds into the residual itself (the plan's fused_norms).
 //!
 //! Buffers are allocated once per session for at most `max_rows` = batch x chunk tokens.
 
 use super::gpu_weights::Model;
 use crate::error::Result;
 use crate::gpu::kernels::MATVEC_MAX_M;
-use crate::gpu::tensor::storage;
+use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Recorder};
 use crate::ops::conv1d::Conv1d;
 use crate::ops::embedding::embedding;
@@ -128,93 +128,87 @@ pub fn record_forward(
     let w = &model.weights;
     let s = scratch;
     let rows = batch * t_len;
-    let (d, di, n, r) = (c.d_model as u32, c.d_inner as u32, c.d_state as u32, c.dt_rank as u32);
-    let xdbl_width = r + 2 * n;
+    let (d, di) = (c.d_model as u32, c.d_inner as u32);
+    let f32_rows = |buffer, cols| TensorView::f32(buffer, rows, cols);
+    let residual = f32_rows(&s.residual, d);
+    let xz = f32_rows(&s.xz, 2 * di);
+    let x_dbl = f32_rows(&s.x_dbl, c.x_proj_width() as u32);
 
     // residual = embedding[ids]
-    embedding(rec, &w.embedding, &s.ids, rows, &s.residual)?;
+    embedding(rec, &w.embedding, TensorView::u32(&s.ids, rows, 1), residual)?;
 
     // Where the matvec takes the rows (a decode step, a short prompt) and the norms' weights
-    // are folded into in_proj (TensorSink::in_proj_with_norm), in_proj normalizes its own input and
+    // are folded into in_proj (the plan's fused_norms), in_proj normalizes its own input and
     // out_proj adds into the residual stream: no norm dispatch per layer. Otherwise
-    // add_rms_norm does both, into `normed` (also where GpuContext::fused_norms is off).
-    let fused_norms = rec.ctx().fused_norms && rows <= MATVEC_MAX_M && w.layers.iter().all(|l| l.norm.is_none());
+    // add_rms_norm does both, into `normed`.
+    let fused_norms = model.plan.fused_norms && rows <= MATVEC_MAX_M;
     for (i, layer) in w.layers.iter().enumerate() {
         let in_proj = if fused_norms {
             // u = RMSNorm(residual), inside in_proj
-            Linear { rms_norm_eps: Some(c.norm_eps), ..Linear::dense(&s.residual, rows, &layer.in_proj, &s.xz) }
+            Linear { rms_norm_eps: Some(c.norm_eps), ..Linear::new(residual, &layer.in_proj, xz) }
         } else {
             // u = RMSNorm(residual += mixer_out of the previous layer)
-            let delta = (i > 0).then_some(&s.mixer_out);
+            let normed = f32_rows(&s.normed, d);
             add_rms_norm(
                 rec,
                 &AddRmsNorm {
-                    residual: &s.residual,
-                    delta,
-                    weight: layer.norm.as_ref(),
-                    out: &s.normed,
-                    d,
+                    residual,
+                    delta: (i > 0).then(|| f32_rows(&s.mixer_out, d)),
+                    weight: layer.norm.as_ref().map(|n| TensorView::vector(n, d)),
+                    out: normed,
                     batch,
                     t_len,
                     last_only: false,
                     eps: c.norm_eps,
                 },
             )?;
-            Linear::dense(&s.normed, rows, &layer.in_proj, &s.xz)
+            Linear::new(normed, &layer.in_proj, xz)
         };
         // xz = in_proj . u (+ bias): x = xz[:, :d_inner], z = xz[:, d_inner:]
         // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding)
-        linear_conv_step(rec, &Linear { bias: layer.in_proj_bias.as_ref(), ..in_proj }, &layer_conv(model, s, state, i, batch, t_len))?;
+        let in_proj = Linear { bias: layer.in_proj_bias.as_ref().map(|b| TensorView::vector(b, 2 * di)), ..in_proj };
+        linear_conv_step(rec, &in_proj, &layer_conv(model, s, state, i, batch, t_len))?;
         // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
-        linear(rec, &Linear::dense(&s.x_conv, rows, &layer.x_proj, &s.x_dbl))?;
+        let x_conv = f32_rows(&s.x_conv, di);
+        linear(rec, &Linear::new(x_conv, &layer.x_proj, x_dbl))?;
         // y from one of the two scan paths:
         let y = if t_len == 1 && layer.dt_proj.parts.len() == 1 {
             // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
             // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
             scan_step_dt(rec, &layer_scan_step(model, s, state, i, batch))?;
-            &s.x_conv
+            x_conv
         } else {
             // dt = softplus(dt_proj . dt_low + bias)
-            linear(
-                rec,
-                &Linear {
-                    x: &s.x_dbl,
-                    x_stride: xdbl_width,
-                    x_offset: 0,
-                    bias: Some(&layer.dt_proj_bias),
-                    activation: Activation::Softplus,
-                    ..Linear::dense(&s.x_dbl, rows, &layer.dt_proj, &s.dt)
-                },
-            )?;
+            let dt = f32_rows(&s.dt, di);
+            let dt_low = x_dbl.columns(0, c.dt_rank as u32);
+            let dt_bias = Some(TensorView::vector(&layer.dt_proj_bias, di));
+            linear(rec, &Linear { bias: dt_bias, activation: Activation::Softplus, ..Linear::new(dt_low, &layer.dt_proj, dt) })?;
             // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
+            let y = f32_rows(&s.y, di);
             let scan = Scan {
-                x: &s.x_conv,
-                dt: &s.dt,
-                xdbl: &s.x_dbl,
-                xz: &s.xz,
-                a: &layer.a,
-                d_skip: &layer.d_skip,
-                h: &state.ssm[i],
-                y: &s.y,
+                x: x_conv,
+                dt,
+                xdbl: x_dbl,
+                z: xz.columns(di, di),
+                a: TensorView::f32(&layer.a, di, c.d_state as u32),
+                d_skip: TensorView::vector(&layer.d_skip, di),
+                h: TensorView::f32(&state.ssm[i], batch * di, c.d_state as u32),
+                y,
                 batch,
                 t_len,
-                d_inner: di,
-                d_state: n,
-                dt_rank: r,
             };
-            // The chunked scan gives a GPU parallelism along time; a CPU device has none to
-            // spare, and there the sequential scan is 4-5x faster (BENCHMARKS.md).
-            let kind = if t_len > 1 && rec.ctx().gpu_kernels { ScanKind::Chunked } else { ScanKind::Sequential };
+            // The chunked scan gives a prompt parallelism along time; one token has none.
+            let kind = if t_len > 1 { ScanKind::Chunked } else { ScanKind::Sequential };
             selective_scan(rec, &scan, kind)?;
-            &s.y
+            y
         };
         // mixer_out = out_proj . y (+ bias), or residual += that
         let out_proj = if fused_norms {
-            Linear { accumulate: true, ..Linear::dense(y, rows, &layer.out_proj, &s.residual) }
+            Linear { accumulate: true, ..Linear::new(y, &layer.out_proj, residual) }
         } else {
-            Linear::dense(y, rows, &layer.out_proj, &s.mixer_out)
+            Linear::new(y, &layer.out_proj, f32_rows(&s.mixer_out, d))
         };
-        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref(), ..out_proj })?;
+        linear(rec, &Linear { bias: layer.out_proj_bias.as_ref().map(|b| TensorView::vector(b, d)), ..out_proj })?;
     }
 
     let (target, last_only) = match out {
@@ -223,30 +217,27 @@ pub fn record_forward(
         LogitsOut::All(buffer) => (buffer, false),
     };
     // logits = lm_head . RMSNorm_f(residual += mixer_out, where out_proj did not add it)
-    let delta = (!fused_norms && !w.layers.is_empty()).then_some(&s.mixer_out);
-    add_rms_norm(
-        rec,
-        &AddRmsNorm { residual: &s.residual, delta, weight: Some(&w.norm_f), out: &s.normed, d, batch, t_len, last_only, eps: c.norm_eps },
-    )?;
     let out_rows = if last_only { batch } else { rows };
-    linear(rec, &Linear::dense(&s.normed, out_rows, w.lm_head(), target))
+    let normed = TensorView::f32(&s.normed, out_rows, d);
+    let delta = (!fused_norms && !w.layers.is_empty()).then(|| f32_rows(&s.mixer_out, d));
+    let weight = Some(TensorView::vector(&w.norm_f, d));
+    add_rms_norm(rec, &AddRmsNorm { residual, delta, weight, out: normed, batch, t_len, last_only, eps: c.norm_eps })?;
+    linear(rec, &Linear::new(normed, w.lm_head(), TensorView::f32(target, out_rows, c.vocab_size as u32)))
 }
 
 /// Layer i's causal conv1d + SiLU over the x half of in_proj's output, continuing its conv
 /// state (a decode step runs it inside in_proj's kernel where it can: `linear_conv_step`).
 pub fn layer_conv<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32, t_len: u32) -> Conv1d<'a> {
     let (c, layer) = (&model.config, &model.weights.layers[i]);
+    let (di, k, rows) = (c.d_inner as u32, c.d_conv as u32, batch * t_len);
     Conv1d {
-        x: &s.xz,
-        x_stride: 2 * c.d_inner as u32,
-        weight: &layer.conv_weight,
-        bias: layer.conv_bias.as_ref(),
-        state: &state.conv[i],
-        out: &s.x_conv,
+        x: TensorView::f32(&s.xz, rows, 2 * di).columns(0, di),
+        weight: TensorView::f32(&layer.conv_weight, di, k),
+        bias: layer.conv_bias.as_ref().map(|b| TensorView::vector(b, di)),
+        state: TensorView::f32(&state.conv[i], batch * di, k),
+        out: TensorView::f32(&s.x_conv, rows, di),
         batch,
         t_len,
-        channels: c.d_inner as u32,
-        k: c.d_conv as u32,
     }
 }
 
@@ -254,18 +245,16 @@ pub fn layer_conv<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers,
 /// overwrites the conv output in `x_conv`.
 pub fn layer_scan_step<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32) -> ScanStepDt<'a> {
     let (c, layer) = (&model.config, &model.weights.layers[i]);
+    let (di, n) = (c.d_inner as u32, c.d_state as u32);
     ScanStepDt {
-        x_y: &s.x_conv,
-        xdbl: &s.x_dbl,
-        xz: &s.xz,
-        a: &layer.a,
-        d_skip: &layer.d_skip,
-        h: &state.ssm[i],
+        x_y: TensorView::f32(&s.x_conv, batch, di),
+        xdbl: TensorView::f32(&s.x_dbl, batch, c.x_proj_width() as u32),
+        z: TensorView::f32(&s.xz, batch, 2 * di).columns(di, di),
+        a: TensorView::f32(&layer.a, di, n),
+        d_skip: TensorView::vector(&layer.d_skip, di),
+        h: TensorView::f32(&state.ssm[i], batch * di, n),
         dt_proj: &layer.dt_proj,
-        dt_bias: &layer.dt_proj_bias,
+        dt_bias: TensorView::vector(&layer.dt_proj_bias, di),
         batch,
-        d_inner: c.d_inner as u32,
-        d_state: c.d_state as u32,
-        dt_rank: c.dt_rank as u32,
     }
 }

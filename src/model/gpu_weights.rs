@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use super::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
+use super::plan::Plan;
 use super::weights::{load_weights, ModelWeights, TensorSink};
 use crate::error::Result;
 use crate::gpu::kernels::SCAN_MAX_STATE;
@@ -24,6 +25,8 @@ pub struct Model {
     pub config: MambaConfig,
     pub weights: GpuWeights,
     pub weight_dtype: WeightDtype,
+    /// How the forward pass runs it (decided here, at load).
+    pub plan: Plan,
     /// Identifies the model in state snapshots: a hash of the config and of a few weights.
     pub fingerprint: u64,
     /// Where it was loaded from.
@@ -125,7 +128,8 @@ impl Model {
         let weights = load_weights(ckpt, &mut sink)?;
         let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);
         let fingerprint = sink.hasher.0;
-        Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, fingerprint, source: ckpt.source_name().to_string() })
+        let plan = Plan::for_weights(&weights);
+        Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, plan, fingerprint, source: ckpt.source_name().to_string() })
     }
 
     /// `load`, with the GPU's own failures (out of memory, validation) returned as an error

@@ -4,8 +4,10 @@ pub mod checkpoint;
 pub mod config;
 pub mod forward;
 pub mod gpu_weights;
+pub mod plan;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, TensorSource};
 pub use config::MambaConfig;
 pub use gpu_weights::{LoadOptions, Model};
+pub use plan::Plan;

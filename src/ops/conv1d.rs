@@ -1,55 +1,65 @@
 //! Causal depthwise conv1d + SiLU (shaders/conv1d.wgsl), continuing from and advancing the
 //! conv state (batch, channels, k) that holds the last k inputs, newest last.
 
-use super::{check_len, groups, optional_operand};
-use crate::error::{Error, Result};
+use super::{groups, optional_vector};
+use crate::error::Result;
 use crate::gpu::kernels::WG_64;
 use crate::gpu::params::ConvParams;
+use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{Kernel, Recorder};
 
 pub struct Conv1d<'a> {
-    pub x: &'a wgpu::Buffer, // (batch, t_len, x_stride): x is the first `channels` of each row
-    pub x_stride: u32,
-    pub weight: &'a wgpu::Buffer,       // (channels, k)
-    pub bias: Option<&'a wgpu::Buffer>, // (channels)
-    pub state: &'a wgpu::Buffer,        // (batch, channels, k)
-    pub out: &'a wgpu::Buffer,          // (batch, t_len, channels)
+    pub x: TensorView<'a>,              // (batch * t_len, channels), may be a column slice (x half of in_proj's output)
+    pub weight: TensorView<'a>,         // (channels, k)
+    pub bias: Option<TensorView<'a>>,   // (channels)
+    pub state: TensorView<'a>,          // (batch * channels, k)
+    pub out: TensorView<'a>,            // (batch * t_len, channels)
     pub batch: u32,
     pub t_len: u32,
-    pub channels: u32,
-    pub k: u32,
 }
 
-/// Over t_len tokens: conv_prefill, then conv_state_update; on CPU devices conv_walk does both
-/// where d_conv is 4 and the channels and x's rows come in fours. With t_len = 1 a single
-/// fused conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs
-/// it inside in_proj's kernel instead.)
+impl Conv1d<'_> {
+    pub fn channels(&self) -> u32 {
+        self.weight.rows
+    }
+    /// d_conv, the window length.
+    pub fn k(&self) -> u32 {
+        self.weight.cols
+    }
+}
+
+/// Over t_len tokens: conv_prefill, then conv_state_update. With t_len = 1 a single fused
+/// conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs it
+/// inside in_proj's kernel where it can.)
 pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     let (params, bias) = checked(rec, op)?;
-    let (b, t, c) = (op.batch, op.t_len, op.channels);
-    let buffers = [op.x, op.weight, &bias, op.state, op.out];
+    let (b, t, c) = (op.batch, op.t_len, op.channels());
+    let buffers = [op.x.buffer, op.weight.buffer, &bias, op.state.buffer, op.out.buffer];
     if t == 1 {
         return rec.dispatch(Kernel::ConvStep, &params, &buffers, [groups(c, WG_64), b, 1]);
     }
-    if !rec.ctx().gpu_kernels && op.k == 4 && c.is_multiple_of(4) && op.x_stride.is_multiple_of(4) {
-        return rec.dispatch(Kernel::ConvWalk, &params, &buffers, [groups(c / 4, WG_64), b, 1]);
-    }
     rec.dispatch(Kernel::ConvPrefill, &params, &buffers, [groups(c, WG_64), t, b])?;
     // conv_state_update reads only x and the state (bindings 1 and 4).
-    rec.dispatch_bindings(Kernel::ConvStateUpdate, &params, &[(1, op.x), (4, op.state)], [groups(c, WG_64), b, 1])
+    rec.dispatch_bindings(Kernel::ConvStateUpdate, &params, &[(1, op.x.buffer), (4, op.state.buffer)], [groups(c, WG_64), b, 1])
 }
 
-/// Checks the shapes; returns the parameters and the bias to bind (a placeholder if none).
+/// Checks the operands; returns the parameters and the bias to bind (a placeholder if none).
 pub(crate) fn checked(rec: &Recorder, op: &Conv1d) -> Result<(ConvParams, wgpu::Buffer)> {
-    let (b, t, c, k) = (op.batch, op.t_len, op.channels, op.k);
-    if op.x_stride < c {
-        return Err(Error::invalid("conv1d.x_stride", format!("{} is narrower than {c} channels", op.x_stride)));
-    }
-    check_len("conv1d", "x", op.x, b as u64 * t as u64 * op.x_stride as u64)?;
-    check_len("conv1d", "weight", op.weight, c as u64 * k as u64)?;
-    check_len("conv1d", "state", op.state, b as u64 * c as u64 * k as u64)?;
-    check_len("conv1d", "out", op.out, b as u64 * t as u64 * c as u64)?;
-    let bias = optional_operand(rec, "conv1d", "bias", op.bias, c as u64)?;
-    let params = ConvParams { batch: b, t_len: t, channels: c, k, x_stride: op.x_stride, has_bias: op.bias.is_some() as u32, _pad: [0; 2] };
+    let (b, t, c, k) = (op.batch, op.t_len, op.channels(), op.k());
+    op.x.expect("conv1d", "x", ElementType::F32, b * t, c)?;
+    op.weight.expect_dense("conv1d", "weight", ElementType::F32, c, k)?;
+    op.state.expect_dense("conv1d", "state", ElementType::F32, b * c, k)?;
+    op.out.expect_dense("conv1d", "out", ElementType::F32, b * t, c)?;
+    let bias = optional_vector(rec, "conv1d", "bias", op.bias, c)?;
+    let params = ConvParams {
+        batch: b,
+        t_len: t,
+        channels: c,
+        k,
+        x_stride: op.x.row_stride,
+        has_bias: op.bias.is_some() as u32,
+        x_offset: op.x.offset,
+        _pad: 0,
+    };
     Ok((params, bias))
 }

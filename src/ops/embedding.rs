@@ -1,21 +1,21 @@
 //! out (rows, d_model) = table[ids]: shaders/embedding.wgsl, once per part of the table.
 
-use super::{check_len, groups};
+use super::groups;
 use crate::error::Result;
 use crate::gpu::kernels::WG_256;
 use crate::gpu::params::EmbeddingParams;
-use crate::gpu::tensor::WeightLayout;
+use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
-pub fn embedding(rec: &mut Recorder, table: &GpuWeight, ids: &wgpu::Buffer, rows: u32, out: &wgpu::Buffer) -> Result<()> {
-    let d = table.cols;
-    check_len("embedding", "ids", ids, rows as u64)?;
-    check_len("embedding", "out", out, rows as u64 * d as u64)?;
+/// `ids` (rows, 1) u32, `out` (rows, d_model) f32, both dense; `table` (vocab, d_model).
+pub fn embedding(rec: &mut Recorder, table: &GpuWeight, ids: TensorView, out: TensorView) -> Result<()> {
+    let (rows, d) = (ids.rows, table.cols);
+    ids.expect_dense("embedding", "ids", ElementType::U32, rows, 1)?;
+    out.expect_dense("embedding", "out", ElementType::F32, rows, d)?;
     for part in &table.parts {
-        let blocks = (table.layout == WeightLayout::RowBlocks) as u32;
-        let params = EmbeddingParams { rows, d_model: d, first_row: part.first_row, part_rows: part.rows, blocks, _pad: [0; 3] };
+        let params = EmbeddingParams { rows, d_model: d, first_row: part.first_row, part_rows: part.rows, _pad: [0; 4] };
         let kernel = Kernel::Embedding { f16: table.dtype.is_f16() };
-        rec.dispatch(kernel, &params, &[ids, &part.buffer, out], [groups(d, WG_256), rows, 1])?;
+        rec.dispatch(kernel, &params, &[ids.buffer, &part.buffer, out.buffer], [groups(d, WG_256), rows, 1])?;
     }
     Ok(())
 }

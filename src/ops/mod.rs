@@ -1,5 +1,6 @@
-//! One host function per kernel: it checks the shapes against the buffers, fills the
-//! parameter block and sizes the dispatch from the same constants the shader was built with.
+//! One host function per kernel: it checks its operands (typed tensor views: element type,
+//! shape, extent) against each other and the buffers, fills the parameter block and sizes the
+//! dispatch from the same constants the shader was built with.
 
 pub mod argmax;
 pub mod conv1d;
@@ -9,25 +10,18 @@ pub mod norm;
 pub mod scan;
 pub mod top_k;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::Recorder;
 
-/// Fails unless `buffer` holds at least `elements` 4-byte values; `what` names the operand.
-pub(crate) fn check_len(op: &str, what: &str, buffer: &wgpu::Buffer, elements: u64) -> Result<()> {
-    let needed = elements * 4;
-    if buffer.size() < needed {
-        return Err(Error::invalid(format!("{op}.{what}"), format!("buffer holds {} bytes, the shapes need {needed}", buffer.size())));
-    }
-    Ok(())
-}
-
-/// An optional operand to bind: `buffer`, checked as check_len does, or where it is absent
-/// the context's placeholder (the kernel's parameters then say not to read it).
-pub(crate) fn optional_operand(rec: &Recorder, op: &str, what: &str, buffer: Option<&wgpu::Buffer>, elements: u64) -> Result<wgpu::Buffer> {
-    match buffer {
-        Some(buffer) => {
-            check_len(op, what, buffer, elements)?;
-            Ok(buffer.clone())
+/// An optional f32 vector operand of `len` elements, dense from its buffer's start: its buffer
+/// to bind, or where it is absent the context's placeholder (the kernel's parameters then say
+/// not to read it).
+pub(crate) fn optional_vector(rec: &Recorder, op: &str, what: &str, view: Option<TensorView>, len: u32) -> Result<wgpu::Buffer> {
+    match view {
+        Some(view) => {
+            view.expect_dense(op, what, ElementType::F32, 1, len)?;
+            Ok(view.buffer.clone())
         }
         None => Ok(rec.ctx().placeholder.clone()),
     }

@@ -2,18 +2,17 @@
 //!   residual += delta;  out = residual / sqrt(mean(residual^2) + eps) * weight
 //! (`* weight` only where a weight is given: the layers' norm weights are folded into in_proj)
 
-use super::{check_len, optional_operand};
+use super::optional_vector;
 use crate::error::Result;
 use crate::gpu::params::NormParams;
+use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{Kernel, Recorder};
 
 pub struct AddRmsNorm<'a> {
-    pub residual: &'a wgpu::Buffer,       // (batch * t, d), updated in place when delta is given
-    pub delta: Option<&'a wgpu::Buffer>,  // (batch * t, d)
-    pub weight: Option<&'a wgpu::Buffer>, // (d)
-    pub out: &'a wgpu::Buffer,            // (rows, d)
-    pub d: u32,
-    /// Rows of the residual: batch * t.
+    pub residual: TensorView<'a>,       // (batch * t_len, d), updated in place when delta is given
+    pub delta: Option<TensorView<'a>>,  // (batch * t_len, d)
+    pub weight: Option<TensorView<'a>>, // (d)
+    pub out: TensorView<'a>,            // (batch * t_len, d), or (batch, d) with last_only
     pub batch: u32,
     pub t_len: u32,
     /// Only the last position of each sequence (out has `batch` rows), for the final norm
@@ -23,15 +22,19 @@ pub struct AddRmsNorm<'a> {
 }
 
 pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
-    let all_rows = op.batch as u64 * op.t_len as u64;
-    let (rows, in_step, in_offset) = if op.last_only { (op.batch, op.t_len, op.t_len - 1) } else { (op.batch * op.t_len, 1, 0) };
-    check_len("add_rms_norm", "residual", op.residual, all_rows * op.d as u64)?;
-    check_len("add_rms_norm", "out", op.out, rows as u64 * op.d as u64)?;
-    let weight = optional_operand(rec, "add_rms_norm", "weight", op.weight, op.d as u64)?;
-    let delta = optional_operand(rec, "add_rms_norm", "delta", op.delta, all_rows * op.d as u64)?;
+    let d = op.residual.cols;
+    let all_rows = op.batch * op.t_len;
+    let (rows, in_step, in_offset) = if op.last_only { (op.batch, op.t_len, op.t_len - 1) } else { (all_rows, 1, 0) };
+    op.residual.expect_dense("add_rms_norm", "residual", ElementType::F32, all_rows, d)?;
+    op.out.expect_dense("add_rms_norm", "out", ElementType::F32, rows, d)?;
+    if let Some(delta) = op.delta {
+        delta.expect_dense("add_rms_norm", "delta", ElementType::F32, all_rows, d)?;
+    }
+    let weight = optional_vector(rec, "add_rms_norm", "weight", op.weight, d)?;
+    let delta = op.delta.map_or_else(|| rec.ctx().placeholder.clone(), |v| v.buffer.clone());
     let params = NormParams {
         rows,
-        d: op.d,
+        d,
         in_step,
         in_offset,
         add: op.delta.is_some() as u32,
@@ -39,6 +42,5 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
         has_weight: op.weight.is_some() as u32,
         _pad: 0,
     };
-    let kernel = Kernel::AddRmsNorm { small_workgroup: !rec.ctx().gpu_kernels };
-    rec.dispatch(kernel, &params, &[op.residual, &delta, &weight, op.out], [rows, 1, 1])
+    rec.dispatch(Kernel::AddRmsNorm, &params, &[op.residual.buffer, &delta, &weight, op.out.buffer], [rows, 1, 1])
 }

@@ -3,11 +3,10 @@
 //! vocabulary. `TopKReader` owns the buffers and reads one row per call; the sampler
 //! (`Sampler::sample_candidates`) finishes the chain on the candidates.
 
-use super::check_len;
 use crate::error::{Error, Result};
 use crate::gpu::params::TopKParams;
 use crate::gpu::readback::{read_buffers, Staging};
-use crate::gpu::tensor::storage;
+use crate::gpu::tensor::{storage, ElementType, TensorView};
 use crate::gpu::{GpuContext, Kernel, Recorder, Tape};
 
 /// Largest k the GPU path serves; a larger top-k reads the whole row.
@@ -38,31 +37,30 @@ pub enum TopKRow {
 
 /// The operands of shaders/top_k.wgsl for one row.
 pub struct TopK<'a> {
-    pub logits: &'a wgpu::Buffer, // (n)
-    pub n: u32,
+    pub logits: TensorView<'a>, // (n) f32
     pub k: u32,
-    pub penalized: &'a wgpu::Buffer, // (n_penalized) distinct token ids
-    pub n_penalized: u32,
+    pub penalized: TensorView<'a>, // (n_penalized) u32, distinct token ids
     pub penalty: f32,
-    pub keys: &'a wgpu::Buffer, // (n) scratch
-    pub out: &'a wgpu::Buffer,  // the count, then CAPACITY (id, value) pairs
+    pub keys: TensorView<'a>, // (n) u32 scratch
+    pub out: TensorView<'a>,  // (1 + 2 CAPACITY) u32: the count, then (id, value bits) pairs
 }
 
 /// Records the kernel; `out` receives the count of candidates, then the pairs.
 pub fn top_k(rec: &mut Recorder, op: &TopK) -> Result<()> {
-    let TopK { logits, n, k, penalized, n_penalized, penalty, keys, out } = *op;
+    let TopK { logits, k, penalized, penalty, keys, out } = *op;
+    let (n, n_penalized) = (logits.cols, penalized.cols);
     if k == 0 || k > n || k as usize > TOP_K_MAX {
         return Err(Error::invalid("top_k", format!("k = {k}: must be in 1..={} and at most the vocabulary ({n})", TOP_K_MAX)));
     }
     if !(penalty.is_finite() && penalty > 0.0) {
         return Err(Error::invalid("repetition_penalty", format!("{penalty}: must be finite and > 0")));
     }
-    check_len("top_k", "logits", logits, n as u64)?;
-    check_len("top_k", "penalized", penalized, n_penalized as u64)?;
-    check_len("top_k", "keys", keys, n as u64)?;
-    check_len("top_k", "out", out, 1 + 2 * CAPACITY as u64)?;
+    logits.expect_dense("top_k", "logits", ElementType::F32, 1, n)?;
+    penalized.expect_dense("top_k", "penalized", ElementType::U32, 1, n_penalized)?;
+    keys.expect_dense("top_k", "keys", ElementType::U32, 1, n)?;
+    out.expect_dense("top_k", "out", ElementType::U32, 1, 1 + 2 * CAPACITY as u32)?;
     let params = TopKParams { n, k, cap: CAPACITY as u32, n_penalized, penalty, inv_penalty: 1.0 / penalty, _pad: [0; 2] };
-    rec.dispatch(Kernel::TopK, &params, &[logits, penalized, keys, out], [1, 1, 1])
+    rec.dispatch(Kernel::TopK, &params, &[logits.buffer, penalized.buffer, keys.buffer, out.buffer], [1, 1, 1])
 }
 
 /// Buffers for picking the candidates of one row of `vocab` logits, reused call after call.
@@ -100,14 +98,12 @@ impl TopKReader {
         }
         let mut rec = self.tape.record(ctx);
         let op = TopK {
-            logits,
-            n: self.vocab as u32,
+            logits: TensorView::vector(logits, self.vocab as u32),
             k: request.k.min(self.vocab) as u32,
-            penalized: &self.penalized,
-            n_penalized: n_penalized as u32,
+            penalized: TensorView::u32(&self.penalized, 1, n_penalized as u32),
             penalty: request.penalty,
-            keys: &self.keys,
-            out: &self.out,
+            keys: TensorView::u32(&self.keys, 1, self.vocab as u32),
+            out: TensorView::u32(&self.out, 1, 1 + 2 * CAPACITY as u32),
         };
         top_k(&mut rec, &op)?;
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
