@@ -90,6 +90,7 @@ fn x_vec(m: u32, q: u32, wide: bool) -> vec4<f32> {
 }
 
 fn softplus(v: f32) -> f32 {
+    // log(1 + exp(v)), and v itself above 20 as PyTorch does (exp would lose nothing there).
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 

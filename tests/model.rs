@@ -16,10 +16,10 @@ use mamba_wgpu::reference::{self, RefState};
 use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
 use safetensors::{Dtype, SafeTensors};
 
-/// These tests use the two fixtures by name (mamba1-tiny, mamba1-small).
+/// These tests use the repository's fixtures by name (tests/fixtures/mamba1-tiny, mamba1-small).
 fn fixture(name: &str) -> PathBuf {
-    let dir = common::fixtures_root().join(name);
-    assert!(dir.is_dir(), "fixture {} is missing (set MAMBA_FIXTURES to the folder holding it)", dir.display());
+    let dir = common::fixture(name);
+    assert!(dir.is_dir(), "fixture {} is missing", dir.display());
     dir
 }
 
@@ -342,32 +342,34 @@ fn bad_prompts_are_errors_that_name_the_problem() {
     assert_eq!(s.position(), 0, "failed calls consume nothing");
 }
 
-/// The kernel variants for GPUs (tiled matmul, 8 lanes per matvec row) and for CPU devices
-/// give the same logits, prefill and decode, whichever the test machine's adapter is.
+/// Every position's logits of a prompt prefilled in several submits (chunks of 16 tokens)
+/// come back in (batch, length) order, equal to one submit's, at batch 3 with a short last
+/// chunk; and the state after it equals one submit's.
 #[test]
-fn gpu_and_cpu_kernel_styles_agree() {
-    let dir = fixture("mamba1-small");
-    let prompts = vec![prompt(130, 1000, 11)];
-    let mut per_style = Vec::new();
-    for gpu_style in [false, true] {
-        let ctx = common::own_ctx().with_kernel_style(gpu_style).unwrap();
-        let model = load(ctx, &dir, None).unwrap();
-        let mut s = Session::new(model, 1).unwrap();
-        let mut logits = pollster::block_on(s.prefill_all_logits(&prompts)).unwrap();
-        logits.extend(pollster::block_on(s.step(&[7])).unwrap());
-        per_style.push(logits);
+fn all_logits_across_prefill_chunks_keep_sequence_order() {
+    let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
+    let vocab = model.config.vocab_size as u32;
+    let prompts: Vec<Vec<u32>> = (0..3).map(|b| prompt(33, vocab, 20 + b)).collect();
+    let mut chunked = Session::with_chunk(model.clone(), 3, 16).unwrap();
+    let mut whole = Session::with_chunk(model, 3, 64).unwrap();
+    let got = pollster::block_on(chunked.prefill_all_logits(&prompts)).unwrap();
+    let want = pollster::block_on(whole.prefill_all_logits(&prompts)).unwrap();
+    common::assert_close("logits over 3 chunks vs 1", &got, &want, 1e-4);
+    let (got, want) = (pollster::block_on(chunked.read_state()).unwrap(), pollster::block_on(whole.read_state()).unwrap());
+    for (layer, ((gc, gs), (wc, ws))) in got.iter().zip(&want).enumerate() {
+        common::assert_close(&format!("conv state {layer}"), gc, wc, 1e-4);
+        common::assert_close(&format!("ssm state {layer}"), gs, ws, 1e-4);
     }
-    common::assert_close("gpu-style vs cpu-style kernels", &per_style[1], &per_style[0], 1e-4);
 }
 
-/// Top-k sampling on a GPU-style context picks its candidates on the GPU (ops::top_k, through
-/// the Generator); the tokens equal those of sampling the read-back rows of logits by hand.
+/// Top-k sampling picks its candidates on the GPU (ops::top_k, through the Generator); the
+/// tokens equal those of sampling the read-back rows of logits by hand.
 #[test]
 fn gpu_top_k_generation_matches_sampling_whole_rows() {
     use mamba_wgpu::generate::{Generator, StopConditions};
     use mamba_wgpu::sampling::{Sampler, SamplingParams};
     const TOKENS: usize = 16;
-    let model = load(common::own_ctx().with_kernel_style(true).unwrap(), &fixture("mamba1-small"), None).unwrap();
+    let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
     let vocab = model.config.vocab_size as u32;
     let start = prompt(12, vocab, 3);
     for params in [

@@ -6,9 +6,10 @@
 mod common;
 
 use half::f16;
-use mamba_wgpu::gpu::kernels::{ScanLoads, SCAN_CHUNK};
+use mamba_wgpu::bench::kernels::scan_per_state;
+use mamba_wgpu::gpu::kernels::SCAN_CHUNK;
 use mamba_wgpu::gpu::readback::read_f32;
-use mamba_wgpu::gpu::tensor::{storage, upload_f32, WeightData};
+use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
 use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
@@ -17,12 +18,6 @@ use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanSt
 use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
-
-/// The CPU kernel style with the matvec's and matmul's X loaded by every invocation, where the
-/// device would share it through subgroups (the default where its subgroups are 8 wide).
-fn cpu_style_own_x() -> std::sync::Arc<GpuContext> {
-    common::own_ctx().with_kernel_style(false).unwrap().with_shared_x(false).unwrap()
-}
 
 /// Records `f` on a fresh tape, submits, waits.
 fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
@@ -50,16 +45,8 @@ fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
 #[test]
 fn linear_matches_reference() {
     const TOL: f32 = 1e-4;
-    // Both styles (CPU devices: weights in row blocks, 8 rows per matvec invocation, the direct
-    // matmul; GPUs: row-major weights, 32 lanes per matvec row, the tiled matmul), weights
-    // split into many parts, and the CPU style loading X and W with 32-bit components where the
-    // device would use 64-bit ones (the default where it has 64-bit integers).
-    // The CPU style also with X loaded by every invocation where the device would share it
-    // through subgroups (the default where its subgroups are 8 wide: the matvec's
-    // block_x_subgroup.wgsl and the matmul's matmul_subgroup.wgsl).
-    let [cpu, gpu] = common::both_styles();
-    let cpu_u32_loads = common::own_ctx().with_kernel_style(false).unwrap().with_int64_loads(false).unwrap();
-    let contexts = [cpu, gpu, common::own_ctx().with_max_binding_bytes(4096).unwrap(), cpu_u32_loads, cpu_style_own_x()];
+    // Whole weights, and weights split into many parts (at 4096 bytes).
+    let contexts = [common::ctx(), common::own_ctx().with_max_binding_bytes(4096).unwrap()];
     let mut case = 0u64;
     for &(m, n, k) in &[
         (1usize, 1usize, 1usize),
@@ -73,27 +60,19 @@ fn linear_matches_reference() {
         (130, 31, 64),
         (3, 7, 1000),
         (3000, 33, 40),
-        // With the CPU style's subgroups: X shared a whole group of units per load, at
-        // batch 5 in f16 and 2 in f32 (shaders/block_x_subgroup.wgsl; earlier shapes cover
-        // batch 8 in f32, 1 in f16, and the one-value-per-lane path).
         (5, 72, 48),
         (2, 130, 96),
-        // The CPU style's subgroup matmul (shaders/matmul_subgroup.wgsl: k and n multiples of
-        // 8 and 4, X's rows 32-byte aligned) over partial tiles of 32 rows and 32 columns and a
-        // last block of W shorter than 64 rows, and (260 rows of W) over the parts of a
-        // weight split at 4096 bytes.
+        // Partial 64 x 64 tiles, and (260 rows of W) the parts of a weight split at 4096 bytes.
         (50, 200, 136),
         (300, 260, 8),
     ] {
         for f16_weights in [false, true] {
             for (variant, ctx) in contexts.iter().enumerate() {
                 case += 1;
-                let split = variant == 2;
-                let style = ctx.kernel_style();
-                // Rows aligned to 16 bytes take the 16-byte loads of X (when k allows), rows
-                // aligned to 32 the subgroup matmul's 32-byte ones (always with the first
-                // context, so that it runs in f32 and f16), others the element path.
-                let alignment = if variant == 0 { 2 } else { case % 3 };
+                let split = variant == 1;
+                // Rows of X aligned to 16 bytes take the matvec's 16-byte loads (when k
+                // allows), others the element path; offsets and strides vary with the case.
+                let alignment = case % 3;
                 let (x_offset, x_stride) = match alignment {
                     0 => (3, k + 5),
                     1 => (4, k.next_multiple_of(4) + 4),
@@ -128,15 +107,10 @@ fn linear_matches_reference() {
                     linear(
                         rec,
                         &Linear {
-                            x: &x_buf,
-                            x_stride: x_stride as u32,
-                            x_offset: x_offset as u32,
-                            rows: m as u32,
+                            x: TensorView { row_stride: x_stride as u32, ..TensorView::f32(&x_buf, m as u32, k as u32) }.columns(x_offset as u32, k as u32),
                             weight: &weight,
-                            bias: Some(&b_buf),
-                            y: &y_buf,
-                            y_stride: n as u32,
-                            y_offset: 0,
+                            bias: Some(TensorView::vector(&b_buf, n as u32)),
+                            y: TensorView::f32(&y_buf, m as u32, n as u32),
                             activation,
                             rms_norm_eps,
                             accumulate,
@@ -157,7 +131,7 @@ fn linear_matches_reference() {
                 }
                 let got = read(ctx, &y_buf, m * n);
                 let options = format!("rms_norm={} accumulate={accumulate}", rms_norm_eps.is_some());
-                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} kernels={style} {options}"), &got, &want, TOL);
+                assert_close(&format!("linear m={m} n={n} k={k} f16={f16_weights} split={split} {options}"), &got, &want, TOL);
             }
         }
     }
@@ -165,9 +139,7 @@ fn linear_matches_reference() {
 
 #[test]
 fn add_rms_norm_matches_reference() {
-    for ctx in common::both_styles() {
-        rms_norm_cases(&ctx);
-    }
+    rms_norm_cases(&common::ctx());
 }
 
 fn rms_norm_cases(ctx: &GpuContext) {
@@ -186,11 +158,10 @@ fn rms_norm_cases(ctx: &GpuContext) {
                 add_rms_norm(
                     rec,
                     &AddRmsNorm {
-                        residual: &r_buf,
-                        delta: with_delta.then_some(&d_buf),
-                        weight: with_weight.then_some(&w_buf),
-                        out: &out,
-                        d: d as u32,
+                        residual: TensorView::f32(&r_buf, (batch * t) as u32, d as u32),
+                        delta: with_delta.then(|| TensorView::f32(&d_buf, (batch * t) as u32, d as u32)),
+                        weight: with_weight.then(|| TensorView::vector(&w_buf, d as u32)),
+                        out: TensorView::f32(&out, if last_only { batch } else { batch * t } as u32, d as u32),
                         batch: batch as u32,
                         t_len: t as u32,
                         last_only,
@@ -212,11 +183,8 @@ fn rms_norm_cases(ctx: &GpuContext) {
 
 #[test]
 fn embedding_gathers_rows_across_parts() {
-    for gpu_style in [false, true] {
-        // Parts of 85 (f32) or 170 (f16) rows: whole and partial blocks of 64 rows.
-        let ctx = common::own_ctx().with_max_binding_bytes(8192).unwrap().with_kernel_style(gpu_style).unwrap();
-        gather_rows_across_parts(&ctx);
-    }
+    // Parts of 85 (f32) or 170 (f16) rows.
+    gather_rows_across_parts(&common::own_ctx().with_max_binding_bytes(8192).unwrap());
 }
 
 fn gather_rows_across_parts(ctx: &GpuContext) {
@@ -240,7 +208,8 @@ fn gather_rows_across_parts(ctx: &GpuContext) {
         });
         ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
         let out = storage(ctx, "out", ids.len() * d);
-        run(ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, &ids_buf, ids.len() as u32, &out));
+        let rows = ids.len() as u32;
+        run(ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, TensorView::u32(&ids_buf, rows, 1), TensorView::f32(&out, rows, d as u32)));
         let src = if f16_weights { &rounded } else { &table };
         let want: Vec<f32> = ids.iter().flat_map(|&i| src[i as usize * d..][..d].to_vec()).collect();
         assert_close(&format!("embedding f16={f16_weights}"), &read(ctx, &out, want.len()), &want, 0.0);
@@ -257,21 +226,18 @@ fn argmax_picks_the_first_largest() {
     logits[2 * n + 999] = 7.0;
     let l_buf = upload_f32(&ctx, "logits", &logits);
     let ids = storage(&ctx, "ids", 3);
-    run(&ctx, |rec| mamba_wgpu::ops::argmax::argmax(rec, &l_buf, 3, n as u32, &ids));
+    run(&ctx, |rec| mamba_wgpu::ops::argmax::argmax(rec, TensorView::f32(&l_buf, 3, n as u32), TensorView::u32(&ids, 3, 1)));
     let got: Vec<u32> = bytemuck::cast_slice(&read(&ctx, &ids, 3)).to_vec();
     let want: Vec<u32> = logits.chunks(n).map(|row| mamba_wgpu::sampling::argmax(row).unwrap()).collect();
     assert_eq!(got, want);
     assert_eq!(got[1], 17);
 }
 
-/// Conv over a prompt (conv_prefill + conv_state_update, or on CPU devices conv_walk where the
-/// channels come in fours) and the one-token conv_step, from a non-zero state, with and
+/// Conv over a prompt (conv_prefill + conv_state_update) and the one-token conv_step, from a non-zero state, with and
 /// without a bias: output and the new state against the reference.
 #[test]
 fn conv1d_matches_reference() {
-    for ctx in common::both_styles() {
-        conv1d_cases(&ctx);
-    }
+    conv1d_cases(&common::ctx());
 }
 
 fn conv1d_cases(ctx: &GpuContext) {
@@ -295,23 +261,20 @@ fn conv1d_cases(ctx: &GpuContext) {
                     conv1d_silu(
                         rec,
                         &Conv1d {
-                            x: &x_buf,
-                            x_stride: x_stride as u32,
-                            weight: &w_buf,
-                            bias: b_buf.as_ref(),
-                            state: &s_buf,
-                            out: &out,
+                            x: TensorView::f32(&x_buf, (batch * t) as u32, x_stride as u32).columns(0, channels as u32),
+                            weight: TensorView::f32(&w_buf, channels as u32, k as u32),
+                            bias: b_buf.as_ref().map(|b| TensorView::vector(b, channels as u32)),
+                            state: TensorView::f32(&s_buf, (batch * channels) as u32, k as u32),
+                            out: TensorView::f32(&out, (batch * t) as u32, channels as u32),
                             batch: batch as u32,
                             t_len: t as u32,
-                            channels: channels as u32,
-                            k: k as u32,
                         },
                     )
                 });
                 let x: Vec<f32> = xz.chunks(x_stride).flat_map(|r| r[..channels].to_vec()).collect();
                 let mut state = state0.clone();
                 let want = reference::conv1d_silu(&x, &mut state, &weight, bias.as_deref(), batch, channels, k);
-                let label = format!("conv1d batch={batch} channels={channels} k={k} t={t} bias={} kernels={}", bias.is_some(), ctx.kernel_style());
+                let label = format!("conv1d batch={batch} channels={channels} k={k} t={t} bias={}", bias.is_some());
                 assert_close(&label, &read(ctx, &out, want.len()), &want, TOL);
                 assert_close(&format!("{label} state"), &read(ctx, &s_buf, state.len()), &state, 0.0);
             }
@@ -358,7 +321,7 @@ impl ScanCase {
     }
 
     /// (y, final h) from the GPU kernel `kind`.
-    fn gpu(&self, ctx: &GpuContext, kind: ScanKind) -> (Vec<f32>, Vec<f32>) {
+    fn gpu(&self, ctx: &GpuContext, kind: Kind) -> (Vec<f32>, Vec<f32>) {
         let up = |label: &str, v: &[f32]| upload_f32(ctx, label, v);
         let (x, dt, xdbl, xz, a, d_skip, h) = (
             up("x", &self.x),
@@ -370,22 +333,23 @@ impl ScanCase {
             up("h", &self.h0),
         );
         let y = storage(ctx, "y", self.batch * self.t * self.d_inner);
+        let (rows, di, n) = ((self.batch * self.t) as u32, self.d_inner as u32, self.d_state as u32);
         let scan = Scan {
-            x: &x,
-            dt: &dt,
-            xdbl: &xdbl,
-            xz: &xz,
-            a: &a,
-            d_skip: &d_skip,
-            h: &h,
-            y: &y,
+            x: TensorView::f32(&x, rows, di),
+            dt: TensorView::f32(&dt, rows, di),
+            xdbl: TensorView::f32(&xdbl, rows, (self.dt_rank + 2 * self.d_state) as u32),
+            z: TensorView::f32(&xz, rows, 2 * di).columns(di, di),
+            a: TensorView::f32(&a, di, n),
+            d_skip: TensorView::vector(&d_skip, di),
+            h: TensorView::f32(&h, self.batch as u32 * di, n),
+            y: TensorView::f32(&y, rows, di),
             batch: self.batch as u32,
             t_len: self.t as u32,
-            d_inner: self.d_inner as u32,
-            d_state: self.d_state as u32,
-            dt_rank: self.dt_rank as u32,
         };
-        run(ctx, |rec| selective_scan(rec, &scan, kind));
+        run(ctx, |rec| match kind {
+            Kind::Engine(kind) => selective_scan(rec, &scan, kind),
+            Kind::PerState { subgroups } => scan_per_state(rec, &scan, subgroups),
+        });
         (read(ctx, &y, self.batch * self.t * self.d_inner), read(ctx, &h, self.h0.len()))
     }
 
@@ -403,29 +367,26 @@ impl ScanCase {
 
 const CHUNK: usize = SCAN_CHUNK as usize;
 
-/// Both scan kernels against the reference, from a non-zero initial state; on CPU devices
-/// with 64-bit integers also with the sequential scan's loads at most four values wide.
+/// A scan kernel: the engine's two, or the benchmark's per-state baseline.
+#[derive(Clone, Copy, Debug)]
+enum Kind {
+    Engine(ScanKind),
+    PerState { subgroups: bool },
+}
+
+/// Every scan kernel against the reference, from a non-zero initial state.
 #[test]
 fn scan_kernels_match_reference() {
-    for ctx in common::both_styles() {
-        scan_cases(&ctx);
-    }
-    let cpu = common::own_ctx().with_kernel_style(false).unwrap();
-    if cpu.adapter.shader_int64 {
-        scan_cases(&cpu.with_scan_loads(ScanLoads::Quads).unwrap());
-    }
+    scan_cases(&common::ctx());
 }
 
 fn scan_cases(ctx: &GpuContext) {
     const TOL: f32 = 2e-4;
     let mut seed = 0;
     for &batch in &[1, 3] {
-        // d_state and dt_rank multiples of 4 (the last three cases) take the CPU style's vec4
-        // loads, multiples of 8 (the last two) its u64 loads where the device has them; with
-        // d_state 16 and d_inner a multiple of 4 (the last two; 260 channels over two
-        // workgroups) its sequential scan holds the state in registers
-        // (shaders/scan_sequential_int64.wgsl).
-        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (42, 16, 8), (40, 16, 8), (260, 16, 8)] {
+        // d_inner over several workgroups (260), d_state up to the largest the chunked scan
+        // holds (64), odd sizes.
+        for &(d_inner, d_state, dt_rank) in &[(1, 1, 3), (17, 5, 3), (40, 16, 3), (40, 12, 4), (42, 16, 8), (40, 16, 8), (260, 16, 8), (19, 64, 5)] {
             for &t in &[1, 2, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 7, 3000] {
                 seed += 10;
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);
@@ -444,10 +405,10 @@ fn scan_cases(ctx: &GpuContext) {
 /// Every scan kernel of `ctx`: the benchmark's per-state baseline with its sums in workgroup
 /// memory and, where the device has subgroups, by subgroupAdd (on lavapipe, whose subgroups
 /// are 8 wide, a workgroup of 16 states is two subgroups).
-fn scan_kinds(ctx: &GpuContext) -> Vec<ScanKind> {
-    let mut kinds = vec![ScanKind::Chunked, ScanKind::Sequential, ScanKind::PerState { subgroups: false }];
+fn scan_kinds(ctx: &GpuContext) -> Vec<Kind> {
+    let mut kinds = vec![Kind::Engine(ScanKind::Chunked), Kind::Engine(ScanKind::Sequential), Kind::PerState { subgroups: false }];
     if ctx.adapter.subgroups {
-        kinds.push(ScanKind::PerState { subgroups: true });
+        kinds.push(Kind::PerState { subgroups: true });
     }
     kinds
 }
@@ -459,8 +420,8 @@ fn chunked_scan_equals_sequential_scan() {
     let ctx = common::ctx();
     for &(batch, t) in &[(1, 10 * CHUNK + 3), (3, 4 * CHUNK)] {
         let case = ScanCase::new(batch, t, 33, 16, 3, 777 + t as u64);
-        let (y_chunked, h_chunked) = case.gpu(&ctx, ScanKind::Chunked);
-        let (y_seq, h_seq) = case.gpu(&ctx, ScanKind::Sequential);
+        let (y_chunked, h_chunked) = case.gpu(&ctx, Kind::Engine(ScanKind::Chunked));
+        let (y_seq, h_seq) = case.gpu(&ctx, Kind::Engine(ScanKind::Sequential));
         assert_close(&format!("chunked vs sequential y, t={t}"), &y_chunked, &y_seq, TOL);
         assert_close(&format!("chunked vs sequential h, t={t}"), &h_chunked, &h_seq, TOL);
     }
@@ -474,29 +435,31 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
     let y = storage(&ctx, "y", 3); // needs 2 rows x 4
     let mut tape = Tape::new(&ctx, "test", 4);
     let mut rec = tape.record(&ctx);
-    let err = linear(&mut rec, &Linear::dense(&x, 2, &weight, &y)).unwrap_err().to_string();
+    let err = linear(&mut rec, &Linear::new(TensorView::f32(&x, 2, 8), &weight, TensorView::f32(&y, 2, 4))).unwrap_err().to_string();
     assert!(err.contains("linear.x") || err.contains("linear.y"), "{err}");
+    // Shapes that disagree with the weight's.
+    let err = linear(&mut rec, &Linear::new(TensorView::f32(&x, 1, 7), &weight, TensorView::f32(&y, 1, 3))).unwrap_err().to_string();
+    assert!(err.contains("linear.x") && err.contains("(1, 7)"), "{err}");
+    // An element type the kernel does not read.
+    let err = linear(&mut rec, &Linear::new(TensorView::u32(&x, 1, 8), &weight, TensorView::f32(&y, 1, 4))).unwrap_err().to_string();
+    assert!(err.contains("U32"), "{err}");
     // The matvec's options with more rows than the matvec takes.
     let (x, y) = (storage(&ctx, "x", 9 * 8), storage(&ctx, "y", 9 * 4));
-    let norm = Linear { rms_norm_eps: Some(1e-5), ..Linear::dense(&x, 9, &weight, &y) };
+    let norm = Linear { rms_norm_eps: Some(1e-5), ..Linear::new(TensorView::f32(&x, 9, 8), &weight, TensorView::f32(&y, 9, 4)) };
     let err = linear(&mut rec, &norm).unwrap_err().to_string();
     assert!(err.contains("at most 8 rows"), "{err}");
 }
 
-/// The decode step with the dt projection fused in (step_dt) against the reference: dt =
-/// softplus(dt_low . dt_proj^T + bias), then the scan step; both weight layouts, f32 and f16
-/// dt_proj, dt_rank not a multiple of the 16-byte unit, d_inner with a partial row block,
-/// d_state and dt_rank above 16 (more than one state and dt_low element per invocation on GPUs),
-/// and on CPU devices the vec4 loads (d_state and dt_rank multiples of 4; dt_rank 12 ends in the
-/// first half of an f16 unit) and the u64 loads (multiples of 8, where the device has 64-bit
-/// integers; d_inner 37 ends in the middle of an invocation's 4 channels), and with d_state 16
-/// and d_inner a multiple of 4 (the last two: a short last block of 8 rows, and several
-/// workgroups) the CPU style's step_dt_quads (shaders/scan_sequential_int64.wgsl).
+/// The decode step with the dt projection fused in (step_dt_states) against the reference:
+/// dt = softplus(dt_low . dt_proj^T + bias), then the scan step; f32 and f16 dt_proj, dt_rank
+/// not a multiple of the 16-byte unit, d_inner not a multiple of the workgroup's 4 channels,
+/// d_state and dt_rank above 16 (more than one state and dt_low element per invocation).
 #[test]
 fn scan_step_with_fused_dt_matches_reference() {
     const TOL: f32 = 2e-4;
     let mut seed = 5000;
-    for ctx in common::both_styles() {
+    let ctx = common::ctx();
+    {
         for &(batch, d_inner, d_state, dt_rank) in &[
             (1, 1, 1, 1),
             (1, 100, 16, 5),
@@ -538,25 +501,20 @@ fn scan_step_with_fused_dt_matches_reference() {
                     up("h", &case.h0),
                     up("b", &bias),
                 );
+                let (b, di, n) = (batch as u32, d_inner as u32, d_state as u32);
                 let step = ScanStepDt {
-                    x_y: &x_y,
-                    xdbl: &xdbl,
-                    xz: &xz,
-                    a: &a,
-                    d_skip: &d_skip,
-                    h: &h,
+                    x_y: TensorView::f32(&x_y, b, di),
+                    xdbl: TensorView::f32(&xdbl, b, width as u32),
+                    z: TensorView::f32(&xz, b, 2 * di).columns(di, di),
+                    a: TensorView::f32(&a, di, n),
+                    d_skip: TensorView::vector(&d_skip, di),
+                    h: TensorView::f32(&h, b * di, n),
                     dt_proj: &dt_proj,
-                    dt_bias: &dt_bias,
-                    batch: batch as u32,
-                    d_inner: d_inner as u32,
-                    d_state: d_state as u32,
-                    dt_rank: dt_rank as u32,
+                    dt_bias: TensorView::vector(&dt_bias, di),
+                    batch: b,
                 };
                 run(&ctx, |rec| scan_step_dt(rec, &step));
-                let label = format!(
-                    "step_dt gpu_style={} batch={batch} d_inner={d_inner} d_state={d_state} dt_rank={dt_rank} f16={f16_weights}",
-                    ctx.gpu_kernels
-                );
+                let label = format!("step_dt batch={batch} d_inner={d_inner} d_state={d_state} dt_rank={dt_rank} f16={f16_weights}");
                 assert_close(&format!("{label} y"), &read(&ctx, &x_y, want_y.len()), &want_y, TOL);
                 assert_close(&format!("{label} h"), &read(&ctx, &h, want_h.len()), &want_h, TOL);
             }
@@ -567,16 +525,13 @@ fn scan_step_with_fused_dt_matches_reference() {
 /// in_proj then the decode conv step on its x half (one kernel where d_conv is 4, two
 /// dispatches otherwise: the d_conv 3 case) against the reference matmul then conv1d: the conv
 /// output, the new conv state and in_proj's z half; f32 and f16 weights, with and without
-/// biases, aligned and unaligned k, whole and partial row blocks, with and without the input's
-/// RMSNorm.
+/// biases, aligned and unaligned k, batch 1 to 8, with and without the input's RMSNorm.
 #[test]
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
     let mut seed = 9000;
-    // Both styles, and the CPU style with X loaded by every invocation. The last case has
-    // k a multiple of 16 (the CPU style's X shared a group of units per load, as in real
-    // models), batch 8, and a row block that holds both conv channels and z rows.
-    for ctx in common::both_styles().into_iter().chain([cpu_style_own_x()]) {
+    let ctx = common::ctx();
+    {
         for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true), (8, 72, 48, 4, true)] {
             for (f16_weights, rms_norm) in [(false, false), (true, false), (false, true), (true, true)] {
                 seed += 10;
@@ -609,24 +564,24 @@ fn in_proj_with_conv_step_matches_reference() {
                     upload_f32(&ctx, "s", &state0),
                 );
                 let (xz, x_conv) = (storage(&ctx, "xz", batch * n), storage(&ctx, "x_conv", batch * channels));
-                let in_proj = Linear { bias: biases.then_some(&in_bias_buf), rms_norm_eps, ..Linear::dense(&x_buf, batch as u32, &weight, &xz) };
+                let (b, c) = (batch as u32, channels as u32);
+                let xz_view = TensorView::f32(&xz, b, n as u32);
+                let in_proj = Linear {
+                    bias: biases.then(|| TensorView::vector(&in_bias_buf, n as u32)),
+                    rms_norm_eps,
+                    ..Linear::new(TensorView::f32(&x_buf, b, k_in as u32), &weight, xz_view)
+                };
                 let conv = Conv1d {
-                    x: &xz,
-                    x_stride: n as u32,
-                    weight: &conv_w_buf,
-                    bias: biases.then_some(&conv_b_buf),
-                    state: &state,
-                    out: &x_conv,
-                    batch: batch as u32,
+                    x: xz_view.columns(0, c),
+                    weight: TensorView::f32(&conv_w_buf, c, conv_k as u32),
+                    bias: biases.then(|| TensorView::vector(&conv_b_buf, c)),
+                    state: TensorView::f32(&state, b * c, conv_k as u32),
+                    out: TensorView::f32(&x_conv, b, c),
+                    batch: b,
                     t_len: 1,
-                    channels: channels as u32,
-                    k: conv_k as u32,
                 };
                 run(&ctx, |rec| linear_conv_step(rec, &in_proj, &conv));
-                let label = format!(
-                    "in_proj+conv gpu_style={} batch={batch} channels={channels} k={k_in} f16={f16_weights} rms_norm={rms_norm}",
-                    ctx.gpu_kernels
-                );
+                let label = format!("in_proj+conv batch={batch} channels={channels} k={k_in} f16={f16_weights} rms_norm={rms_norm}");
                 assert_close(&format!("{label} x_conv"), &read(&ctx, &x_conv, conv_want.len()), &conv_want, TOL);
                 assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);
                 let z = |xz: &[f32]| -> Vec<f32> { xz.chunks(n).flat_map(|row| row[channels..].to_vec()).collect() };
@@ -642,7 +597,8 @@ fn in_proj_with_conv_step_matches_reference() {
 #[test]
 fn top_k_candidates_match_reference() {
     use mamba_wgpu::ops::top_k::{TopKReader, TopKRequest, TopKRow, CAPACITY, TOP_K_MAX};
-    for ctx in common::both_styles() {
+    let ctx = common::ctx();
+    {
         let mut case = 0u64;
         for &(vocab, k) in &[(1usize, 1usize), (7, 3), (7, 20), (300, 1), (300, 40), (5000, TOP_K_MAX), (50280, 40)] {
             for (penalty, ties) in [(1.0f32, false), (1.3, false), (0.7, true)] {
@@ -663,7 +619,7 @@ fn top_k_candidates_match_reference() {
 
                 let want: Vec<(u32, u32)> =
                     reference::top_k_candidates(&row, &request.penalized, penalty, k).into_iter().map(|(id, x)| (id, x.to_bits())).collect();
-                let label = format!("top-k vocab={vocab} k={k} penalty={penalty} ties={ties} gpu_style={}", ctx.gpu_kernels);
+                let label = format!("top-k vocab={vocab} k={k} penalty={penalty} ties={ties}");
                 match got {
                     TopKRow::Candidates(candidates) => {
                         let mut got: Vec<(u32, u32)> = candidates.iter().map(|&(id, x)| (id, x.to_bits())).collect();
@@ -705,83 +661,4 @@ fn bandwidth_probe_reads_every_byte_it_times() {
     let mut probe = mamba_wgpu::bench::probes::BandwidthProbe::new(&ctx).unwrap_or_else(|e| panic!("{e}"));
     let gb_s = probe.measure(&ctx).unwrap();
     assert!(gb_s.is_finite() && gb_s > 0.0, "bandwidth {gb_s} GB/s");
-}
-
-/// The CPU style's fast kernels are the ones the shapes of the releases take (d_state 16,
-/// dt_rank and widths multiples of 8), so that a change to their conditions cannot send those
-/// shapes back to the older kernels unnoticed (the other tests would still pass). Where the
-/// device lacks what a fast kernel needs (64-bit integers, subgroups of exactly 8), the
-/// expected kernel is the one it falls back to.
-#[test]
-fn cpu_style_takes_the_fast_kernels_at_release_shapes() {
-    use mamba_wgpu::gpu::Kernel;
-    let ctx = common::own_ctx().with_kernel_style(false).unwrap();
-    let (d_model, d_inner, d_state, dt_rank, t) = (64usize, 128usize, 16usize, 8usize, 20usize);
-    let values = |n: usize| upload_f32(&ctx, "values", &random_values(n as u64, n, 0.5));
-    let weight = |rows: usize, cols: usize| GpuWeight::upload(&ctx, "w", rows, cols, WeightData::F16(&vec![0x3c00; rows * cols])).unwrap();
-    let (in_proj, dt_proj) = (weight(2 * d_inner, d_model), weight(d_inner, dt_rank));
-    let (x, xz, y) = (values(t * d_model), values(t * 2 * d_inner), storage(&ctx, "y", t * 2 * d_inner));
-    let (conv_w, conv_state, conv_out) = (values(d_inner * 4), values(d_inner * 4), storage(&ctx, "conv", t * d_inner));
-    let (dt, xdbl, a, d_skip, h) =
-        (values(t * d_inner), values(t * (dt_rank + 2 * d_state)), values(d_inner * d_state), values(d_inner), values(d_inner * d_state));
-    let mut tape = Tape::new(&ctx, "kernels", 16);
-    let mut rec = tape.record(&ctx);
-    linear(&mut rec, &Linear::dense(&x, t as u32, &in_proj, &y)).unwrap();
-    let conv = Conv1d {
-        x: &xz,
-        x_stride: 2 * d_inner as u32,
-        weight: &conv_w,
-        bias: None,
-        state: &conv_state,
-        out: &conv_out,
-        batch: 1,
-        t_len: t as u32,
-        channels: d_inner as u32,
-        k: 4,
-    };
-    conv1d_silu(&mut rec, &conv).unwrap();
-    let (b, l, di, n, r) = (1, t as u32, d_inner as u32, d_state as u32, dt_rank as u32);
-    let scan = Scan {
-        x: &conv_out,
-        dt: &dt,
-        xdbl: &xdbl,
-        xz: &xz,
-        a: &a,
-        d_skip: &d_skip,
-        h: &h,
-        y: &y,
-        batch: b,
-        t_len: l,
-        d_inner: di,
-        d_state: n,
-        dt_rank: r,
-    };
-    selective_scan(&mut rec, &scan, ScanKind::Sequential).unwrap();
-    let step = ScanStepDt {
-        x_y: &conv_out,
-        xdbl: &xdbl,
-        xz: &xz,
-        a: &a,
-        d_skip: &d_skip,
-        h: &h,
-        dt_proj: &dt_proj,
-        dt_bias: &d_skip,
-        batch: b,
-        d_inner: di,
-        d_state: n,
-        dt_rank: r,
-    };
-    scan_step_dt(&mut rec, &step).unwrap();
-    drop(rec);
-
-    let int64 = ctx.int64_loads;
-    let matmul =
-        if int64 && ctx.shared_x { Kernel::MatmulSubgroup { f16: true, softplus: false } } else { Kernel::MatmulDirect { f16: true, int64 } };
-    let scan_loads = if int64 { ScanLoads::Int64 } else { ScanLoads::Quads };
-    let (scan, step) = if int64 {
-        (Kernel::ScanSequential, Kernel::ScanStepDtQuads { f16: true })
-    } else {
-        (Kernel::ScanStep { channels: 4, loads: scan_loads }, Kernel::ScanStepDt { f16: true, blocks: true, channels: 4, loads: scan_loads })
-    };
-    assert_eq!(tape.kernels(), vec![matmul, Kernel::ConvWalk, scan, step], "kernels on {}", ctx.adapter.name);
 }

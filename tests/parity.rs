@@ -1,5 +1,5 @@
-//! Parity with Hugging Face `transformers`: for every fixture folder under $MAMBA_FIXTURES
-//! (default ../shared/fixtures) the engine must reproduce the oracle's logits over the whole
+//! Parity with Hugging Face `transformers`: for every fixture folder under tests/fixtures and
+//! under the folders listed in $MAMBA_FIXTURES, the engine must reproduce the oracle's logits over the whole
 //! prompt (max |diff| <= 1e-3), its recurrent states after the prompt (same layout, <= 1e-3)
 //! and its 12 greedy tokens exactly. A folder that cannot be checked fails with the reason.
 

@@ -1,10 +1,11 @@
-//! Every shader module (the shaders/*.wgsl files, alone or joined as gpu::kernels::MODULES
-//! lists them) parses and validates with naga, fits WebGPU's default limits (16 KiB workgroup
-//! memory, 256 invocations, 8 storage buffers per stage), and translates to SPIR-V, MSL and
-//! HLSL for every entry point and every value of its `override` constants, so a shader that
-//! Vulkan, Metal or DX12 would reject fails here, on any machine. Modules that use 64-bit
-//! integers or subgroup operations are checked with that capability added (they run only where
-//! the device has it).
+//! Every shader file (shaders/*.wgsl, and the benchmark's shaders/bench/*.wgsl) is a complete
+//! module: it parses and validates alone with naga, fits WebGPU's default limits (16 KiB
+//! workgroup memory, 256 invocations, 8 storage buffers per stage), and translates to SPIR-V,
+//! MSL and HLSL for every entry point and every value of its `override` constants, so a shader
+//! that Vulkan, Metal or DX12 would reject fails here, on any machine. The files whose names
+//! say `subgroup` are checked with subgroup operations (they run only where the device has
+//! them). Every Rust parameter block matches the WGSL struct it mirrors, field by field, and
+//! the constants Rust sizes dispatches with equal the shaders' own.
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use naga::{AddressSpace, ShaderStage};
@@ -13,79 +14,228 @@ const MAX_WORKGROUP_BYTES: u32 = 16 * 1024;
 const MAX_INVOCATIONS: u32 = 256;
 const MAX_STORAGE_BUFFERS: usize = 8;
 
+/// (name under shaders/, text) of every .wgsl file there and in shaders/bench/.
 fn shader_files() -> Vec<(String, String)> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut files: Vec<(String, String)> = std::fs::read_dir(&dir)
-        .expect("shaders/ exists")
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
-        .collect();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let mut files = Vec::new();
+    for (dir, prefix) in [(root.clone(), ""), (root.join("bench"), "bench/")] {
+        for path in std::fs::read_dir(&dir).expect("shaders/ exists").filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_some_and(|x| x == "wgsl") {
+                files.push((format!("{prefix}{}", path.file_name().unwrap().to_string_lossy()), std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
     files.sort();
-    assert!(files.len() >= 8, "expected the engine's kernels in {}", dir.display());
+    assert!(files.len() >= 12, "expected the engine's and the benchmark's kernels under {}", root.display());
     files
 }
 
-fn validate(module: &naga::Module, int64: bool, subgroup: bool) -> Result<naga::valid::ModuleInfo, String> {
+fn needs_subgroups(name: &str) -> bool {
+    name.contains("subgroup")
+}
+
+fn validate(module: &naga::Module, subgroup: bool) -> Result<naga::valid::ModuleInfo, String> {
     // No optional capabilities beyond f16 packing in f32 (unpack2x16float), which WebGPU
-    // guarantees on every device (naga lists it because some GL targets lack it), and 64-bit
-    // integers or subgroup operations in the modules meant for devices that have them.
+    // guarantees on every device (naga lists it because some GL targets lack it), and subgroup
+    // operations in the files meant for devices that have them.
     let mut capabilities = Capabilities::SHADER_FLOAT16_IN_FLOAT32;
-    capabilities.set(Capabilities::SHADER_INT64, int64);
     capabilities.set(Capabilities::SUBGROUP, subgroup);
     Validator::new(ValidationFlags::all(), capabilities).validate(module).map_err(|e| format!("{e:?}"))
 }
 
+fn parse(name: &str) -> naga::Module {
+    let (_, source) = shader_files().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no shader {name}"));
+    naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| panic!("{name}: {}", e.emit_to_string(&source)))
+}
+
 #[test]
-fn every_shader_is_embedded_and_in_a_module() {
-    use mamba_wgpu::gpu::kernels::{MODULES, SHADERS};
+fn every_shader_is_embedded() {
+    let engine = mamba_wgpu::gpu::kernels::SHADERS;
+    let bench = mamba_wgpu::bench::kernels::SHADERS;
     for (name, source) in shader_files() {
-        let embedded = SHADERS.iter().find(|(n, _)| *n == name);
-        assert_eq!(embedded.map(|(_, s)| *s), Some(source.as_str()), "{name} is not embedded in gpu::kernels::SHADERS");
-        assert!(MODULES.iter().any(|m| m.files.contains(&name.as_str())), "{name} is in no module of gpu::kernels::MODULES");
+        let embedded = engine.iter().chain(bench).find(|(n, _)| *n == name);
+        assert_eq!(embedded.map(|(_, s)| *s), Some(source.as_str()), "{name} is not embedded in gpu::kernels or bench::kernels SHADERS");
+    }
+}
+
+/// Each kernel the engine runs names a file and an entry point that exist.
+#[test]
+fn every_kernel_names_an_entry_point_of_its_file() {
+    use mamba_wgpu::gpu::Kernel;
+    let kernels = [
+        Kernel::Embedding { f16: true },
+        Kernel::AddRmsNorm,
+        Kernel::Matmul { f16: false },
+        Kernel::Matvec { f16: true, batch: 3 },
+        Kernel::MatvecConv { f16: false, batch: 1 },
+        Kernel::ConvPrefill,
+        Kernel::ConvStateUpdate,
+        Kernel::ConvStep,
+        Kernel::ScanChunked,
+        Kernel::ScanSequential,
+        Kernel::ScanStepStates { f16: true },
+        Kernel::Argmax,
+        Kernel::TopK,
+    ];
+    for kernel in kernels {
+        let spec = kernel.spec();
+        let module = parse(spec.file);
+        assert!(module.entry_points.iter().any(|e| e.name == spec.entry), "{kernel:?}: no entry point {} in {}", spec.entry, spec.file);
+        for (name, _) in &spec.constants {
+            assert!(module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(name)), "{kernel:?}: no override {name} in {}", spec.file);
+        }
     }
 }
 
 #[test]
-fn every_module_validates_fits_webgpu_limits_and_translates() {
+fn every_shader_validates_alone_fits_webgpu_limits_and_translates() {
     let mut failures = Vec::new();
-    for module in mamba_wgpu::gpu::kernels::MODULES {
-        if let Err(e) = check_module(&mamba_wgpu::gpu::kernels::module_source(module.name), module.int64, module.subgroup) {
-            failures.push(format!("{}: {e}", module.name));
+    for (name, source) in shader_files() {
+        if let Err(e) = check_module(&source, needs_subgroups(&name)) {
+            failures.push(format!("{name}: {e}"));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// A module marked int64 runs only where the device has 64-bit integers: it should need them.
+/// A file checked with subgroups should need them: the others validate without.
 #[test]
-fn int64_modules_need_the_capability() {
-    for module in mamba_wgpu::gpu::kernels::MODULES.iter().filter(|m| m.int64) {
-        let source = mamba_wgpu::gpu::kernels::module_source(module.name);
-        let parsed = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source)).unwrap();
-        assert!(
-            validate(&parsed, false, module.subgroup).is_err(),
-            "{} validates without 64-bit integers: it need not be an int64 module",
-            module.name
-        );
+fn subgroup_shaders_need_the_capability() {
+    let files: Vec<_> = shader_files().into_iter().filter(|(n, _)| needs_subgroups(n)).collect();
+    assert!(!files.is_empty(), "expected the benchmark's subgroup baseline");
+    for (name, _) in files {
+        assert!(validate(&parse(&name), false).is_err(), "{name} validates without subgroups: it need not say subgroup");
     }
 }
 
-/// Likewise a module marked subgroup should need subgroup operations.
-#[test]
-fn subgroup_modules_need_the_capability() {
-    let modules: Vec<_> = mamba_wgpu::gpu::kernels::MODULES.iter().filter(|m| m.subgroup).collect();
-    assert!(!modules.is_empty(), "expected the CPU-device matvec that shares X through subgroups");
-    for module in modules {
-        let source = mamba_wgpu::gpu::kernels::module_source(module.name);
-        let parsed = naga::front::wgsl::parse_str(&source).map_err(|e| e.emit_to_string(&source)).unwrap();
-        assert!(validate(&parsed, module.int64, false).is_err(), "{} validates without subgroups: it need not be a subgroup module", module.name);
+/// (WGSL member name without a leading underscore, byte offset) of struct `Params` in `file`,
+/// and the struct's size, from naga's layouter.
+fn wgsl_params(file: &str) -> (Vec<(String, u32)>, u32) {
+    let module = parse(file);
+    let mut layouter = naga::proc::Layouter::default();
+    layouter.update(module.to_ctx()).unwrap();
+    let (handle, ty) = module.types.iter().find(|(_, t)| t.name.as_deref() == Some("Params")).unwrap_or_else(|| panic!("{file}: no struct Params"));
+    let naga::TypeInner::Struct { members, .. } = &ty.inner else { panic!("{file}: Params is not a struct") };
+    let fields = members.iter().map(|m| (m.name.clone().unwrap_or_default().trim_start_matches('_').to_string(), m.offset)).collect();
+    (fields, layouter[handle].size)
+}
+
+/// Fails unless the Rust block (its size, and (field, offset) of its named fields) matches
+/// `file`'s Params: same size, every Rust field at the offset of the WGSL member of its name,
+/// and every WGSL member that is not padding present in Rust.
+fn check_params(rust_name: &str, size: usize, rust_fields: &[(&str, usize)], file: &str) {
+    let (wgsl, wgsl_size) = wgsl_params(file);
+    assert_eq!(size as u32, wgsl_size, "{rust_name} is {size} bytes, {file}'s Params {wgsl_size}");
+    for &(field, offset) in rust_fields {
+        let member = wgsl.iter().find(|(n, _)| n == field).unwrap_or_else(|| panic!("{file}'s Params has no member {field} ({rust_name})"));
+        assert_eq!(member.1 as usize, offset, "{rust_name}.{field} at byte {offset}, in {file} at {}", member.1);
+    }
+    for (member, _) in &wgsl {
+        let padding = member.starts_with("pad");
+        assert!(padding || rust_fields.iter().any(|(f, _)| f == member), "{file}'s Params.{member} is not in {rust_name}");
     }
 }
 
-fn check_module(source: &str, int64: bool, subgroup: bool) -> Result<(), String> {
+macro_rules! params {
+    ($ty:ty, [$($field:ident),* $(,)?], $($file:literal),+) => {
+        for file in [$($file),+] {
+            check_params(stringify!($ty), std::mem::size_of::<$ty>(), &[$((stringify!($field), std::mem::offset_of!($ty, $field))),*], file);
+        }
+    };
+}
+
+#[test]
+fn parameter_blocks_match_their_wgsl_structs() {
+    use mamba_wgpu::bench::probes::BandwidthParams;
+    use mamba_wgpu::gpu::params::*;
+    params!(EmbeddingParams, [rows, d_model, first_row, part_rows], "embedding.wgsl");
+    params!(NormParams, [rows, d, in_step, in_offset, add, eps, has_weight], "add_rms_norm.wgsl");
+    params!(
+        LinearParams,
+        [
+            m,
+            n,
+            k,
+            x_stride,
+            x_offset,
+            y_stride,
+            y_offset,
+            bias_offset,
+            has_bias,
+            activation,
+            wide,
+            conv_channels,
+            conv_has_bias,
+            rms_norm,
+            norm_eps,
+            accumulate
+        ],
+        "matmul.wgsl",
+        "matvec.wgsl"
+    );
+    params!(ConvParams, [batch, t_len, channels, k, x_stride, has_bias, x_offset], "conv1d.wgsl");
+    params!(
+        ScanParams,
+        [batch, t_len, d_inner, d_state, dt_rank, xdbl_stride, z_stride, z_offset],
+        "scan_chunked.wgsl",
+        "scan_step.wgsl",
+        "bench/scan_per_state.wgsl",
+        "bench/scan_per_state_subgroup.wgsl"
+    );
+    params!(ArgmaxParams, [rows, n], "argmax.wgsl");
+    params!(TopKParams, [n, k, cap, n_penalized, penalty, inv_penalty], "top_k.wgsl");
+    params!(BandwidthParams, [n_vec4, threads], "bench/read_bandwidth.wgsl");
+}
+
+/// The value of `const NAME: u32 = ...u;` in `file`.
+fn wgsl_const(file: &str, name: &str) -> u32 {
+    let module = parse(file);
+    let (_, constant) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("{file}: no const {name}"));
+    match module.global_expressions[constant.init] {
+        naga::Expression::Literal(naga::Literal::U32(v)) => v,
+        ref other => panic!("{file}: const {name} is {other:?}, not a u32 literal"),
+    }
+}
+
+/// The constants the host sizes dispatches and checks shapes with are the shaders' own.
+#[test]
+fn host_constants_equal_the_shaders() {
+    use mamba_wgpu::gpu::kernels::*;
+    assert_eq!(SCAN_CHUNK, wgsl_const("scan_chunked.wgsl", "CHUNK"));
+    assert_eq!(SCAN_CHUNK, wgsl_const("scan_chunked.wgsl", "SEG") * wgsl_const("scan_chunked.wgsl", "STEPS"));
+    assert_eq!(SCAN_CHANNELS_PER_WG, wgsl_const("scan_chunked.wgsl", "CH"));
+    assert_eq!(SCAN_MAX_STATE, wgsl_const("scan_chunked.wgsl", "MAX_STATE"));
+    assert_eq!(SCAN_STEP_STATE_CHANNELS, wgsl_const("scan_step.wgsl", "STATE_CHANNELS"));
+    assert_eq!(MATMUL_TILE, wgsl_const("matmul.wgsl", "TILE"));
+    assert_eq!(MATVEC_MAX_M, wgsl_const("matvec.wgsl", "MAX_BATCH"));
+    assert_eq!(MATVEC_ROWS_PER_WG, wgsl_const("matvec.wgsl", "WG") / wgsl_const("matvec.wgsl", "LANES"));
+    assert_eq!(WG_256, wgsl_const("argmax.wgsl", "WG"));
+    assert_eq!(WG_256, wgsl_const("add_rms_norm.wgsl", "WG"));
+}
+
+/// Helpers that several files repeat (silu, softplus) are the same text in each.
+#[test]
+fn repeated_helpers_are_identical() {
+    let files = shader_files();
+    for helper in ["fn silu(", "fn softplus("] {
+        let bodies: Vec<(String, String)> = files
+            .iter()
+            .filter_map(|(name, source)| {
+                let start = source.find(helper)?;
+                let end = start + source[start..].find("\n}\n")? + 3;
+                Some((name.clone(), source[start..end].to_string()))
+            })
+            .collect();
+        assert!(bodies.len() >= 2, "{helper} is in fewer than two files");
+        for (name, body) in &bodies[1..] {
+            assert_eq!(body, &bodies[0].1, "{helper} in {name} differs from {}", bodies[0].0);
+        }
+    }
+}
+
+fn check_module(source: &str, subgroup: bool) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(source).map_err(|e| e.emit_to_string(source))?;
-    let info = validate(&module, int64, subgroup)?;
+    let info = validate(&module, subgroup)?;
 
     let mut layouter = naga::proc::Layouter::default();
     layouter.update(module.to_ctx()).map_err(|e| format!("{e:?}"))?;
@@ -126,7 +276,7 @@ fn check_module(source: &str, int64: bool, subgroup: bool) -> Result<(), String>
             if invocations == 0 || invocations > MAX_INVOCATIONS {
                 return Err(format!("{} with {constants:?}: {invocations} invocations per workgroup", ep.name));
             }
-            translate(&resolved, &resolved_info, &ep.name, int64, subgroup).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
+            translate(&resolved, &resolved_info, &ep.name, subgroup).map_err(|e| format!("{} with {constants:?}: {e}", ep.name))?;
         }
     }
     Ok(())
@@ -135,18 +285,17 @@ fn check_module(source: &str, int64: bool, subgroup: bool) -> Result<(), String>
 /// The values gpu::kernels passes for each override constant.
 fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
-        "WEIGHT_F16" | "WEIGHT_BLOCKS" | "SOFTPLUS" => Ok(&[0.0, 1.0]),
+        "WEIGHT_F16" => Ok(&[0.0, 1.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
-        "WG" => Ok(&[8.0, 256.0]),
-        "CHANNELS" => Ok(&[1.0, 4.0]),
+        // The per-state baseline: d_state rounded up to a power of two.
+        "WG" => Ok(&[1.0, 16.0, 64.0]),
         other => Err(format!("override `{other}` has no test values in tests/shaders.rs")),
     }
 }
 
-/// `int64`, `subgroup`: translate for the language versions 64-bit integers or subgroup
-/// operations need (SPIR-V 1.3, MSL 2.3, HLSL shader model 6.0), as wgpu does on devices that
-/// have them.
-fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str, int64: bool, subgroup: bool) -> Result<(), String> {
+/// `subgroup`: translate for the language versions subgroup operations need (SPIR-V 1.3, MSL
+/// 2.3, HLSL shader model 6.0), as wgpu does on devices that have them.
+fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str, subgroup: bool) -> Result<(), String> {
     let spv_pipeline = naga::back::spv::PipelineOptions { shader_stage: ShaderStage::Compute, entry_point: entry.to_string() };
     let mut spv_options = naga::back::spv::Options::default();
     if subgroup {
@@ -157,7 +306,7 @@ fn translate(module: &naga::Module, info: &naga::valid::ModuleInfo, entry: &str,
     let msl_pipeline = naga::back::msl::PipelineOptions { entry_point: Some((ShaderStage::Compute, entry.to_string())), ..Default::default() };
     let mut msl_options = naga::back::msl::Options::default();
     let mut hlsl_options = naga::back::hlsl::Options::default();
-    if int64 || subgroup {
+    if subgroup {
         msl_options.lang_version = (2, 3);
         hlsl_options.shader_model = naga::back::hlsl::ShaderModel::V6_0;
     }

@@ -7,7 +7,7 @@
 //! - ids (`--prompt-ids`): no tokenizer needed; prints the new ids on one line. It never stops
 //!   at EOS: exactly `--max-tokens` argmax/sampling steps, like the reference fixtures.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 
 use mamba_wgpu::generate::{FinishReason, GenerationStats, Generator, StopConditions};
@@ -116,8 +116,9 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     } else if tokenizer.is_none() {
         let echoed = if args.echo_prompt { format!("{prompt_text} ") } else { String::new() };
         format!("{echoed}{}\n", join_ids(generated))
-    } else if std::io::stdout().is_terminal() && !text.ends_with('\n') {
-        // Keep the summary on its own line when both streams share a terminal.
+    } else if !text.ends_with('\n') {
+        // The text ends its line, so the summary on stderr starts on a line of its own
+        // wherever the two streams meet (a terminal, or one file for both).
         "\n".to_string()
     } else {
         String::new()

@@ -80,9 +80,7 @@ pub struct Fixture {
 
 impl Fixture {
     pub fn load(name: &str) -> Self {
-        let root =
-            std::env::var("MAMBA_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"));
-        let dir = root.join(name);
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
         let text = std::fs::read_to_string(dir.join("expected.json")).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
         let v: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
         let ids = |key: &str| serde_json::from_value::<Vec<Vec<u32>>>(v[key].clone()).unwrap_or_else(|e| panic!("{key}: {e}"));

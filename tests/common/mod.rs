@@ -26,28 +26,31 @@ pub fn own_ctx() -> Arc<GpuContext> {
     pollster::block_on(GpuContext::new(None)).unwrap_or_else(|e| panic!("GPU tests need a wgpu adapter: {e}"))
 }
 
-/// One context per kernel style: the CPU-device variants (weights in row blocks) and the GPU
-/// variants (row-major weights), whatever the adapter is.
-pub fn both_styles() -> [Arc<GpuContext>; 2] {
-    [own_ctx().with_kernel_style(false).unwrap(), own_ctx().with_kernel_style(true).unwrap()]
-}
-
-/// The fixtures folder: $MAMBA_FIXTURES, default ../shared/fixtures.
-pub fn fixtures_root() -> PathBuf {
-    std::env::var("MAMBA_FIXTURES").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"))
-}
-
-/// Fixture folders: every subfolder of the fixtures folder.
+/// The fixture folders: every subfolder of the repository's tests/fixtures, then of each
+/// folder listed in $MAMBA_FIXTURES (separated like PATH), so that other people's fixtures can
+/// be dropped in without code changes.
 pub fn fixture_dirs() -> Vec<PathBuf> {
-    let root = fixtures_root();
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|e| panic!("fixtures folder {} unreadable ({e}); set MAMBA_FIXTURES", root.display()))
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    assert!(!dirs.is_empty(), "no fixture folders under {}", root.display());
+    let mut roots = vec![PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")];
+    if let Some(extra) = std::env::var_os("MAMBA_FIXTURES") {
+        roots.extend(std::env::split_paths(&extra).filter(|p| !p.as_os_str().is_empty()));
+    }
+    let mut dirs = Vec::new();
+    for root in roots {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&root)
+            .unwrap_or_else(|e| panic!("fixtures folder {} unreadable ({e})", root.display()))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        assert!(!found.is_empty(), "no fixture folders under {}", root.display());
+        found.sort();
+        dirs.extend(found);
+    }
     dirs
+}
+
+/// The repository's fixture folder `name` (tests/fixtures/NAME).
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
 }
 
 /// Max |got - expected| and the max relative difference; panics naming the first index over
