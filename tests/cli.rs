@@ -153,7 +153,8 @@ fn text_mode_streams_the_fixture_tokens_as_words() {
     let prompt = words(&fx.prompts[0]);
     let args = ["generate", "--model", &model, "--prompt", &prompt, "--max-tokens", "12", "--greedy"];
     let out = run_ok(&args);
-    assert_eq!(out.stdout, words(&fx.greedy[0]));
+    // The text ends its line, so that the summary on stderr starts on a line of its own.
+    assert_eq!(out.stdout, format!("{}\n", words(&fx.greedy[0])));
     assert!(out.stderr.contains("prompt tokens: 300") && out.stderr.contains("generated tokens: 12"), "{}", out.stderr);
 
     // The same prompt from a file, echoed before the new text.
@@ -161,7 +162,7 @@ fn text_mode_streams_the_fixture_tokens_as_words() {
     std::fs::write(&file, &prompt).expect("write prompt");
     let out =
         run_ok(&["generate", "--model", &model, "--prompt-file", &file.display().to_string(), "--max-tokens", "12", "--greedy", "--echo-prompt"]);
-    assert_eq!(out.stdout, format!("{prompt}{}", words(&fx.greedy[0])));
+    assert_eq!(out.stdout, format!("{prompt}{}\n", words(&fx.greedy[0])));
 
     // A stop string ends the output before it and is not printed.
     let stop = format!("t{}", fx.greedy[0][3]);
@@ -283,7 +284,7 @@ fn ctrl_c_stops_generation_cleanly() {
 }
 
 /// `bench` on a checkpoint folder: the table on stdout, progress on stderr, and the JSON that
-/// issue 5 specifies (top-level adapter, backend, timestamp, read_bandwidth_gb_s, scan_speedup,
+/// BENCHMARKS.md documents (top-level adapter, backend, timestamp, read_bandwidth_gb_s, scan_speedup,
 /// results with model, dtype, batch, prompt_len, prefill_tokens_per_s, decode_tokens_per_s,
 /// decode_roofline_fraction, gpu_memory_bytes).
 #[test]

@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
 # The GPU checks as one prepared command, for a machine with a real GPU and no Rust toolchain
-# (such as the rented H200 of BENCHMARKS.md, lent for minutes at a time). Two steps:
+# (such as the H200 of BENCHMARKS.md). Two steps:
 #
-#   tools/gpu_check.sh prepare            here: builds the release binary, kernel_times and the
-#                                         GPU test binaries (ops, parity, model) and strips them
-#                                         into .devbin/, with a copy of the fixtures
-#   tools/gpu_check.sh run OUT [PART...]  there, from the repository root with .devbin/ (and,
-#                                         where the machine has no Vulkan loader, .gl/*.deb)
-#                                         beside it: each PART under a time limit, the output
-#                                         in OUT/log.txt and the benchmark's JSON in OUT/*.json
+#   tools/gpu_check.sh prepare            where cargo is: builds the release binary,
+#                                         kernel_times and the GPU test binaries (ops, parity,
+#                                         model) and strips them into .devbin/, with a copy of
+#                                         the fixtures
+#   tools/gpu_check.sh run OUT [PART...]  on the GPU machine, from the repository root with
+#                                         .devbin/ (and, where the machine has no Vulkan
+#                                         loader, .gl/*.deb) beside it: each PART under a time
+#                                         limit, the output in OUT/log.txt and the benchmark's
+#                                         JSON in OUT/*.json
 #
-# PARTs, in the order given (default: all five, at most 580 s: a 600 s call leaves little
-# room for the loader and `info`, so give a slow machine two calls):
+# PARTs, in the order given (default: all five, at most 580 s, so a whole run fits in ten
+# minutes with the loader and `info`; where a host allows less per command, run the parts in
+# several commands):
 #   tests    the ops, parity and model tests               (at most 90 s)
 #   kernels  examples/kernel_times.rs                       (at most 60 s)
 #   small    bench, mamba-130m and 370m, f16 and f32, batch 1 and 8, prompts 128-8192
@@ -38,7 +41,6 @@ prepare() {
         name=$(basename "$t")
         strip -o "$bin/${name%-*}" "$t"
     done
-    cp -r "${MAMBA_FIXTURES:-../shared/fixtures}" "$bin/fixtures"
     du -sh "$bin"
 }
 
@@ -78,8 +80,9 @@ run() {
         echo "no $bin/mamba-wgpu here: run tools/gpu_check.sh prepare first, and carry $bin along" >&2 && exit 2
     fi
     mkdir -p "$out"
-    # A bare machine may lack the Vulkan loader: unpack Debian's from .gl/ (see the device
-    # notes) and point it at NVIDIA's driver where that is installed outside the usual places.
+    # A bare machine may lack the Vulkan loader: unpack Debian's from .gl/*.deb (packages put
+    # there beside .devbin/) and point it at NVIDIA's driver where that is installed outside
+    # the usual places.
     # (grep reads all of ldconfig's output: with -q, an early exit could fail the pipe.)
     if ! ldconfig -p | grep libvulkan.so.1 >/dev/null && compgen -G ".gl/*.deb" >/dev/null; then
         for f in .gl/*.deb; do dpkg -x "$f" /; done
@@ -87,9 +90,9 @@ run() {
     fi
     local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
     if [ -f "$icd" ]; then export VK_DRIVER_FILES=$icd; fi
-    # The test binaries look for the checkout they were built in (/work/main) and its fixtures.
+    # The test binaries look for the checkout they were built in (/work/main) and its
+    # tests/fixtures.
     if [ ! -e /work/main ]; then mkdir -p /work && ln -s "$PWD" /work/main; fi
-    export MAMBA_FIXTURES=$PWD/$bin/fixtures
     start=$(date +%s)
     {
         "$bin/mamba-wgpu" info || echo "== mamba-wgpu info failed (exit $?): no adapter?"

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 DIST=web/dist
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-FIXTURES="${MAMBA_FIXTURES:-../shared/fixtures}"
+FIXTURES=tests/fixtures
 MODEL=models/shakespeare-mamba
 
 # wasm-bindgen-cli must match the crate version exactly, or the glue and the wasm disagree.
@@ -50,7 +50,7 @@ if [ -f "$FIXTURES/mamba1-tiny/model.safetensors" ]; then
   cp "$FIXTURES/mamba1-tiny/config.json" "$FIXTURES/mamba1-tiny/model.safetensors" \
      "$FIXTURES/mamba1-tiny/expected.json" "$DIST/fixtures/mamba1-tiny/"
 else
-  echo "build.sh: warning: no fixture at $FIXTURES/mamba1-tiny (set MAMBA_FIXTURES); the browser test needs it" >&2
+  echo "build.sh: warning: no fixture at $FIXTURES/mamba1-tiny; the browser test needs it" >&2
 fi
 
 WASM="$DIST/pkg/mamba_wgpu_bg.wasm"

@@ -1,13 +1,11 @@
 // Read bandwidth probe for benchmarks: streams a buffer larger than the caches with 16-byte
 // loads; every invocation writes one sum, so the reads cannot be optimised away (and the probe
-// checks the sums once). Decode is a stream of weight reads, so the fastest access pattern,
-// these two or shaders/read_bandwidth_int64.wgsl's, is its roofline:
-// - main (GPUs): grid-strided, neighbouring invocations read neighbouring vec4s at every step
+// checks the sums once). Decode is a stream of weight reads, so the faster of the two access
+// patterns is its roofline:
+// - main: grid-strided, neighbouring invocations read neighbouring vec4s at every step
 //   (coalesced loads from a grid wide enough to keep the memory busy).
-// - main_chunks (CPU devices, which run a workgroup's invocations as the SIMD lanes of one
-//   core): each workgroup of 8 streams its own contiguous chunk, so a core reads forward
-//   through memory the way its prefetcher expects; main jumps by the width of the grid at
-//   every step. On lavapipe it read 0.96-1.3x as fast as main over five runs.
+// - main_chunks: each workgroup of 8 streams its own contiguous chunk, so a core of a CPU
+//   device reads forward through memory the way its prefetcher expects.
 
 struct Params {
     n_vec4: u32,    // vec4 elements in src

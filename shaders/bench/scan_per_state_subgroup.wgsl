@@ -5,7 +5,7 @@
 //   y_t    = (sum_n C_t[n] h_t[n] + D x_t) * silu(z_t)
 // Every time step sums C_t[n] h_t[n] over the workgroup, so the steps meet at barriers; D and
 // the gate (separate ops in llama.cpp) are applied by invocation 0, so that the output is that
-// of the engine's scans. Not used by the model: the benchmark's baseline (src/bench/scan_baseline.rs).
+// of the engine's scans. Not used by the model: the benchmark's baseline (src/bench/kernels.rs).
 // Each step's sum by subgroupAdd, as llama.cpp's ssm_scan.wgsl does where the device has
 // subgroups: each subgroup sums its invocations' terms, its first invocation puts that in
 // workgroup memory, and invocation 0 adds the subgroups' sums. Needs SUBGROUP.

@@ -124,7 +124,7 @@ async function main() {
   if (!existsSync(executablePath)) fail(`no browser at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
   if (!existsSync(path.join(dist, 'pkg', 'mamba_wgpu_bg.wasm'))) fail(`${dist} is not built: run web/build.sh`);
   const fixtureJson = path.join(dist, 'fixtures', 'mamba1-tiny', 'expected.json');
-  if (!existsSync(fixtureJson)) fail(`${fixtureJson} is missing: web/build.sh copies it from $MAMBA_FIXTURES (default ../shared/fixtures)`);
+  if (!existsSync(fixtureJson)) fail(`${fixtureJson} is missing: web/build.sh copies it from tests/fixtures`);
   const fixture = JSON.parse(readFileSync(fixtureJson, 'utf8'));
   const promptIds = parseMaybeJson(fixture.input_ids)[0];
   const greedyIds = parseMaybeJson(fixture.greedy_ids)[0];
