@@ -213,11 +213,12 @@ fn host_constants_equal_the_shaders() {
     assert_eq!(WG_256, wgsl_const("add_rms_norm.wgsl", "WG"));
 }
 
-/// Helpers that several files repeat (silu, softplus) are the same text in each.
+/// Helpers that several files repeat are the same text in each: silu, softplus, and the
+/// per-state baseline's walk over time (its two files differ only in how a step's sum is taken).
 #[test]
 fn repeated_helpers_are_identical() {
     let files = shader_files();
-    for helper in ["fn silu(", "fn softplus("] {
+    for helper in ["fn silu(", "fn softplus(", "fn walk("] {
         let bodies: Vec<(String, String)> = files
             .iter()
             .filter_map(|(name, source)| {
