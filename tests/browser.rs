@@ -50,21 +50,23 @@ fn require_tools(root: &Path) {
     }
 }
 
-/// What the native CLI prints for the text case, or why there is nothing to compare with.
+/// The text the native CLI generates for the text case, or why there is nothing to compare with.
 fn expected_text(root: &Path) -> Result<String, String> {
     if !root.join(SHIPPED_MODEL).join("model.safetensors").is_file() {
         return Err(format!("{SHIPPED_MODEL}/model.safetensors is missing: the shipped model is not in the repository yet"));
     }
     let output = run(
         Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"))
-            .args(["generate", "--model", SHIPPED_MODEL, "--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0"])
+            .args(["generate", "--model", SHIPPED_MODEL, "--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"])
             .current_dir(root),
         "the mamba-wgpu CLI",
     );
     if !output.status.success() {
         return Err(format!("`mamba-wgpu generate` failed: {}", text(&output.stderr).trim()));
     }
-    String::from_utf8(output.stdout).map_err(|e| format!("`mamba-wgpu generate` printed invalid UTF-8: {e}"))
+    // --json gives the generated text exactly (in text mode the CLI ends its line).
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| format!("`mamba-wgpu generate --json` printed no JSON: {e}"))?;
+    json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))
 }
 
 #[test]

@@ -392,6 +392,9 @@ fn scan_cases(ctx: &GpuContext) {
                 let case = ScanCase::new(batch, t, d_inner, d_state, dt_rank, seed);
                 let (want_y, want_h) = case.reference();
                 for kind in scan_kinds(ctx) {
+                    if matches!(kind, Kind::Engine(ScanKind::Sequential)) && exceeds_llvmpipe_loops(ctx, t * d_state) {
+                        continue;
+                    }
                     let (y, h) = case.gpu(ctx, kind);
                     let label = format!("{kind:?} scan batch={batch} d_inner={d_inner} d_state={d_state} t={t}");
                     assert_close(&format!("{label} y"), &y, &want_y, TOL);
@@ -400,6 +403,14 @@ fn scan_cases(ctx: &GpuContext) {
             }
         }
     }
+}
+
+/// Mesa's llvmpipe (behind lavapipe and Mesa's GL driver) ends any shader loop after 65535
+/// iterations in all, to keep a runaway shader from hanging the CPU. The sequential scan's
+/// state loop runs t_len * d_state times in one invocation, so there it is checked up to that
+/// many (the model runs it for single tokens only; prompts take the chunked scan).
+fn exceeds_llvmpipe_loops(ctx: &GpuContext, iterations: usize) -> bool {
+    ctx.adapter.name.contains("llvmpipe") && iterations > 65535
 }
 
 /// Every scan kernel of `ctx`: the benchmark's per-state baseline with its sums in workgroup

@@ -67,9 +67,10 @@ function expectedText() {
   const cli = path.join(root, 'target', 'release', 'mamba-wgpu');
   if (!existsSync(cli)) return { error: `no E2E_EXPECTED_TEXT and no ${cli} (cargo build --release)` };
   try {
-    const text = execFileSync(cli, ['generate', '--model', 'models/shakespeare-mamba', '--prompt', prompt,
-      '--max-tokens', String(maxTokens), '--temperature', '0'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return { text };
+    // --json gives the generated text exactly (in text mode the CLI ends its line).
+    const out = execFileSync(cli, ['generate', '--model', 'models/shakespeare-mamba', '--prompt', prompt,
+      '--max-tokens', String(maxTokens), '--temperature', '0', '--json'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return { text: JSON.parse(out).text };
   } catch (e) {
     return { error: `the native CLI failed: ${e.stderr || e.message}` };
   }
