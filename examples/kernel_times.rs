@@ -65,12 +65,10 @@ fn time(ctx: &GpuContext, mut record: impl FnMut(&mut Recorder) -> mamba_wgpu::R
 
 /// Seconds per dispatch of `wgsl`'s `main` over `buffers` (bindings 0, 1, ...), `reps`
 /// dispatches of `workgroups` in one pass, best of 4 submits. Compiled as the engine compiles
-/// its kernels, without loop counters (every loop here is bounded by a buffer's length).
+/// its kernels, with wgpu's default runtime checks.
 fn raw_dispatch_seconds(ctx: &GpuContext, wgsl: &str, buffers: &[&wgpu::Buffer], workgroups: u32, reps: usize) -> f64 {
     let descriptor = wgpu::ShaderModuleDescriptor { label: Some("baseline"), source: wgpu::ShaderSource::Wgsl(wgsl.into()) };
-    let checks = wgpu::ShaderRuntimeChecks { force_loop_bounding: false, ..wgpu::ShaderRuntimeChecks::checked() };
-    // SAFETY: the loops end by their bounds, and bounds checks on memory stay on.
-    let module = unsafe { ctx.device.create_shader_module_trusted(descriptor, checks) };
+    let module = ctx.device.create_shader_module(descriptor);
     let pipeline = ctx.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some("baseline"),
         layout: None,
