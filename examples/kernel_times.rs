@@ -284,7 +284,9 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
         ),
         (
             "x_proj",
-            time(ctx, |rec| layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::new(v(&s.x_conv, di), &l.x_proj, v(&s.x_dbl, l.x_proj.rows)))))?,
+            time(ctx, |rec| {
+                layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::new(v(&s.x_conv, di), &l.x_proj, v(&s.x_dbl, l.x_proj.rows))))
+            })?,
         ),
         ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1))))?),
         (

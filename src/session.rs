@@ -262,7 +262,11 @@ impl Session {
         };
         record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out)?;
         if readback == Readback::LastIds {
-            argmax(&mut rec, TensorView::f32(&self.scratch.logits, batch as u32, vocab as u32), TensorView::u32(&self.scratch.next_ids, batch as u32, 1))?;
+            argmax(
+                &mut rec,
+                TensorView::f32(&self.scratch.logits, batch as u32, vocab as u32),
+                TensorView::u32(&self.scratch.next_ids, batch as u32, 1),
+            )?;
         }
         let mut encoder = ctx.device.create_command_encoder(&Default::default());
         rec.encode(&mut encoder);

@@ -107,7 +107,8 @@ fn linear_matches_reference() {
                     linear(
                         rec,
                         &Linear {
-                            x: TensorView { row_stride: x_stride as u32, ..TensorView::f32(&x_buf, m as u32, k as u32) }.columns(x_offset as u32, k as u32),
+                            x: TensorView { row_stride: x_stride as u32, ..TensorView::f32(&x_buf, m as u32, k as u32) }
+                                .columns(x_offset as u32, k as u32),
                             weight: &weight,
                             bias: Some(TensorView::vector(&b_buf, n as u32)),
                             y: TensorView::f32(&y_buf, m as u32, n as u32),
@@ -209,7 +210,9 @@ fn gather_rows_across_parts(ctx: &GpuContext) {
         ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
         let out = storage(ctx, "out", ids.len() * d);
         let rows = ids.len() as u32;
-        run(ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &weight, TensorView::u32(&ids_buf, rows, 1), TensorView::f32(&out, rows, d as u32)));
+        run(ctx, |rec| {
+            mamba_wgpu::ops::embedding::embedding(rec, &weight, TensorView::u32(&ids_buf, rows, 1), TensorView::f32(&out, rows, d as u32))
+        });
         let src = if f16_weights { &rounded } else { &table };
         let want: Vec<f32> = ids.iter().flat_map(|&i| src[i as usize * d..][..d].to_vec()).collect();
         assert_close(&format!("embedding f16={f16_weights}"), &read(ctx, &out, want.len()), &want, 0.0);

@@ -48,7 +48,7 @@ impl BenchOptions {
     }
 
     /// The 130m shape in f16 only, a short prompt, fewer decode steps and a shorter scan:
-    /// under a minute on a software device such as lavapipe.
+    /// a few minutes on a software device such as lavapipe.
     pub fn quick() -> Self {
         BenchOptions {
             shapes: vec!["mamba-130m".into()],

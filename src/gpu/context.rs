@@ -107,15 +107,7 @@ impl GpuContext {
         };
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
-        Ok(Arc::new(GpuContext {
-            device,
-            queue,
-            adapter,
-            limits,
-            max_binding_bytes,
-            kernels: KernelCache::default(),
-            placeholder,
-        }))
+        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, kernels: KernelCache::default(), placeholder }))
     }
 
     /// A context whose weights are split at `bytes` per part (tests of the split path).

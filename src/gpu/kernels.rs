@@ -9,14 +9,24 @@ use std::sync::{Arc, Mutex};
 /// (f32 or packed-f16 weights, the batch rows of the matvec) are separate pipelines.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Embedding { f16: bool },
+    Embedding {
+        f16: bool,
+    },
     AddRmsNorm,
-    Matmul { f16: bool },
+    Matmul {
+        f16: bool,
+    },
     /// `batch` = rows of X (1..=MATVEC_MAX_M), an override constant so accumulators stay in
     /// registers.
-    Matvec { f16: bool, batch: u8 },
+    Matvec {
+        f16: bool,
+        batch: u8,
+    },
     /// Matvec for in_proj with the decode conv step fused into the store of its x half.
-    MatvecConv { f16: bool, batch: u8 },
+    MatvecConv {
+        f16: bool,
+        batch: u8,
+    },
     ConvPrefill,
     ConvStateUpdate,
     ConvStep,
@@ -25,7 +35,9 @@ pub enum Kernel {
     ScanSequential,
     /// The decode scan step with the dt projection fused in, each channel over 16 invocations;
     /// `f16`: dt_proj's storage.
-    ScanStepStates { f16: bool },
+    ScanStepStates {
+        f16: bool,
+    },
     Argmax,
     TopK,
 }

@@ -91,7 +91,10 @@ impl Recorder<'_> {
         let kernel = kernel.into();
         let max = self.ctx.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&w| w > max) {
-            return Err(Error::Limit(format!("{} ({}) needs {workgroups:?} workgroups, the device allows {max} per dimension", kernel.file, kernel.entry)));
+            return Err(Error::Limit(format!(
+                "{} ({}) needs {workgroups:?} workgroups, the device allows {max} per dimension",
+                kernel.file, kernel.entry
+            )));
         }
         let slot = self.dispatches.len();
         if slot >= self.tape.max_slots {

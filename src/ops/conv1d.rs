@@ -9,11 +9,11 @@ use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{Kernel, Recorder};
 
 pub struct Conv1d<'a> {
-    pub x: TensorView<'a>,              // (batch * t_len, channels), may be a column slice (x half of in_proj's output)
-    pub weight: TensorView<'a>,         // (channels, k)
-    pub bias: Option<TensorView<'a>>,   // (channels)
-    pub state: TensorView<'a>,          // (batch * channels, k)
-    pub out: TensorView<'a>,            // (batch * t_len, channels)
+    pub x: TensorView<'a>,            // (batch * t_len, channels), may be a column slice (x half of in_proj's output)
+    pub weight: TensorView<'a>,       // (channels, k)
+    pub bias: Option<TensorView<'a>>, // (channels)
+    pub state: TensorView<'a>,        // (batch * channels, k)
+    pub out: TensorView<'a>,          // (batch * t_len, channels)
     pub batch: u32,
     pub t_len: u32,
 }

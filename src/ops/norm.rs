@@ -32,15 +32,7 @@ pub fn add_rms_norm(rec: &mut Recorder, op: &AddRmsNorm) -> Result<()> {
     }
     let weight = optional_vector(rec, "add_rms_norm", "weight", op.weight, d)?;
     let delta = op.delta.map_or_else(|| rec.ctx().placeholder.clone(), |v| v.buffer.clone());
-    let params = NormParams {
-        rows,
-        d,
-        in_step,
-        in_offset,
-        add: op.delta.is_some() as u32,
-        eps: op.eps,
-        has_weight: op.weight.is_some() as u32,
-        _pad: 0,
-    };
+    let params =
+        NormParams { rows, d, in_step, in_offset, add: op.delta.is_some() as u32, eps: op.eps, has_weight: op.weight.is_some() as u32, _pad: 0 };
     rec.dispatch(Kernel::AddRmsNorm, &params, &[op.residual.buffer, &delta, &weight, op.out.buffer], [rows, 1, 1])
 }
