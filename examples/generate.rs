@@ -19,7 +19,7 @@ fn main() -> mamba_wgpu::Result<()> {
         let tokenizer = Tokenizer::from_file(&std::path::Path::new(&dir).join("tokenizer.json"))?;
         let mut session = Session::new(model.clone(), 1)?;
         let sampler = Sampler::new(SamplingParams { temperature: 0.8, top_k: 40, seed: 7, ..Default::default() })?;
-        let stop = StopConditions { max_tokens: 100, eos: model.config.eos_token_id, stop_strings: vec![] };
+        let stop = StopConditions { max_tokens: 100, eos: model.config.eos_ids_or(tokenizer.eos_id()), stop_strings: vec![] };
         let mut generator = Generator::new(&mut session, sampler, stop).with_tokenizer(&tokenizer);
         generator.start(&tokenizer.encode(&prompt)?).await?;
         print!("{prompt}");

@@ -44,6 +44,10 @@ pub enum Error {
     /// A GPU operation failed (readback mapping, device lost, validation).
     #[error("GPU: {0}")]
     Gpu(String),
+
+    /// The caller's interrupt flag stopped the work (Session::set_interrupt).
+    #[error("interrupted")]
+    Interrupted,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -5,7 +5,7 @@
 //! # async fn demo(session: &mut mamba_wgpu::Session, tok: &mamba_wgpu::tokenizer::Tokenizer) -> mamba_wgpu::Result<()> {
 //! use mamba_wgpu::generate::{Generator, StopConditions};
 //! use mamba_wgpu::sampling::{Sampler, SamplingParams};
-//! let stop = StopConditions { max_tokens: 100, eos: tok.eos_id(), stop_strings: vec!["\n\n".into()] };
+//! let stop = StopConditions { max_tokens: 100, eos: tok.eos_id().into_iter().collect(), stop_strings: vec!["\n\n".into()] };
 //! let mut gen = Generator::new(session, Sampler::new(SamplingParams::default())?, stop).with_tokenizer(tok);
 //! gen.start(&tok.encode("ROMEO.")?).await?;
 //! while let Some(text) = gen.next_text().await? {
@@ -35,8 +35,8 @@ use crate::tokenizer::{TextStream, Tokenizer};
 pub struct StopConditions {
     /// Most tokens to return; 0 only prefills the prompt.
     pub max_tokens: usize,
-    /// The end-of-sequence id: when chosen, generation ends and the id is not returned.
-    pub eos: Option<u32>,
+    /// The end-of-sequence ids: when one is chosen, generation ends and the id is not returned.
+    pub eos: Vec<u32>,
     /// Texts that end generation when they appear in the output (needs a tokenizer).
     pub stop_strings: Vec<String>,
 }
@@ -218,7 +218,7 @@ impl<'a> Generator<'a> {
             (None, Some(previous)) => self.step(previous).await?,
             (None, None) => return Err(Error::Gpu("no token came back from the prefill".into())),
         };
-        if Some(token) == self.stop.eos {
+        if self.stop.eos.contains(&token) {
             return Ok(self.end(FinishReason::Eos));
         }
         self.history.push(token);

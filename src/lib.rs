@@ -36,6 +36,7 @@ pub mod reference;
 pub mod sampling;
 pub mod session;
 pub mod snapshot;
+pub mod state_file;
 pub mod tokenizer;
 #[cfg(target_arch = "wasm32")]
 pub mod web;

@@ -1,7 +1,8 @@
 //! `mamba-wgpu`: generate text with Mamba models on any GPU. See `mamba-wgpu --help`.
 //!
 //! Every failure ends the same way: one line `error: ...` on stderr and exit code 1 (usage
-//! errors found by clap exit with 2, as clap does; Ctrl-C outside generation exits with 130).
+//! errors found by clap exit with 2, as clap does; Ctrl-C exits with 130, after the summary
+//! where it stopped a generation).
 
 // The CLI is native only: a wasm32 build of the package compiles the library (src/web.rs)
 // and an empty binary, so `cargo check --target wasm32-unknown-unknown` passes.
@@ -25,10 +26,15 @@ fn main() {
         Command::Bench(args) => cli::bench_cmd::run(args),
         Command::Info { adapter } => cli::info::run(adapter.as_deref()),
     };
-    if let Err(e) = result {
-        // One line, whatever a dependency put in its message.
-        let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-        eprintln!("error: {message}");
-        std::process::exit(1);
+    match result {
+        Ok(()) => {}
+        // Ctrl-C stopped the work; what was done and the summary are already printed.
+        Err(mamba_wgpu::Error::Interrupted) => std::process::exit(130),
+        Err(e) => {
+            // One line, whatever a dependency put in its message.
+            let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
+            cli::generate_cmd::print_err(&format!("error: {message}"));
+            std::process::exit(1);
+        }
     }
 }

@@ -6,6 +6,7 @@
 //! token ids, replays a recorded tape, submits once and reads back what the caller asked for.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -57,6 +58,8 @@ pub struct Session {
     position: u64,
     /// The commands of the next one-token run, recorded while the GPU ran the last one.
     next_step: Option<(TapeKey, wgpu::CommandBuffer)>,
+    /// Set by the caller (e.g. on Ctrl-C) to stop a prefill between chunks.
+    interrupt: Option<Arc<AtomicBool>>,
 }
 
 impl Session {
@@ -77,7 +80,19 @@ impl Session {
         let state = StateBuffers::new(&ctx, &model, batch);
         let scratch = Scratch::new(&ctx, &model, batch, batch * chunk);
         let staging = Staging::new(&ctx, "logits readback", (batch * model.config.vocab_size * 4) as u64);
-        Ok(Session { model, batch, chunk, state, scratch, tapes: HashMap::new(), staging, all_logits: None, position: 0, next_step: None })
+        Ok(Session {
+            model,
+            batch,
+            chunk,
+            state,
+            scratch,
+            tapes: HashMap::new(),
+            staging,
+            all_logits: None,
+            position: 0,
+            next_step: None,
+            interrupt: None,
+        })
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -89,6 +104,12 @@ impl Session {
     pub fn prefill_chunk(&self) -> usize {
         self.chunk
     }
+    /// A flag that, once set, stops a prefill before its next chunk with Error::Interrupted
+    /// (the chunks already consumed stay in the state and count in `position`).
+    pub fn set_interrupt(&mut self, flag: Arc<AtomicBool>) {
+        self.interrupt = Some(flag);
+    }
+
     /// Tokens per sequence consumed since creation or the last reset.
     pub fn position(&self) -> u64 {
         self.position
@@ -117,7 +138,7 @@ impl Session {
     /// Like `prefill`, but returns only the greedy next token of each sequence (argmax on the GPU).
     pub async fn prefill_greedy(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<u32>> {
         let bytes = self.consume(prompts, Readback::LastIds).await?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+        bytemuck::pod_collect_to_vec::<u8, u32>(&bytes).into_iter().map(checked_argmax).collect()
     }
 
     /// Like `prefill`, but the last position's logits stay on the GPU, in `logits_buffer`, for
@@ -199,6 +220,10 @@ impl Session {
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < len {
+            if self.interrupt.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
+                self.position += start as u64;
+                return Err(Error::Interrupted);
+            }
             let t = chunk.min(len - start);
             let last = start + t == len;
             let readback = match want {
@@ -309,6 +334,11 @@ impl Session {
         Ok(out)
     }
 
+    /// The length of `snapshot`'s bytes for this session: a header, then the state.
+    pub fn snapshot_len(&self) -> usize {
+        crate::snapshot::HEADER_BYTES + self.state.size_bytes() as usize
+    }
+
     /// Restores a state saved by `snapshot` from a session of the same model and batch.
     pub fn restore(&mut self, bytes: &[u8]) -> Result<()> {
         let (position, body) = crate::snapshot::check_header(&self.model, self.batch, bytes)?;
@@ -340,6 +370,19 @@ impl Session {
     }
 }
 
+/// An id from shaders/argmax.wgsl, or the error the sampler gives for the same row: the top
+/// bit marks a NaN or +inf logit (a broken model output), all bits a row of -inf only.
+fn checked_argmax(id: u32) -> Result<u32> {
+    const BROKEN: u32 = 0x8000_0000;
+    if id == u32::MAX {
+        return Err(Error::invalid("logits", "every entry is -inf, no token can be chosen"));
+    }
+    if id & BROKEN != 0 {
+        return Err(Error::invalid("logits", format!("entry {} is NaN or +inf (the model output is broken)", id & !BROKEN)));
+    }
+    Ok(id)
+}
+
 /// Concatenates per-chunk readbacks of every position, each laid out (batch, t, row), into
 /// (batch, total t, row): sequence b's rows of every chunk, in order, then sequence b + 1's.
 fn sequence_major(chunks: Vec<Vec<u8>>, batch: usize) -> Vec<u8> {
@@ -366,6 +409,14 @@ fn tape_slots(model: &Model) -> usize {
 /// the workgroup-count limit; an error when not even one token per sequence fits.
 fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
     let c = &model.config;
+    // One layer's state of the whole batch is one buffer.
+    let state_bytes = (batch as u64).saturating_mul((c.d_inner * c.d_state.max(c.d_conv) * 4) as u64);
+    if state_bytes > ctx.max_binding_bytes {
+        return Err(Error::Limit(format!(
+            "a batch of {batch} sequences needs {state_bytes} bytes of state per layer, more than one storage binding of {} bytes on {}",
+            ctx.max_binding_bytes, ctx.adapter.name
+        )));
+    }
     // The widest activation row, or the logits row of the whole batch, whichever is larger.
     let widest_row_bytes = 4 * (2 * c.d_inner).max(c.d_model).max(c.x_proj_width()) as u64;
     let by_binding = (ctx.max_binding_bytes / widest_row_bytes) as usize / batch;

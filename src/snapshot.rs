@@ -6,7 +6,7 @@ use crate::model::Model;
 
 const MAGIC: &[u8; 8] = b"MAMBAST1";
 /// magic, fingerprint, batch, n_layer, d_inner, d_conv, d_state, position
-const HEADER_BYTES: usize = 8 + 8 + 4 * 5 + 8;
+pub(crate) const HEADER_BYTES: usize = 8 + 8 + 4 * 5 + 8;
 
 pub fn header(model: &Model, batch: usize, position: u64) -> Vec<u8> {
     let c = &model.config;

@@ -58,6 +58,25 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// Fails unless this tokenizer belongs to a model of `model_vocab` ids: it may not produce
+    /// ids the model cannot take, and the model's vocabulary may exceed it only by padding (to a
+    /// multiple of 64 at most, as checkpoints pad their embedding tables). An id the model emits
+    /// in that padding decodes to nothing, as in transformers.
+    pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
+        let n = self.vocab_size();
+        if n > model_vocab {
+            return Err(self.error(format!(
+                "has {n} tokens, but the model's vocabulary holds {model_vocab} (config.json `vocab_size`): the tokenizer belongs to another model"
+            )));
+        }
+        if model_vocab > n.next_multiple_of(64) {
+            return Err(self.error(format!(
+                "has {n} tokens, but the model's vocabulary holds {model_vocab} (config.json `vocab_size`): more than padding apart, so the tokenizer belongs to another model"
+            )));
+        }
+        Ok(())
+    }
+
     /// Id of an exact token string (e.g. `"<|endoftext|>"`), if it exists.
     pub fn token_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)

@@ -320,10 +320,7 @@ fn load(
     let model = Arc::new(Model::load(ctx, &ckpt, LoadOptions::default(), &mut report)?);
     drop(ckpt);
     if let Some(tok) = &tokenizer {
-        let (t, m) = (tok.vocab_size(), model.config.vocab_size);
-        if t > m {
-            return Err(Error::invalid("tokenizer.json", format!("has {t} tokens but the model's vocabulary has {m}: they do not belong together")));
-        }
+        tok.check_fits(model.config.vocab_size)?;
     }
     let session = Session::new(model.clone(), 1)?;
     Ok(Loaded { model, tokenizer, session, history: Vec::new(), pending: None })
@@ -353,7 +350,7 @@ async fn generate_text(
     if ids.is_empty() {
         return Err(Error::invalid("prompt", "is empty: type some text to continue"));
     }
-    let eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    let eos = model.config.eos_ids_or(tokenizer.eos_id());
     let stop_conditions = StopConditions { max_tokens: options.max_tokens, eos, stop_strings: options.stop.clone() };
     let mut gen = Generator::new(session, Sampler::new(options.sampling())?, stop_conditions).with_history(history).with_tokenizer(tokenizer);
     gen.start(&ids).await?;
@@ -386,7 +383,7 @@ async fn generate_ids(
     gpu_error: &Mutex<Option<String>>,
 ) -> Result<serde_json::Value> {
     reset(loaded);
-    let stop_conditions = StopConditions { max_tokens: options.max_tokens, eos: None, stop_strings: Vec::new() };
+    let stop_conditions = StopConditions { max_tokens: options.max_tokens, eos: Vec::new(), stop_strings: Vec::new() };
     let mut gen = Generator::new(&mut loaded.session, Sampler::new(SamplingParams::greedy())?, stop_conditions);
     gen.start(&prompt).await?;
     check_gpu(gpu_error)?;

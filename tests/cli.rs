@@ -276,7 +276,7 @@ fn ctrl_c_stops_generation_cleanly() {
     stdout.read_to_string(&mut rest).expect("read stdout");
     let out = child.wait_with_output().expect("wait");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(out.status.code(), Some(130), "Ctrl-C exits as shells expect, after the summary: {stderr}");
     assert!(stderr.contains("stop: cancelled"), "{stderr}");
     let generated: usize =
         stderr.split("generated tokens: ").nth(1).and_then(|s| s.split(',').next()).and_then(|n| n.parse().ok()).expect("count in summary");

@@ -377,7 +377,7 @@ fn gpu_top_k_generation_matches_sampling_whole_rows() {
         SamplingParams { top_k: 3, top_p: 0.9, seed: 9, ..Default::default() },
     ] {
         let mut session = Session::new(model.clone(), 1).unwrap();
-        let stop = StopConditions { max_tokens: TOKENS, eos: None, stop_strings: vec![] };
+        let stop = StopConditions { max_tokens: TOKENS, eos: Vec::new(), stop_strings: vec![] };
         let mut generator = Generator::new(&mut session, Sampler::new(params.clone()).unwrap(), stop);
         pollster::block_on(generator.start(&start)).unwrap();
         let mut got = Vec::new();

@@ -236,6 +236,28 @@ fn argmax_picks_the_first_largest() {
     assert_eq!(got[1], 17);
 }
 
+/// A broken row (NaN or +inf) comes back as its first broken entry with the top bit set, a row
+/// of -inf only as 0xffffffff; -inf entries among finite ones are simply never the largest.
+#[test]
+fn argmax_marks_broken_rows() {
+    let ctx = common::ctx();
+    let n = 700;
+    let mut logits = random_values(4, 4 * n, 5.0);
+    logits[30] = f32::NAN;
+    logits[500] = f32::NAN;
+    logits[n + 650] = f32::INFINITY;
+    logits[n + 10] = 100.0;
+    logits[2 * n..3 * n].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+    logits[3 * n..4 * n].iter_mut().step_by(2).for_each(|x| *x = f32::NEG_INFINITY);
+    let l_buf = upload_f32(&ctx, "logits", &logits);
+    let ids = storage(&ctx, "ids", 4);
+    run(&ctx, |rec| mamba_wgpu::ops::argmax::argmax(rec, TensorView::f32(&l_buf, 4, n as u32), TensorView::u32(&ids, 4, 1)));
+    let got: Vec<u32> = bytemuck::cast_slice(&read(&ctx, &ids, 4)).to_vec();
+    let finite_row = &logits[3 * n..];
+    let best = (0..n).filter(|&i| finite_row[i].is_finite()).max_by(|&a, &b| finite_row[a].total_cmp(&finite_row[b]).then(b.cmp(&a))).unwrap();
+    assert_eq!(got, vec![0x8000_0000 | 30, 0x8000_0000 | 650, u32::MAX, best as u32]);
+}
+
 /// Conv over a prompt (conv_prefill + conv_state_update) and the one-token conv_step, from a non-zero state, with and
 /// without a bias: output and the new state against the reference.
 #[test]

@@ -66,6 +66,10 @@ impl BenchOptions {
 /// table's header and a row per finished measurement) and `progress` the report so far after
 /// each measurement, so a long run that is stopped keeps what it measured.
 pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
+    // A bad --model fails before the probes spend their minutes.
+    if let Some(dir) = &options.model_dir {
+        Checkpoint::open(dir)?;
+    }
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
     let mut probe = probes::BandwidthProbe::new(&ctx)?;

@@ -29,7 +29,7 @@ pub fn config_for(name: &str) -> Result<MambaConfig> {
         conv_bias: true,
         tie_embeddings: true,
         norm_eps: 1e-5,
-        eos_token_id: Some(0),
+        eos_token_id: vec![0],
         naming: Naming::HuggingFace,
     })
 }

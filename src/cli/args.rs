@@ -25,7 +25,7 @@ pub enum Command {
     Bench(BenchArgs),
     /// Show the GPU adapter wgpu picks and every adapter it can see
     Info {
-        /// Pick the adapter whose name contains this text (case-insensitive)
+        /// Pick the adapter: its number in the list, or text its line contains (case-insensitive)
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
     },
@@ -52,7 +52,7 @@ pub struct BenchArgs {
     /// Benchmark this checkpoint folder instead of synthetic shapes
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Pick the GPU adapter whose name contains this text
+    /// Pick the GPU adapter: its number in `mamba-wgpu info`'s list, or text its line contains
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
     /// Also write the figures as JSON to FILE
@@ -67,7 +67,8 @@ pub struct ModelArgs {
     /// shakespeare-mamba model
     #[arg(long, short = 'm', value_name = "DIR|REPO_ID")]
     pub model: Option<String>,
-    /// Pick the GPU adapter whose name contains this text (see `mamba-wgpu info`)
+    /// Pick the GPU adapter: its number in `mamba-wgpu info`'s list, or text its line contains
+    /// (a name, or a backend such as vulkan or gl)
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
     /// Storage of the weight matrices on the GPU. Default: the checkpoint's own precision

@@ -7,21 +7,25 @@
 //! `--max-tokens`, at a `--stop` string, or by default at the next blank line: in the plain
 //! text small models learn from (plays, prose) a blank line is where a speech or paragraph
 //! ends, so each turn reads to the model like one paragraph answering the previous one.
-//! Ctrl-C during a reply stops that reply; at the prompt it exits.
+//! Ctrl-C during a reply stops that reply; at the prompt it ends the chat with the summary
+//! (exit code 130). A line of input that is not UTF-8 is an error for its turn only.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{BufRead, IsTerminal, Read, Write};
 
 use mamba_wgpu::generate::{GenerationStats, Generator, StopConditions};
 use mamba_wgpu::sampling::{Sampler, SamplingParams};
 use mamba_wgpu::{Error, Result, Session};
 
 use super::args::ChatArgs;
-use super::generate_cmd::summary;
-use super::interrupt::Generating;
+use super::generate_cmd::{print_err, summary};
+use super::interrupt::{self, Generating};
 use super::load::{load, NeedTokenizer};
 
 /// Ends each user turn, and (as the default stop string) each reply.
 const SEPARATOR: &str = "\n\n";
+
+/// Most bytes of one line of input; a longer line is an error for its turn.
+const MAX_LINE_BYTES: u64 = 1 << 20;
 
 pub fn run(args: &ChatArgs) -> Result<()> {
     let params = args.sampling.params()?;
@@ -32,12 +36,13 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let loaded = load(&args.model, NeedTokenizer::Yes)?;
     let tokenizer = loaded.tokenizer.as_ref().ok_or_else(|| Error::invalid("--model", "chat needs a model with tokenizer.json"))?;
     let model = loaded.model.clone();
-    let eos = model.config.eos_token_id.or(tokenizer.eos_id());
+    let eos = model.config.eos_ids_or(tokenizer.eos_id());
     let mut session = Session::new(model.clone(), 1)?;
+    session.set_interrupt(interrupt::flag());
     let interactive = std::io::stdin().is_terminal();
     let adapter = model.ctx.adapter.to_string();
     if interactive {
-        eprintln!("chatting with {} on {adapter}; Ctrl-D ends, Ctrl-C stops a reply", model.source);
+        print_err(&format!("chatting with {} on {adapter}; Ctrl-D ends, Ctrl-C stops a reply", model.source));
     }
 
     let mut pending: Option<u32> = None;
@@ -46,15 +51,21 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout();
     for turn in 0u64.. {
+        // Ctrl-C while waiting for a line ends the chat with its summary.
+        interrupt::set_exit_note(Some(summary(&total, None, &adapter)));
         if interactive {
-            eprint!("> ");
+            let _ = write!(std::io::stderr(), "> ");
         }
-        let mut line = String::new();
-        let read = stdin.read_line(&mut line).map_err(|e| Error::io("stdin", e))?;
-        if read == 0 {
-            break;
-        }
-        let line = line.trim_end_matches(['\n', '\r']);
+        let line = match read_line(&mut stdin)? {
+            Line::End => break,
+            Line::Text(line) => line,
+            Line::Bad(e) => {
+                // A bad line costs its own turn only.
+                print_err(&format!("error: {e}"));
+                continue;
+            }
+        };
+        interrupt::set_exit_note(None);
         if line.trim().is_empty() {
             continue;
         }
@@ -63,10 +74,16 @@ pub fn run(args: &ChatArgs) -> Result<()> {
 
         // A fresh draw sequence per turn: reusing the seed would replay the same draws.
         let sampler = Sampler::new(SamplingParams { seed: params.seed.wrapping_add(turn), ..params.clone() })?;
-        let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos, stop_strings: stop_strings.clone() };
+        let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos: eos.clone(), stop_strings: stop_strings.clone() };
         let mut gen = Generator::new(&mut session, sampler, stop).with_history(&history).with_tokenizer(tokenizer);
         let guard = Generating::begin();
-        pollster::block_on(gen.start(&prompt))?;
+        if let Err(e) = pollster::block_on(gen.start(&prompt)) {
+            // Interrupted inside the turn's prompt: the state holds part of it, so the chat ends.
+            if matches!(e, Error::Interrupted) {
+                print_err(&summary(&total, None, &adapter));
+            }
+            return Err(e);
+        }
         let mut reply = String::new();
         loop {
             if guard.stop_requested() {
@@ -86,8 +103,41 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         history = h[h.len().saturating_sub(params.repetition_window)..].to_vec();
         add(&mut total, &gen.stats());
     }
-    eprintln!("{}", summary(&total, None, &adapter));
+    interrupt::set_exit_note(None);
+    print_err(&summary(&total, None, &adapter));
     Ok(())
+}
+
+enum Line {
+    /// The end of the input.
+    End,
+    Text(String),
+    /// A line that is not UTF-8 or too long: an error for this turn.
+    Bad(String),
+}
+
+/// One line of stdin without its line ending, read at most MAX_LINE_BYTES at a time.
+fn read_line(input: &mut impl BufRead) -> Result<Line> {
+    let mut bytes = Vec::new();
+    let read = input.by_ref().take(MAX_LINE_BYTES).read_until(b'\n', &mut bytes).map_err(|e| Error::io("stdin", e))?;
+    if read == 0 {
+        return Ok(Line::End);
+    }
+    if bytes.last() != Some(&b'\n') && read as u64 == MAX_LINE_BYTES {
+        // Skip the rest of the line, a bounded piece at a time.
+        loop {
+            let mut rest = Vec::new();
+            let n = input.by_ref().take(MAX_LINE_BYTES).read_until(b'\n', &mut rest).map_err(|e| Error::io("stdin", e))?;
+            if n == 0 || rest.last() == Some(&b'\n') {
+                break;
+            }
+        }
+        return Ok(Line::Bad(format!("stdin: a line is longer than {} MiB; it is skipped", MAX_LINE_BYTES >> 20)));
+    }
+    match String::from_utf8(bytes) {
+        Ok(line) => Ok(Line::Text(line.trim_end_matches(['\n', '\r']).to_string())),
+        Err(e) => Ok(Line::Bad(format!("stdin: a line is not UTF-8 text (invalid byte at offset {}); it is skipped", e.utf8_error().valid_up_to()))),
+    }
 }
 
 fn add(total: &mut GenerationStats, turn: &GenerationStats) {

@@ -7,17 +7,19 @@
 //! - ids (`--prompt-ids`): no tokenizer needed; prints the new ids on one line. It never stops
 //!   at EOS: exactly `--max-tokens` argmax/sampling steps, like the reference fixtures.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 
 use mamba_wgpu::generate::{FinishReason, GenerationStats, Generator, StopConditions};
 use mamba_wgpu::sampling::Sampler;
+use mamba_wgpu::state_file::SavedState;
 use mamba_wgpu::{Error, Result, Session};
 
 use super::args::GenerateArgs;
-use super::interrupt::Generating;
+use super::interrupt::{self, Generating};
 use super::load::{load, NeedTokenizer};
-use super::state_file::{self, SavedState};
+use super::model_path::{self, ModelSource};
+use super::state_file;
 
 enum Input {
     Text(String),
@@ -27,12 +29,16 @@ enum Input {
 }
 
 pub fn run(args: &GenerateArgs) -> Result<()> {
-    // Everything that can be checked without the GPU is checked before loading the model.
+    // Everything that can be checked without the GPU is checked before loading the model,
+    // the --save-state destination included, so a bad one fails before the run, not after it.
     let params = args.sampling.params()?;
     let stop_strings = args.sampling.stop_strings()?;
     let input = read_input(args)?;
     if matches!(input, Input::Ids(_)) && !stop_strings.is_empty() {
         return Err(Error::invalid("--stop", "stop strings match text; --prompt-ids runs have no text"));
+    }
+    if let Some(path) = &args.save_state {
+        state_file::check_destination(path, &run_inputs(args)?)?;
     }
     let need = if matches!(input, Input::Text(_)) { NeedTokenizer::Yes } else { NeedTokenizer::No };
     let loaded = load(&args.model, need)?;
@@ -43,6 +49,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         _ => loaded.tokenizer.as_ref(),
     };
     let mut session = Session::new(model.clone(), 1)?;
+    session.set_interrupt(interrupt::flag());
 
     // A loaded state already holds earlier tokens; its pending token goes in before the prompt.
     let (mut prompt, history) = match &args.load_state {
@@ -56,22 +63,29 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     prompt.extend_from_slice(&new_ids);
 
-    let eos = tokenizer.and_then(|tok| model.config.eos_token_id.or(tok.eos_id()));
+    let eos = tokenizer.map(|tok| model.config.eos_ids_or(tok.eos_id())).unwrap_or_default();
     let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos, stop_strings };
     let mut gen = Generator::new(&mut session, Sampler::new(params)?, stop).with_history(&history);
     if let Some(tok) = tokenizer {
         gen = gen.with_tokenizer(tok);
     }
-    let streaming = tokenizer.is_some() && !args.json;
+    // Without --json, text and ids stream to stdout as they come (flushed), so a reader that
+    // goes away (a closed pipe) ends the run.
+    let streaming = !args.json;
     let mut stdout = std::io::stdout().lock();
     if streaming && args.echo_prompt {
-        write_out(&mut stdout, &prompt_text)?;
+        let echoed = if tokenizer.is_some() { prompt_text.clone() } else { format!("{prompt_text} ") };
+        write_out(&mut stdout, &echoed)?;
     }
 
     let guard = Generating::begin();
-    pollster::block_on(gen.start(&prompt))?;
+    let prefilled = match pollster::block_on(gen.start(&prompt)) {
+        Err(Error::Interrupted) => false,
+        other => other.map(|_| true)?,
+    };
     let mut text = String::new();
-    loop {
+    let mut first_id = true;
+    while prefilled {
         if guard.stop_requested() {
             gen.cancel();
         }
@@ -82,23 +96,29 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             }
             text.push_str(&chunk);
         } else {
-            // The ids are read from the history afterwards.
-            if pollster::block_on(gen.next_token())?.is_none() {
-                break;
+            let Some(id) = pollster::block_on(gen.next_token())? else { break };
+            if streaming {
+                write_out(&mut stdout, &format!("{}{id}", if first_id { "" } else { " " }))?;
+                first_id = false;
             }
         }
     }
+    let interrupted = guard.stop_requested();
     drop(guard);
     let (stats, reason, pending) = (gen.stats(), gen.finish_reason(), gen.pending_token());
     let history = gen.history().to_vec();
     drop(gen);
 
+    let adapter = model.ctx.adapter.to_string();
     if let Some(path) = &args.save_state {
-        let snapshot = pollster::block_on(session.snapshot())?;
-        state_file::save(path, &model, &SavedState { snapshot, pending, history: history.clone() })?;
+        if prefilled {
+            let snapshot = pollster::block_on(session.snapshot())?;
+            state_file::save(path, &SavedState { fingerprint: model.fingerprint, snapshot, pending, history: history.clone() })?;
+        } else {
+            print_err(&format!("--save-state {}: not written, the prompt was interrupted before its end", path.display()));
+        }
     }
     let generated = &history[history.len() - stats.generated_tokens..];
-    let adapter = model.ctx.adapter.to_string();
     let output = if args.json {
         let mut object = serde_json::json!({
             "ids": [generated],
@@ -113,25 +133,41 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
             object["text"] = text.into();
         }
         format!("{object}\n")
-    } else if tokenizer.is_none() {
-        let echoed = if args.echo_prompt { format!("{prompt_text} ") } else { String::new() };
-        format!("{echoed}{}\n", join_ids(generated))
-    } else if !text.ends_with('\n') {
-        // The text ends its line, so the summary on stderr starts on a line of its own
+    } else if tokenizer.is_none() || !text.ends_with('\n') {
+        // The output ends its line, so the summary on stderr starts on a line of its own
         // wherever the two streams meet (a terminal, or one file for both).
         "\n".to_string()
     } else {
         String::new()
     };
     write_out(&mut stdout, &output)?;
-    eprintln!("{}", summary(&stats, reason, &adapter));
+    print_err(&summary(&stats, reason, &adapter));
+    if interrupted {
+        return Err(Error::Interrupted);
+    }
     Ok(())
+}
+
+/// The files this run reads, which --save-state must not overwrite: the model's files, the
+/// prompt file and the loaded state.
+fn run_inputs(args: &GenerateArgs) -> Result<Vec<PathBuf>> {
+    let mut inputs: Vec<PathBuf> = args.prompt_file.iter().chain(&args.load_state).cloned().collect();
+    if let ModelSource::Folder(dir) = model_path::resolve(args.model.model.as_deref())? {
+        inputs.extend(model_path::model_files(&dir));
+    }
+    Ok(inputs)
+}
+
+/// One line on stderr; a stderr that cannot be written (a full disk, a closed pipe) is not
+/// worth failing the run for.
+pub fn print_err(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Restores a --save-state file; returns the tokens to feed first (the pending one) and the
 /// saved history.
 fn restore(session: &mut Session, path: &Path) -> Result<(Vec<u32>, Vec<u32>)> {
-    let saved = state_file::load(path, session.model())?;
+    let saved = state_file::load(path, session.model(), session)?;
     session.restore(&saved.snapshot).map_err(|e| match e {
         Error::Snapshot { reason } => Error::Snapshot { reason: format!("{}: {reason}", path.display()) },
         other => other,
@@ -155,11 +191,23 @@ fn read_input(args: &GenerateArgs) -> Result<Input> {
     Err(Error::invalid("--prompt", "no prompt: give --prompt TEXT, --prompt-file FILE or --prompt-ids IDS"))
 }
 
+/// Most bytes a prompt file may hold (about 16 million tokens of English).
+const MAX_PROMPT_FILE_BYTES: u64 = 64 << 20;
+
 fn read_prompt_file(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    let name = path.display().to_string();
+    if std::fs::metadata(path).map_err(|e| Error::io(&name, e))?.is_dir() {
+        return Err(Error::io(&name, "is a folder; --prompt-file takes a UTF-8 text file"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PROMPT_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&name, e))?;
+    if bytes.len() as u64 > MAX_PROMPT_FILE_BYTES {
+        return Err(Error::io(&name, format!("is larger than the {} MiB a prompt file may hold", MAX_PROMPT_FILE_BYTES >> 20)));
+    }
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        Error::io(path.display(), format!("is not UTF-8 text (invalid byte at offset {at}); prompt files must be UTF-8"))
+        Error::io(&name, format!("is not UTF-8 text (invalid byte at offset {at}); prompt files must be UTF-8"))
     })
 }
 

@@ -33,7 +33,11 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
     let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();
-    Ok(Loaded { model: Arc::new(model?), tokenizer })
+    let model = model?;
+    if let Some(tok) = &tokenizer {
+        tok.check_fits(model.config.vocab_size)?;
+    }
+    Ok(Loaded { model: Arc::new(model), tokenizer })
 }
 
 fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<Tokenizer>> {

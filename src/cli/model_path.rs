@@ -150,3 +150,24 @@ mod tests {
         assert!(!is_repo_id("a/"));
     }
 }
+
+/// The files of a model folder that a run reads (configs, tokenizer, safetensors and their
+/// index), for what --save-state must not overwrite.
+pub fn model_files(dir: &Path) -> Vec<PathBuf> {
+    const NAMED: [&str; 6] = [
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "generation_config.json",
+        "special_tokens_map.json",
+        "model.safetensors.index.json",
+    ];
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            NAMED.contains(&name.as_str()) || name.ends_with(".safetensors")
+        })
+        .collect()
+}

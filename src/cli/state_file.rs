@@ -1,103 +1,84 @@
-//! `--save-state` / `--load-state` files: the session snapshot plus what the snapshot alone
-//! cannot hold, so a loaded run continues exactly as if it had never stopped.
+//! `--save-state` / `--load-state` files (the format: mamba_wgpu::state_file).
 //!
-//! Layout (little endian):
-//! ```text
-//! magic "MWGPUCLI"  8 bytes
-//! version           u32  (1)
-//! fingerprint       u64  the model's (Model::fingerprint): a quick, early "wrong model" check
-//! pending flag, id  u32, u32  the last generated token, chosen but not yet fed to the model
-//! history length    u32, then that many u32 ids: prompt + generated, for the repetition penalty
-//! snapshot length   u64, then Session::snapshot bytes (they carry their own model check)
-//! ```
-//! The sampler's random state is not saved: a loaded run draws from a fresh `--seed`. Greedy
-//! runs, and runs whose saving side generated nothing (`--max-tokens 0`), continue exactly.
+//! Saving never destroys a user's file by accident: the destination is checked before the
+//! run (its folder exists and takes a new file; it is not a symbolic link, a folder, or any
+//! input of the run: a model file, the tokenizer, the prompt file, the loaded state), and the
+//! file is written next to it and renamed over it, so an interrupted save leaves no torn file.
+//! An existing state file that is none of those is replaced.
 
-use std::path::Path;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
 
-use mamba_wgpu::{Error, Model, Result};
+use mamba_wgpu::state_file::{decode, encode, SavedState};
+use mamba_wgpu::{Error, Model, Result, Session};
 
-const MAGIC: &[u8; 8] = b"MWGPUCLI";
-const VERSION: u32 = 1;
+/// Fails unless `path` can take the state file of a run whose inputs are `inputs`.
+pub fn check_destination(path: &Path, inputs: &[PathBuf]) -> Result<()> {
+    let name = format!("--save-state {}", path.display());
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            return Err(Error::io(name, "is a symbolic link; state files are not written through links: give the path of a regular file"));
+        }
+        if meta.is_dir() {
+            return Err(Error::io(name, "is a folder; give a file name"));
+        }
+        if let Some(input) = inputs.iter().find(|input| same_file(path, input)) {
+            return Err(Error::io(name, format!("is {}, an input of this run; it would be overwritten: choose another file", input.display())));
+        }
+    }
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::io(name, format!("its folder {} does not exist", dir.display())));
+    }
+    // Take the temporary file now, so a folder that refuses new files fails before the run.
+    let tmp = temp_path(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| Error::io(&name, format!("cannot create a file in {}: {e}", dir.display())))?;
+    let _ = std::fs::remove_file(&tmp);
+    Ok(())
+}
 
-pub struct SavedState {
-    pub snapshot: Vec<u8>,
-    pub pending: Option<u32>,
-    pub history: Vec<u32>,
+fn temp_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
+    path.with_file_name(format!(".{name}.tmp{}", std::process::id()))
+}
+
+/// Whether `a` and `b` name the same existing file (through links and relative paths).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 /// Writes next to the target and renames, so an interrupted save never leaves a torn file
-/// under the real name.
-pub fn save(path: &Path, model: &Model, state: &SavedState) -> Result<()> {
-    let mut out = Vec::with_capacity(40 + state.history.len() * 4 + state.snapshot.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&model.fingerprint.to_le_bytes());
-    out.extend_from_slice(&(state.pending.is_some() as u32).to_le_bytes());
-    out.extend_from_slice(&state.pending.unwrap_or(0).to_le_bytes());
-    out.extend_from_slice(&(state.history.len() as u32).to_le_bytes());
-    for id in &state.history {
-        out.extend_from_slice(&id.to_le_bytes());
-    }
-    out.extend_from_slice(&(state.snapshot.len() as u64).to_le_bytes());
-    out.extend_from_slice(&state.snapshot);
-
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "state".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    std::fs::write(&tmp, &out).map_err(|e| Error::io(tmp.display(), e))?;
+/// under the real name. Errors name the user's path.
+pub fn save(path: &Path, state: &SavedState) -> Result<()> {
+    let tmp = temp_path(path);
+    let name = format!("--save-state {}", path.display());
+    std::fs::write(&tmp, encode(state)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(&name, e)
+    })?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        Error::io(path.display(), e)
+        Error::io(&name, e)
     })
 }
 
-pub fn load(path: &Path, model: &Model) -> Result<SavedState> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    let bad = |reason: String| Error::Snapshot { reason: format!("{}: {reason}", path.display()) };
-    let mut r = Reader { bytes: &bytes, at: 0 };
-    let truncated = || bad("truncated state file".into());
-    if r.take(8).ok_or_else(truncated)? != MAGIC {
-        return Err(bad("not a mamba-wgpu state file (saved with --save-state)".into()));
+/// Reads a state file for `session` (bounded: see mamba_wgpu::state_file).
+pub fn load(path: &Path, model: &Model, session: &Session) -> Result<SavedState> {
+    let name = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(&name, e))?;
+    if meta.is_dir() {
+        return Err(Error::io(&name, "is a folder, not a state file"));
     }
-    let version = r.u32().ok_or_else(truncated)?;
-    if version != VERSION {
-        return Err(bad(format!("state file format {version}, this build reads format {VERSION}")));
-    }
-    let fingerprint = r.u64().ok_or_else(truncated)?;
-    if fingerprint != model.fingerprint {
-        return Err(bad(format!("it was saved from a different model than {}", model.source)));
-    }
-    let has_pending = r.u32().ok_or_else(truncated)?;
-    let pending_id = r.u32().ok_or_else(truncated)?;
-    let count = r.u32().ok_or_else(truncated)? as usize;
-    let history_bytes = r.take(count.checked_mul(4).ok_or_else(truncated)?).ok_or_else(truncated)?;
-    let history = history_bytes.chunks_exact(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let len = usize::try_from(r.u64().ok_or_else(truncated)?).map_err(|_| truncated())?;
-    let snapshot = r.take(len).ok_or_else(truncated)?.to_vec();
-    if r.at != bytes.len() {
-        return Err(bad(format!("{} unexpected bytes after the snapshot", bytes.len() - r.at)));
-    }
-    Ok(SavedState { snapshot, pending: (has_pending != 0).then_some(pending_id), history })
-}
-
-/// Bounds-checked reads: a truncated or hostile file yields None, never a panic.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let end = self.at.checked_add(n)?;
-        let slice = self.bytes.get(self.at..end)?;
-        self.at = end;
-        Some(slice)
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self) -> Option<u64> {
-        let b = self.take(8)?;
-        Some(u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
-    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
+    decode(BufReader::new(file), &name, model.fingerprint, session.snapshot_len())
 }

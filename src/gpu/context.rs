@@ -1,7 +1,7 @@
 //! Adapter and device selection. The context owns the device, the queue and the pipeline cache;
 //! nothing in the crate is global.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::gpu::kernels::KernelCache;
@@ -44,13 +44,16 @@ pub struct GpuContext {
     /// rows. Normally the device limit; tests lower it to exercise the split path on small models.
     pub max_binding_bytes: u64,
     pub(crate) kernels: KernelCache,
+    /// The first error wgpu reported outside an error scope (out of memory, validation, a
+    /// lost device): wgpu's default handler would abort the process; readbacks report it.
+    device_error: Arc<Mutex<Option<String>>>,
     /// A tiny buffer bound where a kernel's optional input (a bias) is absent.
     pub(crate) placeholder: wgpu::Buffer,
 }
 
 impl GpuContext {
-    /// Picks the adapter wgpu prefers (high performance), or the first whose name contains
-    /// `adapter_filter` (case-insensitive) on native platforms.
+    /// Picks the adapter wgpu prefers (high performance), or the one `adapter_filter` names on
+    /// native platforms: an index in `info`'s list, or text its description contains.
     pub async fn new(adapter_filter: Option<&str>) -> Result<Arc<Self>> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = match adapter_filter {
@@ -105,9 +108,31 @@ impl GpuContext {
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             subgroup_sizes: [info.subgroup_min_size, info.subgroup_max_size],
         };
+        let device_error = Arc::new(Mutex::new(None));
+        let slot = device_error.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let message = match &e {
+                wgpu::Error::OutOfMemory { .. } => "out of GPU memory: the model or batch does not fit the adapter".to_string(),
+                other => other.to_string(),
+            };
+            slot.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(message);
+        }));
+        let slot = device_error.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(format!("the device was lost ({reason:?}): {message}"));
+        });
         let max_binding_bytes = (limits.max_storage_buffer_binding_size).min(limits.max_buffer_size);
         let placeholder = crate::gpu::tensor::storage_with(&device, "placeholder", 4);
-        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, kernels: KernelCache::default(), placeholder }))
+        Ok(Arc::new(GpuContext { device, queue, adapter, limits, max_binding_bytes, kernels: KernelCache::default(), device_error, placeholder }))
+    }
+
+    /// Fails with the device's error if wgpu reported one (out of memory, a lost device, a
+    /// validation error) since the context was made.
+    pub fn check_device(&self) -> Result<()> {
+        match self.device_error.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(message) => Err(Error::Gpu(format!("{} on {}", message, self.adapter.name))),
+            None => Ok(()),
+        }
     }
 
     /// A context whose weights are split at `bytes` per part (tests of the split path).
@@ -121,29 +146,39 @@ impl GpuContext {
         Ok(Arc::new(change(ctx)))
     }
 
-    /// Every adapter wgpu can see, for `mamba-wgpu info`.
+    /// Every adapter wgpu can see, numbered as `--adapter` takes them, for `mamba-wgpu info`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters() -> Vec<String> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .into_iter()
-            .map(|a| {
-                let i = a.get_info();
-                format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
-            })
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{i}: {}", describe(a)))
             .collect()
     }
 }
 
+/// An adapter as `info` prints it and `--adapter` matches it: "name (Backend, DeviceType)".
+fn describe(adapter: &wgpu::Adapter) -> String {
+    let i = adapter.get_info();
+    format!("{} ({:?}, {:?})", i.name, i.backend, i.device_type)
+}
+
+/// The adapter `filter` picks: an index in the list `info` prints, or else the first whose
+/// description ("name (Backend, DeviceType)", case-insensitive) contains it, so that two
+/// adapters of one name on two backends can be told apart ("vulkan", "gl").
 async fn pick_adapter(instance: &wgpu::Instance, filter: &str) -> Result<wgpu::Adapter> {
     let wanted = filter.to_lowercase();
-    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-    let names: Vec<String> = adapters.iter().map(|a| a.get_info().name).collect();
-    adapters.into_iter().find(|a| a.get_info().name.to_lowercase().contains(&wanted)).ok_or_else(|| {
-        if names.is_empty() {
-            Error::NoAdapter(NO_ADAPTER_HELP.to_string())
-        } else {
-            Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", ")))
-        }
-    })
+    let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let names: Vec<String> = adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", describe(a))).collect();
+    if adapters.is_empty() {
+        return Err(Error::NoAdapter(NO_ADAPTER_HELP.to_string()));
+    }
+    let position = match filter.trim().parse::<usize>() {
+        Ok(index) => (index < adapters.len()).then_some(index),
+        Err(_) => adapters.iter().position(|a| describe(a).to_lowercase().contains(&wanted)),
+    };
+    position
+        .map(|i| adapters.swap_remove(i))
+        .ok_or_else(|| Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", "))))
 }

@@ -27,6 +27,9 @@ impl Staging {
 
     /// Maps the first `bytes` (already copied in by a submitted command) and returns them.
     pub async fn read(&self, ctx: &GpuContext, bytes: u64) -> Result<Vec<u8>> {
+        // A device error reported since the last readback (out of memory, a lost device) means
+        // the work just submitted did not run as recorded: report it, not its garbage.
+        ctx.check_device()?;
         let slice = self.buffer.slice(..bytes);
         let shared = Arc::new(Mutex::new(MapState::default()));
         let callback_state = shared.clone();
@@ -41,7 +44,9 @@ impl Staging {
         ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
         #[cfg(target_arch = "wasm32")]
         let _ = ctx;
-        MapFuture { shared }.await?;
+        let mapped = MapFuture { shared }.await;
+        ctx.check_device()?;
+        mapped?;
         let data = slice.get_mapped_range().map_err(|e| Error::Gpu(format!("reading a mapped buffer failed: {e:?}")))?.to_vec();
         self.buffer.unmap();
         Ok(data)

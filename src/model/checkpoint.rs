@@ -62,6 +62,11 @@ pub trait TensorSource {
     fn contains(&self, name: &str) -> bool;
     /// The tensor `name`, checked to have exactly `shape`.
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>>;
+    /// Every tensor name the source holds, so that the loader can refuse tensors the config
+    /// does not account for; None where the source cannot list them (generated weights).
+    fn names(&self) -> Option<Vec<String>> {
+        None
+    }
 }
 
 /// `values` as IEEE half bits, rounded to nearest.
@@ -112,10 +117,13 @@ impl Checkpoint {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &std::path::Path) -> Result<Self> {
         let config_path = dir.join("config.json");
-        let config_json = std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?;
+        let config_json = read_text(&config_path, MAX_CONFIG_BYTES)?;
         let mut shards = Vec::new();
         for file in shard_file_names(dir)? {
             let path = dir.join(&file);
+            if path.is_dir() {
+                return Err(Error::io(path.display(), "is a folder, not a safetensors file"));
+            }
             let handle = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
             // SAFETY: the file is opened read-only and treated as immutable for the lifetime of
             // the map; a concurrent writer truncating it is outside what we can defend against.
@@ -144,6 +152,10 @@ impl TensorSource for Checkpoint {
         self.shards.iter().any(|s| s.tensors.contains_key(name))
     }
 
+    fn names(&self) -> Option<Vec<String>> {
+        Some(self.shards.iter().flat_map(|s| s.tensors.keys().cloned()).collect())
+    }
+
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
         let (shard, info) = self
             .shards
@@ -169,11 +181,43 @@ impl Shard {
     fn parse(name: String, bytes: ShardBytes) -> Result<Self> {
         // read_metadata checks that the header is well-formed and that the data area has
         // exactly the length the header promises, so a truncated file is caught here.
-        let (header_len, metadata) = SafeTensors::read_metadata(bytes.as_slice())
-            .map_err(|e| Error::Safetensors { path: name.clone(), reason: format!("{e} (truncated or not a safetensors file?)") })?;
+        let (header_len, metadata) = SafeTensors::read_metadata(bytes.as_slice()).map_err(|e| {
+            let reason = explain_header(bytes.as_slice()).unwrap_or_else(|| format!("{e} (truncated or not a safetensors file?)"));
+            Error::Safetensors { path: name.clone(), reason }
+        })?;
         let tensors = metadata.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
         Ok(Shard { name, bytes, data_start: 8 + header_len, tensors })
     }
+}
+
+/// Why a header that the safetensors crate refused is wrong, naming the tensor, where it is a
+/// tensor whose byte range disagrees with its dtype and shape (the crate's own message does
+/// not say which).
+fn explain_header(bytes: &[u8]) -> Option<String> {
+    let len = u64::from_le_bytes(bytes.get(..8)?.try_into().ok()?);
+    let header: serde_json::Value = serde_json::from_slice(bytes.get(8..8usize.checked_add(usize::try_from(len).ok()?)?)?).ok()?;
+    for (name, info) in header.as_object()?.iter().filter(|(name, _)| *name != "__metadata__") {
+        let dtype = info.get("dtype")?.as_str()?;
+        let width: u64 = match dtype {
+            "F64" | "I64" | "U64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+            _ => continue,
+        };
+        let shape: Option<Vec<u64>> = info.get("shape")?.as_array()?.iter().map(|d| d.as_u64()).collect();
+        let offsets: Option<Vec<u64>> = info.get("data_offsets")?.as_array()?.iter().map(|d| d.as_u64()).collect();
+        let (Some(shape), Some(offsets)) = (shape, offsets) else { continue };
+        let needed = shape.iter().try_fold(width, |acc, &d| acc.checked_mul(d));
+        if let ([start, end], Some(needed)) = (offsets.as_slice(), needed) {
+            if end.checked_sub(*start) != Some(needed) {
+                return Some(format!(
+                    "tensor `{name}`: {dtype} {shape:?} takes {needed} bytes, but its data_offsets [{start}, {end}] hold a different count"
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// model.safetensors, or every shard named in model.safetensors.index.json.
@@ -185,13 +229,60 @@ fn shard_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
         if !single.exists() {
             return Err(Error::io(single.display(), "not found (expected model.safetensors or model.safetensors.index.json)"));
         }
+        if single.is_dir() {
+            return Err(Error::io(single.display(), "is a folder, not a safetensors file"));
+        }
         return Ok(vec!["model.safetensors".into()]);
     }
-    let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(index_path.display(), e))?;
-    let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::io(index_path.display(), e))?;
-    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::io(index_path.display(), "no `weight_map` object"))?;
-    let mut files: Vec<String> = map.values().filter_map(|v| v.as_str().map(String::from)).collect();
+    let text = read_text(&index_path, MAX_INDEX_BYTES)?;
+    parse_shard_index(&text, &index_path.display().to_string())
+}
+
+/// Most bytes of a config.json: a few KiB in every release.
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Most bytes of a shard index (model.safetensors.index.json): a few hundred KiB for the
+/// largest released models.
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_INDEX_BYTES: u64 = 16 << 20;
+
+/// A text file of at most `limit` bytes (config.json, the shard index).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> Result<String> {
+    use std::io::Read;
+    let name = path.display().to_string();
+    if std::fs::metadata(path).map_err(|e| Error::io(&name, e))?.is_dir() {
+        return Err(Error::io(&name, "is a folder, not a file"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&name, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::io(&name, format!("is larger than the {} MiB such a file may hold", limit >> 20)));
+    }
+    String::from_utf8(bytes).map_err(|_| Error::io(&name, "is not UTF-8 text"))
+}
+
+/// The shard files an index names (its `weight_map` values), each a plain file name or a path
+/// inside the model folder: an absolute path or one that climbs out with `..` is refused, so an
+/// index cannot make the engine open files elsewhere. `path` names the index in errors.
+pub fn parse_shard_index(text: &str, path: &str) -> Result<Vec<String>> {
+    let index: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::io(path, e))?;
+    let map = index.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| Error::io(path, "no `weight_map` object"))?;
+    let mut files = Vec::new();
+    for (tensor, file) in map {
+        let file = file.as_str().ok_or_else(|| Error::io(path, format!("weight_map entry `{tensor}` is not a file name")))?;
+        let inside = std::path::Path::new(file).components().all(|c| matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || !inside {
+            return Err(Error::io(path, format!("weight_map entry `{tensor}` names `{file}`, which is not a file inside the model folder")));
+        }
+        files.push(file.to_string());
+    }
     files.sort();
     files.dedup();
+    if files.is_empty() {
+        return Err(Error::io(path, "`weight_map` names no shard"));
+    }
     Ok(files)
 }

@@ -39,11 +39,21 @@ pub struct MambaConfig {
     pub conv_bias: bool,
     pub tie_embeddings: bool,
     pub norm_eps: f32,
-    pub eos_token_id: Option<u32>,
+    /// Every id that ends generation (config.json's `eos_token_id`: one id or a list).
+    pub eos_token_id: Vec<u32>,
     pub naming: Naming,
 }
 
 impl MambaConfig {
+    /// The ids that end generation: config.json's, or where it names none the tokenizer's.
+    pub fn eos_ids_or(&self, tokenizer_eos: Option<u32>) -> Vec<u32> {
+        if self.eos_token_id.is_empty() {
+            tokenizer_eos.into_iter().collect()
+        } else {
+            self.eos_token_id.clone()
+        }
+    }
+
     /// Parses config.json text; `path` is only used in error messages.
     pub fn from_json(text: &str, path: &str) -> Result<Self> {
         let err = |reason: String| Error::Config { path: path.to_string(), reason };
@@ -85,7 +95,7 @@ impl MambaConfig {
             conv_bias: f.optional_bool("use_conv_bias")?.unwrap_or(true),
             tie_embeddings: f.optional_bool("tie_word_embeddings")?.unwrap_or(true),
             norm_eps: f.optional_f32("layer_norm_epsilon")?.unwrap_or(1e-5),
-            eos_token_id: f.eos_token_id()?,
+            eos_token_id: f.eos_token_ids()?,
             naming: Naming::HuggingFace,
         };
         config.validate(f.path)
@@ -121,7 +131,7 @@ impl MambaConfig {
             conv_bias: ssm_fields.optional_bool("conv_bias")?.unwrap_or(true),
             tie_embeddings: f.optional_bool("tie_embeddings")?.unwrap_or(true),
             norm_eps: f.optional_f32("norm_epsilon")?.unwrap_or(1e-5),
-            eos_token_id: None,
+            eos_token_id: Vec::new(),
             naming: Naming::StateSpaces,
         };
         config.validate(f.path)
@@ -202,16 +212,18 @@ impl Fields<'_> {
         a.checked_mul(b).filter(|&v| v <= u32::MAX as usize).ok_or_else(|| self.error(format!("{what} = {a} x {b} is too large")))
     }
 
-    /// An id, or a list of ids (some configs list several EOS tokens): the first is used.
-    fn eos_token_id(&self) -> Result<Option<u32>> {
+    /// An id, or a list of ids (some configs list several EOS tokens): every one of them ends
+    /// generation, as in transformers. Ids must fit a u32 token id.
+    fn eos_token_ids(&self) -> Result<Vec<u32>> {
+        let id = |v: &Value| -> Result<u32> {
+            v.as_u64()
+                .and_then(|id| u32::try_from(id).ok())
+                .ok_or_else(|| self.error(format!("field `eos_token_id` must hold token ids (integers from 0 to {}), got {v}", u32::MAX)))
+        };
         match self.obj.get("eos_token_id") {
-            Some(Value::Array(ids)) => match ids.first() {
-                None => Ok(None),
-                Some(v) => {
-                    v.as_u64().map(|id| Some(id as u32)).ok_or_else(|| self.error(format!("field `eos_token_id` must hold integers, got {v}")))
-                }
-            },
-            _ => Ok(self.optional_usize("eos_token_id")?.map(|id| id as u32)),
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Array(ids)) => ids.iter().map(id).collect(),
+            Some(v) => Ok(vec![id(v)?]),
         }
     }
 
@@ -249,9 +261,12 @@ mod tests {
     }
 
     #[test]
-    fn eos_list_takes_the_first_and_overflow_is_an_error() {
+    fn eos_list_keeps_every_id_and_overflow_is_an_error() {
         let text = r#"{"model_type": "mamba", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "eos_token_id": [7, 9]}"#;
-        assert_eq!(MambaConfig::from_json(text, "config.json").unwrap().eos_token_id, Some(7));
+        assert_eq!(MambaConfig::from_json(text, "config.json").unwrap().eos_token_id, vec![7, 9]);
+        let text = r#"{"model_type": "mamba", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "eos_token_id": 4294967495}"#;
+        let err = MambaConfig::from_json(text, "config.json").unwrap_err().to_string();
+        assert!(err.contains("eos_token_id") && err.contains("4294967495"), "{err}");
         let text = r#"{"model_type": "mamba", "vocab_size": 10, "hidden_size": 8, "num_hidden_layers": 2, "expand": 18446744073709551615}"#;
         let err = MambaConfig::from_json(text, "config.json").unwrap_err().to_string();
         assert!(err.contains("expand * hidden_size"), "{err}");

@@ -71,6 +71,7 @@ pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Re
         Naming::HuggingFace => "backbone.embeddings.weight",
         Naming::StateSpaces => "backbone.embedding.weight",
     };
+    check_no_unknown_tensors(ckpt, embedding_name)?;
     let embedding = sink.matrix(ckpt.tensor(embedding_name, &[c.vocab_size, c.d_model])?)?;
     let mut layers = Vec::with_capacity(c.n_layer);
     for i in 0..c.n_layer {
@@ -88,13 +89,58 @@ pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Re
     Ok(ModelWeights { embedding, layers, norm_f, lm_head })
 }
 
+/// Fails, before anything is uploaded, if the source holds tensors the config does not account
+/// for: layers beyond `num_hidden_layers`, or names of another architecture. Loading only the
+/// tensors the config names would run a different model than the checkpoint without a word.
+/// Biases the config turns off, and a stored copy of a tied LM head, are accounted for (they
+/// are not used, as in transformers).
+fn check_no_unknown_tensors(ckpt: &impl TensorSource, embedding_name: &str) -> Result<()> {
+    let Some(names) = ckpt.names() else { return Ok(()) };
+    let c = ckpt.config();
+    let known = |name: &str| -> bool {
+        if name == embedding_name || name == "backbone.norm_f.weight" || name == "lm_head.weight" {
+            return true;
+        }
+        let Some(rest) = name.strip_prefix("backbone.layers.") else { return false };
+        let Some((index, field)) = rest.split_once('.') else { return false };
+        let in_range = index.parse::<usize>().is_ok_and(|i| i < c.n_layer && index == i.to_string());
+        const FIELDS: [&str; 12] = [
+            "norm.weight",
+            "mixer.in_proj.weight",
+            "mixer.in_proj.bias",
+            "mixer.conv1d.weight",
+            "mixer.conv1d.bias",
+            "mixer.x_proj.weight",
+            "mixer.dt_proj.weight",
+            "mixer.dt_proj.bias",
+            "mixer.A_log",
+            "mixer.D",
+            "mixer.out_proj.weight",
+            "mixer.out_proj.bias",
+        ];
+        in_range && FIELDS.contains(&field)
+    };
+    let mut unknown: Vec<&String> = names.iter().filter(|n| !known(n)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort();
+    let shown: Vec<&str> = unknown.iter().take(5).map(|n| n.as_str()).collect();
+    let more = if unknown.len() > 5 { format!(" and {} more", unknown.len() - 5) } else { String::new() };
+    Err(Error::tensor(
+        shown[0],
+        format!("{} holds tensors the config does not account for ({} layers): {}{more}", ckpt.source_name(), c.n_layer, shown.join(", ")),
+    ))
+}
+
 fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize, sink: &mut S) -> Result<LayerWeights<S::Matrix, S::Vector>> {
     let p = format!("backbone.layers.{i}");
     let m = format!("{p}.mixer");
     let (d, di, n, r, k) = (c.d_model, c.d_inner, c.d_state, c.dt_rank, c.d_conv);
-    // A bias the config announces must exist; one it does not announce is still used if stored.
+    // A bias the config announces must exist; one it turns off is not used even if stored, as
+    // in transformers (`use_bias`, `use_conv_bias`).
     let mut optional = |name: String, wanted: bool, shape: &[usize]| -> Result<Option<S::Vector>> {
-        if wanted || ckpt.contains(&name) {
+        if wanted {
             sink.vector(ckpt.tensor(&name, shape)?).map(Some)
         } else {
             Ok(None)

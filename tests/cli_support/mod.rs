@@ -1,4 +1,6 @@
-//! Helpers of tests/cli.rs: running the binary, fixtures, temp folders, a word tokenizer.
+//! Helpers of tests/cli.rs and tests/reliability.rs: running the binary, fixtures, temp
+//! folders, a word tokenizer.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -128,13 +130,12 @@ pub fn word_model(tmp: &TempDir, fixture: &str) -> String {
     for i in 1..vocab_size {
         vocab.insert(format!("t{i}"), i.into());
     }
-    vocab.insert("[UNK]".into(), vocab_size.into());
     let tokenizer = serde_json::json!({
         "version": "1.0", "truncation": null, "padding": null,
         "added_tokens": [{"id": 0, "content": "<|endoftext|>", "single_word": false, "lstrip": false,
                           "rstrip": false, "normalized": false, "special": true}],
         "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null, "decoder": null,
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
+        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<|endoftext|>"}
     });
     std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).expect("write tokenizer");
     dir.display().to_string()
