@@ -1,5 +1,8 @@
 // Greedy decoding on the GPU: the index of the largest logit of each row (the first on ties),
-// so a step reads back 4 bytes per sequence instead of the whole vocabulary.
+// so a step reads back 4 bytes per sequence instead of the whole vocabulary. A NaN or +inf
+// logit means a broken model output: the first one wins and its index comes back with the top
+// bit set (BROKEN), so the host reports it as the sampler does. A row of -inf only comes back
+// as 0xffffffff.
 
 struct Params {
     rows: u32,
@@ -17,8 +20,23 @@ const WG: u32 = 256u;
 var<workgroup> best_value: array<f32, WG>;
 var<workgroup> best_index: array<u32, WG>;
 
-// Does (v1, i1) beat (v2, i2)? Larger value wins, then the smaller index.
+const BROKEN: u32 = 0x80000000u;
+
+// NaN or +inf, told by the bits: WGSL lets a compiler assume floats are finite, so comparisons
+// cannot be trusted to find them.
+fn broken(v: f32) -> bool {
+    let bits = bitcast<u32>(v);
+    return (bits & 0x7f800000u) == 0x7f800000u && bits != 0xff800000u;
+}
+
+// Does (v1, i1) beat (v2, i2)? A broken value wins, then the larger value, then the smaller
+// index.
 fn beats(v1: f32, i1: u32, v2: f32, i2: u32) -> bool {
+    let b1 = broken(v1);
+    let b2 = broken(v2);
+    if (b1 || b2) {
+        return b1 && (!b2 || i1 < i2);
+    }
     return v1 > v2 || (v1 == v2 && i1 < i2);
 }
 
@@ -47,6 +65,6 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         workgroupBarrier();
     }
     if (lid == 0u) {
-        ids[wg.x] = best_index[0];
+        ids[wg.x] = best_index[0] | select(0u, BROKEN, broken(best_value[0]));
     }
 }
