@@ -85,21 +85,24 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     };
     let mut text = String::new();
     let mut first_id = true;
-    while prefilled {
-        if guard.stop_requested() {
-            gen.cancel();
-        }
-        if tokenizer.is_some() {
-            let Some(chunk) = pollster::block_on(gen.next_text())? else { break };
-            if streaming {
-                write_out(&mut stdout, &chunk)?;
+    // Nothing to generate after an interrupted prompt.
+    if prefilled {
+        loop {
+            if guard.stop_requested() {
+                gen.cancel();
             }
-            text.push_str(&chunk);
-        } else {
-            let Some(id) = pollster::block_on(gen.next_token())? else { break };
-            if streaming {
-                write_out(&mut stdout, &format!("{}{id}", if first_id { "" } else { " " }))?;
-                first_id = false;
+            if tokenizer.is_some() {
+                let Some(chunk) = pollster::block_on(gen.next_text())? else { break };
+                if streaming {
+                    write_out(&mut stdout, &chunk)?;
+                }
+                text.push_str(&chunk);
+            } else {
+                let Some(id) = pollster::block_on(gen.next_token())? else { break };
+                if streaming {
+                    write_out(&mut stdout, &format!("{}{id}", if first_id { "" } else { " " }))?;
+                    first_id = false;
+                }
             }
         }
     }

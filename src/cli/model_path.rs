@@ -135,22 +135,6 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
     config.parent().map(Path::to_path_buf).ok_or_else(|| Error::io(config.display(), "downloaded file has no folder"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repo_ids_are_told_apart_from_paths() {
-        assert!(is_repo_id("state-spaces/mamba-130m-hf"));
-        assert!(is_repo_id("tiiuae/falcon-mamba-7b"));
-        assert!(!is_repo_id("models/shakespeare/x"));
-        assert!(!is_repo_id("../fixtures"));
-        assert!(!is_repo_id("/abs"));
-        assert!(!is_repo_id("plain"));
-        assert!(!is_repo_id("a/"));
-    }
-}
-
 /// The files of a model folder that a run reads (configs, tokenizer, safetensors and their
 /// index), for what --save-state must not overwrite.
 pub fn model_files(dir: &Path) -> Vec<PathBuf> {
@@ -170,4 +154,20 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
             NAMED.contains(&name.as_str()) || name.ends_with(".safetensors")
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repo_ids_are_told_apart_from_paths() {
+        assert!(is_repo_id("state-spaces/mamba-130m-hf"));
+        assert!(is_repo_id("tiiuae/falcon-mamba-7b"));
+        assert!(!is_repo_id("models/shakespeare/x"));
+        assert!(!is_repo_id("../fixtures"));
+        assert!(!is_repo_id("/abs"));
+        assert!(!is_repo_id("plain"));
+        assert!(!is_repo_id("a/"));
+    }
 }
