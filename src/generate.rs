@@ -183,22 +183,36 @@ impl<'a> Generator<'a> {
         let t0 = now_seconds();
         let prompts = [prompt.to_vec()];
         self.history.extend_from_slice(prompt);
-        if self.stop.max_tokens == 0 {
-            // Only the state matters; read back 4 bytes rather than a row of logits.
-            self.session.prefill_greedy(&prompts).await?;
-            self.finish = Some(FinishReason::MaxTokens);
-        } else if self.gpu_greedy() {
-            self.first = self.session.prefill_greedy(&prompts).await?.first().copied();
-        } else if let Some(request) = self.gpu_top_k() {
-            self.session.prefill_keep_logits(&prompts).await?;
-            self.first = Some(self.sample_on_gpu(&request).await?);
-        } else {
-            let logits = self.session.prefill(&prompts).await?;
-            self.first = Some(self.sampler.sample(&logits, &self.history)?);
+        let position = self.session.position();
+        let chosen = self.choose_first(&prompts).await;
+        if let Err(Error::Interrupted) = chosen {
+            // The chunks fed before the interrupt are in the state.
+            self.stats.prompt_tokens = (self.session.position() - position) as usize;
+            self.stats.prefill_seconds = now_seconds() - t0;
+            self.finish = Some(FinishReason::Cancelled);
         }
+        chosen?;
         self.started = true;
         self.stats.prompt_tokens = prompt.len();
         self.stats.prefill_seconds = now_seconds() - t0;
+        Ok(())
+    }
+
+    /// Prefills the prompt and picks the first token, as the sampling options say.
+    async fn choose_first(&mut self, prompts: &[Vec<u32>]) -> Result<()> {
+        if self.stop.max_tokens == 0 {
+            // Only the state matters: nothing is read back.
+            self.session.feed(prompts).await?;
+            self.finish = Some(FinishReason::MaxTokens);
+        } else if self.gpu_greedy() {
+            self.first = self.session.prefill_greedy(prompts).await?.first().copied();
+        } else if let Some(request) = self.gpu_top_k() {
+            self.session.prefill_keep_logits(prompts).await?;
+            self.first = Some(self.sample_on_gpu(&request).await?);
+        } else {
+            let logits = self.session.prefill(prompts).await?;
+            self.first = Some(self.sampler.sample(&logits, &self.history)?);
+        }
         Ok(())
     }
 

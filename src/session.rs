@@ -135,6 +135,12 @@ impl Session {
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
 
+    /// Feeds the prompts into the state and reads nothing back (what the next token would be
+    /// is not asked for).
+    pub async fn feed(&mut self, prompts: &[Vec<u32>]) -> Result<()> {
+        self.consume(prompts, Readback::Nothing).await.map(drop)
+    }
+
     /// Like `prefill`, but returns only the greedy next token of each sequence (argmax on the GPU).
     pub async fn prefill_greedy(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<u32>> {
         let bytes = self.consume(prompts, Readback::LastIds).await?;
@@ -220,7 +226,7 @@ impl Session {
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < len {
-            if self.interrupt.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
+            if start > 0 && self.interrupt.as_ref().is_some_and(|flag| flag.load(Ordering::SeqCst)) {
                 self.position += start as u64;
                 return Err(Error::Interrupted);
             }
@@ -427,6 +433,10 @@ fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
             ctx.max_binding_bytes, ctx.adapter.name
         )));
     }
-    let by_dispatch = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    // Row kernels (embedding, norms) dispatch one workgroup per token of the whole batch.
+    let by_dispatch = ctx.limits.max_compute_workgroups_per_dimension as usize / batch;
+    if by_dispatch == 0 {
+        return Err(Error::Limit(format!("a batch of {batch} sequences needs more workgroups per dispatch than {} allows", ctx.adapter.name)));
+    }
     Ok(by_binding.min(by_dispatch))
 }

@@ -58,20 +58,15 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Fails unless this tokenizer belongs to a model of `model_vocab` ids: it may not produce
-    /// ids the model cannot take, and the model's vocabulary may exceed it only by padding (to a
-    /// multiple of 64 at most, as checkpoints pad their embedding tables). An id the model emits
-    /// in that padding decodes to nothing, as in transformers.
+    /// Fails unless this tokenizer can belong to a model of `model_vocab` ids: it may not
+    /// produce ids the model cannot take. A smaller tokenizer is normal (checkpoints pad their
+    /// embedding tables); an id the model emits beyond it is an error when it is decoded
+    /// (TextStream::push), never text dropped without a word.
     pub fn check_fits(&self, model_vocab: usize) -> Result<()> {
         let n = self.vocab_size();
         if n > model_vocab {
             return Err(self.error(format!(
                 "has {n} tokens, but the model's vocabulary holds {model_vocab} (config.json `vocab_size`): the tokenizer belongs to another model"
-            )));
-        }
-        if model_vocab > n.next_multiple_of(64) {
-            return Err(self.error(format!(
-                "has {n} tokens, but the model's vocabulary holds {model_vocab} (config.json `vocab_size`): more than padding apart, so the tokenizer belongs to another model"
             )));
         }
         Ok(())
@@ -130,6 +125,12 @@ impl TextStream<'_> {
     /// Adds one generated id; returns the text that became complete (often
     /// one word piece, sometimes empty while a character is unfinished).
     pub fn push(&mut self, id: u32) -> Result<String> {
+        let n = self.tokenizer.vocab_size();
+        if id as usize >= n {
+            return Err(self
+                .tokenizer
+                .error(format!("has {n} tokens and no token {id}, which the model chose: the tokenizer does not fit the model")));
+        }
         self.ids.push(id);
         let (prefix, full) = self.decode_both()?;
         let pending = self.ids.len() - self.prefix_len;

@@ -616,7 +616,15 @@ fn in_proj_with_conv_step_matches_reference() {
                     batch: b,
                     t_len: 1,
                 };
-                run(&ctx, |rec| linear_conv_step(rec, &in_proj, &conv));
+                let mut tape = Tape::new(&ctx, "in_proj+conv", 4);
+                let mut rec = tape.record(&ctx);
+                linear_conv_step(&mut rec, &in_proj, &conv).expect("op accepted its arguments");
+                let mut encoder = ctx.device.create_command_encoder(&Default::default());
+                rec.encode(&mut encoder);
+                ctx.queue.submit([encoder.finish()]);
+                // d_conv 4 takes the fused kernel (one dispatch), d_conv 3 the two ops.
+                let fused = tape.kernels() == vec![("matvec.wgsl", "main_conv")];
+                assert_eq!(fused, conv_k == 4, "kernels {:?} for d_conv {conv_k}", tape.kernels());
                 let label = format!("in_proj+conv batch={batch} channels={channels} k={k_in} f16={f16_weights} rms_norm={rms_norm}");
                 assert_close(&format!("{label} x_conv"), &read(&ctx, &x_conv, conv_want.len()), &conv_want, TOL);
                 assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);

@@ -18,7 +18,7 @@ use mamba_wgpu::{Error, Result, Session};
 use super::args::GenerateArgs;
 use super::interrupt::{self, Generating};
 use super::load::{load, NeedTokenizer};
-use super::model_path::{self, ModelSource};
+use super::model_path;
 use super::state_file;
 
 enum Input {
@@ -38,7 +38,7 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
         return Err(Error::invalid("--stop", "stop strings match text; --prompt-ids runs have no text"));
     }
     if let Some(path) = &args.save_state {
-        state_file::check_destination(path, &run_inputs(args)?)?;
+        state_file::check_destination(path, &run_inputs(args))?;
     }
     let need = if matches!(input, Input::Text(_)) { NeedTokenizer::Yes } else { NeedTokenizer::No };
     let loaded = load(&args.model, need)?;
@@ -151,14 +151,15 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The files this run reads, which --save-state must not overwrite: the model's files, the
-/// prompt file and the loaded state.
-fn run_inputs(args: &GenerateArgs) -> Result<Vec<PathBuf>> {
+/// The files this run reads, which --save-state must not overwrite: the model folder's files,
+/// the prompt file and the loaded state. (A repo id's files live in the Hugging Face cache,
+/// under names no state file takes; resolving one here could download it.)
+fn run_inputs(args: &GenerateArgs) -> Vec<PathBuf> {
     let mut inputs: Vec<PathBuf> = args.prompt_file.iter().chain(&args.load_state).cloned().collect();
-    if let ModelSource::Folder(dir) = model_path::resolve(args.model.model.as_deref())? {
-        inputs.extend(model_path::model_files(&dir));
+    if let Some(dir) = args.model.model.as_deref().map(Path::new).filter(|p| p.is_dir()) {
+        inputs.extend(model_path::model_files(dir));
     }
-    Ok(inputs)
+    inputs
 }
 
 /// One line on stderr; a stderr that cannot be written (a full disk, a closed pipe) is not

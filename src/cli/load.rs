@@ -28,16 +28,17 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     // The tokenizer first: a missing one should fail before seconds of weight uploads.
     let tokenizer = load_tokenizer(&source, need)?;
     let checkpoint = open_checkpoint(&source)?;
+    // A tokenizer of another model fails before the weights upload; runs on token ids do not
+    // use it, so they do not check it.
+    if let (Some(tok), NeedTokenizer::Yes) = (&tokenizer, need) {
+        tok.check_fits(checkpoint.config.vocab_size)?;
+    }
     let ctx = pollster::block_on(GpuContext::new(args.adapter.as_deref()))?;
     let options = LoadOptions { weight_dtype: args.dtype.map(WeightDtype::from) };
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
     let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();
-    let model = model?;
-    if let Some(tok) = &tokenizer {
-        tok.check_fits(model.config.vocab_size)?;
-    }
-    Ok(Loaded { model: Arc::new(model), tokenizer })
+    Ok(Loaded { model: Arc::new(model?), tokenizer })
 }
 
 fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<Tokenizer>> {

@@ -174,10 +174,10 @@ async fn pick_adapter(instance: &wgpu::Instance, filter: &str) -> Result<wgpu::A
     if adapters.is_empty() {
         return Err(Error::NoAdapter(NO_ADAPTER_HELP.to_string()));
     }
-    let position = match filter.trim().parse::<usize>() {
-        Ok(index) => (index < adapters.len()).then_some(index),
-        Err(_) => adapters.iter().position(|a| describe(a).to_lowercase().contains(&wanted)),
-    };
+    // A number within the list is an index; any other text (a number such as 4090 too) is
+    // matched against the descriptions.
+    let index = filter.trim().parse::<usize>().ok().filter(|&i| i < adapters.len());
+    let position = index.or_else(|| adapters.iter().position(|a| describe(a).to_lowercase().contains(&wanted)));
     position
         .map(|i| adapters.swap_remove(i))
         .ok_or_else(|| Error::invalid("adapter", format!("no adapter matches `{filter}`; available: {}", names.join(", "))))

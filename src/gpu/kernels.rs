@@ -55,7 +55,7 @@ pub struct KernelSpec {
 
 impl KernelSpec {
     /// The cache key: the same file, entry point and constants build the same pipeline.
-    fn key(&self) -> (&'static str, &'static str, Vec<(&'static str, u64)>) {
+    pub(crate) fn key(&self) -> SpecKey {
         (self.file, self.entry, self.constants.iter().map(|&(name, v)| (name, v.to_bits())).collect())
     }
 }
@@ -124,7 +124,7 @@ impl From<Kernel> for KernelSpec {
     }
 }
 
-type SpecKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+pub(crate) type SpecKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
 
 /// Shader modules and pipelines of one device, built on first use. Shaders keep wgpu's
 /// default runtime checks, bounds checks and loop bounding included: on a real driver a loop

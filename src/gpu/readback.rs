@@ -42,8 +42,6 @@ impl Staging {
         });
         #[cfg(not(target_arch = "wasm32"))]
         ctx.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the device failed: {e}")))?;
-        #[cfg(target_arch = "wasm32")]
-        let _ = ctx;
         let mapped = MapFuture { shared }.await;
         ctx.check_device()?;
         mapped?;

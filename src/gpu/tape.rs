@@ -106,7 +106,7 @@ impl Recorder<'_> {
         if slot == self.tape.slots.len() {
             let s = self.new_slot(kernel, slot, bytes.len(), buffers);
             self.tape.slots.push(s);
-        } else if self.tape.slots[slot].kernel != kernel {
+        } else if self.tape.slots[slot].kernel.key() != kernel.key() {
             // The ops of a tape are a fixed sequence; anything else is a bug in the caller.
             let expected = &self.tape.slots[slot].kernel;
             return Err(Error::Gpu(format!(

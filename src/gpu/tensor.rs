@@ -197,8 +197,12 @@ impl<'a> TensorView<'a> {
         if (self.rows, self.cols) != (rows, cols) {
             return Err(Error::invalid(name(), format!("has shape ({}, {}), the op needs ({rows}, {cols})", self.rows, self.cols)));
         }
-        if self.row_stride < self.cols && self.rows > 1 {
-            return Err(Error::invalid(name(), format!("rows of {} elements overlap at stride {}", self.cols, self.row_stride)));
+        // Each row lies within its own stride: a column slice may not run into the next row.
+        if self.rows > 1 && self.offset % self.row_stride.max(1) + self.cols > self.row_stride {
+            return Err(Error::invalid(
+                name(),
+                format!("{} columns from column {} do not fit rows of stride {}", self.cols, self.offset % self.row_stride.max(1), self.row_stride),
+            ));
         }
         let needed = self.extent() * 4;
         if self.buffer.size() < needed {
