@@ -4,8 +4,8 @@
 #
 #   tools/gpu_check.sh prepare            where cargo is: builds the release binary,
 #                                         kernel_times and the GPU test binaries (ops, parity,
-#                                         model) and strips them into .devbin/, with a copy of
-#                                         the fixtures
+#                                         model) and strips them into .devbin/ (the tests read
+#                                         tests/fixtures from the checkout)
 #   tools/gpu_check.sh run OUT [PART...]  on the GPU machine, from the repository root with
 #                                         .devbin/ (and, where the machine has no Vulkan
 #                                         loader, .gl/*.deb) beside it: each PART under a time

@@ -543,8 +543,8 @@ def write_model_readme(out, r):
     hist = [h for h in r.get("history", []) if "val_loss" in h]
     note = ""
     for ch in a.get("schedule_changes", []):
-        note += (f"\nNote: this run was started with `--steps {ch['old_steps']}` and, because the shared 2-core "
-                 f"machine was slower than planned, stopped at step {ch['step']} and resumed with "
+        note += (f"\nNote: this run was started with `--steps {ch['old_steps']}`, "
+                 f"stopped at step {ch['step']} and resumed with "
                  f"`--steps {ch['new_steps']}` (the cosine schedule was recomputed for the shorter run from that "
                  f"step on, a small drop in learning rate). The command above, run from scratch, differs only in "
                  f"the learning rate of those first {ch['step']} steps.\n")
