@@ -10,6 +10,27 @@ use crate::error::{Error, Result};
 /// tokenizer) and GPT-2 use the first, Llama-style vocabularies the second.
 const EOS_CANDIDATES: [&str; 2] = ["<|endoftext|>", "</s>"];
 
+/// Bytes of text encoded at a time (Tokenizer::encode).
+const ENCODE_PIECE_BYTES: usize = 64 << 10;
+
+/// Where the first piece of `text` ends: the whole text if it is short, else the first
+/// position at or after `min` where a single space, after a non-space, precedes a letter or
+/// digit (the whole text if there is none).
+fn piece_end(text: &str, min: usize) -> usize {
+    if text.len() <= min {
+        return text.len();
+    }
+    let bytes = text.as_bytes();
+    let mut at = min;
+    while at + 1 < bytes.len() {
+        if bytes[at] == b' ' && !bytes[at - 1].is_ascii_whitespace() && bytes[at + 1].is_ascii_alphanumeric() {
+            return at;
+        }
+        at += 1;
+    }
+    text.len()
+}
+
 /// The character a lossy UTF-8 decode puts where bytes are missing or invalid.
 const REPLACEMENT: char = '\u{FFFD}';
 
@@ -41,9 +62,23 @@ impl Tokenizer {
 
     /// Token ids of `text`, without special tokens (no BOS/EOS): the prompt
     /// is fed to the model exactly as written.
+    ///
+    /// A long text is encoded a piece at a time, so that memory stays bounded:
+    /// the `tokenizers` crate keeps several hundred bytes of bookkeeping per
+    /// token of the text it encodes. Pieces end before a single space that
+    /// follows a non-space and precedes a letter or digit, where GPT-2 style
+    /// pre-tokenizers (and whitespace ones) split anyway, so the ids are those
+    /// of encoding the whole text.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let encoding = self.inner.encode(text, false).map_err(|e| self.error(e))?;
-        Ok(encoding.get_ids().to_vec())
+        let mut ids = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let cut = piece_end(rest, ENCODE_PIECE_BYTES);
+            let encoding = self.inner.encode(&rest[..cut], false).map_err(|e| self.error(e))?;
+            ids.extend_from_slice(encoding.get_ids());
+            rest = &rest[cut..];
+        }
+        Ok(ids)
     }
 
     /// Text of `ids`. Special tokens (such as EOS) are skipped so they never

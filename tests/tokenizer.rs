@@ -46,3 +46,20 @@ fn streaming_decode_equals_one_shot_and_never_emits_broken_characters() {
         assert_eq!(streamed, tok.decode(&ids).unwrap());
     }
 }
+
+/// A long text is encoded a piece at a time (bounded memory); the ids equal those of encoding
+/// it in one piece with the `tokenizers` crate itself.
+#[test]
+fn long_texts_encode_as_one_piece_would() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shakespeare-mamba/tokenizer.json");
+    let whole = tokenizers::Tokenizer::from_file(&path).unwrap();
+    let mut text = String::new();
+    let mut i = 0usize;
+    while text.len() < 400_000 {
+        text += TEXTS[i % TEXTS.len()];
+        text += [" ", "  ", "\n", " x", "\t", ". A", " 42 "][i % 7];
+        i += 1;
+    }
+    let want = whole.encode(text.as_str(), false).unwrap().get_ids().to_vec();
+    assert_eq!(shipped().encode(&text).unwrap(), want);
+}
