@@ -7,10 +7,11 @@
 //! - ids (`--prompt-ids`): no tokenizer needed; prints the new ids on one line. It never stops
 //!   at EOS: exactly `--max-tokens` argmax/sampling steps, like the reference fixtures.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use mamba_wgpu::generate::{FinishReason, GenerationStats, Generator, StopConditions};
+use mamba_wgpu::model::checkpoint::read_limited;
 use mamba_wgpu::sampling::Sampler;
 use mamba_wgpu::state_file::SavedState;
 use mamba_wgpu::{Error, Result, Session};
@@ -199,19 +200,10 @@ fn read_input(args: &GenerateArgs) -> Result<Input> {
 const MAX_PROMPT_FILE_BYTES: u64 = 64 << 20;
 
 fn read_prompt_file(path: &Path) -> Result<String> {
-    let name = path.display().to_string();
-    if std::fs::metadata(path).map_err(|e| Error::io(&name, e))?.is_dir() {
-        return Err(Error::io(&name, "is a folder; --prompt-file takes a UTF-8 text file"));
-    }
-    let file = std::fs::File::open(path).map_err(|e| Error::io(&name, e))?;
-    let mut bytes = Vec::new();
-    file.take(MAX_PROMPT_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&name, e))?;
-    if bytes.len() as u64 > MAX_PROMPT_FILE_BYTES {
-        return Err(Error::io(&name, format!("is larger than the {} MiB a prompt file may hold", MAX_PROMPT_FILE_BYTES >> 20)));
-    }
+    let bytes = read_limited(path, MAX_PROMPT_FILE_BYTES, "a prompt file")?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
-        Error::io(&name, format!("is not UTF-8 text (invalid byte at offset {at}); prompt files must be UTF-8"))
+        Error::io(path.display(), format!("is not UTF-8 text (invalid byte at offset {at}); prompt files must be UTF-8"))
     })
 }
 

@@ -249,7 +249,15 @@ const MAX_INDEX_BYTES: u64 = 16 << 20;
 
 /// A text file of at most `limit` bytes (config.json, the shard index).
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> Result<String> {
+fn read_text(path: &std::path::Path, limit: u64) -> Result<String> {
+    String::from_utf8(read_limited(path, limit, "such a file")?).map_err(|_| Error::io(path.display(), "is not UTF-8 text"))
+}
+
+/// The bytes of the file at `path`, at most `limit` of them: a longer file, a device that never
+/// ends (/dev/zero) or a folder is an error naming the path and, for the limit, `what` (e.g.
+/// "a prompt file") may hold.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn read_limited(path: &std::path::Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     use std::io::Read;
     let name = path.display().to_string();
     if std::fs::metadata(path).map_err(|e| Error::io(&name, e))?.is_dir() {
@@ -259,9 +267,9 @@ pub(crate) fn read_text(path: &std::path::Path, limit: u64) -> Result<String> {
     let mut bytes = Vec::new();
     file.take(limit + 1).read_to_end(&mut bytes).map_err(|e| Error::io(&name, e))?;
     if bytes.len() as u64 > limit {
-        return Err(Error::io(&name, format!("is larger than the {} MiB such a file may hold", limit >> 20)));
+        return Err(Error::io(&name, format!("is larger than the {} MiB {what} may hold", limit >> 20)));
     }
-    String::from_utf8(bytes).map_err(|_| Error::io(&name, "is not UTF-8 text"))
+    Ok(bytes)
 }
 
 /// The shard files an index names (its `weight_map` values), each a plain file name or a path
