@@ -231,17 +231,22 @@ fn broken_outputs_get_the_same_message_on_every_path() {
     }
 }
 
+/// `chat` on `model`, greedy, `max_tokens` a reply, with its stdin to write to.
+fn chat(model: &str, max_tokens: &str) -> (std::process::Child, std::process::ChildStdin) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
+    cmd.args(["chat", "--model", model, "--max-tokens", max_tokens, "--greedy"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
+    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("the mamba-wgpu binary runs");
+    let stdin = child.stdin.take().expect("piped stdin");
+    (child, stdin)
+}
+
 /// A line of chat input that is not UTF-8 is an error for its turn only: the next turn is
 /// answered and the summary printed.
 #[test]
 fn chat_survives_a_bad_line() {
     let tmp = TempDir::new("chat-utf8");
-    let model = word_model(&tmp, "mamba1-tiny");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
-    cmd.args(["chat", "--model", &model, "--max-tokens", "3", "--greedy"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (child, mut stdin) = chat(&word_model(&tmp, "mamba1-tiny"), "3");
     std::io::Write::write_all(&mut stdin, b"t1 t2\n\xff\xfe bad\nt3 t4\n").unwrap();
     drop(stdin);
     let out = child.wait_with_output().unwrap();
@@ -256,12 +261,7 @@ fn chat_survives_a_bad_line() {
 #[test]
 fn ctrl_c_at_the_chat_prompt_prints_the_summary() {
     let tmp = TempDir::new("chat-ctrl-c");
-    let model = word_model(&tmp, "mamba1-tiny");
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
-    cmd.args(["chat", "--model", &model, "--max-tokens", "2", "--greedy"]).env("XDG_RUNTIME_DIR", std::env::temp_dir());
-    cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let mut child = cmd.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (mut child, mut stdin) = chat(&word_model(&tmp, "mamba1-tiny"), "2");
     std::io::Write::write_all(&mut stdin, b"t1 t2\n").unwrap();
     // The reply's line on stdout means the chat is back at its prompt.
     let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
