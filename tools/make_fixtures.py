@@ -302,16 +302,23 @@ def model_weights(model):
     return sd
 
 
-def reference_checks(model, ids, res, state_layers):
-    cfg = model.config
-    weights = model_weights(model)
+def reference_distance(weights, cfg, ids, outputs, state_layers):
+    """The float64 reference's logits, and its max |diff| against `outputs` in the logits and
+    in the states of `state_layers`."""
     ref_logits, ref_states = reference(weights, cfg, ids.numpy())
-    d_logits = float(np.abs(ref_logits - res["logits"].double().numpy()).max())
+    d_logits = float(np.abs(ref_logits - outputs["logits"].double().numpy()).max())
     d_state = 0.0
     for i in state_layers:
         conv, ssm = ref_states[i]
-        d_state = max(d_state, float(np.abs(conv - res[f"conv_state_layer{i}"].double().numpy()).max()),
-                      float(np.abs(ssm - res[f"ssm_state_layer{i}"].double().numpy()).max()))
+        d_state = max(d_state, float(np.abs(conv - outputs[f"conv_state_layer{i}"].double().numpy()).max()),
+                      float(np.abs(ssm - outputs[f"ssm_state_layer{i}"].double().numpy()).max()))
+    return ref_logits, d_logits, d_state
+
+
+def reference_checks(model, ids, res, state_layers):
+    cfg = model.config
+    weights = model_weights(model)
+    ref_logits, d_logits, d_state = reference_distance(weights, cfg, ids, res, state_layers)
     mut = {}
     for name in mistakes_for(cfg, ids.shape[1]):
         with np.errstate(over="ignore", invalid="ignore"):
@@ -587,13 +594,7 @@ def check_fixture(folder, tol=CHECK_TOL):
 
     # the README's equations in float64 against the stored outputs
     weights = load_file(os.path.join(folder, "model.safetensors"))
-    ref_logits, ref_states = reference(weights, cfg, ids.numpy())
-    d_logits = float(np.abs(ref_logits - want["logits"].double().numpy()).max())
-    d_state = 0.0
-    for i in layers:
-        conv, ssm = ref_states[i]
-        d_state = max(d_state, float(np.abs(conv - want[f"conv_state_layer{i}"].double().numpy()).max()),
-                      float(np.abs(ssm - want[f"ssm_state_layer{i}"].double().numpy()).max()))
+    _, d_logits, d_state = reference_distance(weights, cfg, ids, want, layers)
     ref_ok = d_logits <= 1e-3 and d_state <= 1e-3
     ok &= ref_ok
     print(f"  float64 reference vs stored: logits {d_logits:.2e}, states {d_state:.2e}  {'ok' if ref_ok else 'FAIL'}")
