@@ -33,7 +33,7 @@ fn main() {
         Err(e) => {
             // One line, whatever a dependency put in its message.
             let message = e.to_string().split_whitespace().collect::<Vec<_>>().join(" ");
-            cli::generate_cmd::print_err(&format!("error: {message}"));
+            cli::print_err(&format!("error: {message}"));
             std::process::exit(1);
         }
     }

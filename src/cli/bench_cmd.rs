@@ -39,7 +39,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     // Progress goes to stderr, the report to stdout. The JSON is rewritten after every
     // measurement, so a stopped run keeps what it measured.
     let mut write_error = None;
-    let report = bench::run(&options, &mut |line| super::generate_cmd::print_err(line), &mut |report| {
+    let report = bench::run(&options, &mut |line| super::print_err(line), &mut |report| {
         if let Some(path) = &args.json {
             if let Err(e) = std::fs::write(path, report.to_json()) {
                 write_error.get_or_insert(Error::io(path.display(), e));
@@ -51,7 +51,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         return Err(e);
     }
     if let Some(path) = &args.json {
-        super::generate_cmd::print_err(&format!("wrote {}", path.display()));
+        super::print_err(&format!("wrote {}", path.display()));
     }
     Ok(())
 }

@@ -17,9 +17,10 @@ use mamba_wgpu::sampling::{Sampler, SamplingParams};
 use mamba_wgpu::{Error, Result, Session};
 
 use super::args::ChatArgs;
-use super::generate_cmd::{print_err, summary};
+use super::generate_cmd::summary;
 use super::interrupt::{self, Generating};
 use super::load::{load, NeedTokenizer};
+use super::print_err;
 
 /// Ends each user turn, and (as the default stop string) each reply.
 const SEPARATOR: &str = "\n\n";

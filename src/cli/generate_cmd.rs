@@ -20,6 +20,7 @@ use super::args::GenerateArgs;
 use super::interrupt::{self, Generating};
 use super::load::{load, NeedTokenizer};
 use super::model_path;
+use super::print_err;
 use super::state_file;
 
 enum Input {
@@ -161,12 +162,6 @@ fn run_inputs(args: &GenerateArgs) -> Vec<PathBuf> {
         inputs.extend(model_path::model_files(dir));
     }
     inputs
-}
-
-/// One line on stderr; a stderr that cannot be written (a full disk, a closed pipe) is not
-/// worth failing the run for.
-pub fn print_err(line: &str) {
-    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Restores a --save-state file; returns the tokens to feed first (the pending one) and the

@@ -9,3 +9,10 @@ pub mod interrupt;
 pub mod load;
 pub mod model_path;
 pub mod state_file;
+
+/// One line on stderr; a stderr that cannot be written (a full disk, a closed pipe) is not
+/// worth failing the run for (`eprintln!` would panic).
+pub fn print_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

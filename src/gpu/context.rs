@@ -150,12 +150,13 @@ impl GpuContext {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn list_adapters() -> Vec<String> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()))
-            .iter()
-            .enumerate()
-            .map(|(i, a)| format!("{i}: {}", describe(a)))
-            .collect()
+        numbered(&pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all())))
     }
+}
+
+/// The adapters as `info` lists them and `--adapter` counts them: "i: description".
+fn numbered(adapters: &[wgpu::Adapter]) -> Vec<String> {
+    adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", describe(a))).collect()
 }
 
 /// An adapter as `info` prints it and `--adapter` matches it: "name (Backend, DeviceType)".
@@ -170,7 +171,7 @@ fn describe(adapter: &wgpu::Adapter) -> String {
 async fn pick_adapter(instance: &wgpu::Instance, filter: &str) -> Result<wgpu::Adapter> {
     let wanted = filter.to_lowercase();
     let mut adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
-    let names: Vec<String> = adapters.iter().enumerate().map(|(i, a)| format!("{i}: {}", describe(a))).collect();
+    let names = numbered(&adapters);
     if adapters.is_empty() {
         return Err(Error::NoAdapter(NO_ADAPTER_HELP.to_string()));
     }

@@ -44,7 +44,7 @@ pub enum Kernel {
 
 /// What a pipeline is built from: a shader file's text, an entry point and the values of its
 /// override constants. The benchmark's own kernels (src/bench) describe themselves this way too.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct KernelSpec {
     /// The file under shaders/, for labels and errors.
     pub file: &'static str,
