@@ -15,6 +15,7 @@ use crate::gpu::readback::{read_buffers, Staging};
 use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Tape};
 use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
+use crate::model::weights::SsmWeights;
 use crate::model::Model;
 use crate::ops::argmax::argmax;
 
@@ -363,10 +364,11 @@ impl Session {
     }
 
     /// Per layer (conv, ssm) state read back as f32, for tests and inspection.
-    /// Conv state (batch, d_inner, d_conv) and SSM state (batch, d_inner, d_state) per layer.
+    /// Conv state (batch, conv_channels, d_conv) and SSM state (batch, d_inner, d_state) per
+    /// layer (Mamba-2's (batch, H, P, N) is the same memory).
     pub async fn read_state(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         let c = &self.model.config;
-        let (conv_len, ssm_len) = (self.batch * c.d_inner * c.d_conv, self.batch * c.d_inner * c.d_state);
+        let (conv_len, ssm_len) = (self.batch * c.conv_channels() * c.d_conv, self.batch * c.d_inner * c.d_state);
         let buffers: Vec<&wgpu::Buffer> = self.state.conv.iter().chain(&self.state.ssm).collect();
         let bytes = read_buffers(&self.model.ctx, &buffers).await?;
         // Buffers are padded to 16 bytes: keep the state's own elements.
@@ -406,8 +408,17 @@ fn sequence_major(chunks: Vec<Vec<u8>>, batch: usize) -> Vec<u8> {
 /// Upper bound of dispatches in one forward pass (a tape's slot count).
 fn tape_slots(model: &Model) -> usize {
     let w = &model.weights;
-    let per_layer: usize =
-        w.layers.iter().map(|l| 5 + l.in_proj.parts.len() + l.x_proj.parts.len() + l.dt_proj.parts.len() + l.out_proj.parts.len()).sum();
+    let per_layer: usize = w
+        .layers
+        .iter()
+        .map(|l| {
+            let projections = match &l.ssm {
+                SsmWeights::Selective { x_proj, dt_proj, .. } => x_proj.parts.len() + dt_proj.parts.len(),
+                SsmWeights::Ssd { .. } => 0,
+            };
+            6 + l.in_proj.parts.len() + projections + l.out_proj.parts.len()
+        })
+        .sum();
     w.embedding.parts.len() + per_layer + 2 + w.lm_head().parts.len() + 1
 }
 
@@ -416,7 +427,7 @@ fn tape_slots(model: &Model) -> usize {
 fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
     let c = &model.config;
     // One layer's state of the whole batch is one buffer.
-    let state_bytes = (batch as u64).saturating_mul((c.d_inner * c.d_state.max(c.d_conv) * 4) as u64);
+    let state_bytes = (batch as u64).saturating_mul((c.d_inner * c.d_state).max(c.conv_channels() * c.d_conv) as u64 * 4);
     if state_bytes > ctx.max_binding_bytes {
         return Err(Error::Limit(format!(
             "a batch of {batch} sequences needs {state_bytes} bytes of state per layer, more than one storage binding of {} bytes on {}",
@@ -424,7 +435,7 @@ fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
         )));
     }
     // The widest activation row, or the logits row of the whole batch, whichever is larger.
-    let widest_row_bytes = 4 * (2 * c.d_inner).max(c.d_model).max(c.x_proj_width()) as u64;
+    let widest_row_bytes = 4 * c.in_proj_width().max(c.d_model).max(c.x_proj_width()) as u64;
     let by_binding = (ctx.max_binding_bytes / widest_row_bytes) as usize / batch;
     let logits_bytes = (batch as u64).saturating_mul(c.vocab_size as u64 * 4);
     if by_binding == 0 || logits_bytes > ctx.max_binding_bytes {

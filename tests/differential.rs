@@ -1,9 +1,11 @@
 //! A seeded differential test of the whole engine against the CPU reference
-//! (src/reference.rs): random Mamba-1 configs (d_model and d_inner not multiples of anything,
-//! d_state 1 to the largest the chunked scan holds, d_conv 2 to 4, odd dt_rank, biases on and
-//! off, tied and untied heads, several epsilons), random weights, batches 1 to 5, prompt
-//! lengths around the prefill chunk's boundaries (chunk - 1, chunk, chunk + 1, with small
-//! chunks) and the chunked scan's, decode steps after the prefill, and snapshot / restore.
+//! (src/reference.rs): random configs of the three families (Mamba-1, FalconMamba with its
+//! mixer norms' epsilon, Mamba-2 with heads, groups and time step limits; d_model and d_inner
+//! not multiples of anything, d_state 1 to the largest the scans hold, d_conv 2 to 4, odd
+//! dt_rank, biases on and off, tied and untied heads, several epsilons), random weights,
+//! batches 1 to 5, prompt lengths around the prefill chunk's boundaries (chunk - 1, chunk,
+//! chunk + 1, with small chunks) and the chunked scans', decode steps after the prefill, and
+//! snapshot / restore.
 //!
 //! Each case checks every position's logits of the prompt, the logits of each decode step,
 //! the recurrent state at the end, and that a restored snapshot replays the same steps.
@@ -14,7 +16,7 @@ mod common;
 
 use std::sync::Arc;
 
-use mamba_wgpu::gpu::kernels::{SCAN_CHUNK, SCAN_MAX_STATE};
+use mamba_wgpu::gpu::kernels::{SCAN_CHUNK, SCAN_MAX_STATE, SSD_CHUNK, SSD_MAX_STATE};
 use mamba_wgpu::model::checkpoint::ShardBytes;
 use mamba_wgpu::model::weights::{load_weights, HostSink};
 use mamba_wgpu::reference::{self, RefState};
@@ -47,26 +49,47 @@ impl Rng {
     }
 }
 
-/// One random model: its config.json and its tensors (Hugging Face naming, f32).
+/// One random model: its config.json and its tensors (Hugging Face naming, f32), and the
+/// chunk length of its prefill scan (for prompt lengths around it).
 struct RandomModel {
     config_json: String,
     description: String,
     tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
+    scan_chunk: usize,
+}
+
+/// Mamba-2's head structure of a random model: (d_model, expand, heads, head_dim, groups).
+fn random_heads(rng: &mut Rng) -> (usize, usize, usize, usize, usize) {
+    let (n_heads, head_dim) = (rng.range(1, 6), rng.range(1, 40));
+    let groups: Vec<usize> = (1..=n_heads).filter(|g| n_heads % g == 0).collect();
+    let n_groups = rng.pick(&groups);
+    let d_inner = n_heads * head_dim;
+    let expand = if d_inner % 2 == 0 && rng.coin() { 2 } else { 1 };
+    (d_inner / expand, expand, n_heads, head_dim, n_groups)
 }
 
 fn random_model(rng: &mut Rng, seed: u64) -> RandomModel {
-    let d_model = rng.range(3, 70);
-    let d_inner = if rng.coin() { 2 * d_model } else { rng.range(2, 150) };
-    // Small states mostly, the largest one the chunked scan holds now and then.
-    let d_state = if rng.range(0, 5) == 0 { SCAN_MAX_STATE as usize } else { rng.range(1, 24) };
+    // Mamba-1 half the time, FalconMamba and Mamba-2 a quarter each.
+    let family = rng.pick(&["mamba", "mamba", "falcon_mamba", "mamba2"]);
+    let ssd = family == "mamba2";
+    let (d_model, d_inner, heads) = if ssd {
+        let (d_model, expand, n_heads, head_dim, n_groups) = random_heads(rng);
+        (d_model, d_model * expand, Some((expand, n_heads, head_dim, n_groups)))
+    } else {
+        let d_model = rng.range(3, 70);
+        (d_model, if rng.coin() { 2 * d_model } else { rng.range(2, 150) }, None)
+    };
+    // Small states mostly, the largest one the scans hold now and then.
+    let largest = if ssd { SSD_MAX_STATE } else { SCAN_MAX_STATE } as usize;
+    let d_state = if rng.range(0, 5) == 0 { largest } else { rng.range(1, 24) };
     let d_conv = rng.range(2, 4);
     let dt_rank = 2 * rng.range(0, 4) + 1;
     let n_layer = rng.range(1, 2);
     let vocab = rng.range(5, 300);
     let (bias, conv_bias, tied) = (rng.coin(), rng.coin(), rng.coin());
     let eps = rng.pick(&[1e-5f32, 1e-3, 1e-6]);
-    let config_json = serde_json::json!({
-        "model_type": "mamba",
+    let mut config = serde_json::json!({
+        "model_type": family,
         "vocab_size": vocab,
         "hidden_size": d_model,
         "intermediate_size": d_inner,
@@ -78,12 +101,31 @@ fn random_model(rng: &mut Rng, seed: u64) -> RandomModel {
         "use_conv_bias": conv_bias,
         "layer_norm_epsilon": eps,
         "tie_word_embeddings": tied,
-    })
-    .to_string();
-    let description = format!(
-        "d_model {d_model}, d_inner {d_inner}, d_state {d_state}, d_conv {d_conv}, dt_rank {dt_rank}, {n_layer} layer(s), \
+    });
+    let mut description = format!(
+        "{family}: d_model {d_model}, d_inner {d_inner}, d_state {d_state}, d_conv {d_conv}, {n_layer} layer(s), \
          vocab {vocab}, bias {bias}, conv bias {conv_bias}, tied {tied}, eps {eps}"
     );
+    if family == "falcon_mamba" {
+        let mixer_eps = rng.pick(&[1e-6f32, 1e-2]);
+        config["mixer_rms_eps"] = mixer_eps.into();
+        description += &format!(", mixer eps {mixer_eps}");
+    }
+    let (mut conv_channels, mut in_width) = (d_inner, 2 * d_inner);
+    if let Some((expand, n_heads, head_dim, n_groups)) = heads {
+        let limit = rng.pick(&[(0.0f32, f32::INFINITY), (0.0, 0.3), (0.05, f32::INFINITY)]);
+        let limit_json = if limit.1.is_finite() { serde_json::json!([limit.0, limit.1]) } else { serde_json::json!([limit.0, {"__float__": "Infinity"}]) };
+        for (key, value) in [("expand", expand.into()), ("num_heads", n_heads.into()), ("head_dim", head_dim.into()), ("n_groups", n_groups.into())] {
+            config[key] = value;
+        }
+        config["time_step_limit"] = limit_json;
+        description += &format!(", {n_heads} heads of {head_dim}, {n_groups} group(s), dt limit {limit:?}");
+        conv_channels = d_inner + 2 * n_groups * d_state;
+        in_width = d_inner + conv_channels + n_heads;
+    } else {
+        description += &format!(", dt_rank {dt_rank}");
+    }
+    let config_json = config.to_string();
 
     // Weights scaled by 1/sqrt(fan-in) so activations stay of order one through the layers.
     let mut salt = seed.wrapping_mul(1000);
@@ -97,29 +139,40 @@ fn random_model(rng: &mut Rng, seed: u64) -> RandomModel {
         let m = format!("backbone.layers.{i}.mixer");
         let norm: Vec<f32> = values(d_model, 0.3).into_iter().map(|v| 1.0 + v).collect();
         tensors.push((format!("backbone.layers.{i}.norm.weight"), vec![d_model], norm));
-        tensors.push((format!("{m}.in_proj.weight"), vec![2 * d_inner, d_model], values(2 * d_inner * d_model, fan(d_model))));
-        tensors.push((format!("{m}.conv1d.weight"), vec![d_inner, 1, d_conv], values(d_inner * d_conv, 0.6)));
-        tensors.push((format!("{m}.x_proj.weight"), vec![dt_rank + 2 * d_state, d_inner], values((dt_rank + 2 * d_state) * d_inner, fan(d_inner))));
-        tensors.push((format!("{m}.dt_proj.weight"), vec![d_inner, dt_rank], values(d_inner * dt_rank, fan(dt_rank))));
-        tensors.push((format!("{m}.dt_proj.bias"), vec![d_inner], values(d_inner, 1.0).into_iter().map(|v| v - 2.0).collect()));
-        // A_log = log(1..=d_state), perturbed: A = -exp(A_log) as in Mamba's initialisation.
-        let a_log: Vec<f32> = values(d_inner * d_state, 0.2).iter().enumerate().map(|(j, v)| (((j % d_state) + 1) as f32).ln() + v).collect();
-        tensors.push((format!("{m}.A_log"), vec![d_inner, d_state], a_log));
-        tensors.push((format!("{m}.D"), vec![d_inner], values(d_inner, 1.0)));
+        tensors.push((format!("{m}.in_proj.weight"), vec![in_width, d_model], values(in_width * d_model, fan(d_model))));
+        tensors.push((format!("{m}.conv1d.weight"), vec![conv_channels, 1, d_conv], values(conv_channels * d_conv, 0.6)));
+        if let Some((_, n_heads, _, _)) = heads {
+            // Mamba-2: one A, D and dt bias per head; the gated norm's weight.
+            tensors.push((format!("{m}.dt_bias"), vec![n_heads], values(n_heads, 1.0).into_iter().map(|v| v - 2.0).collect()));
+            let a_log: Vec<f32> = values(n_heads, 0.2).iter().enumerate().map(|(j, v)| ((j + 1) as f32).ln() + v).collect();
+            tensors.push((format!("{m}.A_log"), vec![n_heads], a_log));
+            tensors.push((format!("{m}.D"), vec![n_heads], values(n_heads, 1.0)));
+            tensors.push((format!("{m}.norm.weight"), vec![d_inner], values(d_inner, 0.3).into_iter().map(|v| 1.0 + v).collect()));
+        } else {
+            let x_width = dt_rank + 2 * d_state;
+            tensors.push((format!("{m}.x_proj.weight"), vec![x_width, d_inner], values(x_width * d_inner, fan(d_inner))));
+            tensors.push((format!("{m}.dt_proj.weight"), vec![d_inner, dt_rank], values(d_inner * dt_rank, fan(dt_rank))));
+            tensors.push((format!("{m}.dt_proj.bias"), vec![d_inner], values(d_inner, 1.0).into_iter().map(|v| v - 2.0).collect()));
+            // A_log = log(1..=d_state), perturbed: A = -exp(A_log) as in Mamba's initialisation.
+            let a_log: Vec<f32> = values(d_inner * d_state, 0.2).iter().enumerate().map(|(j, v)| (((j % d_state) + 1) as f32).ln() + v).collect();
+            tensors.push((format!("{m}.A_log"), vec![d_inner, d_state], a_log));
+            tensors.push((format!("{m}.D"), vec![d_inner], values(d_inner, 1.0)));
+        }
         tensors.push((format!("{m}.out_proj.weight"), vec![d_model, d_inner], values(d_model * d_inner, fan(d_inner))));
         if bias {
-            tensors.push((format!("{m}.in_proj.bias"), vec![2 * d_inner], values(2 * d_inner, 0.3)));
+            tensors.push((format!("{m}.in_proj.bias"), vec![in_width], values(in_width, 0.3)));
             tensors.push((format!("{m}.out_proj.bias"), vec![d_model], values(d_model, 0.3)));
         }
         if conv_bias {
-            tensors.push((format!("{m}.conv1d.bias"), vec![d_inner], values(d_inner, 0.3)));
+            tensors.push((format!("{m}.conv1d.bias"), vec![conv_channels], values(conv_channels, 0.3)));
         }
     }
     tensors.push(("backbone.norm_f.weight".to_string(), vec![d_model], values(d_model, 0.3).into_iter().map(|v| 1.0 + v).collect()));
     if !tied {
         tensors.push(("lm_head.weight".to_string(), vec![vocab, d_model], values(vocab * d_model, fan(d_model))));
     }
-    RandomModel { config_json, description, tensors }
+    let scan_chunk = if ssd { SSD_CHUNK } else { SCAN_CHUNK } as usize;
+    RandomModel { config_json, description, tensors, scan_chunk }
 }
 
 fn checkpoint(model: &RandomModel) -> Checkpoint {
@@ -135,15 +188,15 @@ fn checkpoint(model: &RandomModel) -> Checkpoint {
 }
 
 /// The prompt lengths of a case: around the prefill chunk's boundaries, and now and then
-/// across the chunked scan's (SCAN_CHUNK steps per workgroup pass).
-fn prompt_len(rng: &mut Rng, chunk: usize) -> usize {
+/// across the chunked scan's (`scan_chunk` steps per workgroup pass).
+fn prompt_len(rng: &mut Rng, chunk: usize, scan_chunk: usize) -> usize {
     match rng.range(0, 6) {
         0 => chunk.saturating_sub(1).max(1),
         1 => chunk,
         2 => chunk + 1,
         3 => 2 * chunk + 1,
-        4 => SCAN_CHUNK as usize + rng.range(0, 2) - 1,
-        5 => 2 * SCAN_CHUNK as usize + 1,
+        4 => scan_chunk + rng.range(0, 2) - 1,
+        5 => 2 * scan_chunk + 1,
         _ => rng.range(1, 3 * chunk),
     }
 }
@@ -158,8 +211,8 @@ fn run_case(seed: u64) -> Result<(), String> {
     let model = Arc::new(Model::load(common::ctx(), &ckpt, LoadOptions::default(), &mut |_| {}).map_err(|e| e.to_string())?);
 
     let batch = rng.range(1, 5);
-    let chunk = rng.pick(&[1usize, 2, 3, 5, 8, 16, 40]);
-    let len = prompt_len(&mut rng, chunk);
+    let chunk = rng.pick(&[1usize, 2, 3, 5, 8, 16, 40, 70]);
+    let len = prompt_len(&mut rng, chunk, random.scan_chunk);
     let steps = rng.range(1, 3);
     let vocab = config.vocab_size;
     let prompts: Vec<Vec<u32>> = (0..batch).map(|_| (0..len).map(|_| rng.range(0, vocab - 1) as u32).collect()).collect();

@@ -182,6 +182,16 @@ fn parameter_blocks_match_their_wgsl_structs() {
         "bench/scan_per_state.wgsl",
         "bench/scan_per_state_subgroup.wgsl"
     );
+    params!(
+        GroupNormParams,
+        [rows, x_stride, x_offset, first_width, width, gated, z_stride, z_offset, has_weight, eps],
+        "group_rms_norm.wgsl"
+    );
+    params!(
+        SsdParams,
+        [batch, t_len, n_heads, head_dim, d_state, heads_per_group, xbc_stride, c_offset, dt_stride, dt_offset, dt_min, dt_max],
+        "ssd.wgsl"
+    );
     params!(ArgmaxParams, [rows, n], "argmax.wgsl");
     params!(TopKParams, [n, k, cap, n_penalized, penalty, inv_penalty], "top_k.wgsl");
     params!(BandwidthParams, [n_vec4, threads], "bench/read_bandwidth.wgsl");
@@ -211,6 +221,11 @@ fn host_constants_equal_the_shaders() {
     assert_eq!(MATVEC_ROWS_PER_WG, wgsl_const("matvec.wgsl", "WG") / wgsl_const("matvec.wgsl", "LANES"));
     assert_eq!(WG_256, wgsl_const("argmax.wgsl", "WG"));
     assert_eq!(WG_256, wgsl_const("add_rms_norm.wgsl", "WG"));
+    assert_eq!(WG_256, wgsl_const("group_rms_norm.wgsl", "WG"));
+    assert_eq!(SSD_CHUNK, wgsl_const("ssd.wgsl", "L"));
+    assert_eq!(SSD_CHANNELS_PER_WG, wgsl_const("ssd.wgsl", "PB"));
+    assert_eq!(SSD_SEQUENTIAL_CHANNELS, wgsl_const("ssd.wgsl", "ROWS"));
+    assert_eq!(SSD_MAX_STATE, wgsl_const("ssd.wgsl", "LANES") * wgsl_const("ssd.wgsl", "MAX_PER_LANE"));
 }
 
 /// Helpers that several files repeat are the same text in each: silu, softplus, and the

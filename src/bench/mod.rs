@@ -36,7 +36,7 @@ impl BenchOptions {
     /// Every shape and dtype, batch 1 and 8, prompts 128 to 8192.
     pub fn full() -> Self {
         BenchOptions {
-            shapes: synthetic::SHAPES.iter().map(|s| s.0.to_string()).collect(),
+            shapes: synthetic::SHAPES.iter().map(|s| s.0).filter(|n| !synthetic::LARGE.contains(n)).map(String::from).collect(),
             dtypes: vec![WeightDtype::F32, WeightDtype::F16],
             batches: vec![1, 8],
             prompt_lens: vec![128, 512, 2048, 8192],

@@ -1,41 +1,73 @@
-//! Synthetic models with the exact shapes of the state-spaces Mamba-1 releases and random
-//! weights generated in memory, one tensor at a time, so benchmarks need no download.
+//! Synthetic models with the exact shapes of the released Mamba-1, Mamba-2 and FalconMamba
+//! checkpoints and random weights generated in memory, one tensor at a time, so benchmarks need
+//! no download.
 
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
-use crate::model::config::{MambaConfig, Naming};
+use crate::model::config::{Family, MambaConfig, Naming, SsdShape};
 use crate::WeightDtype;
 
-/// (name, d_model, n_layer) of state-spaces/mamba-{130m,370m,790m,1.4b,2.8b}.
-pub const SHAPES: &[(&str, usize, usize)] =
-    &[("mamba-130m", 768, 24), ("mamba-370m", 1024, 48), ("mamba-790m", 1536, 48), ("mamba-1.4b", 2048, 48), ("mamba-2.8b", 2560, 64)];
+/// (name, family, d_model, n_layer) of state-spaces/mamba-{130m,...,2.8b},
+/// state-spaces/mamba2-{130m,...,2.7b} and tiiuae/falcon-mamba-7b.
+pub const SHAPES: &[(&str, Family, usize, usize)] = &[
+    ("mamba-130m", Family::Mamba1, 768, 24),
+    ("mamba-370m", Family::Mamba1, 1024, 48),
+    ("mamba-790m", Family::Mamba1, 1536, 48),
+    ("mamba-1.4b", Family::Mamba1, 2048, 48),
+    ("mamba-2.8b", Family::Mamba1, 2560, 64),
+    ("mamba2-130m", Family::Mamba2, 768, 24),
+    ("mamba2-370m", Family::Mamba2, 1024, 48),
+    ("mamba2-780m", Family::Mamba2, 1536, 48),
+    ("mamba2-1.3b", Family::Mamba2, 2048, 48),
+    ("mamba2-2.7b", Family::Mamba2, 2560, 64),
+    ("falcon-mamba-7b", Family::FalconMamba, 4096, 64),
+];
+
+/// Shapes too large for the default set: run them by name.
+pub const LARGE: &[&str] = &["falcon-mamba-7b"];
 
 pub fn config_for(name: &str) -> Result<MambaConfig> {
-    let &(_, d_model, n_layer) = SHAPES
+    let &(_, family, d_model, n_layer) = SHAPES
         .iter()
-        .find(|(n, _, _)| *n == name)
+        .find(|s| s.0 == name)
         .ok_or_else(|| Error::invalid("shape", format!("`{name}` is not one of {:?}", SHAPES.iter().map(|s| s.0).collect::<Vec<_>>())))?;
-    Ok(MambaConfig {
+    let d_inner = 2 * d_model;
+    let mut config = MambaConfig {
+        family,
         vocab_size: 50280,
         d_model,
         n_layer,
         d_state: 16,
         d_conv: 4,
-        d_inner: 2 * d_model,
+        d_inner,
         dt_rank: d_model.div_ceil(16),
+        mixer_rms_eps: None,
+        ssd: None,
         proj_bias: false,
         conv_bias: true,
         tie_embeddings: true,
         norm_eps: 1e-5,
         eos_token_id: vec![0],
         naming: Naming::HuggingFace,
-    })
+    };
+    match family {
+        Family::Mamba1 => {}
+        Family::FalconMamba => {
+            (config.vocab_size, config.mixer_rms_eps, config.tie_embeddings) = (65024, Some(1e-6), false);
+        }
+        Family::Mamba2 => {
+            (config.vocab_size, config.d_state, config.dt_rank) = (50288, 128, 0);
+            config.ssd = Some(SsdShape { n_heads: d_inner / 64, head_dim: 64, n_groups: 1, dt_min: 0.0, dt_max: f32::INFINITY });
+        }
+    }
+    Ok(config)
 }
 
 /// Random weights at the scale of a trained model (so activations stay finite): matrices
-/// ~U(-0.05, 0.05), norms 1, A_log = log(1..N), D = 1, dt bias = softplus^-1(0.01).
+/// ~U(-0.05, 0.05), norms 1, A_log = log(1..N) (Mamba-2: log(1..16) over the heads), D = 1,
+/// dt bias = softplus^-1(0.01).
 pub struct SyntheticModel {
     pub config: MambaConfig,
     pub name: String,
@@ -61,8 +93,9 @@ impl TensorSource for SyntheticModel {
         let values: Vec<f32> = if name.ends_with("norm.weight") || name.ends_with("norm_f.weight") || name.ends_with(".D") {
             vec![1.0; n]
         } else if name.ends_with("A_log") {
-            (0..n).map(|i| ((i % self.config.d_state) as f32 + 1.0).ln()).collect()
-        } else if name.ends_with("dt_proj.bias") {
+            let period = if self.config.ssd.is_some() { 16 } else { self.config.d_state };
+            (0..n).map(|i| ((i % period) as f32 + 1.0).ln()).collect()
+        } else if name.ends_with("dt_proj.bias") || name.ends_with("dt_bias") {
             vec![(0.01f32.exp() - 1.0).ln(); n]
         } else {
             uniform(seed, n, 0.05)

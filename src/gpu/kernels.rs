@@ -38,6 +38,13 @@ pub enum Kernel {
     ScanStepStates {
         f16: bool,
     },
+    /// RMSNorm over segments of a row, in place (Mamba-2's gated norm, FalconMamba's norms of
+    /// dt_low, B and C).
+    GroupRmsNorm,
+    /// Mamba-2's SSD scan over chunks (prefill).
+    SsdChunked,
+    /// Mamba-2's scan walking time (decode, and the chunked scan's baseline).
+    SsdSequential,
     Argmax,
     TopK,
 }
@@ -68,6 +75,14 @@ pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 pub const SCAN_MAX_STATE: u32 = 64;
 /// Channels per workgroup of shaders/scan_step.wgsl's step_dt_states (STATE_CHANNELS there).
 pub const SCAN_STEP_STATE_CHANNELS: u32 = 4;
+/// Chunk length of shaders/ssd.wgsl's chunked entry point (L there).
+pub const SSD_CHUNK: u32 = 32;
+/// Head channels per workgroup of shaders/ssd.wgsl's chunked entry point (PB there).
+pub const SSD_CHANNELS_PER_WG: u32 = 32;
+/// Channels per workgroup of shaders/ssd.wgsl's sequential entry point (ROWS there).
+pub const SSD_SEQUENTIAL_CHANNELS: u32 = 4;
+/// Largest d_state of shaders/ssd.wgsl's sequential entry point (LANES * MAX_PER_LANE there).
+pub const SSD_MAX_STATE: u32 = 128;
 /// Output tile edge of shaders/matmul.wgsl (TILE there).
 pub const MATMUL_TILE: u32 = 64;
 /// Most batch rows of shaders/matvec.wgsl (MAX_BATCH there).
@@ -87,6 +102,8 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
+    ("group_rms_norm.wgsl", include_str!("../../shaders/group_rms_norm.wgsl")),
+    ("ssd.wgsl", include_str!("../../shaders/ssd.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
     ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
 ];
@@ -111,6 +128,9 @@ impl Kernel {
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
             Kernel::ScanSequential => ("scan_step.wgsl", "main", vec![]),
             Kernel::ScanStepStates { f16: f } => ("scan_step.wgsl", "step_dt_states", vec![f16(f)]),
+            Kernel::GroupRmsNorm => ("group_rms_norm.wgsl", "main", vec![]),
+            Kernel::SsdChunked => ("ssd.wgsl", "chunked", vec![]),
+            Kernel::SsdSequential => ("ssd.wgsl", "sequential", vec![]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),
         };

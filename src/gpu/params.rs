@@ -105,3 +105,38 @@ pub struct TopKParams {
     pub inv_penalty: f32,
     pub _pad: [u32; 2],
 }
+
+/// shaders/group_rms_norm.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct GroupNormParams {
+    pub rows: u32,
+    pub x_stride: u32,
+    pub x_offset: u32,
+    pub first_width: u32,
+    pub width: u32,
+    pub gated: u32,
+    pub z_stride: u32,
+    pub z_offset: u32,
+    pub has_weight: u32,
+    pub eps: f32,
+    pub _pad: [u32; 2],
+}
+
+/// shaders/ssd.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct SsdParams {
+    pub batch: u32,
+    pub t_len: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub d_state: u32,
+    pub heads_per_group: u32,
+    pub xbc_stride: u32,
+    pub c_offset: u32,
+    pub dt_stride: u32,
+    pub dt_offset: u32,
+    pub dt_min: f32,
+    pub dt_max: f32,
+}

@@ -2,13 +2,20 @@
 //!
 //!   residual = embedding[ids]
 //!   per layer:  u  = RMSNorm(residual += mixer_out)        (no add before the first layer)
-//!               xz = in_proj(u)                              x | z halves
+//!               proj = in_proj(u)                            x | z halves
 //!               x  = silu(conv1d(x))                         causal, depthwise, continues the conv state
 //!               x_dbl = x_proj(x)                            dt_low | B | C
+//!               (FalconMamba: dt_low, B and C each RMS-normalized without a weight)
 //!               dt = softplus(dt_proj(dt_low) + bias)        (inside the scan step when decoding)
 //!               y  = scan(x, dt, B, C; A, D) * silu(z)       continues the SSM state
 //!               mixer_out = out_proj(y)
 //!   logits = lm_head(RMSNorm_f(residual += mixer_out))
+//!
+//! Mamba-2 (Dao & Gu 2024) replaces the middle of the layer (`record_ssd`):
+//!               proj = in_proj(u)                            z | xBC | dt
+//!               xBC = silu(conv1d(xBC))                      x | B | C, B and C in G groups
+//!               y  = ssd(x, dt, B, C; A, D)                  one scalar A per head, SSD chunks
+//!               y  = RMSNorm_per_group(y * silu(z)) * w      the gated norm
 //!
 //! Where the matvec takes the rows (a decode step) the norm runs inside in_proj, whose columns
 //! hold the norm's weight, and out_proj adds into the residual itself (the plan's fused_norms).
@@ -22,21 +29,26 @@ use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Recorder};
 use crate::ops::conv1d::Conv1d;
 use crate::ops::embedding::embedding;
+use crate::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use crate::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use crate::ops::norm::{add_rms_norm, AddRmsNorm};
 use crate::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
+use crate::ops::ssd::{ssd_scan, Ssd, SsdKind};
+use super::config::SsdShape;
+use super::weights::SsmWeights;
 
-/// The recurrent state of `batch` sequences, one pair of buffers per layer.
+/// The recurrent state of `batch` sequences, one pair of buffers per layer (a 7B model's
+/// state is hundreds of MB: split by layer, each buffer stays within one storage binding).
 pub struct StateBuffers {
-    pub conv: Vec<wgpu::Buffer>, // per layer (batch, d_inner, d_conv), newest input last
-    pub ssm: Vec<wgpu::Buffer>,  // per layer (batch, d_inner, d_state)
+    pub conv: Vec<wgpu::Buffer>, // per layer (batch, conv_channels, d_conv), newest input last
+    pub ssm: Vec<wgpu::Buffer>,  // per layer (batch, d_inner, d_state); Mamba-2: (batch, H, P, N), the same size
 }
 
 impl StateBuffers {
     pub fn new(ctx: &GpuContext, m: &Model, batch: usize) -> Self {
         let c = &m.config;
         StateBuffers {
-            conv: (0..c.n_layer).map(|i| storage(ctx, &format!("conv_state.{i}"), batch * c.d_inner * c.d_conv)).collect(),
+            conv: (0..c.n_layer).map(|i| storage(ctx, &format!("conv_state.{i}"), batch * c.conv_channels() * c.d_conv)).collect(),
             ssm: (0..c.n_layer).map(|i| storage(ctx, &format!("ssm_state.{i}"), batch * c.d_inner * c.d_state)).collect(),
         }
     }
@@ -52,10 +64,10 @@ pub struct Scratch {
     pub ids: wgpu::Buffer,       // (rows) u32
     pub residual: wgpu::Buffer,  // (rows, d_model)
     pub normed: wgpu::Buffer,    // (rows, d_model)
-    pub xz: wgpu::Buffer,        // (rows, 2 d_inner)
-    pub x_conv: wgpu::Buffer,    // (rows, d_inner)
-    pub x_dbl: wgpu::Buffer,     // (rows, dt_rank + 2 d_state)
-    pub dt: wgpu::Buffer,        // (rows, d_inner)
+    pub proj: wgpu::Buffer,      // (rows, in_proj_width): x | z, or Mamba-2's z | xBC | dt
+    pub x_conv: wgpu::Buffer,    // (rows, conv_channels)
+    pub x_dbl: wgpu::Buffer,     // (rows, dt_rank + 2 d_state); Mamba-1 and FalconMamba only
+    pub dt: wgpu::Buffer,        // (rows, d_inner); Mamba-1 and FalconMamba only
     pub y: wgpu::Buffer,         // (rows, d_inner)
     pub mixer_out: wgpu::Buffer, // (rows, d_model)
     pub logits: wgpu::Buffer,    // (batch, vocab): last position of each sequence
@@ -66,15 +78,16 @@ impl Scratch {
     pub fn new(ctx: &GpuContext, m: &Model, batch: usize, max_rows: usize) -> Self {
         let c = &m.config;
         let buf = |label: &str, elements: usize| storage(ctx, label, elements);
+        let selective = c.ssd.is_none() as usize;
         Scratch {
             max_rows,
             ids: buf("ids", max_rows),
             residual: buf("residual", max_rows * c.d_model),
             normed: buf("normed", max_rows * c.d_model),
-            xz: buf("xz", max_rows * 2 * c.d_inner),
-            x_conv: buf("x_conv", max_rows * c.d_inner),
-            x_dbl: buf("x_dbl", max_rows * c.x_proj_width()),
-            dt: buf("dt", max_rows * c.d_inner),
+            proj: buf("proj", max_rows * c.in_proj_width()),
+            x_conv: buf("x_conv", max_rows * c.conv_channels()),
+            x_dbl: buf("x_dbl", selective * max_rows * c.x_proj_width()),
+            dt: buf("dt", selective * max_rows * c.d_inner),
             y: buf("y", max_rows * c.d_inner),
             mixer_out: buf("mixer_out", max_rows * c.d_model),
             logits: buf("logits", batch * c.vocab_size),
@@ -87,7 +100,7 @@ impl Scratch {
             &self.ids,
             &self.residual,
             &self.normed,
-            &self.xz,
+            &self.proj,
             &self.x_conv,
             &self.x_dbl,
             &self.dt,
@@ -128,11 +141,10 @@ pub fn record_forward(
     let w = &model.weights;
     let s = scratch;
     let rows = batch * t_len;
-    let (d, di) = (c.d_model as u32, c.d_inner as u32);
+    let d = c.d_model as u32;
     let f32_rows = |buffer, cols| TensorView::f32(buffer, rows, cols);
     let residual = f32_rows(&s.residual, d);
-    let xz = f32_rows(&s.xz, 2 * di);
-    let x_dbl = f32_rows(&s.x_dbl, c.x_proj_width() as u32);
+    let proj = f32_rows(&s.proj, c.in_proj_width() as u32);
 
     // residual = embedding[ids]
     embedding(rec, &w.embedding, TensorView::u32(&s.ids, rows, 1), residual)?;
@@ -145,7 +157,7 @@ pub fn record_forward(
     for (i, layer) in w.layers.iter().enumerate() {
         let in_proj = if fused_norms {
             // u = RMSNorm(residual), inside in_proj
-            Linear { rms_norm_eps: Some(c.norm_eps), ..Linear::new(residual, &layer.in_proj, xz) }
+            Linear { rms_norm_eps: Some(c.norm_eps), ..Linear::new(residual, &layer.in_proj, proj) }
         } else {
             // u = RMSNorm(residual += mixer_out of the previous layer)
             let normed = f32_rows(&s.normed, d);
@@ -162,45 +174,16 @@ pub fn record_forward(
                     eps: c.norm_eps,
                 },
             )?;
-            Linear::new(normed, &layer.in_proj, xz)
+            Linear::new(normed, &layer.in_proj, proj)
         };
-        // xz = in_proj . u (+ bias): x = xz[:, :d_inner], z = xz[:, d_inner:]
-        // x = silu(conv1d(x) + bias), continuing the conv state (one kernel when decoding)
-        let in_proj = Linear { bias: layer.in_proj_bias.as_ref().map(|b| TensorView::vector(b, 2 * di)), ..in_proj };
+        // proj = in_proj . u (+ bias); the conv (and SiLU) on its x (or xBC) columns, continuing
+        // the conv state (one kernel when decoding Mamba-1)
+        let in_proj = Linear { bias: layer.in_proj_bias.as_ref().map(|b| TensorView::vector(b, c.in_proj_width() as u32)), ..in_proj };
         linear_conv_step(rec, &in_proj, &layer_conv(model, s, state, i, batch, t_len))?;
-        // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
-        let x_conv = f32_rows(&s.x_conv, di);
-        linear(rec, &Linear::new(x_conv, &layer.x_proj, x_dbl))?;
-        // y from one of the two scan paths:
-        let y = if t_len == 1 && layer.dt_proj.parts.len() == 1 {
-            // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
-            // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
-            scan_step_dt(rec, &layer_scan_step(model, s, state, i, batch))?;
-            x_conv
-        } else {
-            // dt = softplus(dt_proj . dt_low + bias)
-            let dt = f32_rows(&s.dt, di);
-            let dt_low = x_dbl.columns(0, c.dt_rank as u32);
-            let dt_bias = Some(TensorView::vector(&layer.dt_proj_bias, di));
-            linear(rec, &Linear { bias: dt_bias, activation: Activation::Softplus, ..Linear::new(dt_low, &layer.dt_proj, dt) })?;
-            // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
-            let y = f32_rows(&s.y, di);
-            let scan = Scan {
-                x: x_conv,
-                dt,
-                xdbl: x_dbl,
-                z: xz.columns(di, di),
-                a: TensorView::f32(&layer.a, di, c.d_state as u32),
-                d_skip: TensorView::vector(&layer.d_skip, di),
-                h: TensorView::f32(&state.ssm[i], batch * di, c.d_state as u32),
-                y,
-                batch,
-                t_len,
-            };
-            // The chunked scan gives a prompt parallelism along time; one token has none.
-            let kind = if t_len > 1 { ScanKind::Chunked } else { ScanKind::Sequential };
-            selective_scan(rec, &scan, kind)?;
-            y
+        let y = match (&layer.ssm, &c.ssd) {
+            (SsmWeights::Selective { .. }, _) => record_selective(rec, model, s, state, i, batch, t_len)?,
+            (SsmWeights::Ssd { .. }, Some(shape)) => record_ssd(rec, model, *shape, s, state, i, batch, t_len)?,
+            (SsmWeights::Ssd { .. }, None) => return Err(crate::Error::invalid("model", "Mamba-2 weights with a Mamba-1 config")),
         };
         // mixer_out = out_proj . y (+ bias), or residual += that
         let out_proj = if fused_norms {
@@ -225,36 +208,145 @@ pub fn record_forward(
     linear(rec, &Linear::new(normed, w.lm_head(), TensorView::f32(target, out_rows, c.vocab_size as u32)))
 }
 
-/// Layer i's causal conv1d + SiLU over the x half of in_proj's output, continuing its conv
-/// state (a decode step runs it inside in_proj's kernel where it can: `linear_conv_step`).
+/// Mamba-1 and FalconMamba after the conv: x_proj, dt, the selective scan with the gate.
+/// Returns y (rows, d_inner).
+fn record_selective<'a>(
+    rec: &mut Recorder,
+    model: &Model,
+    s: &'a Scratch,
+    state: &StateBuffers,
+    i: usize,
+    batch: u32,
+    t_len: u32,
+) -> Result<TensorView<'a>> {
+    let c = &model.config;
+    let layer = &model.weights.layers[i];
+    let SsmWeights::Selective { x_proj, dt_proj, dt_bias, a, d_skip } = &layer.ssm else {
+        return Err(crate::Error::invalid("model", "a Mamba-1 layer without x_proj"));
+    };
+    let rows = batch * t_len;
+    let di = c.d_inner as u32;
+    let (n, r) = (c.d_state as u32, c.dt_rank as u32);
+    let x_conv = TensorView::f32(&s.x_conv, rows, di);
+    let x_dbl = TensorView::f32(&s.x_dbl, rows, c.x_proj_width() as u32);
+    // x_dbl = x_proj . x  ->  dt_low (R) | B (N) | C (N)
+    linear(rec, &Linear::new(x_conv, x_proj, x_dbl))?;
+    if let Some(eps) = c.mixer_rms_eps {
+        // FalconMamba: dt_low, B and C each RMS-normalized without a weight, in place.
+        group_rms_norm(rec, &GroupRmsNorm { x: x_dbl, first_width: r, width: n, gate: None, weight: None, eps })?;
+    }
+    if t_len == 1 && dt_proj.parts.len() == 1 {
+        // Decode: dt = softplus(dt_proj . dt_low + bias) inside the scan step (no dispatch
+        // of its own); h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
+        scan_step_dt(rec, &layer_scan_step(model, s, state, i, batch)?)?;
+        return Ok(x_conv);
+    }
+    // dt = softplus(dt_proj . dt_low + bias)
+    let dt = TensorView::f32(&s.dt, rows, di);
+    let dt_low = x_dbl.columns(0, r);
+    let dt_bias = Some(TensorView::vector(dt_bias, di));
+    linear(rec, &Linear { bias: dt_bias, activation: Activation::Softplus, ..Linear::new(dt_low, dt_proj, dt) })?;
+    // h_t = exp(dt A) h_{t-1} + dt B x;  y = (C . h + D x) * silu(z)
+    let y = TensorView::f32(&s.y, rows, di);
+    let scan = Scan {
+        x: x_conv,
+        dt,
+        xdbl: x_dbl,
+        z: TensorView::f32(&s.proj, rows, 2 * di).columns(di, di),
+        a: TensorView::f32(a, di, n),
+        d_skip: TensorView::vector(d_skip, di),
+        h: TensorView::f32(&state.ssm[i], batch * di, n),
+        y,
+        batch,
+        t_len,
+    };
+    // The chunked scan gives a prompt parallelism along time; one token has none.
+    let kind = if t_len > 1 { ScanKind::Chunked } else { ScanKind::Sequential };
+    selective_scan(rec, &scan, kind)?;
+    Ok(y)
+}
+
+/// Mamba-2 after the conv: the SSD scan, then the gated RMSNorm. Returns y (rows, d_inner).
+#[allow(clippy::too_many_arguments)]
+fn record_ssd<'a>(
+    rec: &mut Recorder,
+    model: &Model,
+    shape: SsdShape,
+    s: &'a Scratch,
+    state: &StateBuffers,
+    i: usize,
+    batch: u32,
+    t_len: u32,
+) -> Result<TensorView<'a>> {
+    let c = &model.config;
+    let SsmWeights::Ssd { dt_bias, a, d_skip, norm } = &model.weights.layers[i].ssm else {
+        return Err(crate::Error::invalid("model", "a Mamba-2 layer without its SSD weights"));
+    };
+    let rows = batch * t_len;
+    let (di, n, heads) = (c.d_inner as u32, c.d_state as u32, shape.n_heads as u32);
+    let proj = TensorView::f32(&s.proj, rows, c.in_proj_width() as u32);
+    let channels = c.conv_channels() as u32;
+    let y = TensorView::f32(&s.y, rows, di);
+    // y = ssd(x, dt, B, C; A, D), continuing the SSM state (batch, H, P, N)
+    let ssd = Ssd {
+        shape,
+        d_state: n,
+        xbc: TensorView::f32(&s.x_conv, rows, channels),
+        dt_raw: proj.columns(di + channels, heads),
+        dt_bias: TensorView::vector(dt_bias, heads),
+        a: TensorView::vector(a, heads),
+        d_skip: TensorView::vector(d_skip, heads),
+        h: TensorView::f32(&state.ssm[i], batch * di, n),
+        y,
+        batch,
+        t_len,
+    };
+    // The chunks give a prompt parallelism along time; one token has none.
+    let kind = if t_len > 1 { SsdKind::Chunked } else { SsdKind::Sequential };
+    ssd_scan(rec, &ssd, kind)?;
+    // y = RMSNorm(y * silu(z)) per group of d_inner / G channels, times the norm's weight
+    let width = di / shape.n_groups as u32;
+    let gate = Some(proj.columns(0, di));
+    group_rms_norm(rec, &GroupRmsNorm { x: y, first_width: width, width, gate, weight: Some(TensorView::vector(norm, di)), eps: c.norm_eps })?;
+    Ok(y)
+}
+
+/// Layer i's causal conv1d + SiLU over the x columns of in_proj's output (Mamba-2: xBC),
+/// continuing its conv state (a decode step runs it inside in_proj's kernel where it can:
+/// `linear_conv_step`).
 pub fn layer_conv<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32, t_len: u32) -> Conv1d<'a> {
     let (c, layer) = (&model.config, &model.weights.layers[i]);
-    let (di, k, rows) = (c.d_inner as u32, c.d_conv as u32, batch * t_len);
+    let (channels, k, rows) = (c.conv_channels() as u32, c.d_conv as u32, batch * t_len);
+    // Mamba-1: x is the first d_inner columns; Mamba-2: xBC follows z.
+    let first = if c.ssd.is_some() { c.d_inner as u32 } else { 0 };
     Conv1d {
-        x: TensorView::f32(&s.xz, rows, 2 * di).columns(0, di),
-        weight: TensorView::f32(&layer.conv_weight, di, k),
-        bias: layer.conv_bias.as_ref().map(|b| TensorView::vector(b, di)),
-        state: TensorView::f32(&state.conv[i], batch * di, k),
-        out: TensorView::f32(&s.x_conv, rows, di),
+        x: TensorView::f32(&s.proj, rows, c.in_proj_width() as u32).columns(first, channels),
+        weight: TensorView::f32(&layer.conv_weight, channels, k),
+        bias: layer.conv_bias.as_ref().map(|b| TensorView::vector(b, channels)),
+        state: TensorView::f32(&state.conv[i], batch * channels, k),
+        out: TensorView::f32(&s.x_conv, rows, channels),
         batch,
         t_len,
     }
 }
 
 /// Layer i's decode scan step (one token per sequence) with the dt projection fused in; y
-/// overwrites the conv output in `x_conv`.
-pub fn layer_scan_step<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32) -> ScanStepDt<'a> {
+/// overwrites the conv output in `x_conv`. Mamba-1 and FalconMamba layers only.
+pub fn layer_scan_step<'a>(model: &'a Model, s: &'a Scratch, state: &'a StateBuffers, i: usize, batch: u32) -> Result<ScanStepDt<'a>> {
     let (c, layer) = (&model.config, &model.weights.layers[i]);
+    let SsmWeights::Selective { dt_proj, dt_bias, a, d_skip, .. } = &layer.ssm else {
+        return Err(crate::Error::invalid("scan_step_dt", "a Mamba-2 layer has no dt projection"));
+    };
     let (di, n) = (c.d_inner as u32, c.d_state as u32);
-    ScanStepDt {
+    Ok(ScanStepDt {
         x_y: TensorView::f32(&s.x_conv, batch, di),
         xdbl: TensorView::f32(&s.x_dbl, batch, c.x_proj_width() as u32),
-        z: TensorView::f32(&s.xz, batch, 2 * di).columns(di, di),
-        a: TensorView::f32(&layer.a, di, n),
-        d_skip: TensorView::vector(&layer.d_skip, di),
+        z: TensorView::f32(&s.proj, batch, 2 * di).columns(di, di),
+        a: TensorView::f32(a, di, n),
+        d_skip: TensorView::vector(d_skip, di),
         h: TensorView::f32(&state.ssm[i], batch * di, n),
-        dt_proj: &layer.dt_proj,
-        dt_bias: TensorView::vector(&layer.dt_proj_bias, di),
+        dt_proj,
+        dt_bias: TensorView::vector(dt_bias, di),
         batch,
-    }
+    })
 }

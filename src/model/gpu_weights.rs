@@ -5,9 +5,9 @@ use std::sync::Arc;
 use super::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
 use super::plan::Plan;
-use super::weights::{load_weights, ModelWeights, TensorSink};
+use super::weights::{load_weights, ModelWeights, SsmWeights, TensorSink};
 use crate::error::Result;
-use crate::gpu::kernels::SCAN_MAX_STATE;
+use crate::gpu::kernels::{SCAN_MAX_STATE, SSD_MAX_STATE};
 use crate::gpu::tensor::{upload_f32, WeightData};
 use crate::gpu::{GpuContext, GpuWeight, WeightDtype};
 
@@ -116,11 +116,17 @@ impl GpuSink<'_> {
 impl Model {
     /// Uploads every tensor of `ckpt`. `progress` receives the bytes of tensor data done so far.
     pub fn load(ctx: Arc<GpuContext>, ckpt: &impl TensorSource, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
-        let d_state = ckpt.config().d_state;
-        if d_state > SCAN_MAX_STATE as usize {
+        let c = ckpt.config();
+        // Mamba-1's chunked scan keeps a carry of d_state per channel in workgroup memory;
+        // Mamba-2's decode step keeps a channel's states in registers.
+        let (most, which) = match c.ssd {
+            None => (SCAN_MAX_STATE, "the chunked scan keeps in workgroup memory"),
+            Some(_) => (SSD_MAX_STATE, "the SSD decode step keeps in registers"),
+        };
+        if c.d_state > most as usize {
             return Err(crate::Error::Config {
                 path: format!("{}/config.json", ckpt.source_name()),
-                reason: format!("state_size {d_state} exceeds the {SCAN_MAX_STATE} the chunked scan keeps in workgroup memory"),
+                reason: format!("state_size {} exceeds the {most} states {which}", c.d_state),
             });
         }
         let mut sink = GpuSink { ctx: &ctx, dtype: options.weight_dtype, chosen: None, hasher: Fnv::new(), progress, done: 0 };
@@ -158,9 +164,14 @@ impl Model {
         let w = &self.weights;
         let mut total = w.embedding.size_bytes() + w.norm_f.size() + w.lm_head.as_ref().map_or(0, |h| h.size_bytes());
         for l in &w.layers {
-            total += [&l.in_proj, &l.x_proj, &l.dt_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
-            total += l.norm.as_ref().map_or(0, |n| n.size());
-            total += [&l.conv_weight, &l.dt_proj_bias, &l.a, &l.d_skip].iter().map(|v| v.size()).sum::<u64>();
+            total += [&l.in_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
+            total += l.norm.as_ref().map_or(0, |n| n.size()) + l.conv_weight.size();
+            total += match &l.ssm {
+                SsmWeights::Selective { x_proj, dt_proj, dt_bias, a, d_skip } => {
+                    x_proj.size_bytes() + dt_proj.size_bytes() + dt_bias.size() + a.size() + d_skip.size()
+                }
+                SsmWeights::Ssd { dt_bias, a, d_skip, norm } => dt_bias.size() + a.size() + d_skip.size() + norm.size(),
+            };
             total += [&l.in_proj_bias, &l.conv_bias, &l.out_proj_bias].iter().filter_map(|v| v.as_ref()).map(|v| v.size()).sum::<u64>();
         }
         total

@@ -1,9 +1,9 @@
-//! The tensors of a Mamba-1 model, their names in both checkpoint namings and the shapes the
-//! config implies. `ModelWeights<M, V>` is generic over where matrices (M) and vectors (V)
+//! The tensors of a Mamba model (Mamba-1, FalconMamba, Mamba-2), their names in both
+//! checkpoint namings and the shapes the config implies. `ModelWeights<M, V>` is generic over where matrices (M) and vectors (V)
 //! live: `Vec<f32>` for the CPU reference, GPU buffers for the engine; one loader fills either.
 
 use super::checkpoint::{TensorBytes, TensorSource};
-use super::config::{MambaConfig, Naming};
+use super::config::{MambaConfig, Naming, SsdShape};
 use crate::error::{Error, Result};
 
 /// Receives each tensor as it is read. Big matrices may be stored in f16 on the GPU; small
@@ -35,17 +35,33 @@ fn decay_rate(a_log: f32) -> f32 {
 
 pub struct LayerWeights<M, V> {
     pub norm: Option<V>,          // (d_model); None where the sink folded it into in_proj (in_proj_with_norm)
-    pub in_proj: M,               // (2 * d_inner, d_model): rows [0, d_inner) -> x, [d_inner, 2 d_inner) -> z
-    pub in_proj_bias: Option<V>,  // (2 * d_inner)
-    pub conv_weight: V,           // (d_inner, 1, d_conv): weight[c, 0, d_conv - 1] multiplies the current token
-    pub conv_bias: Option<V>,     // (d_inner)
-    pub x_proj: M,                // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
-    pub dt_proj: M,               // (d_inner, dt_rank)
-    pub dt_proj_bias: V,          // (d_inner)
-    pub a: V,                     // (d_inner, d_state): A = -exp(A_log), negative
-    pub d_skip: V,                // (d_inner)
+    pub in_proj: M,               // (in_proj_width, d_model): x | z (Mamba-1), z | xBC | dt (Mamba-2)
+    pub in_proj_bias: Option<V>,  // (in_proj_width)
+    pub conv_weight: V,           // (conv_channels, 1, d_conv): weight[c, 0, d_conv - 1] multiplies the current token
+    pub conv_bias: Option<V>,     // (conv_channels)
+    pub ssm: SsmWeights<M, V>,    // what the scan needs besides the conv output
     pub out_proj: M,              // (d_model, d_inner)
     pub out_proj_bias: Option<V>, // (d_model)
+}
+
+/// The state-space part of a layer, per family.
+pub enum SsmWeights<M, V> {
+    /// Mamba-1 and FalconMamba: per-channel A and a low-rank, input-dependent dt.
+    Selective {
+        x_proj: M,    // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
+        dt_proj: M,   // (d_inner, dt_rank)
+        dt_bias: V,   // (d_inner)
+        a: V,         // (d_inner, d_state): A = -exp(A_log), negative
+        d_skip: V,    // (d_inner)
+    },
+    /// Mamba-2: one scalar A, D and dt bias per head; dt comes from in_proj; the gated
+    /// RMSNorm's weight.
+    Ssd {
+        dt_bias: V,   // (n_heads)
+        a: V,         // (n_heads): A = -exp(A_log)
+        d_skip: V,    // (n_heads)
+        norm: V,      // (d_inner)
+    },
 }
 
 pub struct ModelWeights<M, V> {
@@ -104,21 +120,22 @@ fn check_no_unknown_tensors(ckpt: &impl TensorSource, embedding_name: &str) -> R
         let Some(rest) = name.strip_prefix("backbone.layers.") else { return false };
         let Some((index, field)) = rest.split_once('.') else { return false };
         let in_range = index.parse::<usize>().is_ok_and(|i| i < c.n_layer && index == i.to_string());
-        const FIELDS: [&str; 12] = [
+        const SHARED: [&str; 9] = [
             "norm.weight",
             "mixer.in_proj.weight",
             "mixer.in_proj.bias",
             "mixer.conv1d.weight",
             "mixer.conv1d.bias",
-            "mixer.x_proj.weight",
-            "mixer.dt_proj.weight",
-            "mixer.dt_proj.bias",
             "mixer.A_log",
             "mixer.D",
             "mixer.out_proj.weight",
             "mixer.out_proj.bias",
         ];
-        in_range && FIELDS.contains(&field)
+        let family_fields: &[&str] = match c.ssd {
+            None => &["mixer.x_proj.weight", "mixer.dt_proj.weight", "mixer.dt_proj.bias"],
+            Some(_) => &["mixer.dt_bias", "mixer.norm.weight"],
+        };
+        in_range && (SHARED.contains(&field) || family_fields.contains(&field))
     };
     let mut unknown: Vec<&String> = names.iter().filter(|n| !known(n)).collect();
     if unknown.is_empty() {
@@ -136,7 +153,7 @@ fn check_no_unknown_tensors(ckpt: &impl TensorSource, embedding_name: &str) -> R
 fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize, sink: &mut S) -> Result<LayerWeights<S::Matrix, S::Vector>> {
     let p = format!("backbone.layers.{i}");
     let m = format!("{p}.mixer");
-    let (d, di, n, r, k) = (c.d_model, c.d_inner, c.d_state, c.dt_rank, c.d_conv);
+    let (d, di, wide, channels, k) = (c.d_model, c.d_inner, c.in_proj_width(), c.conv_channels(), c.d_conv);
     // A bias the config announces must exist; one it turns off is not used even if stored, as
     // in transformers (`use_bias`, `use_conv_bias`).
     let mut optional = |name: String, wanted: bool, shape: &[usize]| -> Result<Option<S::Vector>> {
@@ -146,28 +163,52 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
             Ok(None)
         }
     };
-    let in_proj_bias = optional(format!("{m}.in_proj.bias"), c.proj_bias, &[2 * di])?;
-    let conv_bias = optional(format!("{m}.conv1d.bias"), c.conv_bias, &[di])?;
+    let in_proj_bias = optional(format!("{m}.in_proj.bias"), c.proj_bias, &[wide])?;
+    let conv_bias = optional(format!("{m}.conv1d.bias"), c.conv_bias, &[channels])?;
     let out_proj_bias = optional(format!("{m}.out_proj.bias"), c.proj_bias, &[d])?;
     let (norm_name, in_proj_name) = (format!("{p}.norm.weight"), format!("{m}.in_proj.weight"));
-    let (norm, in_proj) = (ckpt.tensor(&norm_name, &[d])?, ckpt.tensor(&in_proj_name, &[2 * di, d])?);
+    let (norm, in_proj) = (ckpt.tensor(&norm_name, &[d])?, ckpt.tensor(&in_proj_name, &[wide, d])?);
     let (norm, in_proj) = match sink.in_proj_with_norm(&in_proj, &norm)? {
         Some(folded) => (None, folded),
         None => (Some(sink.vector(norm)?), sink.matrix(in_proj)?),
+    };
+    let conv_weight = sink.vector(ckpt.tensor(&format!("{m}.conv1d.weight"), &[channels, 1, k])?)?;
+    let ssm = match c.ssd {
+        None => load_selective(ckpt, c, &m, sink)?,
+        Some(shape) => load_ssd(ckpt, c, shape, &m, sink)?,
     };
     Ok(LayerWeights {
         norm,
         in_proj,
         in_proj_bias,
-        conv_weight: sink.vector(ckpt.tensor(&format!("{m}.conv1d.weight"), &[di, 1, k])?)?,
+        conv_weight,
         conv_bias,
-        x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?)?,
-        dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?)?,
-        dt_proj_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_proj.bias"), &[di])?)?,
-        a: sink.vector_mapped(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?, decay_rate)?,
-        d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[di])?)?,
+        ssm,
         out_proj: sink.matrix(ckpt.tensor(&format!("{m}.out_proj.weight"), &[d, di])?)?,
         out_proj_bias,
+    })
+}
+
+/// Mamba-1 and FalconMamba (`m`: the layer's mixer prefix).
+fn load_selective<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, m: &str, sink: &mut S) -> Result<SsmWeights<S::Matrix, S::Vector>> {
+    let (di, n, r) = (c.d_inner, c.d_state, c.dt_rank);
+    Ok(SsmWeights::Selective {
+        x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?)?,
+        dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?)?,
+        dt_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_proj.bias"), &[di])?)?,
+        a: sink.vector_mapped(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?, decay_rate)?,
+        d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[di])?)?,
+    })
+}
+
+/// Mamba-2 (`m`: the layer's mixer prefix).
+fn load_ssd<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, shape: SsdShape, m: &str, sink: &mut S) -> Result<SsmWeights<S::Matrix, S::Vector>> {
+    let h = shape.n_heads;
+    Ok(SsmWeights::Ssd {
+        dt_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_bias"), &[h])?)?,
+        a: sink.vector_mapped(ckpt.tensor(&format!("{m}.A_log"), &[h])?, decay_rate)?,
+        d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[h])?)?,
+        norm: sink.vector(ckpt.tensor(&format!("{m}.norm.weight"), &[c.d_inner])?)?,
     })
 }
 

@@ -5,9 +5,11 @@
 pub mod argmax;
 pub mod conv1d;
 pub mod embedding;
+pub mod group_norm;
 pub mod linear;
 pub mod norm;
 pub mod scan;
+pub mod ssd;
 pub mod top_k;
 
 use crate::error::Result;
