@@ -19,6 +19,7 @@ use mamba_wgpu::bench::probes::{self, scan_seconds, BandwidthProbe, CHUNKS};
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
+use mamba_wgpu::model::weights::SsmWeights;
 use mamba_wgpu::model::forward::{layer_conv, layer_scan_step, record_forward, LogitsOut, Scratch, StateBuffers};
 use mamba_wgpu::model::{LoadOptions, Model};
 use mamba_wgpu::ops::argmax::argmax;
@@ -277,7 +278,7 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
             "in_proj with norm + conv step",
             time(ctx, |rec| {
                 layers.clone().try_for_each(|(i, l)| {
-                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::new(v(&s.residual, d), &l.in_proj, v(&s.xz, 2 * di)) };
+                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::new(v(&s.residual, d), &l.in_proj, v(&s.proj, 2 * di)) };
                     linear_conv_step(rec, &in_proj, &layer_conv(&model, &s, &state, i, 1, 1))
                 })
             })?,
@@ -285,10 +286,13 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
         (
             "x_proj",
             time(ctx, |rec| {
-                layers.clone().try_for_each(|(_, l)| linear(rec, &Linear::new(v(&s.x_conv, di), &l.x_proj, v(&s.x_dbl, l.x_proj.rows))))
+                layers.clone().try_for_each(|(_, l)| match &l.ssm {
+                    SsmWeights::Selective { x_proj, .. } => linear(rec, &Linear::new(v(&s.x_conv, di), x_proj, v(&s.x_dbl, x_proj.rows))),
+                    SsmWeights::Ssd { .. } => Ok(()),
+                })
             })?,
         ),
-        ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1))))?),
+        ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1)?)))?),
         (
             "out_proj + residual",
             time(ctx, |rec| {

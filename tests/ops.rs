@@ -14,7 +14,10 @@ use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
 use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
+use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
+use mamba_wgpu::ops::ssd::{ssd_scan, Ssd, SsdKind};
+use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
@@ -705,4 +708,106 @@ fn bandwidth_probe_reads_every_byte_it_times() {
     let mut probe = mamba_wgpu::bench::probes::BandwidthProbe::new(&ctx).unwrap_or_else(|e| panic!("{e}"));
     let gb_s = probe.measure(&ctx).unwrap();
     assert!(gb_s.is_finite() && gb_s > 0.0, "bandwidth {gb_s} GB/s");
+}
+
+/// Mamba-2's scan, chunked and sequential, against the reference: the released head shape
+/// (head_dim 64, d_state 128) and odd ones, 1 to 8 groups, sequences across several chunks,
+/// a finite time step limit, an incoming state, and dt read through a strided column view.
+#[test]
+fn ssd_scan_matches_reference() {
+    const TOL: f32 = 5e-4;
+    let ctx = common::ctx();
+    let chunk = mamba_wgpu::gpu::kernels::SSD_CHUNK as usize;
+    let mut seed = 5000;
+    for &(heads, head_dim, groups, d_state, dt_max) in
+        &[(8, 64, 8, 128, f32::INFINITY), (4, 64, 1, 128, 0.2), (3, 5, 1, 7, f32::INFINITY), (6, 33, 2, 17, 0.5), (2, 16, 2, 1, f32::INFINITY)]
+    {
+        for &(batch, t) in &[(1, 1), (2, chunk - 1), (1, chunk + 1), (2, 3 * chunk + 5)] {
+            seed += 10;
+            let shape = SsdShape { n_heads: heads, head_dim, n_groups: groups, dt_min: 0.0, dt_max };
+            let d_inner = heads * head_dim;
+            let width = d_inner + 2 * groups * d_state;
+            let rows = batch * t;
+            // dt sits after `extra` other columns of a wider row, as in in_proj's output.
+            let (extra, dt_row) = (3, heads + 5);
+            let xbc = random_values(seed, rows * width, 1.0);
+            let dt_wide = random_values(seed + 1, rows * dt_row, 1.0);
+            let dt_raw: Vec<f32> = dt_wide.chunks(dt_row).flat_map(|r| r[extra..extra + heads].to_vec()).collect();
+            let dt_bias: Vec<f32> = random_values(seed + 2, heads, 1.0).iter().map(|v| v - 1.5).collect();
+            let a: Vec<f32> = random_values(seed + 3, heads, 1.0).iter().map(|v| -(0.3 + 2.0 * v.abs())).collect();
+            let d_skip = random_values(seed + 4, heads, 1.0);
+            let h0 = random_values(seed + 5, batch * d_inner * d_state, 0.5);
+            let mut want_h = h0.clone();
+            let inputs = reference::SsdInputs { xbc: &xbc, dt_raw: &dt_raw, dt_bias: &dt_bias, a: &a, d_skip: &d_skip };
+            let want_y = reference::ssd_scan(&inputs, &shape, &mut want_h, batch, d_state);
+            for kind in [SsdKind::Chunked, SsdKind::Sequential] {
+                let up = |label: &str, v: &[f32]| upload_f32(&ctx, label, v);
+                let (xbc_b, dt_b, bias_b, a_b, d_b, h_b) =
+                    (up("xbc", &xbc), up("dt", &dt_wide), up("dt_bias", &dt_bias), up("a", &a), up("d", &d_skip), up("h", &h0));
+                let y_b = storage(&ctx, "y", rows * d_inner);
+                let (r, n, hh) = (rows as u32, d_state as u32, heads as u32);
+                let op = Ssd {
+                    shape,
+                    d_state: n,
+                    xbc: TensorView::f32(&xbc_b, r, width as u32),
+                    dt_raw: TensorView::f32(&dt_b, r, dt_row as u32).columns(extra as u32, hh),
+                    dt_bias: TensorView::vector(&bias_b, hh),
+                    a: TensorView::vector(&a_b, hh),
+                    d_skip: TensorView::vector(&d_b, hh),
+                    h: TensorView::f32(&h_b, (batch * d_inner) as u32, n),
+                    y: TensorView::f32(&y_b, r, d_inner as u32),
+                    batch: batch as u32,
+                    t_len: t as u32,
+                };
+                run(&ctx, |rec| ssd_scan(rec, &op, kind));
+                let label = format!("{kind:?} ssd heads={heads} head_dim={head_dim} groups={groups} d_state={d_state} batch={batch} t={t}");
+                assert_close(&format!("{label} y"), &read(&ctx, &y_b, rows * d_inner), &want_y, TOL);
+                assert_close(&format!("{label} h"), &read(&ctx, &h_b, batch * d_inner * d_state), &want_h, TOL);
+            }
+        }
+    }
+}
+
+/// The segment RMSNorm: Mamba-2's gated norm per group (z read through a column view) and
+/// FalconMamba's weightless norms of a first segment and equal ones after it.
+#[test]
+fn group_rms_norm_matches_reference() {
+    const TOL: f32 = 1e-5;
+    let ctx = common::ctx();
+    for &(rows, d_inner, groups) in &[(1, 8, 1), (3, 96, 8), (2, 600, 2), (5, 33, 3)] {
+        let x = random_values(rows as u64, rows * d_inner, 2.0);
+        let z_wide = random_values(7 + rows as u64, rows * 2 * d_inner, 2.0);
+        let z: Vec<f32> = z_wide.chunks(2 * d_inner).flat_map(|r| r[d_inner..].to_vec()).collect();
+        let w: Vec<f32> = random_values(9, d_inner, 0.5).iter().map(|v| 1.0 + v).collect();
+        let want = reference::gated_group_rms_norm(&x, &z, &w, groups, 1e-5);
+        let (x_b, z_b, w_b) = (upload_f32(&ctx, "x", &x), upload_f32(&ctx, "z", &z_wide), upload_f32(&ctx, "w", &w));
+        let (r, di, width) = (rows as u32, d_inner as u32, (d_inner / groups) as u32);
+        let gate = Some(TensorView::f32(&z_b, r, 2 * di).columns(di, di));
+        let op = GroupRmsNorm { x: TensorView::f32(&x_b, r, di), first_width: width, width, gate, weight: Some(TensorView::vector(&w_b, di)), eps: 1e-5 };
+        run(&ctx, |rec| group_rms_norm(rec, &op));
+        assert_close(&format!("gated norm rows={rows} d_inner={d_inner} groups={groups}"), &read(&ctx, &x_b, rows * d_inner), &want, TOL);
+    }
+    // FalconMamba: dt_low (5) | B (16) | C (16), each normalized on its own, inside a wider row.
+    let (rows, first, width, eps) = (4usize, 5usize, 16usize, 1e-3f32);
+    let cols = first + 2 * width;
+    let wide = random_values(77, rows * (cols + 3), 1.5);
+    let x_b = upload_f32(&ctx, "x_dbl", &wide);
+    let op = GroupRmsNorm {
+        x: TensorView::f32(&x_b, rows as u32, (cols + 3) as u32).columns(2, cols as u32),
+        first_width: first as u32,
+        width: width as u32,
+        gate: None,
+        weight: None,
+        eps,
+    };
+    run(&ctx, |rec| group_rms_norm(rec, &op));
+    let got = read(&ctx, &x_b, rows * (cols + 3));
+    for (r, (got_row, row)) in got.chunks(cols + 3).zip(wide.chunks(cols + 3)).enumerate() {
+        let mut want = row[..2].to_vec();
+        for (from, w) in [(2, first), (2 + first, width), (2 + first + width, width)] {
+            want.extend(reference::rms_norm(&row[from..from + w], &vec![1.0; w], eps));
+        }
+        want.push(row[cols + 2]);
+        assert_close(&format!("segment norm row {r}"), got_row, &want, TOL);
+    }
 }
