@@ -47,9 +47,9 @@ impl Tokenizer {
     /// Loads a `tokenizer.json` file.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| tokenizer_error(&name, e))?;
-        Self::from_bytes(&bytes, &name)
+        // The largest tokenizer.json files are tens of MB; a device or a huge file is refused.
+        let bytes = crate::model::checkpoint::read_limited(path, 512 << 20, "a tokenizer.json")?;
+        Self::from_bytes(&bytes, &path.display().to_string())
     }
 
     /// Parses the contents of a `tokenizer.json`; `name` only labels errors.

@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::gpu::readback::read_f32;
 use crate::gpu::tensor::{storage, upload_f32, TensorView};
 use crate::gpu::{GpuContext, Tape};
+use crate::model::config::SsdShape;
 use crate::ops::scan::{selective_scan, Scan, ScanKind};
+use crate::ops::ssd::{ssd_scan, Ssd, SsdKind};
 
 /// shaders/bench/read_bandwidth.wgsl's parameters.
 #[repr(C)]
@@ -211,4 +213,43 @@ pub fn scan_seconds(ctx: &GpuContext, t_len: usize, d_inner: usize, d_state: usi
         per_state: time(&|rec| scan_per_state(rec, &scan, ctx.adapter.subgroups))?,
         sequential: time(&|rec| selective_scan(rec, &scan, ScanKind::Sequential))?,
     })
+}
+
+/// Seconds per Mamba-2 scan of (batch 1, t_len) with a head shape, chunked (SSD) and
+/// sequential (one step after another, each channel's states spread over 16 invocations).
+pub struct SsdTimes {
+    pub chunked: f64,
+    pub sequential: f64,
+}
+
+pub fn ssd_seconds(ctx: &GpuContext, t_len: usize, shape: SsdShape, d_state: usize) -> Result<SsdTimes> {
+    let d_inner = shape.n_heads * shape.head_dim;
+    let width = d_inner + 2 * shape.n_groups * d_state;
+    let fill = |label: &str, n: usize, value: f32| upload_f32(ctx, label, &vec![value; n]);
+    let xbc = fill("xbc", t_len * width, 0.1);
+    let dt = fill("dt", t_len * shape.n_heads, -4.0);
+    let dt_bias = fill("dt_bias", shape.n_heads, 0.0);
+    let a = fill("a", shape.n_heads, -2.0);
+    let d_skip = fill("d", shape.n_heads, 1.0);
+    let h = fill("h", d_inner * d_state, 0.0);
+    let y = storage(ctx, "y", t_len * d_inner);
+    let (rows, heads, n) = (t_len as u32, shape.n_heads as u32, d_state as u32);
+    let op = Ssd {
+        shape,
+        d_state: n,
+        xbc: TensorView::f32(&xbc, rows, width as u32),
+        dt_raw: TensorView::f32(&dt, rows, heads),
+        dt_bias: TensorView::vector(&dt_bias, heads),
+        a: TensorView::vector(&a, heads),
+        d_skip: TensorView::vector(&d_skip, heads),
+        h: TensorView::f32(&h, d_inner as u32, n),
+        y: TensorView::f32(&y, rows, d_inner as u32),
+        batch: 1,
+        t_len: rows,
+    };
+    let time = |kind: SsdKind| -> Result<f64> {
+        let mut tape = Tape::new(ctx, "ssd", 1);
+        time_best(ctx, &mut tape, 1, |rec| ssd_scan(rec, &op, kind))
+    };
+    Ok(SsdTimes { chunked: time(SsdKind::Chunked)?, sequential: time(SsdKind::Sequential)? })
 }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::probes::ScanTimes;
+use super::probes::{ScanTimes, SsdTimes};
 use crate::GpuContext;
 
 #[derive(Clone, Debug, Serialize)]
@@ -26,7 +26,7 @@ pub struct Measurement {
 impl Measurement {
     pub fn line(&self) -> String {
         format!(
-            "{:<11} {:<4} {:>5} {:>6} {:>12.1} {:>11.1} {:>8.0}% {:>9.1} {:>7.3}",
+            "{:<15} {:<4} {:>5} {:>6} {:>12.1} {:>11.1} {:>8.0}% {:>9.1} {:>7.3}",
             self.model,
             self.dtype,
             self.batch,
@@ -56,11 +56,15 @@ pub struct BenchReport {
     /// The same against the engine's own sequential scan, one invocation per channel.
     pub scan_speedup_vs_engine_sequential: f64,
     pub scan_len: usize,
+    /// Mamba-2: time of the sequential scan over the chunked SSD scan's, at `ssd_len` tokens
+    /// of the mamba2-2.7b head shape (80 heads of 64 channels, d_state 128, one group).
+    pub ssd_speedup: f64,
+    pub ssd_len: usize,
     pub results: Vec<Measurement>,
 }
 
 impl BenchReport {
-    pub fn new(ctx: &GpuContext, read_bandwidth_gb_s: f64, scan: &ScanTimes, scan_len: usize) -> Self {
+    pub fn new(ctx: &GpuContext, read_bandwidth_gb_s: f64, scan: &ScanTimes, ssd: &SsdTimes, scan_len: usize) -> Self {
         BenchReport {
             adapter: ctx.adapter.name.clone(),
             backend: ctx.adapter.backend.clone(),
@@ -70,19 +74,22 @@ impl BenchReport {
             scan_speedup: scan.per_state / scan.chunked,
             scan_speedup_vs_engine_sequential: scan.sequential / scan.chunked,
             scan_len,
+            ssd_speedup: ssd.sequential / ssd.chunked,
+            ssd_len: scan_len,
             results: Vec::new(),
         }
     }
 
     pub fn header() -> &'static str {
-        "model       type batch prompt prefill tok/s decode tok/s roofline    mem MB mem/wts"
+        "model           type batch prompt prefill tok/s decode tok/s roofline    mem MB mem/wts"
     }
 
     pub fn table(&self) -> String {
         let mut s = format!(
             "adapter: {} ({}, {})\nread bandwidth (streaming kernel): {:.1} GB/s\n\
              chunked scan vs sequential scans (L={}, d_inner=1536, d_state=16): {:.2}x against one invocation per (channel, state), \
-             {:.2}x against the engine's sequential scan\n\n{}\n",
+             {:.2}x against the engine's sequential scan\n\
+             Mamba-2 chunked SSD scan vs the sequential one (L={}, 80 heads x 64, d_state 128): {:.2}x\n\n{}\n",
             self.adapter,
             self.backend,
             self.device_type,
@@ -90,6 +97,8 @@ impl BenchReport {
             self.scan_len,
             self.scan_speedup,
             self.scan_speedup_vs_engine_sequential,
+            self.ssd_len,
+            self.ssd_speedup,
             Self::header()
         );
         for m in &self.results {

@@ -67,6 +67,10 @@ pub struct ModelArgs {
     /// shakespeare-mamba model
     #[arg(long, short = 'm', value_name = "DIR|REPO_ID")]
     pub model: Option<String>,
+    /// Tokenizer file (a `tokenizers` tokenizer.json) to use instead of the model's own; the
+    /// state-spaces checkpoints ship none (theirs is EleutherAI/gpt-neox-20b's)
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
     /// Pick the GPU adapter: its number in `mamba-wgpu info`'s list, or text its line contains
     /// (a name, or a backend such as vulkan or gl)
     #[arg(long, value_name = "NAME")]

@@ -26,7 +26,10 @@ pub enum NeedTokenizer {
 pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     let source = model_path::resolve(args.model.as_deref())?;
     // The tokenizer first: a missing one should fail before seconds of weight uploads.
-    let tokenizer = load_tokenizer(&source, need)?;
+    let tokenizer = match &args.tokenizer {
+        Some(path) => Some(Tokenizer::from_file(path)?),
+        None => load_tokenizer(&source, need)?,
+    };
     let checkpoint = open_checkpoint(&source)?;
     // A tokenizer of another model fails before the weights upload; runs on token ids do not
     // use it, so they do not check it.
@@ -52,7 +55,7 @@ fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<To
             if need == NeedTokenizer::Yes {
                 return Err(Error::Tokenizer {
                     path: path.display().to_string(),
-                    reason: "not found: text prompts need the model's tokenizer.json; without one, give token ids with --prompt-ids".into(),
+                    reason: "not found: text prompts need a tokenizer (the model's tokenizer.json, or --tokenizer FILE); without one, give token ids with --prompt-ids".into(),
                 });
             }
             Ok(None)

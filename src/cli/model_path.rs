@@ -90,7 +90,7 @@ fn cached_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
             dirs.pop()?
         }
     };
-    let has_weights = dir.join("model.safetensors").is_file() || dir.join("model.safetensors.index.json").is_file();
+    let has_weights = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"].iter().any(|f| dir.join(f).is_file());
     (dir.join("config.json").is_file() && has_weights).then_some(dir)
 }
 
@@ -136,15 +136,16 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
 }
 
 /// The files of a model folder that a run reads (configs, tokenizer, safetensors and their
-/// index), for what --save-state must not overwrite.
+/// index, pytorch_model.bin), for what --save-state must not overwrite.
 pub fn model_files(dir: &Path) -> Vec<PathBuf> {
-    const NAMED: [&str; 6] = [
+    const NAMED: [&str; 7] = [
         "config.json",
         "tokenizer.json",
         "tokenizer_config.json",
         "generation_config.json",
         "special_tokens_map.json",
         "model.safetensors.index.json",
+        "pytorch_model.bin",
     ];
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries

@@ -1,4 +1,5 @@
-//! A checkpoint on disk or in memory: `config.json` plus one or more safetensors shards.
+//! A checkpoint on disk or in memory: `config.json` plus one or more safetensors shards, or
+//! the `pytorch_model.bin` of an original state-spaces release (read by torch_bin.rs).
 //!
 //! Natively the shards are memory-mapped, so loading never holds a second full copy of the
 //! weights in RAM: each tensor is converted (if needed) and uploaded on its own. In the browser
@@ -11,9 +12,10 @@ use half::{bf16, f16};
 use safetensors::{tensor::TensorInfo, Dtype, SafeTensors};
 
 use super::config::MambaConfig;
+use super::torch_bin;
 use crate::error::{Error, Result};
 
-/// Bytes of one safetensors file.
+/// Bytes of one weights file (safetensors, or a torch.save `.bin`).
 pub enum ShardBytes {
     #[cfg(not(target_arch = "wasm32"))]
     Mapped(memmap2::Mmap),
@@ -33,8 +35,11 @@ impl ShardBytes {
 struct Shard {
     name: String,
     bytes: ShardBytes,
-    /// Offset of the tensor data area (after the 8-byte length and the JSON header).
+    /// Offset of the tensor data area (after the 8-byte length and the JSON header); 0 for a
+    /// `.bin`, whose tensors' offsets are file offsets.
     data_start: usize,
+    /// Bytes of tensor data (for a `.bin`, of the storages, each counted once).
+    data_bytes: usize,
     tensors: HashMap<String, TensorInfo>,
 }
 
@@ -113,7 +118,8 @@ impl Checkpoint {
     }
 
     /// Opens a model folder: config.json and model.safetensors, or the shards listed in
-    /// model.safetensors.index.json. The shards are memory-mapped, not read.
+    /// model.safetensors.index.json, or (where neither is there) pytorch_model.bin. The files
+    /// are memory-mapped, not read.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn open(dir: &std::path::Path) -> Result<Self> {
         let config_path = dir.join("config.json");
@@ -122,7 +128,7 @@ impl Checkpoint {
         for file in shard_file_names(dir)? {
             let path = dir.join(&file);
             if path.is_dir() {
-                return Err(Error::io(path.display(), "is a folder, not a safetensors file"));
+                return Err(Error::io(path.display(), "is a folder, not a weights file"));
             }
             let handle = std::fs::File::open(&path).map_err(|e| Error::io(path.display(), e))?;
             // SAFETY: the file is opened read-only and treated as immutable for the lifetime of
@@ -135,7 +141,7 @@ impl Checkpoint {
 
     /// Total bytes of tensor data over all shards.
     pub fn stored_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.bytes.as_slice().len() - s.data_start).sum()
+        self.shards.iter().map(|s| s.data_bytes).sum()
     }
 }
 
@@ -178,7 +184,20 @@ impl TensorSource for Checkpoint {
 }
 
 impl Shard {
+    /// A `.bin` file is read as torch.save's zip format, anything else as safetensors.
     fn parse(name: String, bytes: ShardBytes) -> Result<Self> {
+        if name.ends_with(".bin") {
+            let dict = torch_bin::read_state_dict(bytes.as_slice(), &name)?;
+            let tensors = dict.tensors.into_iter().map(|(tensor, t)| {
+                let dtype = match t.dtype {
+                    StoredDtype::F32 => Dtype::F32,
+                    StoredDtype::F16 => Dtype::F16,
+                    StoredDtype::BF16 => Dtype::BF16,
+                };
+                (tensor, TensorInfo { dtype, shape: t.shape, data_offsets: (t.bytes.start, t.bytes.end) })
+            });
+            return Ok(Shard { name, bytes, data_start: 0, data_bytes: dict.data_bytes, tensors: tensors.collect() });
+        }
         // read_metadata checks that the header is well-formed and that the data area has
         // exactly the length the header promises, so a truncated file is caught here.
         let (header_len, metadata) = SafeTensors::read_metadata(bytes.as_slice()).map_err(|e| {
@@ -186,7 +205,8 @@ impl Shard {
             Error::Safetensors { path: name.clone(), reason }
         })?;
         let tensors = metadata.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
-        Ok(Shard { name, bytes, data_start: 8 + header_len, tensors })
+        let data_bytes = bytes.as_slice().len() - (8 + header_len);
+        Ok(Shard { name, bytes, data_start: 8 + header_len, data_bytes, tensors })
     }
 }
 
@@ -220,14 +240,18 @@ fn explain_header(bytes: &[u8]) -> Option<String> {
     None
 }
 
-/// model.safetensors, or every shard named in model.safetensors.index.json.
+/// model.safetensors, or every shard named in model.safetensors.index.json, or where neither
+/// exists pytorch_model.bin (the original state-spaces releases).
 #[cfg(not(target_arch = "wasm32"))]
 fn shard_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     let index_path = dir.join("model.safetensors.index.json");
     if !index_path.exists() {
         let single = dir.join("model.safetensors");
         if !single.exists() {
-            return Err(Error::io(single.display(), "not found (expected model.safetensors or model.safetensors.index.json)"));
+            if dir.join(TORCH_BIN).exists() {
+                return Ok(vec![TORCH_BIN.into()]);
+            }
+            return Err(Error::io(single.display(), "not found (expected model.safetensors, model.safetensors.index.json or pytorch_model.bin)"));
         }
         if single.is_dir() {
             return Err(Error::io(single.display(), "is a folder, not a safetensors file"));
@@ -237,6 +261,10 @@ fn shard_file_names(dir: &std::path::Path) -> Result<Vec<String>> {
     let text = read_text(&index_path, MAX_INDEX_BYTES)?;
     parse_shard_index(&text, &index_path.display().to_string())
 }
+
+/// The weights file of a state-spaces (mamba_ssm) release.
+#[cfg(not(target_arch = "wasm32"))]
+const TORCH_BIN: &str = "pytorch_model.bin";
 
 /// Most bytes of a config.json: a few KiB in every release.
 #[cfg(not(target_arch = "wasm32"))]

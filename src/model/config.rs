@@ -285,6 +285,19 @@ impl MambaConfig {
         self.dt_rank + 2 * self.d_state
     }
 
+    /// Weights of the model (every matrix and vector; the LM head counted when untied).
+    pub fn parameter_count(&self) -> u64 {
+        let (d, di, n) = (self.d_model as u64, self.d_inner as u64, self.d_state as u64);
+        let conv = self.conv_channels() as u64 * (self.d_conv as u64 + 1);
+        let ssm = match &self.ssd {
+            None => self.x_proj_width() as u64 * di + di * self.dt_rank as u64 + di * (n + 2),
+            Some(s) => 3 * s.n_heads as u64 + di,
+        };
+        let layer = d + self.in_proj_width() as u64 * d + conv + ssm + d * di;
+        let heads = if self.tie_embeddings { 1 } else { 2 };
+        heads * self.vocab_size as u64 * d + self.n_layer as u64 * layer + d
+    }
+
     /// Floats of recurrent state per sequence: conv window plus SSM state, every layer. The
     /// SSM state is (d_inner, d_state) in both families: Mamba-2's (H, P, N) has H P = d_inner.
     pub fn state_floats_per_sequence(&self) -> usize {
