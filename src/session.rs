@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::gpu::kernels::MATVEC_MAX_M;
+use crate::gpu::kernels::{MATVEC_MAX_M, SSD_CHUNK};
 use crate::gpu::readback::{read_buffers, Staging};
 use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Tape};
@@ -412,11 +412,12 @@ fn tape_slots(model: &Model) -> usize {
         .layers
         .iter()
         .map(|l| {
-            let projections = match &l.ssm {
-                SsmWeights::Selective { x_proj, dt_proj, .. } => x_proj.parts.len() + dt_proj.parts.len(),
-                SsmWeights::Ssd { .. } => 0,
+            // norm, conv (2), the mixer norm (FalconMamba, Mamba-2) and the scan (Mamba-2: 3 passes)
+            let rest = match &l.ssm {
+                SsmWeights::Selective { x_proj, dt_proj, .. } => 2 + x_proj.parts.len() + dt_proj.parts.len(),
+                SsmWeights::Ssd { .. } => 4,
             };
-            6 + l.in_proj.parts.len() + projections + l.out_proj.parts.len()
+            4 + l.in_proj.parts.len() + rest + l.out_proj.parts.len()
         })
         .sum();
     w.embedding.parts.len() + per_layer + 2 + w.lm_head().parts.len() + 1
@@ -449,5 +450,14 @@ fn max_chunk(ctx: &GpuContext, model: &Model, batch: usize) -> Result<usize> {
     if by_dispatch == 0 {
         return Err(Error::Limit(format!("a batch of {batch} sequences needs more workgroups per dispatch than {} allows", ctx.adapter.name)));
     }
-    Ok(by_binding.min(by_dispatch))
+    // Mamba-2's chunked scan keeps every chunk's state, batch x (chunk / SSD_CHUNK + 1) of them,
+    // in one buffer; a single token needs none (it takes the sequential scan).
+    let by_chunk_states = match c.ssd {
+        None => usize::MAX,
+        Some(_) => {
+            let per_chunk = (batch * c.d_inner * c.d_state * 4) as u64;
+            ((ctx.max_binding_bytes / per_chunk) as usize).saturating_sub(1).saturating_mul(SSD_CHUNK as usize).max(1)
+        }
+    };
+    Ok(by_binding.min(by_dispatch).min(by_chunk_states))
 }

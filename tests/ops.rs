@@ -16,7 +16,7 @@ use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
 use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
-use mamba_wgpu::ops::ssd::{ssd_scan, Ssd, SsdKind};
+use mamba_wgpu::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::reference;
 
@@ -745,6 +745,9 @@ fn ssd_scan_matches_reference() {
                 let (xbc_b, dt_b, bias_b, a_b, d_b, h_b) =
                     (up("xbc", &xbc), up("dt", &dt_wide), up("dt_bias", &dt_bias), up("a", &a), up("d", &d_skip), up("h", &h0));
                 let y_b = storage(&ctx, "y", rows * d_inner);
+                let (state_len, decay_len) = chunk_buffer_elements(rows, batch, &shape, d_state);
+                let (chunk_state, chunk_decay) = (storage(&ctx, "chunk_state", state_len), storage(&ctx, "chunk_decay", decay_len));
+                let chunks = (batch * t.div_ceil(chunk)) as u32;
                 let (r, n, hh) = (rows as u32, d_state as u32, heads as u32);
                 let op = Ssd {
                     shape,
@@ -756,6 +759,8 @@ fn ssd_scan_matches_reference() {
                     d_skip: TensorView::vector(&d_b, hh),
                     h: TensorView::f32(&h_b, (batch * d_inner) as u32, n),
                     y: TensorView::f32(&y_b, r, d_inner as u32),
+                    chunk_state: Some(TensorView::f32(&chunk_state, chunks * d_inner as u32, n)),
+                    chunk_decay: Some(TensorView::f32(&chunk_decay, chunks, hh)),
                     batch: batch as u32,
                     t_len: t as u32,
                 };

@@ -12,7 +12,8 @@ use crate::gpu::tensor::{storage, upload_f32, TensorView};
 use crate::gpu::{GpuContext, Tape};
 use crate::model::config::SsdShape;
 use crate::ops::scan::{selective_scan, Scan, ScanKind};
-use crate::ops::ssd::{ssd_scan, Ssd, SsdKind};
+use crate::gpu::kernels::SSD_CHUNK;
+use crate::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 
 /// shaders/bench/read_bandwidth.wgsl's parameters.
 #[repr(C)]
@@ -222,18 +223,28 @@ pub struct SsdTimes {
     pub sequential: f64,
 }
 
+/// Tokens per scan call of the Mamba-2 probe: the session's default prefill chunk, whose chunk
+/// states fit one storage binding at the released shapes.
+const SSD_PIECE: usize = 512;
+
+/// Both kernels over t_len tokens as the session runs them: in pieces of SSD_PIECE tokens (the
+/// same inputs each time), the state carried from piece to piece.
 pub fn ssd_seconds(ctx: &GpuContext, t_len: usize, shape: SsdShape, d_state: usize) -> Result<SsdTimes> {
+    let piece = t_len.clamp(1, SSD_PIECE);
     let d_inner = shape.n_heads * shape.head_dim;
     let width = d_inner + 2 * shape.n_groups * d_state;
     let fill = |label: &str, n: usize, value: f32| upload_f32(ctx, label, &vec![value; n]);
-    let xbc = fill("xbc", t_len * width, 0.1);
-    let dt = fill("dt", t_len * shape.n_heads, -4.0);
+    let xbc = fill("xbc", piece * width, 0.1);
+    let dt = fill("dt", piece * shape.n_heads, -4.0);
     let dt_bias = fill("dt_bias", shape.n_heads, 0.0);
     let a = fill("a", shape.n_heads, -2.0);
     let d_skip = fill("d", shape.n_heads, 1.0);
     let h = fill("h", d_inner * d_state, 0.0);
-    let y = storage(ctx, "y", t_len * d_inner);
-    let (rows, heads, n) = (t_len as u32, shape.n_heads as u32, d_state as u32);
+    let y = storage(ctx, "y", piece * d_inner);
+    let (state_len, decay_len) = chunk_buffer_elements(piece, 1, &shape, d_state);
+    let (chunk_state, chunk_decay) = (storage(ctx, "chunk_state", state_len), storage(ctx, "chunk_decay", decay_len));
+    let (rows, heads, n) = (piece as u32, shape.n_heads as u32, d_state as u32);
+    let chunks = rows.div_ceil(SSD_CHUNK);
     let op = Ssd {
         shape,
         d_state: n,
@@ -244,12 +255,15 @@ pub fn ssd_seconds(ctx: &GpuContext, t_len: usize, shape: SsdShape, d_state: usi
         d_skip: TensorView::vector(&d_skip, heads),
         h: TensorView::f32(&h, d_inner as u32, n),
         y: TensorView::f32(&y, rows, d_inner as u32),
+        chunk_state: Some(TensorView::f32(&chunk_state, chunks * d_inner as u32, n)),
+        chunk_decay: Some(TensorView::f32(&chunk_decay, chunks, heads)),
         batch: 1,
         t_len: rows,
     };
+    let pieces = t_len.div_ceil(piece);
     let time = |kind: SsdKind| -> Result<f64> {
-        let mut tape = Tape::new(ctx, "ssd", 1);
-        time_best(ctx, &mut tape, 1, |rec| ssd_scan(rec, &op, kind))
+        let mut tape = Tape::new(ctx, "ssd", 3 * pieces);
+        time_best(ctx, &mut tape, 1, |rec| (0..pieces).try_for_each(|_| ssd_scan(rec, &op, kind)))
     };
     Ok(SsdTimes { chunked: time(SsdKind::Chunked)?, sequential: time(SsdKind::Sequential)? })
 }

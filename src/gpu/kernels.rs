@@ -41,8 +41,11 @@ pub enum Kernel {
     /// RMSNorm over segments of a row, in place (Mamba-2's gated norm, FalconMamba's norms of
     /// dt_low, B and C).
     GroupRmsNorm,
-    /// Mamba-2's SSD scan over chunks (prefill).
-    SsdChunked,
+    /// Mamba-2's SSD scan over chunks (prefill), in three passes: each chunk's own state,
+    /// the states passed from chunk to chunk, each chunk's outputs.
+    SsdChunkStates,
+    SsdPassStates,
+    SsdChunkOutputs,
     /// Mamba-2's scan walking time (decode, and the chunked scan's baseline).
     SsdSequential,
     Argmax,
@@ -75,9 +78,9 @@ pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 pub const SCAN_MAX_STATE: u32 = 64;
 /// Channels per workgroup of shaders/scan_step.wgsl's step_dt_states (STATE_CHANNELS there).
 pub const SCAN_STEP_STATE_CHANNELS: u32 = 4;
-/// Chunk length of shaders/ssd.wgsl's chunked entry point (L there).
+/// Chunk length of shaders/ssd.wgsl's chunked passes (L there).
 pub const SSD_CHUNK: u32 = 32;
-/// Head channels per workgroup of shaders/ssd.wgsl's chunked entry point (PB there).
+/// Head channels per workgroup of shaders/ssd.wgsl's chunked passes (PB there).
 pub const SSD_CHANNELS_PER_WG: u32 = 32;
 /// Channels per workgroup of shaders/ssd.wgsl's sequential entry point (ROWS there).
 pub const SSD_SEQUENTIAL_CHANNELS: u32 = 4;
@@ -129,7 +132,9 @@ impl Kernel {
             Kernel::ScanSequential => ("scan_step.wgsl", "main", vec![]),
             Kernel::ScanStepStates { f16: f } => ("scan_step.wgsl", "step_dt_states", vec![f16(f)]),
             Kernel::GroupRmsNorm => ("group_rms_norm.wgsl", "main", vec![]),
-            Kernel::SsdChunked => ("ssd.wgsl", "chunked", vec![]),
+            Kernel::SsdChunkStates => ("ssd.wgsl", "chunk_states", vec![]),
+            Kernel::SsdPassStates => ("ssd.wgsl", "pass_states", vec![]),
+            Kernel::SsdChunkOutputs => ("ssd.wgsl", "chunk_outputs", vec![]),
             Kernel::SsdSequential => ("ssd.wgsl", "sequential", vec![]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
             Kernel::TopK => ("top_k.wgsl", "main", vec![]),

@@ -24,7 +24,7 @@
 
 use super::gpu_weights::Model;
 use crate::error::Result;
-use crate::gpu::kernels::MATVEC_MAX_M;
+use crate::gpu::kernels::{MATVEC_MAX_M, SSD_CHUNK};
 use crate::gpu::tensor::{storage, TensorView};
 use crate::gpu::{GpuContext, Recorder};
 use crate::ops::conv1d::Conv1d;
@@ -33,7 +33,7 @@ use crate::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use crate::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use crate::ops::norm::{add_rms_norm, AddRmsNorm};
 use crate::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
-use crate::ops::ssd::{ssd_scan, Ssd, SsdKind};
+use crate::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 use super::config::SsdShape;
 use super::weights::SsmWeights;
 
@@ -68,6 +68,8 @@ pub struct Scratch {
     pub x_conv: wgpu::Buffer,    // (rows, conv_channels)
     pub x_dbl: wgpu::Buffer,     // (rows, dt_rank + 2 d_state); Mamba-1 and FalconMamba only
     pub dt: wgpu::Buffer,        // (rows, d_inner); Mamba-1 and FalconMamba only
+    pub chunk_state: wgpu::Buffer, // Mamba-2's chunked scan: each chunk's state (ops::ssd)
+    pub chunk_decay: wgpu::Buffer, // and decay
     pub y: wgpu::Buffer,         // (rows, d_inner)
     pub mixer_out: wgpu::Buffer, // (rows, d_model)
     pub logits: wgpu::Buffer,    // (batch, vocab): last position of each sequence
@@ -79,6 +81,7 @@ impl Scratch {
         let c = &m.config;
         let buf = |label: &str, elements: usize| storage(ctx, label, elements);
         let selective = c.ssd.is_none() as usize;
+        let chunk_elements = c.ssd.map_or((0, 0), |shape| chunk_buffer_elements(max_rows, batch, &shape, c.d_state));
         Scratch {
             max_rows,
             ids: buf("ids", max_rows),
@@ -88,6 +91,8 @@ impl Scratch {
             x_conv: buf("x_conv", max_rows * c.conv_channels()),
             x_dbl: buf("x_dbl", selective * max_rows * c.x_proj_width()),
             dt: buf("dt", selective * max_rows * c.d_inner),
+            chunk_state: buf("chunk_state", chunk_elements.0),
+            chunk_decay: buf("chunk_decay", chunk_elements.1),
             y: buf("y", max_rows * c.d_inner),
             mixer_out: buf("mixer_out", max_rows * c.d_model),
             logits: buf("logits", batch * c.vocab_size),
@@ -104,6 +109,8 @@ impl Scratch {
             &self.x_conv,
             &self.x_dbl,
             &self.dt,
+            &self.chunk_state,
+            &self.chunk_decay,
             &self.y,
             &self.mixer_out,
             &self.logits,
@@ -298,6 +305,8 @@ fn record_ssd<'a>(
         d_skip: TensorView::vector(d_skip, heads),
         h: TensorView::f32(&state.ssm[i], batch * di, n),
         y,
+        chunk_state: Some(TensorView::f32(&s.chunk_state, batch * t_len.div_ceil(SSD_CHUNK) * di, n)),
+        chunk_decay: Some(TensorView::f32(&s.chunk_decay, batch * t_len.div_ceil(SSD_CHUNK), heads)),
         batch,
         t_len,
     };

@@ -1,12 +1,14 @@
 //! Mamba-2's scan (shaders/ssd.wgsl), per head h with group g = h / (H / G):
 //!   dt = clamp(softplus(dt_raw + dt_bias), dt_min, dt_max)
 //!   S_t = exp(dt_t A_h) S_{t-1} + dt_t x_t B_t^T,   y_t = S_t C_t + D_h x_t
-//! `chunked`: the SSD algorithm over chunks in workgroup memory (prefill); `sequential`: one
-//! step after another (a decode step, and the baseline the chunked one is measured against).
+//! `Chunked`: the SSD algorithm over chunks in workgroup memory (prefill), in three passes:
+//! every chunk's own state, the states passed between chunks, every chunk's outputs;
+//! `Sequential`: one step after another (a decode step, and the baseline the chunked one is
+//! measured against).
 
 use super::groups;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{SSD_CHANNELS_PER_WG, SSD_MAX_STATE, SSD_SEQUENTIAL_CHANNELS};
+use crate::gpu::kernels::{SSD_CHANNELS_PER_WG, SSD_CHUNK, SSD_MAX_STATE, SSD_SEQUENTIAL_CHANNELS, WG_256};
 use crate::gpu::params::SsdParams;
 use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{Kernel, Recorder};
@@ -28,8 +30,19 @@ pub struct Ssd<'a> {
     pub d_skip: TensorView<'a>,  // (H)
     pub h: TensorView<'a>,       // (batch * H * P, N), read then updated
     pub y: TensorView<'a>,       // (batch * t_len, H P)
+    /// Chunked only: (batch * chunks * H * P, N), each chunk's state (chunks = t_len / SSD_CHUNK
+    /// rounded up), and (batch * chunks, H), each chunk's decay.
+    pub chunk_state: Option<TensorView<'a>>,
+    pub chunk_decay: Option<TensorView<'a>>,
     pub batch: u32,
     pub t_len: u32,
+}
+
+/// Elements of the chunked scan's (chunk_state, chunk_decay) for `rows` rows of `batch`
+/// sequences: at most rows / SSD_CHUNK chunks plus a partial one per sequence.
+pub fn chunk_buffer_elements(rows: usize, batch: usize, shape: &SsdShape, d_state: usize) -> (usize, usize) {
+    let chunks = rows.div_ceil(SSD_CHUNK as usize) + batch;
+    (chunks * shape.n_heads * shape.head_dim * d_state, chunks * shape.n_heads)
 }
 
 pub fn ssd_scan(rec: &mut Recorder, op: &Ssd, kind: SsdKind) -> Result<()> {
@@ -64,9 +77,22 @@ pub fn ssd_scan(rec: &mut Recorder, op: &Ssd, kind: SsdKind) -> Result<()> {
         dt_max: s.dt_max.min(f32::MAX),
     };
     let buffers = [op.xbc.buffer, op.dt_raw.buffer, op.dt_bias.buffer, op.a.buffer, op.d_skip.buffer, op.h.buffer, op.y.buffer];
-    let (kernel, per_group) = match kind {
-        SsdKind::Chunked => (Kernel::SsdChunked, SSD_CHANNELS_PER_WG),
-        SsdKind::Sequential => (Kernel::SsdSequential, SSD_SEQUENTIAL_CHANNELS),
+    if kind == SsdKind::Sequential {
+        return rec.dispatch(Kernel::SsdSequential, &params, &buffers, [groups(head_dim, SSD_SEQUENTIAL_CHANNELS), heads, b]);
+    }
+    let (Some(state), Some(decay)) = (op.chunk_state, op.chunk_decay) else {
+        return Err(Error::invalid("ssd", "the chunked scan needs its chunk_state and chunk_decay buffers"));
     };
-    rec.dispatch(kernel, &params, &buffers, [groups(head_dim, per_group), heads, b])
+    let chunks = b * t.div_ceil(SSD_CHUNK);
+    state.expect_dense("ssd", "chunk_state", f, chunks * d_inner, n)?;
+    decay.expect_dense("ssd", "chunk_decay", f, chunks, heads)?;
+    let all = [&buffers[..], &[state.buffer, decay.buffer]].concat();
+    let bind = |numbers: &[u32]| -> Vec<(u32, &wgpu::Buffer)> { numbers.iter().map(|&i| (i, all[i as usize - 1])).collect() };
+    let tiles = [groups(head_dim, SSD_CHANNELS_PER_WG), heads, chunks];
+    // 1. every chunk's own state and decay (xbc, dt_raw, dt_bias, a; chunk_state, chunk_decay)
+    rec.dispatch_bindings(Kernel::SsdChunkStates, &params, &bind(&[1, 2, 3, 4, 8, 9]), tiles)?;
+    // 2. the states passed from chunk to chunk, and the final state (h, chunk_state, chunk_decay)
+    rec.dispatch_bindings(Kernel::SsdPassStates, &params, &bind(&[6, 8, 9]), [groups(d_inner * n, WG_256), b, 1])?;
+    // 3. every chunk's outputs (xbc, dt_raw, dt_bias, a, d_skip; y, chunk_state)
+    rec.dispatch_bindings(Kernel::SsdChunkOutputs, &params, &bind(&[1, 2, 3, 4, 5, 7, 8]), tiles)
 }
