@@ -306,7 +306,9 @@ fn load(
     progress: Option<&Function>,
 ) -> Result<Loaded> {
     let tokenizer = tokenizer_json.map(|t| Tokenizer::from_bytes(t.as_bytes(), &format!("{name}/tokenizer.json"))).transpose()?;
-    let shards = vec![(format!("{name}/model.safetensors"), ShardBytes::Owned(weights))];
+    // A zip (PyTorch's pytorch_model.bin, as the state-spaces checkpoints ship) or safetensors.
+    let file = if weights.starts_with(b"PK\x03\x04") { "pytorch_model.bin" } else { "model.safetensors" };
+    let shards = vec![(format!("{name}/{file}"), ShardBytes::Owned(weights))];
     let ckpt = Checkpoint::from_parts(name, config_json, shards)?;
     let total = ckpt.stored_bytes() as f64;
     let mut report = |done: u64| {
@@ -424,6 +426,7 @@ fn model_info(loaded: &Loaded) -> JsValue {
     let (m, c) = (&loaded.model, &loaded.model.config);
     to_js(&serde_json::json!({
         "source": m.source,
+        "model_type": c.family.model_type(),
         "vocab_size": c.vocab_size,
         "d_model": c.d_model,
         "d_inner": c.d_inner,

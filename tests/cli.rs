@@ -326,3 +326,63 @@ fn bad_bench_arguments_are_clean_errors() {
     // An unwritable JSON path fails before any measuring.
     expect_error(&["bench", "--quick", "--json", "/nonexistent-dir/bench.json"], &["/nonexistent-dir/bench.json"]);
 }
+
+/// FalconMamba and Mamba-2 fixtures (safetensors and the state-spaces pytorch_model.bin)
+/// reproduce Hugging Face's greedy tokens through the CLI; a Mamba-2 state saved mid-prompt
+/// continues as one uninterrupted run, and is refused by a model of another family.
+#[test]
+fn every_family_generates_and_keeps_its_state() {
+    for name in ["falcon-mamba-tiny", "mamba2-tiny", "mamba2-state128", "mamba2-tiny-state-spaces"] {
+        let fx = Fixture::load(name);
+        let out = run_ok(&["generate", "--model", &fx.dir_str(), "--prompt-ids", &fx.prompt_csv(1), "--max-tokens", "12", "--greedy"]);
+        assert_eq!(parse_ids(&out.stdout), fx.greedy[1], "{name}: {}", out.stderr);
+    }
+    let fx = Fixture::load("mamba2-tiny");
+    let dir = fx.dir_str();
+    let tmp = TempDir::new("mamba2-state");
+    let state = tmp.path().join("m2.state").display().to_string();
+    let (a, b) = fx.prompts[0].split_at(40);
+    run_ok(&["generate", "--model", &dir, "--prompt-ids", &csv(a), "--max-tokens", "0", "--save-state", &state]);
+    let out = run_ok(&["generate", "--model", &dir, "--load-state", &state, "--prompt-ids", &csv(b), "--max-tokens", "12", "--greedy"]);
+    assert_eq!(parse_ids(&out.stdout), fx.greedy[0]);
+    let other = Fixture::load("mamba1-tiny");
+    expect_error(&["generate", "--model", &other.dir_str(), "--prompt-ids", "1", "--load-state", &state], &["m2.state", "mamba2", "mamba"]);
+}
+
+/// --tokenizer gives a tokenizer to a model folder that has none (as the state-spaces
+/// checkpoints ship): text in, the fixture's greedy tokens out as words.
+#[test]
+fn tokenizer_flag_serves_a_folder_without_one() {
+    let fx = Fixture::load("mamba2-tiny-state-spaces");
+    let tmp = TempDir::new("tokenizer-flag");
+    let words_dir = word_model(&tmp, "mamba2-tiny");
+    let tokenizer = std::path::Path::new(&words_dir).join("tokenizer.json").display().to_string();
+    let prompt = words(&fx.prompts[0]);
+    let args = ["generate", "--model", &fx.dir_str(), "--prompt", &prompt, "--max-tokens", "12", "--greedy"];
+    expect_error(&args, &["tokenizer", "--tokenizer"]);
+    let out = run_ok(&[&args[..], &["--tokenizer", &tokenizer]].concat());
+    assert_eq!(out.stdout, format!("{}\n", words(&fx.greedy[0])));
+    expect_error(&[&args[..], &["--tokenizer", "/nonexistent/tokenizer.json"]].concat(), &["/nonexistent/tokenizer.json"]);
+}
+
+/// A hybrid or a self-contradicting config is an error naming what is wrong.
+#[test]
+fn unsupported_and_contradicting_configs_are_named() {
+    let fx = Fixture::load("mamba2-tiny");
+    let tmp = TempDir::new("bad-configs");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fx.dir.join("config.json")).expect("config")).expect("json");
+    for (edit, expected) in [
+        (("model_type", serde_json::json!("zamba2")), vec!["zamba2", "attention"]),
+        (("head_dim", serde_json::json!(12)), vec!["num_heads * head_dim", "expand * hidden_size"]),
+        (("n_groups", serde_json::json!(3)), vec!["n_groups", "num_heads"]),
+    ] {
+        let dir = tmp.path().join(edit.0);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::copy(fx.dir.join("model.safetensors"), dir.join("model.safetensors")).expect("copy");
+        let mut bad = config.clone();
+        bad[edit.0] = edit.1;
+        std::fs::write(dir.join("config.json"), bad.to_string()).expect("write config");
+        let dir = dir.display().to_string();
+        expect_error(&["generate", "--model", &dir, "--prompt-ids", "1"], &[&expected[..], &["config.json"]].concat());
+    }
+}

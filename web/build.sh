@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the browser demo into web/dist/: the wasm engine + its JS glue, the page, the shipped
-# model (models/shakespeare-mamba) and, for the browser test, the mamba1-tiny fixture.
+# model (models/shakespeare-mamba) and, for the browser test, a fixture of each model family.
 # Any static file server over web/dist serves the whole demo (see web/serve.sh).
 #
 # Needs: rustup's wasm32-unknown-unknown target and wasm-bindgen-cli of the same version as the
@@ -45,13 +45,16 @@ else
   echo "build.sh: warning: $MODEL/model.safetensors is missing; the page's default model will not load" >&2
 fi
 
-if [ -f "$FIXTURES/mamba1-tiny/model.safetensors" ]; then
-  mkdir -p "$DIST/fixtures/mamba1-tiny"
-  cp "$FIXTURES/mamba1-tiny/config.json" "$FIXTURES/mamba1-tiny/model.safetensors" \
-     "$FIXTURES/mamba1-tiny/expected.json" "$DIST/fixtures/mamba1-tiny/"
-else
-  echo "build.sh: warning: no fixture at $FIXTURES/mamba1-tiny; the browser test needs it" >&2
-fi
+# One fixture of each model family, for the browser test.
+for fixture in mamba1-tiny falcon-mamba-tiny mamba2-tiny; do
+  if [ -f "$FIXTURES/$fixture/model.safetensors" ]; then
+    mkdir -p "$DIST/fixtures/$fixture"
+    cp "$FIXTURES/$fixture/config.json" "$FIXTURES/$fixture/model.safetensors" \
+       "$FIXTURES/$fixture/expected.json" "$DIST/fixtures/$fixture/"
+  else
+    echo "build.sh: warning: no fixture at $FIXTURES/$fixture; the browser test needs it" >&2
+  fi
+done
 
 WASM="$DIST/pkg/mamba_wgpu_bg.wasm"
 RAW=$(wc -c < "$WASM")

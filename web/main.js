@@ -3,6 +3,8 @@
 //
 // URL parameters (all optional):
 //   model=PATH          model folder relative to this page (default models/shakespeare-mamba)
+//   tokenizer=PATH      a tokenizer.json to use instead of the model folder's own (the
+//                       state-spaces checkpoints ship none); picked files may include one too
 //   prompt=TEXT         prompt text; prompt_ids=1,2,3 runs ids mode (output = the new ids)
 //   max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed
 //   autorun=1           start generating as soon as the model is loaded
@@ -116,7 +118,7 @@ async function loadFromUrl(base) {
   setProgress(0, `Fetching ${dir}…`);
   const [config, tokenizer] = await Promise.all([
     fetchOk(`${dir}/config.json`).then((r) => r.text()),
-    fetchOptionalText(`${dir}/tokenizer.json`),
+    params.has('tokenizer') ? fetchOk(params.get('tokenizer')).then((r) => r.text()) : fetchOptionalText(`${dir}/tokenizer.json`),
   ]).catch((error) => {
     throw new Error(`${error.message}. Is there a model at ${dir}/? You can also open a model folder from disk.`);
   });
@@ -134,12 +136,12 @@ async function loadFromFiles(fileList) {
     if (!files.has(f.name) || depth(f) < depth(files.get(f.name))) files.set(f.name, f);
   }
   const configFile = files.get('config.json');
-  const weightsFile = files.get('model.safetensors');
+  const weightsFile = files.get('model.safetensors') ?? files.get('pytorch_model.bin');
   if (!configFile || !weightsFile) {
     const sharded = files.has('model.safetensors.index.json');
     throw new Error(sharded
       ? 'sharded checkpoints (model.safetensors.index.json) are not supported in the browser: merge the shards into one model.safetensors'
-      : `pick config.json and model.safetensors (and tokenizer.json for text); got: ${[...files.keys()].join(', ') || 'nothing'}`);
+      : `pick config.json and model.safetensors or pytorch_model.bin (and tokenizer.json for text); got: ${[...files.keys()].join(', ') || 'nothing'}`);
   }
   const folder = weightsFile.webkitRelativePath ? weightsFile.webkitRelativePath.split('/')[0] : 'local files';
   setProgress(0, `Reading ${folder}…`);
@@ -168,7 +170,7 @@ async function upload(name, config, weights, tokenizer) {
   }
   const seconds = (performance.now() - t0) / 1000;
   setProgress(1, `Ready (uploaded in ${seconds.toFixed(1)} s)`);
-  ui.modelDetails.textContent = `${model.n_layer} layers · d_model ${model.d_model} · vocab ${model.vocab_size} · ` +
+  ui.modelDetails.textContent = `${model.model_type} · ${model.n_layer} layers · d_model ${model.d_model} · vocab ${model.vocab_size} · ` +
     `${model.weight_dtype} · ${mb(model.weight_bytes)}${model.has_tokenizer ? '' : ' · no tokenizer: ids only'}`;
   setIdsMode(!model.has_tokenizer || params.has('prompt_ids'));
   updateButtons();

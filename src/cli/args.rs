@@ -36,8 +36,9 @@ pub struct BenchArgs {
     /// The 130m shape only, a short prompt: under a minute on a software device
     #[arg(long)]
     pub quick: bool,
-    /// Synthetic model shapes to run (mamba-130m, mamba-370m, mamba-790m, mamba-1.4b,
-    /// mamba-2.8b); repeatable. Default: all (with --quick: mamba-130m)
+    /// Synthetic model shapes to run (mamba-130m, -370m, -790m, -1.4b, -2.8b; mamba2-130m,
+    /// -370m, -780m, -1.3b, -2.7b; falcon-mamba-7b); repeatable. Default: all but the 7B
+    /// shape (with --quick: mamba-130m)
     #[arg(long = "shape", value_name = "NAME")]
     pub shapes: Vec<String>,
     /// Weight storage to measure; repeatable. Default: f32 and f16 (--quick: f16)

@@ -1,8 +1,10 @@
 // End-to-end test of the demo page in headless Chromium (WebGPU on SwiftShader, Chromium's
 // software Vulkan). Serves web/dist on 127.0.0.1 at a free port and checks:
-//   (a) ids mode on the mamba1-tiny fixture: the greedy ids equal the fixture's greedy_ids[0];
+//   (a) ids mode on a fixture of each family (mamba1-tiny, falcon-mamba-tiny, mamba2-tiny): the
+//       greedy ids equal the fixture's greedy_ids[0];
 //   (b) text mode on the shipped model: #output equals the native CLI's greedy output;
-//   (c) the fixture picked as local files generates the same ids, and Stop ends a long run.
+//   (c) the mamba1-tiny fixture picked as local files generates the same ids, and Stop ends a
+//       long run.
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -31,6 +33,7 @@ const timeoutMs = Number(process.env.E2E_TIMEOUT_S || 600) * 1000;
 const prompt = process.env.E2E_PROMPT ?? 'ROMEO:';
 const maxTokens = Number(process.env.E2E_MAX_TOKENS || 20);
 const screenshotPath = path.join(here, 'screenshot.png');
+const FIXTURES = ['mamba1-tiny', 'falcon-mamba-tiny', 'mamba2-tiny'];
 
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -124,11 +127,15 @@ function parseMaybeJson(value) {
 async function main() {
   if (!existsSync(executablePath)) fail(`no browser at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
   if (!existsSync(path.join(dist, 'pkg', 'mamba_wgpu_bg.wasm'))) fail(`${dist} is not built: run web/build.sh`);
-  const fixtureJson = path.join(dist, 'fixtures', 'mamba1-tiny', 'expected.json');
-  if (!existsSync(fixtureJson)) fail(`${fixtureJson} is missing: web/build.sh copies it from tests/fixtures`);
-  const fixture = JSON.parse(readFileSync(fixtureJson, 'utf8'));
-  const promptIds = parseMaybeJson(fixture.input_ids)[0];
-  const greedyIds = parseMaybeJson(fixture.greedy_ids)[0];
+  // One fixture of each model family: (prompt ids, greedy ids) of its first sequence.
+  const fixtures = {};
+  for (const name of FIXTURES) {
+    const json = path.join(dist, 'fixtures', name, 'expected.json');
+    if (!existsSync(json)) fail(`${json} is missing: web/build.sh copies it from tests/fixtures`);
+    const expected = JSON.parse(readFileSync(json, 'utf8'));
+    fixtures[name] = { promptIds: parseMaybeJson(expected.input_ids)[0], greedyIds: parseMaybeJson(expected.greedy_ids)[0] };
+  }
+  const { promptIds, greedyIds } = fixtures['mamba1-tiny'];
 
   const server = await serve(dist);
   const base = `http://127.0.0.1:${server.address().port}`;
@@ -148,14 +155,14 @@ async function main() {
   try {
     console.log(`e2e: ${await browser.version()} at ${executablePath}, serving ${dist} at ${base}`);
 
-    // (a) ids mode on the fixture
-    {
+    // (a) ids mode on a fixture of each family
+    for (const [name, { promptIds, greedyIds }] of Object.entries(fixtures)) {
       const logs = [];
-      const query = `?model=fixtures/mamba1-tiny&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}&autorun=1`;
+      const query = `?model=fixtures/${name}&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}&autorun=1`;
       const { page, result } = await runPage(browser, base, query, logs);
       const got = result.output.trim().split(/\s+/).filter(Boolean).map(Number);
       const ok = result.status === 'done' && JSON.stringify(got) === JSON.stringify(greedyIds);
-      check('fixture mamba1-tiny: greedy ids match greedy_ids[0] of expected.json', ok,
+      check(`fixture ${name}: greedy ids match greedy_ids[0] of expected.json`, ok,
         `adapter: ${result.adapter}\nstatus: ${result.status} after ${result.seconds.toFixed(1)} s; ${result.stats}` +
         `${result.error ? `\nerror: ${result.error}` : ''}\ngot:      ${got.join(' ')}\nexpected: ${greedyIds.join(' ')}`, logs);
       await page.close();
