@@ -10,7 +10,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     if !args.shapes.is_empty() {
         for shape in &args.shapes {
             bench::synthetic::config_for(shape).map_err(|_| {
-                Error::invalid("--shape", format!("`{shape}` is not one of mamba-130m, mamba-370m, mamba-790m, mamba-1.4b, mamba-2.8b"))
+                let names: Vec<&str> = bench::synthetic::SHAPES.iter().map(|s| s.0).collect();
+                Error::invalid("--shape", format!("`{shape}` is not one of {}", names.join(", ")))
             })?;
         }
         options.shapes = args.shapes.clone();
