@@ -12,14 +12,16 @@
 #                                         limit, the output in OUT/log.txt and the benchmark's
 #                                         JSON in OUT/*.json
 #
-# PARTs, in the order given (default: all five, at most 580 s, so a whole run fits in ten
+# PARTs, in the order given (default: all but big32, at most 580 s, so a whole run fits in ten
 # minutes with the loader and `info`; where a host allows less per command, run the parts in
 # several commands):
-#   tests    the ops, parity and model tests               (at most 90 s)
+#   tests    the ops, parity, model and differential tests  (at most 90 s)
 #   kernels  examples/kernel_times.rs                       (at most 60 s)
 #   small    bench, mamba-130m and 370m, f16 and f32, batch 1 and 8, prompts 128-8192
 #                                                           (at most 150 s)
 #   big16    bench, mamba-790m, 1.4b and 2.8b, f16          (at most 140 s)
+#   mamba2   bench, mamba2-130m, 780m and 2.7b, f16, and the SSD scan's ratio at L=4096
+#                                                           (at most 140 s)
 #   big32    bench, mamba-790m, 1.4b and 2.8b, f32          (at most 140 s)
 # A part that runs out of time is cut off and reported; the next one still runs.
 # .devbin/ and .gl/ are build output: keep them out of git (.git/info/exclude).
@@ -30,7 +32,7 @@ bin=.devbin
 prepare() {
     cargo build --release --locked --bin mamba-wgpu --example kernel_times
     local tests
-    tests=$(cargo test --release --locked --no-run --test ops --test parity --test model 2>&1 |
+    tests=$(cargo test --release --locked --no-run --test ops --test parity --test model --test differential 2>&1 |
         grep -o 'target/release/deps/[a-z_]*-[0-9a-f]*')
     if [ -d "$bin" ]; then chmod -R u+w "$bin" && rm -rf "$bin"; fi
     mkdir -p "$bin"
@@ -55,26 +57,28 @@ limited() {
 run_part() {
     case $1 in
     tests)
-        for t in ops parity model; do limited 30 "$bin/$t" --test-threads=4; done
+        for t in ops parity model; do limited 25 "$bin/$t" --test-threads=4; done
+        limited 15 "$bin/differential"
         ;;
     kernels) limited 60 "$bin/kernel_times" ;;
     small) limited 150 "$bin/mamba-wgpu" bench --shape mamba-130m --shape mamba-370m --json "$out/small.json" ;;
     big16) limited 140 "$bin/mamba-wgpu" bench --dtype f16 --shape mamba-790m --shape mamba-1.4b --shape mamba-2.8b --json "$out/big16.json" ;;
+    mamba2) limited 140 "$bin/mamba-wgpu" bench --dtype f16 --batch 1 --shape mamba2-130m --shape mamba2-780m --shape mamba2-2.7b --json "$out/mamba2.json" ;;
     big32) limited 140 "$bin/mamba-wgpu" bench --dtype f32 --shape mamba-790m --shape mamba-1.4b --shape mamba-2.8b --json "$out/big32.json" ;;
     esac
 }
 
 known_part() {
-    case $1 in tests | kernels | small | big16 | big32) return 0 ;; *) return 1 ;; esac
+    case $1 in tests | kernels | small | big16 | mamba2 | big32) return 0 ;; *) return 1 ;; esac
 }
 
 run() {
     out=${1:?usage: tools/gpu_check.sh run OUT [PART...]}
     shift
     local parts=("$@")
-    if [ ${#parts[@]} -eq 0 ]; then parts=(tests kernels small big16 big32); fi
+    if [ ${#parts[@]} -eq 0 ]; then parts=(tests kernels small big16 mamba2); fi
     for part in "${parts[@]}"; do
-        known_part "$part" || { echo "unknown part $part (tests, kernels, small, big16, big32)" >&2 && exit 2; }
+        known_part "$part" || { echo "unknown part $part (tests, kernels, small, big16, mamba2, big32)" >&2 && exit 2; }
     done
     if [ ! -x "$bin/mamba-wgpu" ]; then
         echo "no $bin/mamba-wgpu here: run tools/gpu_check.sh prepare first, and carry $bin along" >&2 && exit 2

@@ -1,5 +1,5 @@
 //! A checkpoint on disk or in memory: `config.json` plus one or more safetensors shards, or
-//! the `pytorch_model.bin` of an original state-spaces release (read by torch_bin.rs).
+//! the `pytorch_model.bin` of an original state-spaces release (read by torch_bin/).
 //!
 //! Natively the shards are memory-mapped, so loading never holds a second full copy of the
 //! weights in RAM: each tensor is converted (if needed) and uploaded on its own. In the browser
