@@ -27,6 +27,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod chat_template;
 pub mod error;
 pub mod generate;
 pub mod gpu;
