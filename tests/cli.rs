@@ -190,10 +190,16 @@ fn text_mode_stops_at_eos() {
 
 #[test]
 fn chat_keeps_the_state_between_turns() {
-    let fx = Fixture::load("mamba1-small");
-    let tmp = TempDir::new("chat");
-    let model = word_model(&tmp, "mamba1-small");
-    let (a, b) = (&fx.prompts[0][..290], &fx.prompts[0][290..]);
+    chat_keeps_the_state("mamba1-small", 290);
+    chat_keeps_the_state("mamba2-tiny", 60);
+}
+
+/// Two chat turns on `fixture`'s first prompt, split after `split` tokens.
+fn chat_keeps_the_state(fixture: &str, split: usize) {
+    let fx = Fixture::load(fixture);
+    let tmp = TempDir::new(&format!("chat-{fixture}"));
+    let model = word_model(&tmp, fixture);
+    let (a, b) = (&fx.prompts[0][..split], &fx.prompts[0][split..]);
     let input = format!("{}\n\n{}\n", words(a), words(b));
     let opts = RunOpts { stdin: Some(input), ..RunOpts::default() };
     let out = run(&["chat", "--model", &model, "--greedy", "--max-tokens", "6"], &opts);
