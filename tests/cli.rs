@@ -190,12 +190,14 @@ fn text_mode_stops_at_eos() {
 
 #[test]
 fn chat_keeps_the_state_between_turns() {
-    chat_keeps_the_state("mamba1-small", 290);
-    chat_keeps_the_state("mamba2-tiny", 60);
+    chat_keeps_the_state("mamba1-small", 290, true);
+    chat_keeps_the_state("mamba2-tiny", 60, false);
 }
 
-/// Two chat turns on `fixture`'s first prompt, split after `split` tokens.
-fn chat_keeps_the_state(fixture: &str, split: usize) {
+/// Two chat turns on `fixture`'s first prompt, split after `split` tokens. `sensitive`: the
+/// second reply is known to change when the first reply's last token is lost (mamba1-small's
+/// is; mamba2-tiny's greedy reply happens not to), which shows the check has power.
+fn chat_keeps_the_state(fixture: &str, split: usize, sensitive: bool) {
     let fx = Fixture::load(fixture);
     let tmp = TempDir::new(&format!("chat-{fixture}"));
     let model = word_model(&tmp, fixture);
@@ -213,7 +215,9 @@ fn chat_keeps_the_state(fixture: &str, split: usize) {
     assert_eq!(replies[0], generate(a));
     assert_eq!(replies[1], generate(&[a, &replies[0][..], b].concat()));
     // The check can tell: forgetting reply 1's last (chosen, never stepped) token changes it.
-    assert_ne!(replies[1], generate(&[a, &replies[0][..5], b].concat()), "the test cannot see a lost token");
+    if sensitive {
+        assert_ne!(replies[1], generate(&[a, &replies[0][..5], b].concat()), "the test cannot see a lost token");
+    }
 }
 
 /// Short turns of different lengths (each a separate small prefill in one session), checked
