@@ -6,7 +6,8 @@
 # Needs a Rust toolchain (rustup's, for the wasm target). On Debian or Ubuntu as root it
 # installs what is missing: a software Vulkan device (mesa-vulkan-drivers: lavapipe), Mesa's
 # EGL/GL driver (the GL backend run below), Chromium (the browser test's WebGPU, through
-# SwiftShader), Node and npm (playwright-core, which never downloads a browser). It adds the
+# SwiftShader), Node and npm (playwright-core, which never downloads a browser), Python's venv
+# (the server test installs the `openai` client from PyPI into target/test-venv). It adds the
 # wasm target; web/build.sh installs wasm-bindgen-cli at Cargo.lock's version. Elsewhere, or
 # without root, it says what to install and stops.
 #
@@ -28,6 +29,8 @@ have_vulkan_icd || packages+=(mesa-vulkan-drivers)
 compgen -G "/usr/lib/*/libEGL_mesa.so.0" >/dev/null || compgen -G "/usr/lib*/libEGL_mesa.so.0" >/dev/null || packages+=(libegl1 libegl-mesa0 libgl1-mesa-dri)
 [ -x /usr/bin/chromium ] || [ -n "${CHROMIUM:-}" ] || packages+=(chromium)
 { command -v node >/dev/null && command -v npm >/dev/null; } || packages+=(nodejs npm)
+# Python with venv: the server test's `openai` client (tools/requirements-tests.txt).
+{ command -v python3 >/dev/null && python3 -c "import venv, ensurepip" 2>/dev/null; } || packages+=(python3 python3-venv)
 
 if [ ${#packages[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
@@ -45,6 +48,10 @@ fi
 
 rustup target add wasm32-unknown-unknown
 npm ci --prefix web --no-audit --no-fund
+# The `openai` client for tests/serve.rs, in a venv under target/ (kept between runs).
+[ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
+target/test-venv/bin/pip install --quiet --disable-pip-version-check -r tools/requirements-tests.txt
+export MAMBA_TEST_PYTHON="$PWD/target/test-venv/bin/python"
 
 # lavapipe looks for a runtime dir (wayland); without one it prints a warning per device.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"

@@ -23,12 +23,42 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure prefill and decode speed against the adapter's own read bandwidth
     Bench(BenchArgs),
+    /// An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) that keeps
+    /// each conversation's state
+    Serve(ServeArgs),
     /// Show the GPU adapter wgpu picks and every adapter it can see
     Info {
         /// Pick the adapter: its number in the list, or text its line contains (case-insensitive)
         #[arg(long, value_name = "NAME")]
         adapter: Option<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free port, printed at start)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Memory for cached conversation states (least recently used ones are dropped first)
+    #[arg(long, default_value_t = 512, value_name = "MB")]
+    pub state_cache_mb: usize,
+    /// Requests that generate at the same time, each in a session of its own
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub parallel: usize,
+    /// Requests that may wait for a turn; more are refused with 503
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub queue: usize,
+    /// Longest prompt accepted, in tokens
+    #[arg(long, default_value_t = 65536, value_name = "N")]
+    pub max_prompt_tokens: usize,
+    /// Largest request body accepted, in bytes
+    #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
+    pub max_body_bytes: usize,
 }
 
 #[derive(Args, Debug)]

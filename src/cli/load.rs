@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mamba_wgpu::chat_template::ChatTemplate;
 use mamba_wgpu::tokenizer::Tokenizer;
 use mamba_wgpu::{Checkpoint, Error, GpuContext, LoadOptions, Model, Result, WeightDtype};
 
@@ -42,6 +43,18 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
     let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();
     Ok(Loaded { model: Arc::new(model?), tokenizer })
+}
+
+/// The model's chat template: its folder's tokenizer_config.json's, or the plain transcript.
+pub fn chat_template(args: &ModelArgs) -> Result<ChatTemplate> {
+    let ModelSource::Folder(dir) = model_path::resolve(args.model.as_deref())? else { return Ok(ChatTemplate::plain()) };
+    let path = dir.join("tokenizer_config.json");
+    if !path.is_file() {
+        return Ok(ChatTemplate::plain());
+    }
+    let bytes = mamba_wgpu::model::checkpoint::read_limited(&path, 16 << 20, "a tokenizer_config.json")?;
+    let text = String::from_utf8(bytes).map_err(|_| Error::io(path.display(), "is not UTF-8 text"))?;
+    ChatTemplate::from_tokenizer_config(&text, &path.display().to_string())
 }
 
 fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<Tokenizer>> {

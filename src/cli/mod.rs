@@ -8,6 +8,7 @@ pub mod info;
 pub mod interrupt;
 pub mod load;
 pub mod model_path;
+pub mod serve;
 pub mod state_file;
 
 /// One line on stderr; a stderr that cannot be written (a full disk, a closed pipe) is not
