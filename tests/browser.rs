@@ -1,16 +1,21 @@
-//! The browser demo end to end: builds `web/dist` (wasm engine, page, shipped model, fixture)
-//! with `web/build.sh`, then runs `web/test/e2e.mjs`, which opens the page in headless Chromium
-//! (WebGPU on SwiftShader, Chromium's software Vulkan) and checks
-//! (a) greedy ids on the mamba1-tiny fixture against its `expected.json`, and
-//! (b) greedy text from the shipped model against what the native CLI prints.
+//! The browser build end to end: builds `web/dist` (the `mamba-wgpu` npm package in
+//! `web/dist/npm`, the page, shipped model, fixtures) with `web/build.sh`, once, then
+//! - `web/test/e2e.mjs` opens the demo page in headless Chromium (WebGPU on SwiftShader,
+//!   Chromium's software Vulkan) and checks (a) greedy ids on a fixture of each family against
+//!   its `expected.json`, and (b) greedy text from the shipped model against what the native CLI
+//!   prints;
+//! - `web/test/npm-package.mjs` checks the package's package.json and types, `npm pack`s it,
+//!   installs the tarball offline into a scratch app and runs that app in headless Chromium:
+//!   greedy ids on the mamba1-tiny fixture, errors, stop, picked files.
 //!
 //! Needs Chromium (`apt-get install -y chromium`), Node with npm (`apt-get install -y nodejs
 //! npm`) and `npm ci --prefix web`; a missing piece fails the test with the command that
-//! installs it, it never passes silently.
+//! installs it, it never passes silently. The two tests take turns with the browser.
 #![cfg(not(target_arch = "wasm32"))]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 
 /// The text case: a short greedy run, since SwiftShader takes a while per token.
 const PROMPT: &str = "ROMEO:";
@@ -40,6 +45,8 @@ fn require_tools(root: &Path) {
     );
     let node = Command::new("node").arg("--version").output();
     assert!(node.as_ref().is_ok_and(|o| o.status.success()), "the browser test needs Node.js: install it with `apt-get install -y nodejs npm`");
+    let npm = Command::new("npm").arg("--version").output();
+    assert!(npm.as_ref().is_ok_and(|o| o.status.success()), "the browser test needs npm: install it with `apt-get install -y npm`");
     if !root.join("web/node_modules/playwright-core/package.json").exists() {
         let npm = Command::new("npm").args(["ci", "--prefix", "web", "--no-audit", "--no-fund"]).current_dir(root).output();
         match npm {
@@ -69,15 +76,32 @@ fn expected_text(root: &Path) -> Result<String, String> {
     json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))
 }
 
+/// Checks the tools, runs `web/build.sh` (once for both tests), and waits for the browser:
+/// one test drives Chromium at a time, since SwiftShader keeps every core busy.
+fn prepare(root: &Path) -> MutexGuard<'static, ()> {
+    static BUILD: OnceLock<Result<(), String>> = OnceLock::new();
+    static BROWSER: Mutex<()> = Mutex::new(());
+    require_tools(root);
+    let built = BUILD.get_or_init(|| {
+        let build = run(Command::new("bash").arg("web/build.sh").current_dir(root), "web/build.sh");
+        print!("{}{}", text(&build.stderr), text(&build.stdout));
+        if build.status.success() {
+            Ok(())
+        } else {
+            Err(format!("web/build.sh failed:\n{}{}", text(&build.stdout), text(&build.stderr)))
+        }
+    });
+    if let Err(e) = built {
+        panic!("{e}");
+    }
+    // A test that failed while holding the lock leaves it poisoned; the browser is free anyway.
+    BROWSER.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn demo_page_generates_in_headless_chromium() {
     let root = root();
-    require_tools(&root);
-
-    let build = run(Command::new("bash").arg("web/build.sh").current_dir(&root), "web/build.sh");
-    print!("{}", text(&build.stderr));
-    assert!(build.status.success(), "web/build.sh failed:\n{}{}", text(&build.stdout), text(&build.stderr));
-    print!("{}", text(&build.stdout));
+    let _browser = prepare(&root);
 
     let mut e2e = Command::new("node");
     e2e.arg("web/test/e2e.mjs").current_dir(&root).env("E2E_PROMPT", PROMPT).env("E2E_MAX_TOKENS", MAX_TOKENS.to_string());
@@ -88,4 +112,13 @@ fn demo_page_generates_in_headless_chromium() {
     let output = run(&mut e2e, "node web/test/e2e.mjs");
     print!("{}{}", text(&output.stdout), text(&output.stderr));
     assert!(output.status.success(), "the browser test failed: see web/test/e2e.mjs's report above (FAIL lines)");
+}
+
+#[test]
+fn npm_package_installs_and_runs_in_headless_chromium() {
+    let root = root();
+    let _browser = prepare(&root);
+    let output = run(Command::new("node").arg("web/test/npm-package.mjs").current_dir(&root), "node web/test/npm-package.mjs");
+    print!("{}{}", text(&output.stdout), text(&output.stderr));
+    assert!(output.status.success(), "the npm package test failed: see web/test/npm-package.mjs's report above (FAIL lines)");
 }

@@ -1,5 +1,5 @@
-// The demo page: loads the wasm engine, a model (served next to the page or picked from disk),
-// and streams generated text. Plain ES module, no framework.
+// The demo page: loads the engine (the `mamba-wgpu` npm package), a model (served next to the
+// page or picked from disk), and streams generated text. Plain ES module, no framework.
 //
 // URL parameters (all optional):
 //   model=PATH          model folder relative to this page (default models/shakespeare-mamba)
@@ -12,7 +12,9 @@
 // generated text, without the prompt, is the text content of #output. <body data-run> counts
 // the runs started.
 
-import init, { MambaEngine } from './pkg/mamba_wgpu.js';
+// 'mamba-wgpu' is the npm package web/build.sh makes (web/dist/npm/); index.html's import map
+// points the name at it, as an app's bundler or import map would at node_modules/mamba-wgpu.
+import init, { MambaEngine, fetchModel, readModelFiles } from 'mamba-wgpu';
 
 const DEFAULT_MODEL = 'models/shakespeare-mamba';
 const params = new URLSearchParams(location.search);
@@ -61,98 +63,34 @@ const mb = (bytes) => `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
 /** Lets the browser paint before a long synchronous step (the GPU upload). */
 const nextFrame = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 
-/** Reads a byte stream to the end, reporting (bytesDone, bytesTotal or 0 when unknown). */
-async function readStream(stream, total, onProgress) {
-  const reader = stream.getReader();
-  let buffer = total > 0 ? new Uint8Array(total) : null;
-  let chunks = [];
-  let done = 0;
-  for (;;) {
-    const { done: end, value } = await reader.read();
-    if (end) break;
-    if (buffer && done + value.length <= total) {
-      buffer.set(value, done);
-    } else {
-      // Unknown length, or more bytes than announced (e.g. a compressed transfer).
-      if (buffer) { chunks.push(buffer.subarray(0, done)); buffer = null; }
-      chunks.push(value);
-    }
-    done += value.length;
-    onProgress(done, total);
-  }
-  if (buffer) return done === total ? buffer : buffer.subarray(0, done);
-  const out = new Uint8Array(done);
-  let offset = 0;
-  for (const chunk of chunks) { out.set(chunk, offset); offset += chunk.length; }
-  return out;
-}
-
-async function fetchOk(url) {
-  const response = await fetch(url);
-  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-  return response;
-}
-
-async function fetchBytes(url, onProgress) {
-  const response = await fetchOk(url);
-  const total = Number(response.headers.get('content-length')) || 0;
-  if (!response.body) {
-    const bytes = new Uint8Array(await response.arrayBuffer());
-    onProgress(bytes.length, bytes.length);
-    return bytes;
-  }
-  return readStream(response.body, total, onProgress);
-}
-
-/** tokenizer.json is optional: a missing file means an ids-only model. */
-async function fetchOptionalText(url) {
-  const response = await fetch(url);
-  if (response.status === 404) return null;
-  if (!response.ok) throw new Error(`could not fetch ${url}: HTTP ${response.status} ${response.statusText}`);
-  return response.text();
-}
-
 /** Loads a model from the page's server: config.json, model.safetensors, tokenizer.json. */
 async function loadFromUrl(base) {
   const dir = base.replace(/\/+$/, '');
   setProgress(0, `Fetching ${dir}…`);
-  const [config, tokenizer] = await Promise.all([
-    fetchOk(`${dir}/config.json`).then((r) => r.text()),
-    params.has('tokenizer') ? fetchOk(params.get('tokenizer')).then((r) => r.text()) : fetchOptionalText(`${dir}/tokenizer.json`),
-  ]).catch((error) => {
-    throw new Error(`${error.message}. Is there a model at ${dir}/? You can also open a model folder from disk.`);
-  });
-  const weights = await fetchBytes(`${dir}/model.safetensors`, (done, total) =>
-    setProgress(total ? done / total : null, `Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''}`));
-  await upload(dir, config, weights, tokenizer);
+  let files;
+  try {
+    files = await fetchModel(dir, {
+      tokenizer: params.get('tokenizer') ?? undefined,
+      onProgress: (done, total) =>
+        setProgress(total ? done / total : null, `Downloading weights: ${mb(done)}${total ? ` of ${mb(total)}` : ''}`),
+    });
+  } catch (error) {
+    throw new Error(`${error.message}. You can also open a model folder from disk.`);
+  }
+  await upload(files);
 }
 
 /** Loads a model from files the visitor picked (a folder or single files). */
 async function loadFromFiles(fileList) {
-  // In a picked folder, the shallowest file of each name wins (not one from a subfolder).
-  const depth = (f) => (f.webkitRelativePath || f.name).split('/').length;
-  const files = new Map();
-  for (const f of fileList) {
-    if (!files.has(f.name) || depth(f) < depth(files.get(f.name))) files.set(f.name, f);
-  }
-  const configFile = files.get('config.json');
-  const weightsFile = files.get('model.safetensors') ?? files.get('pytorch_model.bin');
-  if (!configFile || !weightsFile) {
-    const sharded = files.has('model.safetensors.index.json');
-    throw new Error(sharded
-      ? 'sharded checkpoints (model.safetensors.index.json) are not supported in the browser: merge the shards into one model.safetensors'
-      : `pick config.json and model.safetensors or pytorch_model.bin (and tokenizer.json for text); got: ${[...files.keys()].join(', ') || 'nothing'}`);
-  }
-  const folder = weightsFile.webkitRelativePath ? weightsFile.webkitRelativePath.split('/')[0] : 'local files';
-  setProgress(0, `Reading ${folder}…`);
-  const config = await configFile.text();
-  const tokenizer = files.has('tokenizer.json') ? await files.get('tokenizer.json').text() : null;
-  const weights = await readStream(weightsFile.stream(), weightsFile.size, (done, total) =>
-    setProgress(done / total, `Reading weights: ${mb(done)} of ${mb(total)}`));
-  await upload(folder, config, weights, tokenizer);
+  setProgress(0, 'Reading the picked files…');
+  const files = await readModelFiles(fileList, {
+    onProgress: (done, total) => setProgress(total ? done / total : null, `Reading weights: ${mb(done)} of ${mb(total)}`),
+  });
+  await upload(files);
 }
 
-async function upload(name, config, weights, tokenizer) {
+/** Uploads fetched or picked model files ({name, config, weights, tokenizer}) to the GPU. */
+async function upload({ name, config, weights, tokenizer }) {
   model = null;
   updateButtons();
   ui.modelName.textContent = name;

@@ -3,7 +3,7 @@
 # `web/serve.sh --build` rebuilds). WebGPU needs a secure context: localhost/127.0.0.1 is one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "${1:-}" = "--build" ] || [ ! -f web/dist/pkg/mamba_wgpu_bg.wasm ]; then
+if [ "${1:-}" = "--build" ] || [ ! -f web/dist/npm/mamba_wgpu_bg.wasm ]; then
   web/build.sh
 fi
 PORT="${PORT:-8080}"

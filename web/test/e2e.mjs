@@ -1,5 +1,6 @@
 // End-to-end test of the demo page in headless Chromium (WebGPU on SwiftShader, Chromium's
-// software Vulkan). Serves web/dist on 127.0.0.1 at a free port and checks:
+// software Vulkan). The page imports the engine as the `mamba-wgpu` package (web/dist/npm/,
+// through its import map). Serves web/dist on 127.0.0.1 at a free port and checks:
 //   (a) ids mode on a fixture of each family (mamba1-tiny, falcon-mamba-tiny, mamba2-tiny): the
 //       greedy ids equal the fixture's greedy_ids[0];
 //   (b) text mode on the shipped model: #output equals the native CLI's greedy output;
@@ -17,46 +18,20 @@
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
 // Exits 1 if any case fails. Never downloads a browser.
 
-import { createServer } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
 import { existsSync, readFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { executablePath, launchChromium, serve } from './support.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '..', '..');
 const dist = path.join(root, 'web', 'dist');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const timeoutMs = Number(process.env.E2E_TIMEOUT_S || 600) * 1000;
 const prompt = process.env.E2E_PROMPT ?? 'ROMEO:';
 const maxTokens = Number(process.env.E2E_MAX_TOKENS || 20);
 const screenshotPath = path.join(here, 'screenshot.png');
 const FIXTURES = ['mamba1-tiny', 'falcon-mamba-tiny', 'mamba2-tiny'];
-
-const MIME = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.wasm': 'application/wasm', '.png': 'image/png',
-};
-
-/** A static file server over web/dist, like `python3 -m http.server`, on a free port. */
-function serve(dir) {
-  const server = createServer(async (req, res) => {
-    try {
-      const url = new URL(req.url, 'http://localhost');
-      let file = path.join(dir, decodeURIComponent(url.pathname));
-      if (!file.startsWith(dir)) { res.writeHead(403).end(); return; }
-      if ((await stat(file)).isDirectory()) file = path.join(file, 'index.html');
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': MIME[path.extname(file)] || 'application/octet-stream', 'content-length': body.length });
-      res.end(body);
-    } catch {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found');
-    }
-  });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
-}
 
 function fail(message) {
   console.error(`e2e: ${message}`);
@@ -126,7 +101,7 @@ function parseMaybeJson(value) {
 
 async function main() {
   if (!existsSync(executablePath)) fail(`no browser at ${executablePath}: apt-get install -y chromium (or set CHROMIUM)`);
-  if (!existsSync(path.join(dist, 'pkg', 'mamba_wgpu_bg.wasm'))) fail(`${dist} is not built: run web/build.sh`);
+  if (!existsSync(path.join(dist, 'npm', 'mamba_wgpu_bg.wasm'))) fail(`${dist} is not built: run web/build.sh`);
   // One fixture of each model family: (prompt ids, greedy ids) of its first sequence.
   const fixtures = {};
   for (const name of FIXTURES) {
@@ -139,11 +114,7 @@ async function main() {
 
   const server = await serve(dist);
   const base = `http://127.0.0.1:${server.address().port}`;
-  const browser = await chromium.launch({
-    executablePath, headless: true,
-    args: ['--enable-unsafe-webgpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  });
+  const browser = await launchChromium();
   const failures = [];
   const check = (name, ok, detail, logs) => {
     console.log(`${ok ? 'ok' : 'FAIL'} - ${name}${detail ? `\n    ${detail.replace(/\n/g, '\n    ')}` : ''}`);
