@@ -1,7 +1,11 @@
-//! The browser facade: a small wasm-bindgen API over the engine, used by `web/main.js`.
+//! The browser facade: a small wasm-bindgen API over the engine. `web/build.sh` wraps it into
+//! the `mamba-wgpu` npm package (`web/npm/`: an entry module, TypeScript types, a README), which
+//! `web/main.js` imports like any app. The package's types are written by hand in
+//! `web/npm/index.d.ts` (wasm-bindgen's say `any` for options and results): a method or option
+//! added here goes there too; `web/test/npm-package.mjs` fails on a method missing there.
 //!
 //! ```js
-//! import init, { MambaEngine } from './pkg/mamba_wgpu.js';
+//! import init, { MambaEngine } from 'mamba-wgpu';
 //! await init();
 //! const engine = await MambaEngine.create();          // WebGPU adapter + device
 //! console.log(engine.adapterInfo());                   // {name, backend, device_type, ...}
