@@ -396,3 +396,23 @@ fn unsupported_and_contradicting_configs_are_named() {
         expect_error(&["generate", "--model", &dir, "--prompt-ids", "1"], &[&expected[..], &["config.json"]].concat());
     }
 }
+
+/// With a chat template in tokenizer_config.json, a chat turn feeds the template's rendering:
+/// the reply equals `generate` on the rendered prompt's ids.
+#[test]
+fn chat_renders_the_model_chat_template() {
+    let fx = Fixture::load("mamba1-small");
+    let tmp = TempDir::new("chat-template");
+    let model = word_model(&tmp, "mamba1-small");
+    // User turns as `t7 CONTENT t9`, the assistant's opened by `t3`.
+    let template = "{% for m in messages %}{% if m['role'] == 'user' %}t7 {{ m['content'] }} t9 {% else %}{{ m['content'] }} {% endif %}{% endfor %}{% if add_generation_prompt %}t3{% endif %}";
+    let config = serde_json::json!({ "chat_template": template });
+    std::fs::write(std::path::Path::new(&model).join("tokenizer_config.json"), config.to_string()).expect("write tokenizer_config.json");
+    let user = &fx.prompts[0][..20];
+    let opts = RunOpts { stdin: Some(format!("{}\n", words(user))), ..RunOpts::default() };
+    let out = run(&["chat", "--model", &model, "--greedy", "--max-tokens", "6"], &opts);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rendered = [&[7], user, &[9, 3]].concat();
+    let expected = run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(&rendered), "--max-tokens", "6", "--greedy"]);
+    assert_eq!(parse_words(out.stdout.trim()), parse_ids(&expected.stdout));
+}

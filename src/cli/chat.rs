@@ -3,15 +3,19 @@
 //! chosen but never fed, then the user's line and the separator), so a long conversation costs
 //! the same per token as a short one: Mamba's whole context is its fixed-size state.
 //!
-//! The user's line is followed by a blank line (`\n\n`), and a reply ends at EOS, at
-//! `--max-tokens`, at a `--stop` string, or by default at the next blank line: in the plain
-//! text small models learn from (plays, prose) a blank line is where a speech or paragraph
-//! ends, so each turn reads to the model like one paragraph answering the previous one.
+//! A turn's text comes from the model's chat template (`tokenizer_config.json`'s, rendered as
+//! the server renders it: what the conversation with the new line adds to the conversation so
+//! far). Models without one get the plain transcript: the user's line followed by a blank line
+//! (`\n\n`), and a reply ends at EOS, at `--max-tokens`, at a `--stop` string, or by default at
+//! the next blank line: in the plain text small models learn from (plays, prose) a blank line
+//! is where a speech or paragraph ends, so each turn reads to the model like one paragraph
+//! answering the previous one. With a template, a reply ends at EOS (or a `--stop` string).
 //! Ctrl-C during a reply stops that reply; at the prompt it ends the chat with the summary
 //! (exit code 130). A line of input that is not UTF-8 is an error for its turn only.
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 
+use mamba_wgpu::chat_template::{Message, PLAIN_SEPARATOR};
 use mamba_wgpu::generate::{GenerationStats, Generator, StopConditions};
 use mamba_wgpu::sampling::{Sampler, SamplingParams};
 use mamba_wgpu::{Error, Result, Session};
@@ -19,20 +23,18 @@ use mamba_wgpu::{Error, Result, Session};
 use super::args::ChatArgs;
 use super::generate_cmd::summary;
 use super::interrupt::{self, Generating};
-use super::load::{load, NeedTokenizer};
+use super::load::{chat_template, load, NeedTokenizer};
 use super::print_err;
-
-/// Ends each user turn, and (as the default stop string) each reply.
-const SEPARATOR: &str = "\n\n";
 
 /// Most bytes of one line of input; a longer line is an error for its turn.
 const MAX_LINE_BYTES: u64 = 1 << 20;
 
 pub fn run(args: &ChatArgs) -> Result<()> {
     let params = args.sampling.params()?;
+    let template = chat_template(&args.model)?;
     let mut stop_strings = args.sampling.stop_strings()?;
-    if stop_strings.is_empty() {
-        stop_strings.push(SEPARATOR.into());
+    if stop_strings.is_empty() && template.is_plain() {
+        stop_strings.push(PLAIN_SEPARATOR.into());
     }
     let loaded = load(&args.model, NeedTokenizer::Yes)?;
     let tokenizer = loaded.tokenizer.as_ref().ok_or_else(|| Error::invalid("--model", "chat needs a model with tokenizer.json"))?;
@@ -48,6 +50,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
 
     let mut pending: Option<u32> = None;
     let mut history: Vec<u32> = Vec::new();
+    let mut messages: Vec<Message> = Vec::new();
     let mut total = GenerationStats::default();
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout();
@@ -70,8 +73,19 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
+        let user = Message::new("user", &line);
         let mut prompt: Vec<u32> = pending.take().into_iter().collect();
-        prompt.extend(tokenizer.encode(&format!("{line}{SEPARATOR}"))?);
+        match template.continuation(&messages, &user)? {
+            Some(text) => prompt.extend(tokenizer.encode(&text)?),
+            None => {
+                // The template renders this conversation differently from its start: feed it
+                // all again from a fresh state.
+                session.reset();
+                prompt = tokenizer.encode(&template.render(&[messages.as_slice(), &[user.clone()]].concat(), true)?)?;
+                history.clear();
+            }
+        }
+        messages.push(user);
 
         // A fresh draw sequence per turn: reusing the seed would replay the same draws.
         let sampler = Sampler::new(SamplingParams { seed: params.seed.wrapping_add(turn), ..params.clone() })?;
@@ -98,6 +112,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         if !reply.ends_with('\n') {
             writeln!(stdout).map_err(|e| Error::io("stdout", e))?;
         }
+        messages.push(Message::new("assistant", &reply));
         pending = gen.pending_token();
         // Only the repetition window of the history can matter; keep it bounded.
         let h = gen.history();
