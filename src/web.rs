@@ -30,6 +30,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::generate::{FinishReason, GenerationStats, Generator, StopConditions};
 use crate::gpu::GpuContext;
@@ -424,6 +425,22 @@ fn stats_json(stats: &GenerationStats, reason: Option<FinishReason>, ids: &[u32]
         out["text"] = text.into();
     }
     out
+}
+
+/// The prompt for chat `messages` (`[{role, content}, ...]`) through the chat template of a
+/// model's `tokenizer_config.json` text (null or no template: the plain transcript, each
+/// message and a blank line), as `mamba-wgpu chat` and `serve` render it. With
+/// `addGenerationPrompt`, followed by what opens the assistant's reply.
+#[wasm_bindgen(js_name = renderChat)]
+pub fn render_chat(tokenizer_config: Option<String>, messages: JsValue, add_generation_prompt: bool) -> std::result::Result<String, JsError> {
+    let template = match tokenizer_config {
+        Some(text) => ChatTemplate::from_tokenizer_config(&text, "tokenizer_config.json").map_err(js_error)?,
+        None => ChatTemplate::plain(),
+    };
+    let json = js_sys::JSON::stringify(&messages).ok().and_then(|s| s.as_string()).unwrap_or_default();
+    let messages: Vec<Message> =
+        serde_json::from_str(&json).map_err(|e| js_error(Error::invalid("messages", format!("must be a list of {{role, content}} objects: {e}"))))?;
+    template.render(&messages, add_generation_prompt).map_err(js_error)
 }
 
 fn model_info(loaded: &Loaded) -> JsValue {

@@ -11,9 +11,10 @@
 # wasm target; web/build.sh installs wasm-bindgen-cli at Cargo.lock's version. Elsewhere, or
 # without root, it says what to install and stops.
 #
-# Then: every test on the default adapter (one test thread: GPU tests contend), and the ops
-# and parity tests once more on wgpu's GL backend (WGPU_BACKEND=gl), which is what a machine
-# without a Vulkan driver gets.
+# Then: every test on the default adapter (one test thread: GPU tests contend), the ops and
+# parity tests once more on wgpu's GL backend (WGPU_BACKEND=gl), which is what a machine
+# without a Vulkan driver gets, and `cargo check` of the library, its C API and the CLI for
+# macOS, iOS, Windows and Android, so a change that breaks a platform is caught here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,7 +47,9 @@ if [ ${#packages[@]} -gt 0 ]; then
   fi
 fi
 
-rustup target add wasm32-unknown-unknown
+# wasm for the browser; the platforms apps live on for the cross-platform check below.
+PLATFORMS=(x86_64-apple-darwin aarch64-apple-ios x86_64-pc-windows-msvc aarch64-linux-android)
+rustup target add wasm32-unknown-unknown "${PLATFORMS[@]}"
 npm ci --prefix web --no-audit --no-fund
 # The `openai` client for tests/serve.rs, in a venv under target/ (kept between runs).
 [ -x target/test-venv/bin/python ] || python3 -m venv target/test-venv
@@ -61,3 +64,5 @@ cargo build --release --locked
 cargo test --release --locked -- --test-threads=1
 echo "== the ops and parity tests on wgpu's GL backend"
 WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity -- --test-threads=1
+echo "== the library (with its C API) and the CLI for macOS, iOS (Metal), Windows (DX12) and Android (Vulkan)"
+cargo check --locked --lib --bins $(printf -- '--target %s ' "${PLATFORMS[@]}")

@@ -8,13 +8,14 @@
 //   prompt=TEXT         prompt text; prompt_ids=1,2,3 runs ids mode (output = the new ids)
 //   max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed
 //   autorun=1           start generating as soon as the model is loaded
+//   chat=1              send the prompt as a chat message, through the model's chat template
 // When a run ends, <body data-status="done"> (or "error", with the message in #error); the
 // generated text, without the prompt, is the text content of #output. <body data-run> counts
 // the runs started.
 
 // 'mamba-wgpu' is the npm package web/build.sh makes (web/dist/npm/); index.html's import map
 // points the name at it, as an app's bundler or import map would at node_modules/mamba-wgpu.
-import init, { MambaEngine, fetchModel, readModelFiles } from 'mamba-wgpu';
+import init, { MambaEngine, fetchModel, readModelFiles, renderChat } from 'mamba-wgpu';
 
 const DEFAULT_MODEL = 'models/shakespeare-mamba';
 const params = new URLSearchParams(location.search);
@@ -22,7 +23,7 @@ const $ = (id) => document.getElementById(id);
 
 const ui = {
   form: $('form'), prompt: $('prompt'), promptLabel: $('prompt-label'),
-  maxTokens: $('max-tokens'), temperature: $('temperature'), topK: $('top-k'), topP: $('top-p'), seed: $('seed'),
+  maxTokens: $('max-tokens'), temperature: $('temperature'), topK: $('top-k'), topP: $('top-p'), seed: $('seed'), chat: $('chat'),
   generate: $('generate'), stop: $('stop'), stats: $('stats'),
   echo: $('echo'), output: $('output'), error: $('error'),
   progress: $('progress'), progressText: $('progress-text'),
@@ -90,7 +91,11 @@ async function loadFromFiles(fileList) {
 }
 
 /** Uploads fetched or picked model files ({name, config, weights, tokenizer}) to the GPU. */
-async function upload({ name, config, weights, tokenizer }) {
+/** The loaded model's tokenizer_config.json text (its chat template), or null. */
+let tokenizerConfig = null;
+
+async function upload({ name, config, weights, tokenizer, tokenizerConfig: chatConfig }) {
+  tokenizerConfig = chatConfig ?? null;
   model = null;
   updateButtons();
   ui.modelName.textContent = name;
@@ -186,8 +191,10 @@ async function run() {
         ui.output.append(count++ === 0 ? String(id) : ` ${id}`);
       });
     } else {
-      ui.echo.textContent = ui.prompt.value;
-      stats = await engine.generate(ui.prompt.value, options, (piece) => ui.output.append(piece));
+      // Chat: the prompt as a user message, through the model's chat template.
+      const prompt = ui.chat.checked ? renderChat(tokenizerConfig, [{ role: 'user', content: ui.prompt.value }], true) : ui.prompt.value;
+      ui.echo.textContent = prompt;
+      stats = await engine.generate(prompt, options, (piece) => ui.output.append(piece));
     }
     ui.output.normalize();
     showStats(stats);
@@ -223,6 +230,7 @@ function fillFormFromUrl() {
   for (const [key, input] of Object.entries(fields)) {
     if (params.has(key)) input.value = params.get(key);
   }
+  ui.chat.checked = params.get('chat') === '1';
   if (params.has('prompt_ids')) ui.prompt.value = params.get('prompt_ids');
   else if (params.has('prompt')) ui.prompt.value = params.get('prompt');
 }

@@ -116,7 +116,24 @@ export interface ModelFiles {
   weights: Uint8Array;
   /** tokenizer.json's text, or null when the model has none. */
   tokenizer: string | null;
+  /** tokenizer_config.json's text (its chat template, for `renderChat`), or null. */
+  tokenizerConfig: string | null;
 }
+
+/** A chat message. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | string;
+  content: string;
+}
+
+/**
+ * The prompt for chat `messages`, through the chat template of a model's tokenizer_config.json
+ * text (null, or a config without a template: the plain transcript, each message followed by a
+ * blank line), rendered as `mamba-wgpu chat` and `mamba-wgpu serve` render it. With
+ * `addGenerationPrompt`, followed by what opens the assistant's reply. Throws on a template
+ * that fails (e.g. its `raise_exception`).
+ */
+export function renderChat(tokenizerConfig: string | null, messages: ChatMessage[], addGenerationPrompt: boolean): string;
 
 export interface FetchModelOptions {
   /** Follows the download of the weights. */

@@ -4,9 +4,9 @@
 // wasm next to this module, and helpers that read a model folder from a URL or from files the
 // visitor picked. Types: index.d.ts. Plain ES module, no dependencies.
 
-import initGlue, { MambaEngine } from './mamba_wgpu.js';
+import initGlue, { MambaEngine, renderChat } from './mamba_wgpu.js';
 
-export { MambaEngine };
+export { MambaEngine, renderChat };
 
 /** The wasm shipped with the package; bundlers see this pattern and copy the file. */
 const DEFAULT_WASM = () => new URL('./mamba_wgpu_bg.wasm', import.meta.url);
@@ -77,7 +77,8 @@ async function readStream(stream, total = 0, onProgress) {
  * Fetches a model folder served over HTTP: `config.json`, `model.safetensors` (or
  * `options.weights`) and `tokenizer.json` (optional: a 404 means an ids-only model; or
  * `options.tokenizer`, a URL, or `false` to skip it). `options.onProgress(done, total)` follows
- * the weights' download. Resolves to `{name, config, weights, tokenizer}` for
+ * the weights' download; `tokenizer_config.json` is read where present (its chat template, for
+ * `renderChat`). Resolves to `{name, config, weights, tokenizer, tokenizerConfig}` for
  * `engine.loadModel(config, weights, tokenizer, onProgress, name)`.
  */
 export async function fetchModel(url, options = {}) {
@@ -96,6 +97,8 @@ export async function fetchModel(url, options = {}) {
           return r.text();
         }),
   ]);
+  // The chat template, where the folder has one (a 404 means none).
+  const tokenizerConfig = await fetch(`${dir}/tokenizer_config.json`, { signal }).then((r) => (r.ok ? r.text() : null), () => null);
   const weightsUrl = `${dir}/${options.weights ?? WEIGHT_FILES[0]}`;
   const response = await fetchOk(weightsUrl, { signal });
   const total = Number(response.headers.get('content-length')) || 0;
@@ -106,7 +109,7 @@ export async function fetchModel(url, options = {}) {
     weights = new Uint8Array(await response.arrayBuffer());
     onProgress?.(weights.length, weights.length);
   }
-  return { name: dir, config, weights, tokenizer };
+  return { name: dir, config, weights, tokenizer, tokenizerConfig };
 }
 
 /**
@@ -114,7 +117,8 @@ export async function fetchModel(url, options = {}) {
  * `multiple`, or drag and drop): `config.json`, `model.safetensors` or `pytorch_model.bin`, and
  * `tokenizer.json` if present. In a folder, the shallowest file of each name wins.
  * `options.onProgress(done, total)` follows the weights' reading. Resolves to
- * `{name, config, weights, tokenizer}`; `name` is the folder's name, or "local files".
+ * `{name, config, weights, tokenizer, tokenizerConfig}` (`tokenizer_config.json`'s text, or
+ * null); `name` is the folder's name, or "local files".
  */
 export async function readModelFiles(fileList, options = {}) {
   const depth = (f) => (f.webkitRelativePath || f.name).split('/').length;
@@ -132,6 +136,7 @@ export async function readModelFiles(fileList, options = {}) {
   const name = weightsFile.webkitRelativePath ? weightsFile.webkitRelativePath.split('/')[0] : 'local files';
   const config = await configFile.text();
   const tokenizer = files.has('tokenizer.json') ? await files.get('tokenizer.json').text() : null;
+  const tokenizerConfig = files.has('tokenizer_config.json') ? await files.get('tokenizer_config.json').text() : null;
   const weights = await readStream(weightsFile.stream(), weightsFile.size, options.onProgress);
-  return { name, config, weights, tokenizer };
+  return { name, config, weights, tokenizer, tokenizerConfig };
 }

@@ -32,7 +32,7 @@ const pkgDir = path.join(root, 'web', 'dist', 'npm');
 const fixtureDir = path.join(root, 'web', 'dist', 'fixtures', 'mamba1-tiny');
 const timeoutMs = Number(process.env.E2E_TIMEOUT_S || 600) * 1000;
 const PACKAGE_FILES = ['index.js', 'index.d.ts', 'mamba_wgpu.js', 'mamba_wgpu.d.ts', 'mamba_wgpu_bg.wasm', 'mamba_wgpu_bg.wasm.d.ts', 'README.md'];
-const EXPORTS = ['MambaEngine', 'default', 'fetchModel', 'readModelFiles'];
+const EXPORTS = ['MambaEngine', 'default', 'fetchModel', 'readModelFiles', 'renderChat'];
 
 function fail(message) {
   console.error(`npm-package: ${message}`);
@@ -177,7 +177,7 @@ const INDEX_HTML = `<!doctype html>
 `;
 
 // The app: what the package README shows, plus the checks' bookkeeping.
-const APP_JS = `import init, { MambaEngine, fetchModel, readModelFiles } from 'mamba-wgpu';
+const APP_JS = `import init, { MambaEngine, fetchModel, readModelFiles, renderChat } from 'mamba-wgpu';
 
 const params = new URLSearchParams(location.search);
 const report = {};
@@ -217,6 +217,13 @@ async function main() {
   })) {
     try { await run(); report.errors[name] = 'no error'; } catch (error) { report.errors[name] = message(error); }
   }
+
+  // Chat templates, rendered as the CLI and the server render them.
+  const chatml = JSON.stringify({ chat_template: "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}" });
+  report.chat = {
+    plain: renderChat(null, [{ role: 'user', content: 'ROMEO:' }], true),
+    chatml: renderChat(chatml, [{ role: 'user', content: 'Hi' }], true),
+  };
 
   let seen = 0;
   const stopped = await engine.generateIds(promptIds, 100000, () => { if (++seen === 3) engine.stop(); });
@@ -320,6 +327,8 @@ async function main() {
     check('stop() ends a long generation as "cancelled"',
       r.stopped?.finish_reason === 'cancelled' && r.stopped.generated_tokens >= 3 && r.stopped.generated_tokens < 100 && r.stopped.busy === false,
       JSON.stringify(r.stopped));
+    check('renderChat: the plain transcript and a ChatML template',
+      r.chat?.plain === 'ROMEO:\n\n' && r.chat?.chatml === '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n', JSON.stringify(r.chat));
     check('readModelFiles on File objects loads the model; the same greedy ids',
       r.picked?.name === 'local files' && same(r.picked.ids, greedyIds), JSON.stringify(r.picked));
 
