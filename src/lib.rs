@@ -48,3 +48,8 @@ pub use model::{Checkpoint, LoadOptions, MambaConfig, Model, TensorSource};
 pub use session::Session;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
+/// The C API (`include/mamba_wgpu.h`).
+#[cfg(not(target_arch = "wasm32"))]
+pub mod capi;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod hub_cache;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+pub use mamba_wgpu::hub_cache::cache_dir as hf_cache_dir;
+use mamba_wgpu::hub_cache::{cached_snapshot, is_repo_id};
 use mamba_wgpu::{Error, Result};
 
 pub enum ModelSource {
@@ -52,46 +54,6 @@ fn default_model() -> Result<ModelSource> {
             dir.display()
         ),
     ))
-}
-
-/// `owner/name` as the Hub spells repo ids: one slash, letters, digits, `-`, `_`, `.`.
-fn is_repo_id(s: &str) -> bool {
-    let ok_part = |p: &str| !p.is_empty() && !p.starts_with('.') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    matches!(s.split_once('/'), Some((owner, name)) if ok_part(owner) && ok_part(name) && !name.contains('/'))
-}
-
-/// Where `huggingface_hub` keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else
-/// $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
-pub fn hf_cache_dir() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var("HF_HUB_CACHE") {
-        return dir;
-    }
-    if let Some(home) = var("HF_HOME") {
-        return home.join("hub");
-    }
-    let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache"))).unwrap_or_else(|| PathBuf::from(".cache"));
-    cache.join("huggingface").join("hub")
-}
-
-/// The snapshot folder of `repo` in the cache, if it holds a usable model: the commit named by
-/// refs/main (or the only snapshot when there is no ref), with config.json and weights.
-/// Files there may be symlinks into blobs/, which opening follows.
-fn cached_snapshot(cache: &Path, repo: &str) -> Option<PathBuf> {
-    let repo_dir = cache.join(format!("models--{}", repo.replace('/', "--")));
-    let snapshots = repo_dir.join("snapshots");
-    let dir = match std::fs::read_to_string(repo_dir.join("refs").join("main")) {
-        Ok(hash) => snapshots.join(hash.trim()),
-        Err(_) => {
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(&snapshots).ok()?.filter_map(|e| e.ok().map(|e| e.path())).collect();
-            if dirs.len() != 1 {
-                return None;
-            }
-            dirs.pop()?
-        }
-    };
-    let has_weights = ["model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"].iter().any(|f| dir.join(f).is_file());
-    (dir.join("config.json").is_file() && has_weights).then_some(dir)
 }
 
 #[cfg(not(feature = "hub"))]
@@ -155,20 +117,4 @@ pub fn model_files(dir: &Path) -> Vec<PathBuf> {
             NAMED.contains(&name.as_str()) || name.ends_with(".safetensors")
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn repo_ids_are_told_apart_from_paths() {
-        assert!(is_repo_id("state-spaces/mamba-130m-hf"));
-        assert!(is_repo_id("tiiuae/falcon-mamba-7b"));
-        assert!(!is_repo_id("models/shakespeare/x"));
-        assert!(!is_repo_id("../fixtures"));
-        assert!(!is_repo_id("/abs"));
-        assert!(!is_repo_id("plain"));
-        assert!(!is_repo_id("a/"));
-    }
 }
