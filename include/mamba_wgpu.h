@@ -42,7 +42,7 @@
  * copied), except the user_data it passes back to a callback during that call.
  *
  * Buffers. Functions that return variable-sized data (mw_tokenize, mw_detokenize,
- * mw_session_snapshot, mw_adapter_list) write into a caller-owned buffer and always store
+ * mw_chat_render, mw_session_snapshot, mw_adapter_list) write into a caller-owned buffer and always store
  * the size at their length argument. Passing a NULL buffer only asks for the size (MW_OK);
  * a buffer that is too small gives MW_ERR_BUFFER_TOO_SMALL and nothing is written to it.
  * Text buffers need one byte more than the length, for the terminating NUL.
@@ -153,6 +153,10 @@ typedef struct mw_load_options {
     const char *tokenizer_path;
     /* An mw_weight_dtype value. Default MW_DTYPE_AUTO. */
     int32_t weight_dtype;
+    /* A tokenizer_config.json whose chat template (mw_chat_render) to use instead of the model
+     * folder's. NULL (the default): the folder's tokenizer_config.json, or the plain transcript
+     * when there is none or it has no chat_template. Copied. */
+    const char *tokenizer_config_path;
 } mw_load_options;
 
 /* Fills *options with the defaults above. Any thread. */
@@ -164,8 +168,10 @@ mw_status mw_load_defaults(mw_load_options *options);
  *     FalconMamba and Mamba-2 checkpoints;
  *   - or a Hugging Face repo id (OWNER/NAME) found in the local Hugging Face cache
  *     ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is downloaded.
- * A GGUF file is not supported yet (MW_ERR_UNSUPPORTED). options may be NULL (the defaults).
- * Errors name the path at fault (mw_last_error). On success *out receives a model the caller
+ * The chat template for mw_chat_render comes from tokenizer_config.json in the folder (or
+ * options->tokenizer_config_path): one that is not JSON or does not compile is MW_ERR_MODEL,
+ * naming the file. A GGUF file is not supported yet (MW_ERR_UNSUPPORTED). options may be NULL
+ * (the defaults). Errors name the path at fault (mw_last_error). On success *out receives a model the caller
  * owns (free with mw_model_free); on failure *out is set to NULL. Blocks while the weights
  * upload. Any thread; several loads may run at once on one context. */
 mw_status mw_model_load(const mw_context *ctx, const char *model, const mw_load_options *options, mw_model **out);
@@ -177,6 +183,8 @@ typedef struct mw_model_info {
     uint64_t weight_bytes; /* GPU memory the weights occupy */
     uint32_t eos_id;       /* the first end-of-sequence id (config.json's, else the tokenizer's), or MW_NO_TOKEN */
     int32_t has_tokenizer; /* 1 when text can be tokenized (mw_tokenize, mw_generate), else 0 */
+    int32_t has_chat_template; /* 1 when mw_chat_render uses the model's own template
+                                * (tokenizer_config.json's), 0 for the plain transcript */
 } mw_model_info;
 
 /* Fills *info. Any thread, concurrently with other calls on the model. */
@@ -197,6 +205,35 @@ mw_status mw_detokenize(const mw_model *model, const uint32_t *ids, size_t n_ids
 /* Releases the caller's reference; the model's sessions keep it alive. NULL does nothing.
  * Any thread, once no other call uses this handle. */
 void mw_model_free(mw_model *model);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Chat                                                                                      */
+/* ---------------------------------------------------------------------------------------- */
+
+/* One message of a conversation: role is "system", "user" or "assistant" (a template may
+ * accept others); both strings NUL-terminated UTF-8. */
+typedef struct mw_chat_message {
+    const char *role;
+    const char *content;
+} mw_chat_message;
+
+/* The prompt for n_messages messages, rendered as the CLI's chat and server render them: with
+ * the model's chat template (tokenizer_config.json's chat_template, a Jinja template rendered
+ * as transformers' apply_chat_template does, with messages, add_generation_prompt, bos_token
+ * and eos_token), or, for a model without one, the plain transcript (each message's content
+ * followed by a blank line, "
+
+"; the roles are not written). A nonzero
+ * add_generation_prompt appends what opens the assistant's reply (nothing in the plain
+ * transcript). The text is NUL-terminated in text; *text_len receives its length without the
+ * NUL; text may be NULL to ask for it (see Buffers above). messages may be NULL when
+ * n_messages is 0. A NULL role or content is MW_ERR_NULL_POINTER naming it (e.g.
+ * "messages[1].content"); a template that rejects the messages (raise_exception) or fails
+ * gives MW_ERR_INVALID_ARGUMENT with its message. Pass the prompt to mw_generate on a fresh
+ * or reset session; it needs no tokenizer itself. Any thread, concurrently with other calls
+ * on the model. */
+mw_status mw_chat_render(const mw_model *model, const mw_chat_message *messages, size_t n_messages, int32_t add_generation_prompt, char *text,
+                         size_t capacity, size_t *text_len);
 
 /* ---------------------------------------------------------------------------------------- */
 /* Sessions: one sequence's recurrent state                                                  */

@@ -72,6 +72,26 @@ impl ChatTemplate {
         Ok(template)
     }
 
+    /// The template of the `tokenizer_config.json` in the model folder `dir`, or the plain
+    /// transcript where there is none. A file that cannot be read, is not UTF-8 or holds a
+    /// template that does not compile is an error naming it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_model_folder(dir: &std::path::Path) -> Result<Self> {
+        let path = dir.join("tokenizer_config.json");
+        if !path.is_file() {
+            return Ok(Self::plain());
+        }
+        Self::from_file(&path)
+    }
+
+    /// The template of the `tokenizer_config.json` at `path` (read up to 16 MiB).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let bytes = crate::model::checkpoint::read_limited(path, 16 << 20, "a tokenizer_config.json")?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::io(path.display(), "is not UTF-8 text"))?;
+        Self::from_tokenizer_config(&text, &path.display().to_string())
+    }
+
     /// True for the plain transcript.
     pub fn is_plain(&self) -> bool {
         self.source.is_none()

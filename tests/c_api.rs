@@ -197,8 +197,26 @@ fn c_example_loads_a_repo_id_from_the_hugging_face_cache() {
     assert_eq!(text(&out.stdout), cli_greedy(&shipped_model(), "ROMEO:", 20));
 }
 
+/// A ChatML template as models publish it, in a tokenizer_config.json.
+const CHATML_CONFIG: &str = r#"{"chat_template": "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}", "eos_token": "<|im_end|>"}"#;
+
+/// A template that does not compile.
+const BROKEN_CONFIG: &str = r#"{"chat_template": "{% for m in messages %}"}"#;
+
+/// A copy of the shipped model in `dir`/`name` with `tokenizer_config` as its
+/// tokenizer_config.json.
+fn model_copy(dir: &Path, name: &str, tokenizer_config: &str) -> PathBuf {
+    let model = dir.join(name);
+    std::fs::create_dir_all(&model).expect("mkdir a model folder");
+    for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(Path::new(&shipped_model()).join(file), model.join(file)).expect("copy the shipped model");
+    }
+    std::fs::write(model.join("tokenizer_config.json"), tokenizer_config).expect("write tokenizer_config.json");
+    model
+}
+
 /// tests/c/api_checks.c: error paths, buffers, prefill/step/generation, snapshots, callbacks,
-/// threads, all through C.
+/// threads, chat templates, all through C.
 #[test]
 #[cfg_attr(windows, ignore = "compiles C with `cc` and an rpath (Unix)")]
 fn api_checks_from_c() {
@@ -206,7 +224,13 @@ fn api_checks_from_c() {
     let exe = dir.join("api_checks");
     compile_c(&[&Path::new(ROOT).join("tests/c/api_checks.c")], &exe, &["-lpthread"]);
     let bare = format!("{ROOT}/tests/fixtures/mamba1-small");
-    let out = run(Command::new(&exe).args([&shipped_model(), &bare]));
+    // The ChatML model, with two more configs beside its files for the load options.
+    let chatml = model_copy(&dir, "chatml-model", CHATML_CONFIG);
+    let raising = r#"{"chat_template": "{{ raise_exception('Conversation roles must alternate') }}"}"#;
+    std::fs::write(chatml.join("raising.json"), raising).expect("write raising.json");
+    std::fs::write(chatml.join("broken.json"), BROKEN_CONFIG).expect("write broken.json");
+    let broken = model_copy(&dir, "broken-template-model", BROKEN_CONFIG);
+    let out = run(Command::new(&exe).args([&shipped_model(), &bare]).arg(&chatml).arg(&broken));
     assert!(out.status.success(), "api_checks failed:\n{}{}", text(&out.stdout), text(&out.stderr));
     assert!(text(&out.stdout).starts_with("ok: "), "{}", text(&out.stdout));
 }
@@ -547,8 +571,9 @@ macro_rules! layout {
 
 fn rust_layouts() -> Vec<Layout> {
     vec![
-        layout!(mw_load_options { tokenizer_path, weight_dtype }),
-        layout!(mw_model_info { vocab_size, n_layer, d_model, weight_bytes, eos_id, has_tokenizer }),
+        layout!(mw_load_options { tokenizer_path, weight_dtype, tokenizer_config_path }),
+        layout!(mw_model_info { vocab_size, n_layer, d_model, weight_bytes, eos_id, has_tokenizer, has_chat_template }),
+        layout!(mw_chat_message { role, content }),
         layout!(mw_sampling_options {
             temperature,
             top_k,

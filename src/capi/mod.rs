@@ -16,12 +16,14 @@
 
 #![allow(non_camel_case_types)]
 
+pub mod chat;
 pub mod context;
 pub mod errors;
 pub mod generate;
 pub mod model;
 pub mod session;
 
+pub use chat::mw_chat_message;
 pub use context::mw_context;
 pub use errors::mw_status;
 pub use generate::{mw_finish_reason, mw_generate_result, mw_sampling_options, mw_text_fn, mw_token_fn};

@@ -1,5 +1,5 @@
-//! `mw_model`: weights on the GPU, the tokenizer and the end-of-sequence ids; tokenizing and
-//! detokenizing.
+//! `mw_model`: weights on the GPU, the tokenizer, the chat template and the end-of-sequence
+//! ids; tokenizing and detokenizing.
 
 use std::ffi::c_char;
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::context::{context_of, mw_context};
 use super::errors::{c_str, copy_out, guard, slice, write, CResult, Failure};
 use super::{free, handle, into_raw, mw_status, Handle};
+use crate::chat_template::ChatTemplate;
 use crate::error::Error;
 use crate::tokenizer::Tokenizer;
 use crate::{hub_cache, Checkpoint, LoadOptions, Model, WeightDtype};
@@ -32,11 +33,18 @@ pub struct mw_load_options {
     pub tokenizer_path: *const c_char,
     /// An `mw_weight_dtype` value.
     pub weight_dtype: i32,
+    /// A tokenizer_config.json whose chat template to use instead of the model folder's; NULL
+    /// for the folder's (if any).
+    pub tokenizer_config_path: *const c_char,
 }
 
 impl Default for mw_load_options {
     fn default() -> Self {
-        mw_load_options { tokenizer_path: std::ptr::null(), weight_dtype: mw_weight_dtype::MW_DTYPE_AUTO as i32 }
+        mw_load_options {
+            tokenizer_path: std::ptr::null(),
+            weight_dtype: mw_weight_dtype::MW_DTYPE_AUTO as i32,
+            tokenizer_config_path: std::ptr::null(),
+        }
     }
 }
 
@@ -53,6 +61,9 @@ pub struct mw_model_info {
     pub eos_id: u32,
     /// 1 when the model has a tokenizer (text in and out), else 0.
     pub has_tokenizer: i32,
+    /// 1 when the model has its own chat template (tokenizer_config.json's), 0 when
+    /// `mw_chat_render` gives the plain transcript.
+    pub has_chat_template: i32,
 }
 
 /// What a model handle shares with its sessions.
@@ -61,6 +72,8 @@ pub(crate) struct LoadedModel {
     pub tokenizer: Option<Tokenizer>,
     /// Ids that end generation: config.json's, else the tokenizer's.
     pub eos: Vec<u32>,
+    /// How `mw_chat_render` turns messages into a prompt.
+    pub template: ChatTemplate,
 }
 
 impl LoadedModel {
@@ -91,7 +104,8 @@ impl Handle for mw_model {
     }
 }
 
-/// Fills `options` with the defaults: the folder's tokenizer, the checkpoint's precision.
+/// Fills `options` with the defaults: the folder's tokenizer and chat template, the
+/// checkpoint's precision.
 ///
 /// # Safety
 /// `options` is NULL or writable.
@@ -101,7 +115,8 @@ pub unsafe extern "C" fn mw_load_defaults(options: *mut mw_load_options) -> mw_s
 }
 
 /// Loads a model folder (config.json + safetensors or pytorch_model.bin), or a Hugging Face
-/// repo id (`owner/name`) found in the local cache, onto the context's GPU.
+/// repo id (`owner/name`) found in the local cache, onto the context's GPU, with the chat
+/// template of its tokenizer_config.json (if any).
 ///
 /// # Safety
 /// `ctx` is NULL or a context handle; `model` is NULL or a NUL-terminated string; `options`
@@ -119,6 +134,8 @@ pub unsafe extern "C" fn mw_model_load(
         let name = c_str(model, "model")?;
         let options = if options.is_null() { mw_load_options::default() } else { options.read() };
         let tokenizer_path = if options.tokenizer_path.is_null() { None } else { Some(c_str(options.tokenizer_path, "options.tokenizer_path")?) };
+        let config_path =
+            if options.tokenizer_config_path.is_null() { None } else { Some(c_str(options.tokenizer_config_path, "options.tokenizer_config_path")?) };
         let weight_dtype = match options.weight_dtype {
             0 => None,
             1 => Some(WeightDtype::F32),
@@ -144,6 +161,15 @@ pub unsafe extern "C" fn mw_model_load(
                 }
             }
         };
+        // The chat template before the weights upload: a broken one fails the load, naming its file.
+        let template = match config_path {
+            Some(path) => ChatTemplate::from_file(Path::new(path)),
+            None => ChatTemplate::from_model_folder(&dir),
+        }
+        .map_err(|e| match e {
+            Error::InvalidArgument { name, reason } => Failure::new(mw_status::MW_ERR_MODEL, format!("{name}: {reason}")),
+            other => Failure::from(other),
+        })?;
         if !dir.join("config.json").is_file() {
             return Err(Error::io(dir.join("config.json").display(), "not found: a model folder needs config.json and model.safetensors").into());
         }
@@ -153,7 +179,7 @@ pub unsafe extern "C" fn mw_model_load(
         }
         let loaded = pollster::block_on(Model::load_checked(ctx, &checkpoint, LoadOptions { weight_dtype }, &mut |_| {}))?;
         let eos = loaded.config.eos_ids_or(tokenizer.as_ref().and_then(Tokenizer::eos_id));
-        let inner = Arc::new(LoadedModel { model: Arc::new(loaded), tokenizer, eos });
+        let inner = Arc::new(LoadedModel { model: Arc::new(loaded), tokenizer, eos, template });
         write(out, "out", into_raw(mw_model { tag: mw_model::TAG, inner }))
     })
 }
@@ -177,6 +203,7 @@ pub unsafe extern "C" fn mw_model_get_info(model: *const mw_model, info: *mut mw
                 weight_bytes: m.model.weight_bytes(),
                 eos_id: m.eos.first().copied().unwrap_or(MW_NO_TOKEN),
                 has_tokenizer: m.tokenizer.is_some() as i32,
+                has_chat_template: !m.template.is_plain() as i32,
             },
         )
     })

@@ -48,13 +48,7 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
 /// The model's chat template: its folder's tokenizer_config.json's, or the plain transcript.
 pub fn chat_template(args: &ModelArgs) -> Result<ChatTemplate> {
     let ModelSource::Folder(dir) = model_path::resolve(args.model.as_deref())? else { return Ok(ChatTemplate::plain()) };
-    let path = dir.join("tokenizer_config.json");
-    if !path.is_file() {
-        return Ok(ChatTemplate::plain());
-    }
-    let bytes = mamba_wgpu::model::checkpoint::read_limited(&path, 16 << 20, "a tokenizer_config.json")?;
-    let text = String::from_utf8(bytes).map_err(|_| Error::io(path.display(), "is not UTF-8 text"))?;
-    ChatTemplate::from_tokenizer_config(&text, &path.display().to_string())
+    ChatTemplate::from_model_folder(&dir)
 }
 
 fn load_tokenizer(source: &ModelSource, need: NeedTokenizer) -> Result<Option<Tokenizer>> {

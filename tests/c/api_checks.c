@@ -2,10 +2,15 @@
  * The C API exercised from C: error paths (NULL pointers, invalid UTF-8, handles of the wrong
  * kind, bad paths, bad options), buffers and size queries, tokenizing, prefill and steps
  * against generation, snapshots, continuing a generation, callbacks that stop or re-enter,
- * stop strings, a model without a tokenizer and sessions on two threads. tests/c_api.rs
- * builds and runs it:
+ * stop strings, chat templates, a model without a tokenizer and sessions on two threads.
+ * tests/c_api.rs builds and runs it:
  *
- *     api_checks MODEL_WITH_TOKENIZER MODEL_WITHOUT_TOKENIZER
+ *     api_checks MODEL_WITH_TOKENIZER MODEL_WITHOUT_TOKENIZER CHATML_MODEL BROKEN_TEMPLATE_MODEL
+ *
+ * MODEL_WITH_TOKENIZER has no tokenizer_config.json (the plain transcript); CHATML_MODEL has
+ * one with a ChatML template, and beside it raising.json (a template that raises "Conversation
+ * roles must alternate") and broken.json (one that does not compile); BROKEN_TEMPLATE_MODEL's
+ * tokenizer_config.json does not compile.
  *
  * Prints "ok: N checks" and exits 0, or names the first failed check and exits 1.
  */
@@ -119,11 +124,11 @@ static void *thread_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL_WITH_TOKENIZER MODEL_WITHOUT_TOKENIZER\n", argv[0]);
+    if (argc != 5) {
+        fprintf(stderr, "usage: %s MODEL_WITH_TOKENIZER MODEL_WITHOUT_TOKENIZER CHATML_MODEL BROKEN_TEMPLATE_MODEL\n", argv[0]);
         return 2;
     }
-    const char *model_dir = argv[1], *bare_dir = argv[2];
+    const char *model_dir = argv[1], *bare_dir = argv[2], *chatml_dir = argv[3], *broken_dir = argv[4];
 
     /* Strings and statics. */
     CHECK(strlen(mw_version()) > 0);
@@ -168,7 +173,7 @@ int main(int argc, char **argv) {
     EXPECT(mw_model_load(ctx, "\xff\xfe", NULL, &model), MW_ERR_INVALID_UTF8, "`model`");
     mw_load_options load;
     OK(mw_load_defaults(&load));
-    CHECK(load.tokenizer_path == NULL && load.weight_dtype == MW_DTYPE_AUTO);
+    CHECK(load.tokenizer_path == NULL && load.weight_dtype == MW_DTYPE_AUTO && load.tokenizer_config_path == NULL);
     load.weight_dtype = 7;
     EXPECT(mw_model_load(ctx, model_dir, &load, &model), MW_ERR_INVALID_ARGUMENT, "weight_dtype");
     load.weight_dtype = MW_DTYPE_AUTO;
@@ -209,6 +214,64 @@ int main(int argc, char **argv) {
     uint32_t bad_id = (uint32_t)info.vocab_size + 5;
     EXPECT(mw_detokenize(model, &bad_id, 1, text, sizeof text, &text_len), MW_ERR_INVALID_ARGUMENT, "ids[0]");
     EXPECT(mw_detokenize(model, NULL, 3, text, sizeof text, &text_len), MW_ERR_NULL_POINTER, "`ids`");
+
+    /* Chat rendering. A model without tokenizer_config.json: the plain transcript. */
+    CHECK(info.has_chat_template == 0);
+    mw_chat_message romeo[] = {{"user", "ROMEO:"}};
+    char chat[256];
+    size_t chat_len = 0;
+    OK(mw_chat_render(model, romeo, 1, 1, NULL, 0, &chat_len));
+    CHECK(chat_len == strlen("ROMEO:\n\n"));
+    EXPECT(mw_chat_render(model, romeo, 1, 1, chat, chat_len, &chat_len), MW_ERR_BUFFER_TOO_SMALL, "`text`"); /* no room for the NUL */
+    OK(mw_chat_render(model, romeo, 1, 1, chat, sizeof chat, &chat_len));
+    CHECK(strcmp(chat, "ROMEO:\n\n") == 0 && chat_len == strlen(chat));
+    OK(mw_chat_render(model, NULL, 0, 1, chat, sizeof chat, &chat_len));
+    CHECK(chat_len == 0 && chat[0] == '\0');
+    EXPECT(mw_chat_render(NULL, romeo, 1, 1, chat, sizeof chat, &chat_len), MW_ERR_NULL_POINTER, "`model`");
+    EXPECT(mw_chat_render((const mw_model *)ctx, romeo, 1, 1, chat, sizeof chat, &chat_len), MW_ERR_INVALID_ARGUMENT, "mw_model");
+    EXPECT(mw_chat_render(model, NULL, 1, 1, chat, sizeof chat, &chat_len), MW_ERR_NULL_POINTER, "`messages`");
+    EXPECT(mw_chat_render(model, romeo, 1, 1, chat, sizeof chat, NULL), MW_ERR_NULL_POINTER, "`text_len`");
+    mw_chat_message holes[] = {{"user", "Hi"}, {"assistant", NULL}};
+    EXPECT(mw_chat_render(model, holes, 2, 1, chat, sizeof chat, &chat_len), MW_ERR_NULL_POINTER, "`messages[1].content`");
+    holes[1].role = NULL;
+    holes[1].content = "Hello.";
+    EXPECT(mw_chat_render(model, holes, 2, 1, chat, sizeof chat, &chat_len), MW_ERR_NULL_POINTER, "`messages[1].role`");
+    mw_chat_message not_utf8[] = {{"user", "\xff"}};
+    EXPECT(mw_chat_render(model, not_utf8, 1, 1, chat, sizeof chat, &chat_len), MW_ERR_INVALID_UTF8, "`messages[0].content`");
+
+    /* A model folder with a ChatML template renders through it. */
+    mw_model *chatml = NULL;
+    OK(mw_model_load(ctx, chatml_dir, NULL, &chatml));
+    mw_model_info chatml_info;
+    OK(mw_model_get_info(chatml, &chatml_info));
+    CHECK(chatml_info.has_chat_template == 1 && chatml_info.has_tokenizer == 1);
+    mw_chat_message hi[] = {{"user", "Hi"}};
+    OK(mw_chat_render(chatml, hi, 1, 1, chat, sizeof chat, &chat_len));
+    CHECK(strcmp(chat, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") == 0 && chat_len == strlen(chat));
+    OK(mw_chat_render(chatml, hi, 1, 0, chat, sizeof chat, &chat_len));
+    CHECK(strcmp(chat, "<|im_start|>user\nHi<|im_end|>\n") == 0);
+    mw_model_free(chatml);
+
+    /* Another tokenizer_config.json through the load options: a template that raises gives its
+     * message; one that does not compile, or a missing file, fails the load naming the file. */
+    char config_path[4096];
+    OK(mw_load_defaults(&load));
+    snprintf(config_path, sizeof config_path, "%s/raising.json", chatml_dir);
+    load.tokenizer_config_path = config_path;
+    OK(mw_model_load(ctx, chatml_dir, &load, &chatml));
+    EXPECT(mw_chat_render(chatml, hi, 1, 1, chat, sizeof chat, &chat_len), MW_ERR_INVALID_ARGUMENT, "Conversation roles must alternate");
+    CHECK(strstr(mw_last_error(), "raising.json") != NULL);
+    mw_model_free(chatml);
+    snprintf(config_path, sizeof config_path, "%s/broken.json", chatml_dir);
+    EXPECT(mw_model_load(ctx, chatml_dir, &load, &chatml), MW_ERR_MODEL, "broken.json");
+    CHECK(chatml == NULL);
+    load.tokenizer_config_path = "/nonexistent/tokenizer_config.json";
+    EXPECT(mw_model_load(ctx, chatml_dir, &load, &chatml), MW_ERR_IO, "/nonexistent/tokenizer_config.json");
+    load.tokenizer_config_path = "\xff";
+    EXPECT(mw_model_load(ctx, chatml_dir, &load, &chatml), MW_ERR_INVALID_UTF8, "tokenizer_config_path");
+    EXPECT(mw_model_load(ctx, broken_dir, NULL, &chatml), MW_ERR_MODEL, "tokenizer_config.json");
+    CHECK(strstr(mw_last_error(), broken_dir) != NULL);
+    CHECK(chatml == NULL);
 
     /* Prefill and steps by hand give what mw_generate_tokens gives. */
     OK(mw_session_new(model, &session));
