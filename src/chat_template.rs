@@ -157,7 +157,10 @@ mod tests {
     fn renders_a_chatml_template_and_its_continuation() {
         let t = ChatTemplate::from_tokenizer_config(CHATML, "tokenizer_config.json").unwrap();
         let messages = [Message::new("system", "Be brief."), Message::new("user", "Hi")];
-        assert_eq!(t.render(&messages, true).unwrap(), "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+        assert_eq!(
+            t.render(&messages, true).unwrap(),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
         let earlier = [Message::new("user", "Hi"), Message::new("assistant", "Hello.")];
         let next = t.continuation(&earlier, &Message::new("user", "More")).unwrap();
         assert_eq!(next.as_deref(), Some("<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n"));

@@ -165,7 +165,8 @@ pub fn ssd_scan(inp: &SsdInputs, shape: &SsdShape, h: &mut [f32], batch: usize, 
                 for t in 0..t_len {
                     let row = b * t_len + t;
                     let xbc = &inp.xbc[row * width..][..width];
-                    let dt = softplus(inp.dt_raw[row * heads + head] as f64 + inp.dt_bias[head] as f64).clamp(shape.dt_min as f64, shape.dt_max as f64);
+                    let dt =
+                        softplus(inp.dt_raw[row * heads + head] as f64 + inp.dt_bias[head] as f64).clamp(shape.dt_min as f64, shape.dt_max as f64);
                     let (decay, x) = ((dt * inp.a[head] as f64).exp(), xbc[ch] as f64);
                     let mut acc = 0.0;
                     for (j, s) in state.iter_mut().enumerate() {
@@ -230,7 +231,8 @@ fn mixer(l: &LayerWeights<Vec<f32>, Vec<f32>>, c: &MambaConfig, u: &[f32], batch
             // x_dbl = x_proj . x -> dt_low | B | C
             let r = c.dt_rank;
             let x_dbl = matmul(&x, x_proj, None, rows, r + 2 * n, di);
-            let (mut dt_low, mut b, mut cm) = (columns(&x_dbl, r + 2 * n, 0, r), columns(&x_dbl, r + 2 * n, r, n), columns(&x_dbl, r + 2 * n, r + n, n));
+            let (mut dt_low, mut b, mut cm) =
+                (columns(&x_dbl, r + 2 * n, 0, r), columns(&x_dbl, r + 2 * n, r, n), columns(&x_dbl, r + 2 * n, r + n, n));
             if let Some(eps) = c.mixer_rms_eps {
                 // FalconMamba: each of dt_low, B and C RMS-normalized, without a weight.
                 dt_low = rms_norm(&dt_low, &vec![1.0; r], eps);

@@ -114,7 +114,8 @@ fn random_model(rng: &mut Rng, seed: u64) -> RandomModel {
     let (mut conv_channels, mut in_width) = (d_inner, 2 * d_inner);
     if let Some((expand, n_heads, head_dim, n_groups)) = heads {
         let limit = rng.pick(&[(0.0f32, f32::INFINITY), (0.0, 0.3), (0.05, f32::INFINITY)]);
-        let limit_json = if limit.1.is_finite() { serde_json::json!([limit.0, limit.1]) } else { serde_json::json!([limit.0, {"__float__": "Infinity"}]) };
+        let limit_json =
+            if limit.1.is_finite() { serde_json::json!([limit.0, limit.1]) } else { serde_json::json!([limit.0, {"__float__": "Infinity"}]) };
         for (key, value) in [("expand", expand.into()), ("num_heads", n_heads.into()), ("head_dim", head_dim.into()), ("n_groups", n_groups.into())] {
             config[key] = value;
         }

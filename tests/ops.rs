@@ -11,13 +11,13 @@ use mamba_wgpu::gpu::kernels::SCAN_CHUNK;
 use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
+use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
+use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
-use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
 use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
 use mamba_wgpu::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
-use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::reference;
 
 use common::{assert_close, random_values};
@@ -788,7 +788,8 @@ fn group_rms_norm_matches_reference() {
         let (x_b, z_b, w_b) = (upload_f32(&ctx, "x", &x), upload_f32(&ctx, "z", &z_wide), upload_f32(&ctx, "w", &w));
         let (r, di, width) = (rows as u32, d_inner as u32, (d_inner / groups) as u32);
         let gate = Some(TensorView::f32(&z_b, r, 2 * di).columns(di, di));
-        let op = GroupRmsNorm { x: TensorView::f32(&x_b, r, di), first_width: width, width, gate, weight: Some(TensorView::vector(&w_b, di)), eps: 1e-5 };
+        let op =
+            GroupRmsNorm { x: TensorView::f32(&x_b, r, di), first_width: width, width, gate, weight: Some(TensorView::vector(&w_b, di)), eps: 1e-5 };
         run(&ctx, |rec| group_rms_norm(rec, &op));
         assert_close(&format!("gated norm rows={rows} d_inner={d_inner} groups={groups}"), &read(&ctx, &x_b, rows * d_inner), &want, TOL);
     }

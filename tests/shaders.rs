@@ -182,11 +182,7 @@ fn parameter_blocks_match_their_wgsl_structs() {
         "bench/scan_per_state.wgsl",
         "bench/scan_per_state_subgroup.wgsl"
     );
-    params!(
-        GroupNormParams,
-        [rows, x_stride, x_offset, first_width, width, gated, z_stride, z_offset, has_weight, eps],
-        "group_rms_norm.wgsl"
-    );
+    params!(GroupNormParams, [rows, x_stride, x_offset, first_width, width, gated, z_stride, z_offset, has_weight, eps], "group_rms_norm.wgsl");
     params!(
         SsdParams,
         [batch, t_len, n_heads, head_dim, d_state, heads_per_group, xbc_stride, c_offset, dt_stride, dt_offset, dt_min, dt_max],

@@ -7,12 +7,12 @@ use bytemuck::{Pod, Zeroable};
 
 use super::kernels::{scan_per_state, BenchKernel};
 use crate::error::{Error, Result};
+use crate::gpu::kernels::SSD_CHUNK;
 use crate::gpu::readback::read_f32;
 use crate::gpu::tensor::{storage, upload_f32, TensorView};
 use crate::gpu::{GpuContext, Tape};
 use crate::model::config::SsdShape;
 use crate::ops::scan::{selective_scan, Scan, ScanKind};
-use crate::gpu::kernels::SSD_CHUNK;
 use crate::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 
 /// shaders/bench/read_bandwidth.wgsl's parameters.

@@ -22,7 +22,9 @@
 //!
 //! Buffers are allocated once per session for at most `max_rows` = batch x chunk tokens.
 
+use super::config::SsdShape;
 use super::gpu_weights::Model;
+use super::weights::SsmWeights;
 use crate::error::Result;
 use crate::gpu::kernels::{MATVEC_MAX_M, SSD_CHUNK};
 use crate::gpu::tensor::{storage, TensorView};
@@ -34,8 +36,6 @@ use crate::ops::linear::{linear, linear_conv_step, Activation, Linear};
 use crate::ops::norm::{add_rms_norm, AddRmsNorm};
 use crate::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
 use crate::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
-use super::config::SsdShape;
-use super::weights::SsmWeights;
 
 /// The recurrent state of `batch` sequences, one pair of buffers per layer (a 7B model's
 /// state is hundreds of MB: split by layer, each buffer stays within one storage binding).
@@ -61,19 +61,19 @@ impl StateBuffers {
 /// Activations for up to `max_rows` tokens (batch x chunk).
 pub struct Scratch {
     pub max_rows: usize,
-    pub ids: wgpu::Buffer,       // (rows) u32
-    pub residual: wgpu::Buffer,  // (rows, d_model)
-    pub normed: wgpu::Buffer,    // (rows, d_model)
-    pub proj: wgpu::Buffer,      // (rows, in_proj_width): x | z, or Mamba-2's z | xBC | dt
-    pub x_conv: wgpu::Buffer,    // (rows, conv_channels)
-    pub x_dbl: wgpu::Buffer,     // (rows, dt_rank + 2 d_state); Mamba-1 and FalconMamba only
-    pub dt: wgpu::Buffer,        // (rows, d_inner); Mamba-1 and FalconMamba only
+    pub ids: wgpu::Buffer,         // (rows) u32
+    pub residual: wgpu::Buffer,    // (rows, d_model)
+    pub normed: wgpu::Buffer,      // (rows, d_model)
+    pub proj: wgpu::Buffer,        // (rows, in_proj_width): x | z, or Mamba-2's z | xBC | dt
+    pub x_conv: wgpu::Buffer,      // (rows, conv_channels)
+    pub x_dbl: wgpu::Buffer,       // (rows, dt_rank + 2 d_state); Mamba-1 and FalconMamba only
+    pub dt: wgpu::Buffer,          // (rows, d_inner); Mamba-1 and FalconMamba only
     pub chunk_state: wgpu::Buffer, // Mamba-2's chunked scan: each chunk's state (ops::ssd)
     pub chunk_decay: wgpu::Buffer, // and decay
-    pub y: wgpu::Buffer,         // (rows, d_inner)
-    pub mixer_out: wgpu::Buffer, // (rows, d_model)
-    pub logits: wgpu::Buffer,    // (batch, vocab): last position of each sequence
-    pub next_ids: wgpu::Buffer,  // (batch) u32: argmax of logits
+    pub y: wgpu::Buffer,           // (rows, d_inner)
+    pub mixer_out: wgpu::Buffer,   // (rows, d_model)
+    pub logits: wgpu::Buffer,      // (batch, vocab): last position of each sequence
+    pub next_ids: wgpu::Buffer,    // (batch) u32: argmax of logits
 }
 
 impl Scratch {

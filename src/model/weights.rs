@@ -48,19 +48,19 @@ pub struct LayerWeights<M, V> {
 pub enum SsmWeights<M, V> {
     /// Mamba-1 and FalconMamba: per-channel A and a low-rank, input-dependent dt.
     Selective {
-        x_proj: M,    // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
-        dt_proj: M,   // (d_inner, dt_rank)
-        dt_bias: V,   // (d_inner)
-        a: V,         // (d_inner, d_state): A = -exp(A_log), negative
-        d_skip: V,    // (d_inner)
+        x_proj: M,  // (dt_rank + 2 * d_state, d_inner): rows dt_low | B | C
+        dt_proj: M, // (d_inner, dt_rank)
+        dt_bias: V, // (d_inner)
+        a: V,       // (d_inner, d_state): A = -exp(A_log), negative
+        d_skip: V,  // (d_inner)
     },
     /// Mamba-2: one scalar A, D and dt bias per head; dt comes from in_proj; the gated
     /// RMSNorm's weight.
     Ssd {
-        dt_bias: V,   // (n_heads)
-        a: V,         // (n_heads): A = -exp(A_log)
-        d_skip: V,    // (n_heads)
-        norm: V,      // (d_inner)
+        dt_bias: V, // (n_heads)
+        a: V,       // (n_heads): A = -exp(A_log)
+        d_skip: V,  // (n_heads)
+        norm: V,    // (d_inner)
     },
 }
 
@@ -202,7 +202,13 @@ fn load_selective<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, m: &
 }
 
 /// Mamba-2 (`m`: the layer's mixer prefix).
-fn load_ssd<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, shape: SsdShape, m: &str, sink: &mut S) -> Result<SsmWeights<S::Matrix, S::Vector>> {
+fn load_ssd<S: TensorSink>(
+    ckpt: &impl TensorSource,
+    c: &MambaConfig,
+    shape: SsdShape,
+    m: &str,
+    sink: &mut S,
+) -> Result<SsmWeights<S::Matrix, S::Vector>> {
     let h = shape.n_heads;
     Ok(SsmWeights::Ssd {
         dt_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_bias"), &[h])?)?,

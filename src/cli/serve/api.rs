@@ -147,7 +147,11 @@ impl Options {
     pub fn checked(&self, model_id: &str) -> Result<Checked, ApiError> {
         if let Some(model) = &self.model {
             if model != model_id {
-                return Err(ApiError { status: StatusCode::NOT_FOUND, message: format!("model `{model}` does not exist; this server runs `{model_id}`"), param: Some("model".into()) });
+                return Err(ApiError {
+                    status: StatusCode::NOT_FOUND,
+                    message: format!("model `{model}` does not exist; this server runs `{model_id}`"),
+                    param: Some("model".into()),
+                });
             }
         }
         if self.n.is_some_and(|n| n != 1) {

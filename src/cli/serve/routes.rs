@@ -137,7 +137,13 @@ async fn collect(mut received: mpsc::Receiver<Event>, id: &str, model: &str, kin
 
 /// Server-sent events, one per piece of text, then the finish reason, the usage (when asked
 /// for with `stream_options.include_usage`) and `[DONE]`.
-fn stream_events(mut received: mpsc::Receiver<Event>, id: String, model: String, kind: Kind, include_usage: bool) -> Sse<ReceiverStream<Result<SseEvent, Infallible>>> {
+fn stream_events(
+    mut received: mpsc::Receiver<Event>,
+    id: String,
+    model: String,
+    kind: Kind,
+    include_usage: bool,
+) -> Sse<ReceiverStream<Result<SseEvent, Infallible>>> {
     let (out, stream) = mpsc::channel(64);
     tokio::spawn(async move {
         let chunk = |choices: Value, usage: Option<Usage>| -> SseEvent {
@@ -177,7 +183,9 @@ fn stream_events(mut received: mpsc::Receiver<Event>, id: String, model: String,
                     }
                     out.send(Ok(SseEvent::default().data("[DONE]"))).await
                 }
-                Event::Failed(message) => out.send(Ok(SseEvent::default().data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body().to_string()))).await,
+                Event::Failed(message) => {
+                    out.send(Ok(SseEvent::default().data(ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message).body().to_string()))).await
+                }
             };
             // The client went away: dropping `received` stops the generation.
             if sent.is_err() {
