@@ -48,8 +48,12 @@ impl Tokenizer {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         // The largest tokenizer.json files are tens of MB; a device or a huge file is refused.
-        let bytes = crate::model::checkpoint::read_limited(path, 512 << 20, "a tokenizer.json")?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        let name = path.display().to_string();
+        let bytes = crate::model::checkpoint::read_limited(path, 512 << 20, "a tokenizer.json").map_err(|e| match e {
+            Error::Io { reason, .. } => Error::Tokenizer { path: name.clone(), reason },
+            other => other,
+        })?;
+        Self::from_bytes(&bytes, &name)
     }
 
     /// Parses the contents of a `tokenizer.json`; `name` only labels errors.
