@@ -116,18 +116,6 @@ impl ChatTemplate {
         template.render(context).map_err(|e| self.error(e))
     }
 
-    /// What a new turn adds to a conversation whose earlier messages are already in the
-    /// state: the rendering of `earlier + [user]` with the generation prompt, past the
-    /// rendering of `earlier`. None where the template does not render the conversation as an
-    /// extension of its earlier part (then the whole prompt must be fed again).
-    pub fn continuation(&self, earlier: &[Message], user: &Message) -> Result<Option<String>> {
-        let before = self.render(earlier, false)?;
-        let mut all = earlier.to_vec();
-        all.push(user.clone());
-        let after = self.render(&all, true)?;
-        Ok(after.strip_prefix(&before).map(str::to_string))
-    }
-
     fn environment(&self) -> Result<minijinja::Environment<'static>> {
         let mut env = minijinja::Environment::new();
         // As transformers renders chat templates.
@@ -154,7 +142,7 @@ mod tests {
     const CHATML: &str = r#"{"chat_template": "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}", "eos_token": {"content": "<|im_end|>"}}"#;
 
     #[test]
-    fn renders_a_chatml_template_and_its_continuation() {
+    fn renders_a_chatml_template() {
         let t = ChatTemplate::from_tokenizer_config(CHATML, "tokenizer_config.json").unwrap();
         let messages = [Message::new("system", "Be brief."), Message::new("user", "Hi")];
         assert_eq!(
@@ -162,8 +150,7 @@ mod tests {
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
         let earlier = [Message::new("user", "Hi"), Message::new("assistant", "Hello.")];
-        let next = t.continuation(&earlier, &Message::new("user", "More")).unwrap();
-        assert_eq!(next.as_deref(), Some("<|im_start|>user\nMore<|im_end|>\n<|im_start|>assistant\n"));
+        assert_eq!(t.render(&earlier, false).unwrap(), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n");
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn resolve_local(name: &str) -> Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     if path.exists() {
-        return Err(Error::io(name, "is a file; a model is a folder with config.json and model.safetensors"));
+        return Err(Error::io(name, "is a file; a model is a folder with config.json and model.safetensors (or pytorch_model.bin)"));
     }
     if !is_repo_id(name) {
         return Err(Error::io(name, "model folder not found"));

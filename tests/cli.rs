@@ -397,22 +397,27 @@ fn unsupported_and_contradicting_configs_are_named() {
     }
 }
 
-/// With a chat template in tokenizer_config.json, a chat turn feeds the template's rendering:
-/// the reply equals `generate` on the rendered prompt's ids.
+/// With a chat template in tokenizer_config.json, each chat turn feeds what the template's
+/// rendering of the whole conversation adds to the text fed so far: the replies equal
+/// `generate` on the ids of the whole rendered conversation.
 #[test]
 fn chat_renders_the_model_chat_template() {
     let fx = Fixture::load("mamba1-small");
     let tmp = TempDir::new("chat-template");
     let model = word_model(&tmp, "mamba1-small");
     // User turns as `t7 CONTENT t9`, the assistant's opened by `t3`.
-    let template = "{% for m in messages %}{% if m['role'] == 'user' %}t7 {{ m['content'] }} t9 {% else %}{{ m['content'] }} {% endif %}{% endfor %}{% if add_generation_prompt %}t3{% endif %}";
+    let template = "{% for m in messages %}{% if m['role'] == 'user' %}t7 {{ m['content'] }} t9 {% else %}t3 {{ m['content'] }} {% endif %}{% endfor %}{% if add_generation_prompt %}t3 {% endif %}";
     let config = serde_json::json!({ "chat_template": template });
     std::fs::write(std::path::Path::new(&model).join("tokenizer_config.json"), config.to_string()).expect("write tokenizer_config.json");
-    let user = &fx.prompts[0][..20];
-    let opts = RunOpts { stdin: Some(format!("{}\n", words(user))), ..RunOpts::default() };
+    let (u1, u2) = (&fx.prompts[0][..20], &fx.prompts[0][20..30]);
+    let opts = RunOpts { stdin: Some(format!("{}\n{}\n", words(u1), words(u2))), ..RunOpts::default() };
     let out = run(&["chat", "--model", &model, "--greedy", "--max-tokens", "6"], &opts);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    let rendered = [&[7], user, &[9, 3]].concat();
-    let expected = run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(&rendered), "--max-tokens", "6", "--greedy"]);
-    assert_eq!(parse_words(out.stdout.trim()), parse_ids(&expected.stdout));
+    let replies: Vec<Vec<u32>> = out.stdout.lines().map(parse_words).collect();
+    assert_eq!(replies.len(), 2, "{:?}", out.stdout);
+    let generate =
+        |ids: &[u32]| parse_ids(&run_ok(&["generate", "--model", &model, "--prompt-ids", &csv(ids), "--max-tokens", "6", "--greedy"]).stdout);
+    let turn1 = [&[7], u1, &[9, 3]].concat();
+    assert_eq!(replies[0], generate(&turn1));
+    assert_eq!(replies[1], generate(&[&turn1[..], &replies[0][..], &[7], u2, &[9, 3]].concat()));
 }

@@ -90,10 +90,10 @@ async function loadFromFiles(fileList) {
   await upload(files);
 }
 
-/** Uploads fetched or picked model files ({name, config, weights, tokenizer}) to the GPU. */
 /** The loaded model's tokenizer_config.json text (its chat template), or null. */
 let tokenizerConfig = null;
 
+/** Uploads fetched or picked model files ({name, config, weights, tokenizer, tokenizerConfig}) to the GPU. */
 async function upload({ name, config, weights, tokenizer, tokenizerConfig: chatConfig }) {
   tokenizerConfig = chatConfig ?? null;
   model = null;

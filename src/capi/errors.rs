@@ -180,7 +180,7 @@ pub extern "C" fn mw_status_string(status: i32) -> *const c_char {
         3 => c"invalid argument",
         4 => c"the buffer is too small",
         5 => c"file or folder error",
-        6 => c"bad model (config.json, safetensors or tensors)",
+        6 => c"bad model (config.json, weights file or tensors)",
         7 => c"not supported",
         8 => c"tokenizer error",
         9 => c"bad state snapshot",

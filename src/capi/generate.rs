@@ -195,6 +195,7 @@ unsafe fn generate(
     drop(gen);
     *pending = new_pending;
     *history = new_history;
+    super::session::trim_history(history);
     outcome?;
     let finish = match reason {
         _ if stopped_by_callback => mw_finish_reason::MW_FINISH_CALLBACK,

@@ -171,7 +171,11 @@ pub unsafe extern "C" fn mw_model_load(
             other => Failure::from(other),
         })?;
         if !dir.join("config.json").is_file() {
-            return Err(Error::io(dir.join("config.json").display(), "not found: a model folder needs config.json and model.safetensors").into());
+            return Err(Error::io(
+                dir.join("config.json").display(),
+                "not found: a model folder needs config.json and model.safetensors (or pytorch_model.bin)",
+            )
+            .into());
         }
         let checkpoint = Checkpoint::open(&dir)?;
         if let Some(tok) = &tokenizer {

@@ -17,9 +17,18 @@ pub(crate) struct SessionState {
     /// The last token `mw_generate` returned, not yet in the recurrent state: the next call
     /// that runs the model feeds it first, so the state always continues the text handed out.
     pub pending: Option<u32>,
-    /// Ids fed since the last reset (the pending one included): what the repetition penalty
-    /// of the next generation looks at.
+    /// The last ids fed since the reset (the pending one included), at most MAX_HISTORY: what
+    /// the repetition penalty of the next generation looks at.
     pub history: Vec<u32>,
+}
+
+/// Most ids a session remembers for the repetition penalty (its window is far smaller).
+pub const MAX_HISTORY: usize = 1 << 16;
+
+/// Drops all but the last MAX_HISTORY ids.
+pub fn trim_history(history: &mut Vec<u32>) {
+    let excess = history.len().saturating_sub(MAX_HISTORY);
+    history.drain(..excess);
 }
 
 impl SessionState {
@@ -39,6 +48,7 @@ impl SessionState {
         if result.is_ok() || self.session.position() != before {
             self.pending = None;
             self.history.extend_from_slice(ids);
+            trim_history(&mut self.history);
         }
         Ok(result?)
     }

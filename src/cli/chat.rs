@@ -3,9 +3,9 @@
 //! chosen but never fed, then the user's line and the separator), so a long conversation costs
 //! the same per token as a short one: Mamba's whole context is its fixed-size state.
 //!
-//! A turn's text comes from the model's chat template (`tokenizer_config.json`'s, rendered as
-//! the server renders it: what the conversation with the new line adds to the conversation so
-//! far). Models without one get the plain transcript: the user's line followed by a blank line
+//! With a chat template (`tokenizer_config.json`'s, rendered as the server renders it), a turn
+//! feeds the rendering of the whole conversation with the new line, less the text fed so far.
+//! Models without one get the plain transcript: the user's line followed by a blank line
 //! (`\n\n`), and a reply ends at EOS, at `--max-tokens`, at a `--stop` string, or by default at
 //! the next blank line: in the plain text small models learn from (plays, prose) a blank line
 //! is where a speech or paragraph ends, so each turn reads to the model like one paragraph
@@ -51,6 +51,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let mut pending: Option<u32> = None;
     let mut history: Vec<u32> = Vec::new();
     let mut messages: Vec<Message> = Vec::new();
+    // With a chat template: the text fed so far (renderings of the conversation, and replies).
+    let mut fed_text = String::new();
     let mut total = GenerationStats::default();
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout();
@@ -75,15 +77,31 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         }
         let user = Message::new("user", &line);
         let mut prompt: Vec<u32> = pending.take().into_iter().collect();
-        match template.continuation(&messages, &user)? {
-            Some(text) => prompt.extend(tokenizer.encode(&text)?),
-            None => {
-                // The template renders this conversation differently from its start: feed it
-                // all again from a fresh state.
-                session.reset();
-                prompt = tokenizer.encode(&template.render(&[messages.as_slice(), &[user.clone()]].concat(), true)?)?;
-                history.clear();
+        if template.is_plain() {
+            // The plain transcript: the line and a blank line.
+            prompt.extend(tokenizer.encode(&format!("{line}{PLAIN_SEPARATOR}"))?);
+        } else {
+            // The template's rendering of the whole conversation, less the text already fed
+            // (earlier renderings and replies): its BOS, closing tags and all.
+            let rendered = match template.render(&[messages.as_slice(), std::slice::from_ref(&user)].concat(), true) {
+                Ok(text) => text,
+                Err(e) => {
+                    // A template that refuses this conversation costs the turn only.
+                    print_err(&format!("error: {e}"));
+                    pending = prompt.pop();
+                    continue;
+                }
+            };
+            match rendered.strip_prefix(fed_text.as_str()) {
+                Some(new) => prompt.extend(tokenizer.encode(new)?),
+                None => {
+                    // Rendered differently from what was fed: feed it all again, from zero.
+                    session.reset();
+                    prompt = tokenizer.encode(&rendered)?;
+                    history.clear();
+                }
             }
+            fed_text = rendered;
         }
         messages.push(user);
 
@@ -113,6 +131,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
             writeln!(stdout).map_err(|e| Error::io("stdout", e))?;
         }
         messages.push(Message::new("assistant", &reply));
+        fed_text.push_str(&reply);
         pending = gen.pending_token();
         // Only the repetition window of the history can matter; keep it bounded.
         let h = gen.history();

@@ -21,7 +21,7 @@ pub fn resolve(arg: Option<&str>) -> Result<ModelSource> {
         return Ok(ModelSource::Folder(path.to_path_buf()));
     }
     if path.exists() {
-        return Err(Error::io(arg, "is a file; --model takes a folder with config.json and model.safetensors"));
+        return Err(Error::io(arg, "is a file; --model takes a folder with config.json and model.safetensors (or pytorch_model.bin)"));
     }
     if !is_repo_id(arg) {
         return Err(Error::io(arg, "model folder not found"));
@@ -82,8 +82,9 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
         .map_err(|e| fail("(client setup)", &e))?;
     let remote = api.model(repo.to_string());
     let config = remote.get("config.json").map_err(|e| fail("config.json", &e))?;
-    if remote.get("model.safetensors").is_err() {
-        let index_path = remote.get("model.safetensors.index.json").map_err(|e| fail("model.safetensors (or an index)", &e))?;
+    // The weights: model.safetensors, its shards, or (the state-spaces releases) pytorch_model.bin.
+    if remote.get("model.safetensors").is_err() && remote.get("pytorch_model.bin").is_err() {
+        let index_path = remote.get("model.safetensors.index.json").map_err(|e| fail("model.safetensors (or an index, or pytorch_model.bin)", &e))?;
         let text = std::fs::read_to_string(&index_path).map_err(|e| Error::io(index_path.display(), e))?;
         let index: serde_json::Value = serde_json::from_str(&text).map_err(|e| Error::io(index_path.display(), e))?;
         let mut shards: Vec<&str> = index["weight_map"].as_object().into_iter().flat_map(|m| m.values().filter_map(|v| v.as_str())).collect();
@@ -93,7 +94,9 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
             remote.get(shard).map_err(|e| fail(shard, &e))?;
         }
     }
+    // Optional: the tokenizer, and its config with the chat template.
     let _ = remote.get("tokenizer.json");
+    let _ = remote.get("tokenizer_config.json");
     config.parent().map(Path::to_path_buf).ok_or_else(|| Error::io(config.display(), "downloaded file has no folder"))
 }
 

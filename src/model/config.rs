@@ -167,7 +167,8 @@ impl MambaConfig {
                 let n_heads = f.required_usize("num_heads")?;
                 let head_dim = f.optional_usize("head_dim")?.unwrap_or(64);
                 let (dt_min, dt_max) = f.time_step_limit("time_step_limit")?;
-                let shape = SsdShape { n_heads, head_dim, n_groups: f.optional_usize("n_groups")?.unwrap_or(1), dt_min, dt_max };
+                // transformers' Mamba2Config defaults to 8 groups (mamba_ssm's to 1).
+                let shape = SsdShape { n_heads, head_dim, n_groups: f.optional_usize("n_groups")?.unwrap_or(8), dt_min, dt_max };
                 config.ssd = Some(shape.checked(f, config.d_inner, ("num_heads", "head_dim", "n_groups", "expand * hidden_size"))?);
             }
         }

@@ -81,7 +81,9 @@ impl Scratch {
         let c = &m.config;
         let buf = |label: &str, elements: usize| storage(ctx, label, elements);
         let selective = c.ssd.is_none() as usize;
-        let chunk_elements = c.ssd.map_or((0, 0), |shape| chunk_buffer_elements(max_rows, batch, &shape, c.d_state));
+        // Mamba-2's chunk states; one token per sequence (the sequential scan) needs none.
+        let chunked = max_rows > batch;
+        let chunk_elements = c.ssd.filter(|_| chunked).map_or((0, 0), |shape| chunk_buffer_elements(max_rows, batch, &shape, c.d_state));
         Scratch {
             max_rows,
             ids: buf("ids", max_rows),

@@ -178,7 +178,7 @@ int main(int argc, char **argv) {
     EXPECT(mw_model_load(ctx, model_dir, &load, &model), MW_ERR_INVALID_ARGUMENT, "weight_dtype");
     load.weight_dtype = MW_DTYPE_AUTO;
     load.tokenizer_path = "/nonexistent/tokenizer.json";
-    EXPECT(mw_model_load(ctx, model_dir, &load, &model), MW_ERR_IO, "/nonexistent/tokenizer.json");
+    EXPECT(mw_model_load(ctx, model_dir, &load, &model), MW_ERR_TOKENIZER, "/nonexistent/tokenizer.json");
 
     /* A handle of another kind is an error, not a crash. */
     EXPECT(mw_session_new((const mw_model *)ctx, &session), MW_ERR_INVALID_ARGUMENT, "mw_model");

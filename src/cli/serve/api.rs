@@ -165,7 +165,8 @@ impl Options {
             min_p: self.min_p.unwrap_or(defaults.min_p),
             repetition_penalty: self.repetition_penalty.unwrap_or(defaults.repetition_penalty),
             repetition_window: defaults.repetition_window,
-            seed: self.seed.unwrap_or(0),
+            // Without a seed, each request draws differently (as OpenAI's API does).
+            seed: self.seed.unwrap_or_else(fresh_seed),
         };
         params.validate().map_err(|e| match e {
             mamba_wgpu::Error::InvalidArgument { name, reason } => ApiError::bad_request(Some(&name), format!("`{name}`: {reason}")),
@@ -185,6 +186,14 @@ impl Options {
         }
         Ok(Checked { params, max_tokens, stop })
     }
+}
+
+/// A different seed for every request that names none: the clock mixed with a counter.
+fn fresh_seed() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let count = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    (nanos ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
 
 /// Tokens generated when a request names no `max_tokens`, as `mamba-wgpu generate`.

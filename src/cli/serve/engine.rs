@@ -29,11 +29,13 @@ pub struct Shared {
     pub sessions: Mutex<Vec<Session>>,
     /// One permit per request that may run at once.
     pub running: Semaphore,
-    /// Requests generating now (for /health).
+    /// Requests generating now (for /health; the others admitted are waiting).
     pub generating: AtomicUsize,
-    /// Requests waiting for a permit, and how many may wait.
-    pub waiting: AtomicUsize,
+    /// Requests admitted and not finished (waiting or generating), and how many may wait on
+    /// top of the `parallel` that generate.
+    pub admitted: AtomicUsize,
     pub queue_limit: usize,
+    pub parallel: usize,
     pub max_prompt_tokens: usize,
 }
 
@@ -44,17 +46,25 @@ pub enum Event {
     Failed(String),
 }
 
-/// A request admitted to the queue: it waits for its turn with [`Ticket::run`].
+/// A request admitted to the queue: it waits for its turn with [`Ticket::run`]; dropping it
+/// (at the end of the run) frees its place.
 pub struct Ticket {
     shared: Arc<Shared>,
 }
 
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.admitted.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Shared {
-    /// Admits a request to the queue, or refuses it when the queue is full.
+    /// Admits a request (to generate now, or to wait), or refuses it when `parallel` requests
+    /// generate and `queue_limit` wait already.
     pub fn admit(self: &Arc<Self>) -> Result<Ticket, ApiError> {
-        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst);
-        if waiting >= self.queue_limit {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
+        let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
+        if admitted >= self.parallel + self.queue_limit {
+            self.admitted.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 format!("the server is busy: {} requests are already waiting", self.queue_limit),
@@ -84,9 +94,11 @@ impl Ticket {
     /// end or until the receiver is gone (the client disconnected: generation stops).
     pub async fn run(self, tokens: Vec<u32>, request: Checked, events: mpsc::Sender<Event>) {
         let shared = self.shared.clone();
-        let permit = shared.running.acquire().await;
-        shared.waiting.fetch_sub(1, Ordering::SeqCst);
-        let Ok(_permit) = permit else { return };
+        let Ok(_permit) = shared.running.acquire().await else { return };
+        // A client that went away while its request waited costs no prefill.
+        if events.is_closed() {
+            return;
+        }
         let worker = shared.clone();
         let failed = events.clone();
         shared.generating.fetch_add(1, Ordering::SeqCst);

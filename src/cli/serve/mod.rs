@@ -36,8 +36,9 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         sessions: Mutex::new(Vec::new()),
         running: tokio::sync::Semaphore::new(args.parallel),
         generating: AtomicUsize::new(0),
-        waiting: AtomicUsize::new(0),
+        admitted: AtomicUsize::new(0),
         queue_limit: args.queue,
+        parallel: args.parallel,
         max_prompt_tokens: args.max_prompt_tokens,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;

@@ -40,7 +40,9 @@ pub fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
 /// Liveness, and the requests generating and waiting now.
 async fn health(State(app): State<App>) -> Json<Value> {
     let s = &app.shared;
-    Json(json!({"status": "ok", "generating": s.generating.load(Ordering::SeqCst), "waiting": s.waiting.load(Ordering::SeqCst)}))
+    let generating = s.generating.load(Ordering::SeqCst);
+    let waiting = s.admitted.load(Ordering::SeqCst).saturating_sub(generating);
+    Json(json!({"status": "ok", "generating": generating, "waiting": waiting}))
 }
 
 async fn models(State(app): State<App>) -> Json<Value> {
