@@ -98,18 +98,57 @@ pub struct Generator<'a> {
     started: bool,
     finish: Option<FinishReason>,
     stats: GenerationStats,
-    text: Option<TextState<'a>>,
+    text: Option<TextOutput<'a>>,
     /// Buffers of the GPU top-k path, made on its first use.
     top_k: Option<TopKReader>,
 }
 
-/// Decoding state of the text API.
-struct TextState<'a> {
+/// The text of generated tokens, UTF-8-safe, with stop strings: text that may begin a stop
+/// string is held back until it cannot, and a stop string ends the text before it. The
+/// Generator uses one; so does any loop that chooses tokens itself (the server's batch).
+pub struct TextOutput<'a> {
     stream: TextStream<'a>,
+    stops: Vec<String>,
     /// Decoded text not yet returned because it may begin a stop string.
     held: String,
     /// The final text (stream remainder and held text) has been returned.
     flushed: bool,
+}
+
+impl<'a> TextOutput<'a> {
+    pub fn new(tokenizer: &'a Tokenizer, stops: Vec<String>) -> Self {
+        TextOutput { stream: tokenizer.stream(), stops, held: String::new(), flushed: false }
+    }
+
+    /// The text `token` releases (possibly empty), and whether it completed a stop string (the
+    /// text then ends before it, and nothing more comes).
+    pub fn push(&mut self, token: u32) -> Result<(String, bool)> {
+        self.held.push_str(&self.stream.push(token)?);
+        if let Some(at) = find_stop(&self.held, &self.stops) {
+            let mut out = std::mem::take(&mut self.held);
+            out.truncate(at);
+            self.flushed = true;
+            return Ok((out, true));
+        }
+        let keep = possible_stop_start(&self.held, &self.stops);
+        let rest = self.held.split_off(keep);
+        Ok((std::mem::replace(&mut self.held, rest), false))
+    }
+
+    /// The text still held once generation has ended (None if it was all returned).
+    pub fn finish(&mut self) -> Result<Option<String>> {
+        if self.flushed {
+            return Ok(None);
+        }
+        self.flushed = true;
+        let mut rest = std::mem::take(&mut self.held);
+        rest.push_str(&self.stream.finish()?);
+        // The flushed tail can still complete a stop string.
+        if let Some(at) = find_stop(&rest, &self.stops) {
+            rest.truncate(at);
+        }
+        Ok(Some(rest))
+    }
 }
 
 impl<'a> Generator<'a> {
@@ -132,7 +171,7 @@ impl<'a> Generator<'a> {
 
     /// Enables [`Generator::next_text`] and stop strings.
     pub fn with_tokenizer(mut self, tokenizer: &'a Tokenizer) -> Self {
-        self.text = Some(TextState { stream: tokenizer.stream(), held: String::new(), flushed: false });
+        self.text = Some(TextOutput::new(tokenizer, self.stop.stop_strings.clone()));
         self
     }
 
@@ -267,32 +306,13 @@ impl<'a> Generator<'a> {
             return Err(Error::invalid("generator", "next_text() needs a tokenizer (Generator::with_tokenizer)"));
         }
         let token = self.next_token().await?;
-        let stops = &self.stop.stop_strings;
         let Some(text) = self.text.as_mut() else { return Ok(None) };
-        let Some(token) = token else {
-            if text.flushed {
-                return Ok(None);
-            }
-            text.flushed = true;
-            let mut rest = std::mem::take(&mut text.held);
-            rest.push_str(&text.stream.finish()?);
-            // The flushed tail can still complete a stop string.
-            if let Some(at) = find_stop(&rest, stops) {
-                rest.truncate(at);
-            }
-            return Ok(Some(rest));
-        };
-        text.held.push_str(&text.stream.push(token)?);
-        if let Some(at) = find_stop(&text.held, stops) {
-            let mut out = std::mem::take(&mut text.held);
-            out.truncate(at);
-            text.flushed = true;
+        let Some(token) = token else { return text.finish() };
+        let (out, stopped) = text.push(token)?;
+        if stopped {
             self.finish = Some(FinishReason::StopString);
-            return Ok(Some(out));
         }
-        let keep = possible_stop_start(&text.held, stops);
-        let rest = text.held.split_off(keep);
-        Ok(Some(std::mem::replace(&mut text.held, rest)))
+        Ok(Some(out))
     }
 
     /// Ends generation before the next token (e.g. on Ctrl-C).

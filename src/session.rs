@@ -184,6 +184,29 @@ impl Session {
         self.position = 0;
     }
 
+    /// Copies the recurrent state of sequence `from` of `source` (a session of the same model)
+    /// into sequence `to` of this one, on the GPU: a batched decode takes in a sequence that was
+    /// prefilled alone, and hands it back to be saved.
+    pub fn copy_sequence(&mut self, to: usize, source: &Session, from: usize) -> Result<()> {
+        if !Arc::ptr_eq(&self.model, &source.model) || to >= self.batch || from >= source.batch {
+            return Err(Error::invalid(
+                "copy_sequence",
+                format!("sequence {from} of {} into {to} of {} of the same model", source.batch, self.batch),
+            ));
+        }
+        let c = &self.model.config;
+        let conv = (c.conv_channels() * c.d_conv * 4) as u64;
+        let ssm = (c.d_inner * c.d_state * 4) as u64;
+        let mut encoder = self.model.ctx.device.create_command_encoder(&Default::default());
+        for layer in 0..c.n_layer {
+            let (src, dst) = (&source.state, &self.state);
+            encoder.copy_buffer_to_buffer(&src.conv[layer], from as u64 * conv, &dst.conv[layer], to as u64 * conv, conv);
+            encoder.copy_buffer_to_buffer(&src.ssm[layer], from as u64 * ssm, &dst.ssm[layer], to as u64 * ssm, ssm);
+        }
+        self.model.ctx.queue.submit([encoder.finish()]);
+        Ok(())
+    }
+
     fn one_per_sequence(&self, tokens: &[u32]) -> Result<Vec<Vec<u32>>> {
         if tokens.len() != self.batch {
             return Err(Error::invalid("tokens", format!("{} tokens for a batch of {}", tokens.len(), self.batch)));

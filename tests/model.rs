@@ -399,3 +399,45 @@ fn gpu_top_k_generation_matches_sampling_whole_rows() {
         assert_eq!(got, want, "{params:?}");
     }
 }
+
+/// A batched decode can take in sequences prefilled alone (`Session::copy_sequence`): two
+/// prompts of different lengths, each prefilled in a session of one, copied into a session of
+/// two, step together exactly as each steps alone; and copied back out, they hold the same state.
+#[test]
+fn sequences_move_between_sessions_exactly() {
+    for name in ["mamba1-tiny", "mamba2-tiny"] {
+        let model = load(common::ctx(), &fixture(name), None).unwrap();
+        let vocab = model.config.vocab_size as u32;
+        let prompts = [prompt(37, vocab, 1), prompt(9, vocab, 2)];
+        let steps: [[u32; 2]; 3] = [[5, 6], [7, 8], [9, 10]];
+        // Each sequence alone: prefill, then the steps.
+        let mut alone = Vec::new();
+        for (b, p) in prompts.iter().enumerate() {
+            let mut s = Session::new(model.clone(), 1).unwrap();
+            pollster::block_on(s.prefill(&[p.clone()])).unwrap();
+            let logits: Vec<Vec<f32>> = steps.iter().map(|t| pollster::block_on(s.step(&[t[b]])).unwrap()).collect();
+            alone.push((logits, pollster::block_on(s.read_state()).unwrap()));
+        }
+        // Prefilled alone, moved into sequences 1 and 0 of a batch of two, stepped together.
+        let mut single = Session::new(model.clone(), 1).unwrap();
+        let mut batch = Session::with_chunk(model.clone(), 2, 1).unwrap();
+        for (b, p) in prompts.iter().enumerate() {
+            single.reset();
+            pollster::block_on(single.prefill(&[p.clone()])).unwrap();
+            batch.copy_sequence(1 - b, &single, 0).unwrap();
+        }
+        let v = vocab as usize;
+        for (i, t) in steps.iter().enumerate() {
+            let logits = pollster::block_on(batch.step(&[t[1], t[0]])).unwrap();
+            common::assert_close(&format!("{name} step {i}, sequence 0"), &logits[v..], &alone[0].0[i], 1e-5);
+            common::assert_close(&format!("{name} step {i}, sequence 1"), &logits[..v], &alone[1].0[i], 1e-5);
+        }
+        // Sequence 1 of the batch (prompt 0) copied back out holds prompt 0's state.
+        single.copy_sequence(0, &batch, 1).unwrap();
+        for (layer, ((conv, ssm), (want_conv, want_ssm))) in pollster::block_on(single.read_state()).unwrap().iter().zip(&alone[0].1).enumerate() {
+            common::assert_close(&format!("{name} conv state {layer}"), conv, want_conv, 1e-6);
+            common::assert_close(&format!("{name} ssm state {layer}"), ssm, want_ssm, 1e-6);
+        }
+        assert!(batch.copy_sequence(2, &single, 0).is_err(), "sequence 2 of a batch of 2 must be refused");
+    }
+}

@@ -47,7 +47,7 @@ pub struct ServeArgs {
     /// Memory for cached conversation states (least recently used ones are dropped first)
     #[arg(long, default_value_t = 512, value_name = "MB")]
     pub state_cache_mb: usize,
-    /// Requests that generate at the same time, each in a session of its own
+    /// Requests that generate at the same time: the batch of the decoding session
     #[arg(long, default_value_t = 4, value_name = "N")]
     pub parallel: usize,
     /// Requests that may wait for a turn; more are refused with 503

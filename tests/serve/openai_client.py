@@ -84,6 +84,20 @@ order = [n for _, n in sorted(arrivals)]
 switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
 check("two concurrent streams interleave", switches >= 3, "".join("R" if n == "ROMEO:" else "J" for n in order))
 
+# Requests running together decode in one batched session: a seeded, sampled request gives the
+# same text next to another one as alone.
+def sampled(prompt, seed):
+    return client.completions.create(model=MODEL, prompt=prompt, max_tokens=16, temperature=1.0, seed=seed).choices[0].text
+requests = [("ROMEO:", 11), ("JULIET:", 12)]
+alone = [sampled(p, s) for p, s in requests]
+together = [None, None]
+threads = [threading.Thread(target=lambda i=i, p=p, s=s: together.__setitem__(i, sampled(p, s))) for i, (p, s) in enumerate(requests)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+check("batched sampled requests give the texts they give alone", together == alone, f"{together} vs {alone}")
+
 # Bad requests: OpenAI-style errors, 4xx.
 for name, call, expected in [
     ("an unknown model is 404", lambda: client.completions.create(model="gpt-4", prompt="x", max_tokens=1), openai.NotFoundError),

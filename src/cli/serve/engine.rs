@@ -1,20 +1,24 @@
-//! Running one request on the GPU, on a blocking thread of its own: several run at once (up to
-//! `--parallel`), each in its own session on the shared model, so their tokens interleave; the
-//! rest wait in a bounded queue. A request restores the longest cached state of its tokens,
-//! prefills the rest, generates, and leaves two states in the cache: after its prompt (less the
-//! last token, whose logits choose the first new token) and after everything it fed.
+//! The GPU side of the server: one scheduler thread owns two sessions of the loaded model, a
+//! batch of `--parallel` sequences for decoding and a single sequence for prefills. A request
+//! takes a free sequence of the batch: its prompt is prefilled alone (from the longest cached
+//! state of its tokens, see `cache.rs`), its state copied into the batch, and from then on it
+//! decodes in the batch's one step per token with every other running request, so their
+//! tokens interleave. Requests beyond the batch wait in a bounded queue. When a request ends,
+//! its state goes back to the cache: after its prompt (less the last token, whose logits choose
+//! the first new one) and after everything it fed.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc as channel, Arc, Mutex};
 
 use mamba_wgpu::chat_template::ChatTemplate;
-use mamba_wgpu::generate::{FinishReason, Generator, StopConditions};
+use mamba_wgpu::generate::{FinishReason, TextOutput};
 use mamba_wgpu::sampling::Sampler;
 use mamba_wgpu::tokenizer::Tokenizer;
-use mamba_wgpu::{Model, Session};
-use tokio::sync::{mpsc, Semaphore};
+use mamba_wgpu::{Model, Result, Session};
+use tokio::sync::mpsc;
 
-use super::api::{ApiError, Checked, Usage};
+use super::api::{finish_reason, ApiError, Checked, Usage};
 use super::cache::StateCache;
 
 /// What every request shares.
@@ -25,18 +29,16 @@ pub struct Shared {
     pub template: ChatTemplate,
     pub eos: Vec<u32>,
     pub cache: Mutex<StateCache>,
-    /// Sessions not in use (one per request running at a time, made on demand).
-    pub sessions: Mutex<Vec<Session>>,
-    /// One permit per request that may run at once.
-    pub running: Semaphore,
-    /// Requests generating now (for /health; the others admitted are waiting).
-    pub generating: AtomicUsize,
     /// Requests admitted and not finished (waiting or generating), and how many may wait on
     /// top of the `parallel` that generate.
     pub admitted: AtomicUsize,
     pub queue_limit: usize,
     pub parallel: usize,
+    /// Requests generating now (for /health; the others admitted are waiting).
+    pub generating: AtomicUsize,
     pub max_prompt_tokens: usize,
+    /// Where requests go to the scheduler.
+    pub jobs: Mutex<channel::Sender<Job>>,
 }
 
 /// What a running request sends to its HTTP handler.
@@ -46,8 +48,7 @@ pub enum Event {
     Failed(String),
 }
 
-/// A request admitted to the queue: it waits for its turn with [`Ticket::run`]; dropping it
-/// (at the end of the run) frees its place.
+/// A request admitted to the queue; dropping it (when the request ends) frees its place.
 pub struct Ticket {
     shared: Arc<Shared>,
 }
@@ -58,10 +59,18 @@ impl Drop for Ticket {
     }
 }
 
+/// A request for the scheduler.
+pub struct Job {
+    tokens: Vec<u32>,
+    request: Checked,
+    events: mpsc::Sender<Event>,
+    _ticket: Ticket,
+}
+
 impl Shared {
     /// Admits a request (to generate now, or to wait), or refuses it when `parallel` requests
     /// generate and `queue_limit` wait already.
-    pub fn admit(self: &Arc<Self>) -> Result<Ticket, ApiError> {
+    pub fn admit(self: &Arc<Self>) -> std::result::Result<Ticket, ApiError> {
         let admitted = self.admitted.fetch_add(1, Ordering::SeqCst);
         if admitted >= self.parallel + self.queue_limit {
             self.admitted.fetch_sub(1, Ordering::SeqCst);
@@ -74,7 +83,7 @@ impl Shared {
     }
 
     /// The prompt's token ids, checked against the length limit.
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, ApiError> {
+    pub fn encode(&self, text: &str) -> std::result::Result<Vec<u32>, ApiError> {
         let tokens = self.tokenizer.encode(text).map_err(|e| ApiError::bad_request(Some("prompt"), e.to_string()))?;
         if tokens.is_empty() {
             return Err(ApiError::bad_request(Some("prompt"), "the prompt is empty"));
@@ -87,93 +96,217 @@ impl Shared {
         }
         Ok(tokens)
     }
+
+    /// Hands the request to the scheduler; its events come back on `events`.
+    pub fn submit(&self, ticket: Ticket, tokens: Vec<u32>, request: Checked, events: mpsc::Sender<Event>) {
+        let job = Job { tokens, request, events, _ticket: ticket };
+        let sent = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job);
+        if let Err(channel::SendError(job)) = sent {
+            let _ = job.events.try_send(Event::Failed("the generation thread has stopped".into()));
+        }
+    }
 }
 
-impl Ticket {
-    /// Waits for a free slot, then generates on a blocking thread, sending events until the
-    /// end or until the receiver is gone (the client disconnected: generation stops).
-    pub async fn run(self, tokens: Vec<u32>, request: Checked, events: mpsc::Sender<Event>) {
-        let shared = self.shared.clone();
-        let Ok(_permit) = shared.running.acquire().await else { return };
-        // A client that went away while its request waited costs no prefill.
-        if events.is_closed() {
+/// A request generating in sequence `i` of the batch.
+struct Running<'t> {
+    job: Job,
+    sampler: Sampler,
+    text: TextOutput<'t>,
+    /// Prompt and generated ids (the repetition penalty's window, and the cache key).
+    history: Vec<u32>,
+    /// Ids in the sequence's state: the prompt, then each generated token once it is fed.
+    fed: usize,
+    /// The last chosen token, fed by the next step.
+    pending: Option<u32>,
+    generated: usize,
+    cached_tokens: usize,
+    /// Set when the request is over.
+    finish: Option<FinishReason>,
+}
+
+/// The scheduler: runs until the server's job channel closes. A failure of the GPU reaches the
+/// requests it concerns as an error.
+pub fn run(shared: Arc<Shared>, jobs: channel::Receiver<Job>) {
+    let (mut single, mut batch) = match (Session::new(shared.model.clone(), 1), Session::with_chunk(shared.model.clone(), shared.parallel, 1)) {
+        (Ok(single), Ok(batch)) => (single, batch),
+        (Err(e), _) | (_, Err(e)) => {
+            // Every request gets the reason.
+            for job in jobs {
+                let _ = job.events.blocking_send(Event::Failed(format!("the model cannot run here: {e}")));
+            }
             return;
         }
-        let worker = shared.clone();
-        let failed = events.clone();
-        shared.generating.fetch_add(1, Ordering::SeqCst);
-        let outcome = tokio::task::spawn_blocking(move || generate(&worker, &tokens, &request, &events)).await;
-        shared.generating.fetch_sub(1, Ordering::SeqCst);
-        let message = match outcome {
-            Ok(Ok(())) => return,
-            Ok(Err(e)) => e.to_string(),
-            Err(panic) => format!("generation failed: {panic}"),
+    };
+    let mut slots: Vec<Option<Running>> = (0..shared.parallel).map(|_| None).collect();
+    let mut waiting: VecDeque<Job> = VecDeque::new();
+    loop {
+        if slots.iter().all(Option::is_none) && waiting.is_empty() {
+            match jobs.recv() {
+                Ok(job) => waiting.push_back(job),
+                Err(_) => return,
+            }
+        }
+        waiting.extend(jobs.try_iter());
+        // Fill free sequences of the batch.
+        while let Some(free) = slots.iter().position(Option::is_none) {
+            let Some(job) = waiting.pop_front() else { break };
+            // A client that went away while its request waited costs no prefill.
+            if job.events.is_closed() {
+                continue;
+            }
+            shared.generating.fetch_add(1, Ordering::SeqCst);
+            match start(&shared, &mut single, &mut batch, free, job) {
+                Ok(running) => slots[free] = Some(running),
+                Err((job, e)) => fail(&shared, job, &e.to_string()),
+            }
+        }
+        // One step of the batch for every running request.
+        if slots.iter().any(|s| s.as_ref().is_some_and(|r| r.finish.is_none())) {
+            if let Err(e) = step(&mut batch, &mut slots, &shared.eos) {
+                for running in slots.iter_mut().filter_map(Option::take) {
+                    fail(&shared, running.job, &e.to_string());
+                }
+                continue;
+            }
+        }
+        for i in 0..slots.len() {
+            if slots[i].as_ref().is_some_and(|r| r.finish.is_some()) {
+                if let Some(running) = slots[i].take() {
+                    end(&shared, &mut single, &batch, i, running);
+                }
+            }
+        }
+    }
+}
+
+fn fail(shared: &Shared, job: Job, message: &str) {
+    let _ = job.events.blocking_send(Event::Failed(message.to_string()));
+    shared.generating.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Prefills a request's prompt alone (from the longest cached state of its tokens), chooses its
+/// first token and moves its state into sequence `i` of the batch.
+fn start<'t>(
+    shared: &'t Shared,
+    single: &mut Session,
+    batch: &mut Session,
+    i: usize,
+    job: Job,
+) -> std::result::Result<Running<'t>, (Job, mamba_wgpu::Error)> {
+    let prepared = (|| -> Result<(Sampler, usize, Vec<f32>)> {
+        let tokens = &job.tokens;
+        let (before_last, last) = tokens.split_at(tokens.len() - 1);
+        let cached = shared.cache.lock().unwrap_or_else(|e| e.into_inner()).longest_prefix(before_last);
+        let cached_tokens = match cached {
+            Some((n, state)) => {
+                single.restore(&state)?;
+                n
+            }
+            None => {
+                single.reset();
+                0
+            }
         };
-        let _ = failed.send(Event::Failed(message)).await;
+        if cached_tokens < before_last.len() {
+            pollster::block_on(single.feed(&[before_last[cached_tokens..].to_vec()]))?;
+            let state = pollster::block_on(single.snapshot())?;
+            shared.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(before_last, state);
+        }
+        let logits = pollster::block_on(single.prefill(&[last.to_vec()]))?;
+        batch.copy_sequence(i, single, 0)?;
+        Ok((Sampler::new(job.request.params.clone())?, cached_tokens, logits))
+    })();
+    let (sampler, cached_tokens, logits) = match prepared {
+        Ok(prepared) => prepared,
+        Err(e) => return Err((job, e)),
+    };
+    let text = TextOutput::new(&shared.tokenizer, job.request.stop.clone());
+    let history = job.tokens.clone();
+    let fed = history.len();
+    let mut running = Running { job, sampler, text, history, fed, pending: None, generated: 0, cached_tokens, finish: None };
+    if running.job.request.max_tokens == 0 {
+        running.finish = Some(FinishReason::MaxTokens);
+        return Ok(running);
+    }
+    match running.sampler.sample(&logits, &running.history) {
+        Ok(first) => running.accept(first, &shared.eos),
+        Err(e) => return Err((running.job, e)),
+    }
+    Ok(running)
+}
+
+impl Running<'_> {
+    /// Takes the token chosen for this request: EOS ends it; otherwise its text goes to the
+    /// client, and a stop string, the token budget or a client that went away ends it.
+    fn accept(&mut self, token: u32, eos: &[u32]) {
+        if eos.contains(&token) {
+            self.finish = Some(FinishReason::Eos);
+            return;
+        }
+        self.history.push(token);
+        self.generated += 1;
+        let (piece, stopped) = match self.text.push(token) {
+            Ok(out) => out,
+            Err(e) => {
+                let _ = self.job.events.blocking_send(Event::Failed(e.to_string()));
+                self.finish = Some(FinishReason::Cancelled);
+                return;
+            }
+        };
+        if !piece.is_empty() && self.job.events.blocking_send(Event::Text(piece)).is_err() {
+            self.finish = Some(FinishReason::Cancelled);
+        } else if stopped {
+            self.finish = Some(FinishReason::StopString);
+        } else if self.generated >= self.job.request.max_tokens {
+            self.finish = Some(FinishReason::MaxTokens);
+        } else {
+            self.pending = Some(token);
+        }
     }
 }
 
-fn generate(shared: &Shared, tokens: &[u32], request: &Checked, events: &mpsc::Sender<Event>) -> mamba_wgpu::Result<()> {
-    let mut session = match shared.sessions.lock().unwrap_or_else(|e| e.into_inner()).pop() {
-        Some(session) => session,
-        None => Session::new(shared.model.clone(), 1)?,
-    };
-    let result = generate_in(shared, &mut session, tokens, request, events);
-    if result.is_ok() {
-        shared.sessions.lock().unwrap_or_else(|e| e.into_inner()).push(session);
-    }
-    result
-}
-
-fn generate_in(shared: &Shared, session: &mut Session, tokens: &[u32], request: &Checked, events: &mpsc::Sender<Event>) -> mamba_wgpu::Result<()> {
-    // The state before the last prompt token: cached, or restored from the longest cached
-    // prefix and fed the rest. The last token's logits choose the first new token.
-    let (before_last, last) = tokens.split_at(tokens.len() - 1);
-    let cached = shared.cache.lock().unwrap_or_else(|e| e.into_inner()).longest_prefix(before_last);
-    let cached_tokens = match cached {
-        Some((n, state)) => {
-            session.restore(&state)?;
-            n
+/// Feeds every running request's pending token in one step of the batch and chooses each one's
+/// next token from its row of the logits (free sequences get token 0; their rows are unused).
+fn step(batch: &mut Session, slots: &mut [Option<Running>], eos: &[u32]) -> Result<()> {
+    let tokens: Vec<u32> = slots.iter().map(|s| s.as_ref().and_then(|r| r.pending).unwrap_or(0)).collect();
+    let logits = pollster::block_on(batch.step(&tokens))?;
+    let vocab = logits.len() / slots.len();
+    for (row, slot) in logits.chunks_exact(vocab).zip(slots.iter_mut()) {
+        let Some(running) = slot.as_mut().filter(|r| r.finish.is_none()) else { continue };
+        if running.pending.take().is_some() {
+            running.fed += 1;
         }
-        None => {
-            session.reset();
-            0
-        }
-    };
-    if cached_tokens < before_last.len() {
-        pollster::block_on(session.feed(&[before_last[cached_tokens..].to_vec()]))?;
-        let state = pollster::block_on(session.snapshot())?;
-        shared.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(before_last, state);
+        let token = running.sampler.sample(row, &running.history)?;
+        running.accept(token, eos);
     }
-
-    let stop = StopConditions { max_tokens: request.max_tokens, eos: shared.eos.clone(), stop_strings: request.stop.clone() };
-    let sampler = Sampler::new(request.params.clone())?;
-    let mut gen = Generator::new(session, sampler, stop).with_history(before_last).with_tokenizer(&shared.tokenizer);
-    pollster::block_on(gen.start(last))?;
-    let mut completion_tokens = 0;
-    while let Some(text) = pollster::block_on(gen.next_text())? {
-        completion_tokens = gen.stats().generated_tokens;
-        if text.is_empty() {
-            continue;
-        }
-        if events.blocking_send(Event::Text(text)).is_err() {
-            // The client went away: stop here, and keep nothing of this run.
-            gen.cancel();
-            return Ok(());
-        }
-    }
-    completion_tokens = completion_tokens.max(gen.stats().generated_tokens);
-    let finish = super::api::finish_reason(gen.finish_reason().or(Some(FinishReason::MaxTokens)));
-    // Everything fed: the session's position counts it, the history names it (the last chosen
-    // token is not fed yet).
-    let history = gen.history().to_vec();
-    drop(gen);
-    let fed = &history[..(session.position() as usize).min(history.len())];
-    if fed.len() > tokens.len() {
-        let state = pollster::block_on(session.snapshot())?;
-        shared.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(fed, state);
-    }
-    let usage = Usage { prompt_tokens: tokens.len(), completion_tokens, cached_tokens };
-    let _ = events.blocking_send(Event::Done { finish, usage });
     Ok(())
+}
+
+/// Ends a request: the rest of its text and its usage go to the client, and the state after
+/// everything it fed to the cache (copied out of the batch through the single session).
+fn end(shared: &Shared, single: &mut Session, batch: &Session, i: usize, mut running: Running) {
+    shared.generating.fetch_sub(1, Ordering::SeqCst);
+    // Cancelled: the client went away, or it was sent an error already.
+    if running.finish == Some(FinishReason::Cancelled) {
+        return;
+    }
+    let events = &running.job.events;
+    match running.text.finish() {
+        Ok(Some(rest)) if !rest.is_empty() => {
+            let _ = events.blocking_send(Event::Text(rest));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = events.blocking_send(Event::Failed(e.to_string()));
+            return;
+        }
+    }
+    if running.fed > running.job.tokens.len() {
+        let saved = single.copy_sequence(0, batch, i).and_then(|()| pollster::block_on(single.snapshot()));
+        if let Ok(state) = saved {
+            shared.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(&running.history[..running.fed], state);
+        }
+    }
+    let usage = Usage { prompt_tokens: running.job.tokens.len(), completion_tokens: running.generated, cached_tokens: running.cached_tokens };
+    let _ = events.blocking_send(Event::Done { finish: finish_reason(running.finish), usage });
 }

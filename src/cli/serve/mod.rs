@@ -1,7 +1,7 @@
 //! `mamba-wgpu serve`: an OpenAI-compatible HTTP server (axum on tokio) that keeps each
-//! conversation's recurrent state. Requests run concurrently, each in a session of its own on
-//! the one loaded model (`engine.rs`); states are cached by their token ids (`cache.rs`); the
-//! API's bodies and errors are in `api.rs`, the routes in `routes.rs`.
+//! conversation's recurrent state. Requests decode together in one batched session on the
+//! loaded model, scheduled by one thread (`engine.rs`); states are cached by their token ids
+//! (`cache.rs`); the API's bodies and errors are in `api.rs`, the routes in `routes.rs`.
 
 mod api;
 mod cache;
@@ -26,6 +26,7 @@ pub fn run(args: &ServeArgs) -> Result<()> {
     let tokenizer = loaded.tokenizer.ok_or_else(|| Error::invalid("--model", "serving text needs a tokenizer (tokenizer.json or --tokenizer)"))?;
     let model = loaded.model;
     let model_id = args.model.model.clone().unwrap_or_else(|| "shakespeare-mamba".into());
+    let (jobs, scheduled) = std::sync::mpsc::channel();
     let shared = Arc::new(engine::Shared {
         eos: model.config.eos_ids_or(tokenizer.eos_id()),
         template: chat_template(&args.model)?,
@@ -33,14 +34,18 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         model_id,
         tokenizer,
         cache: Mutex::new(cache::StateCache::new(args.state_cache_mb.saturating_mul(1 << 20))),
-        sessions: Mutex::new(Vec::new()),
-        running: tokio::sync::Semaphore::new(args.parallel),
         generating: AtomicUsize::new(0),
+        jobs: Mutex::new(jobs),
         admitted: AtomicUsize::new(0),
         queue_limit: args.queue,
         parallel: args.parallel,
         max_prompt_tokens: args.max_prompt_tokens,
     });
+    let scheduler = shared.clone();
+    std::thread::Builder::new()
+        .name("scheduler".into())
+        .spawn(move || engine::run(scheduler, scheduled))
+        .map_err(|e| Error::io("scheduler thread", e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
     runtime.block_on(async {
         let address = format!("{}:{}", args.host, args.port);

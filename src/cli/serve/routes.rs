@@ -102,7 +102,7 @@ async fn respond(shared: &Arc<Shared>, tokens: Vec<u32>, checked: Checked, strea
         Err(e) => return e.into_response(),
     };
     let (events, received) = mpsc::channel(64);
-    tokio::spawn(ticket.run(tokens, checked, events));
+    shared.submit(ticket, tokens, checked, events);
     let id = next_id(kind);
     let model = shared.model_id.clone();
     if stream {
