@@ -116,7 +116,9 @@ pub struct TextOutput<'a> {
 }
 
 impl<'a> TextOutput<'a> {
-    pub fn new(tokenizer: &'a Tokenizer, stops: Vec<String>) -> Self {
+    /// An empty stop string would end the text at once: those are ignored.
+    pub fn new(tokenizer: &'a Tokenizer, mut stops: Vec<String>) -> Self {
+        stops.retain(|s| !s.is_empty());
         TextOutput { stream: tokenizer.stream(), stops, held: String::new(), flushed: false }
     }
 

@@ -421,3 +421,10 @@ fn chat_renders_the_model_chat_template() {
     assert_eq!(replies[0], generate(&turn1));
     assert_eq!(replies[1], generate(&[&turn1[..], &replies[0][..], &[7], u2, &[9, 3]].concat()));
 }
+
+/// `serve`'s batch is at most the rows the decode kernels take.
+#[test]
+fn serve_refuses_a_batch_beyond_the_decode_kernels() {
+    expect_error(&["serve", "--parallel", "9", "--port", "0"], &["--parallel", "1 to 8"]);
+    expect_error(&["serve", "--parallel", "0", "--port", "0"], &["--parallel"]);
+}

@@ -41,6 +41,10 @@ pub struct Shared {
     pub jobs: Mutex<channel::Sender<Job>>,
 }
 
+/// Events of one request: unbounded, so that a client that reads slowly never holds up the
+/// scheduler (and with it every other request); the text is bounded by `max_tokens`.
+pub type Events = mpsc::UnboundedSender<Event>;
+
 /// What a running request sends to its HTTP handler.
 pub enum Event {
     Text(String),
@@ -63,7 +67,7 @@ impl Drop for Ticket {
 pub struct Job {
     tokens: Vec<u32>,
     request: Checked,
-    events: mpsc::Sender<Event>,
+    events: Events,
     _ticket: Ticket,
 }
 
@@ -98,11 +102,11 @@ impl Shared {
     }
 
     /// Hands the request to the scheduler; its events come back on `events`.
-    pub fn submit(&self, ticket: Ticket, tokens: Vec<u32>, request: Checked, events: mpsc::Sender<Event>) {
+    pub fn submit(&self, ticket: Ticket, tokens: Vec<u32>, request: Checked, events: Events) {
         let job = Job { tokens, request, events, _ticket: ticket };
         let sent = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job);
         if let Err(channel::SendError(job)) = sent {
-            let _ = job.events.try_send(Event::Failed("the generation thread has stopped".into()));
+            let _ = job.events.send(Event::Failed("the generation thread has stopped".into()));
         }
     }
 }
@@ -124,19 +128,24 @@ struct Running<'t> {
     finish: Option<FinishReason>,
 }
 
+/// The two sessions the scheduler runs: a batch of `--parallel` sequences for decoding, one
+/// sequence for prefills. Made before the server starts, so a model that cannot run them is an
+/// error at start, not on every request.
+pub struct Sessions {
+    pub single: Session,
+    pub batch: Session,
+}
+
+impl Sessions {
+    pub fn new(model: &Arc<Model>, parallel: usize) -> Result<Self> {
+        Ok(Sessions { single: Session::new(model.clone(), 1)?, batch: Session::with_chunk(model.clone(), parallel, 1)? })
+    }
+}
+
 /// The scheduler: runs until the server's job channel closes. A failure of the GPU reaches the
 /// requests it concerns as an error.
-pub fn run(shared: Arc<Shared>, jobs: channel::Receiver<Job>) {
-    let (mut single, mut batch) = match (Session::new(shared.model.clone(), 1), Session::with_chunk(shared.model.clone(), shared.parallel, 1)) {
-        (Ok(single), Ok(batch)) => (single, batch),
-        (Err(e), _) | (_, Err(e)) => {
-            // Every request gets the reason.
-            for job in jobs {
-                let _ = job.events.blocking_send(Event::Failed(format!("the model cannot run here: {e}")));
-            }
-            return;
-        }
-    };
+pub fn run(shared: Arc<Shared>, sessions: Sessions, jobs: channel::Receiver<Job>) {
+    let Sessions { mut single, mut batch } = sessions;
     let mut slots: Vec<Option<Running>> = (0..shared.parallel).map(|_| None).collect();
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
@@ -147,6 +156,8 @@ pub fn run(shared: Arc<Shared>, jobs: channel::Receiver<Job>) {
             }
         }
         waiting.extend(jobs.try_iter());
+        // Clients that went away while waiting cost nothing more.
+        waiting.retain(|job| !job.events.is_closed());
         // Fill free sequences of the batch.
         while let Some(free) = slots.iter().position(Option::is_none) {
             let Some(job) = waiting.pop_front() else { break };
@@ -180,7 +191,7 @@ pub fn run(shared: Arc<Shared>, jobs: channel::Receiver<Job>) {
 }
 
 fn fail(shared: &Shared, job: Job, message: &str) {
-    let _ = job.events.blocking_send(Event::Failed(message.to_string()));
+    let _ = job.events.send(Event::Failed(message.to_string()));
     shared.generating.fetch_sub(1, Ordering::SeqCst);
 }
 
@@ -248,12 +259,12 @@ impl Running<'_> {
         let (piece, stopped) = match self.text.push(token) {
             Ok(out) => out,
             Err(e) => {
-                let _ = self.job.events.blocking_send(Event::Failed(e.to_string()));
+                let _ = self.job.events.send(Event::Failed(e.to_string()));
                 self.finish = Some(FinishReason::Cancelled);
                 return;
             }
         };
-        if !piece.is_empty() && self.job.events.blocking_send(Event::Text(piece)).is_err() {
+        if !piece.is_empty() && self.job.events.send(Event::Text(piece)).is_err() {
             self.finish = Some(FinishReason::Cancelled);
         } else if stopped {
             self.finish = Some(FinishReason::StopString);
@@ -276,8 +287,19 @@ fn step(batch: &mut Session, slots: &mut [Option<Running>], eos: &[u32]) -> Resu
         if running.pending.take().is_some() {
             running.fed += 1;
         }
-        let token = running.sampler.sample(row, &running.history)?;
-        running.accept(token, eos);
+        // A client that went away, even one whose text is held back, ends its request here.
+        if running.job.events.is_closed() {
+            running.finish = Some(FinishReason::Cancelled);
+            continue;
+        }
+        match running.sampler.sample(row, &running.history) {
+            Ok(token) => running.accept(token, eos),
+            // A row that cannot be sampled (NaN logits) fails its own request only.
+            Err(e) => {
+                let _ = running.job.events.send(Event::Failed(e.to_string()));
+                running.finish = Some(FinishReason::Cancelled);
+            }
+        }
     }
     Ok(())
 }
@@ -293,11 +315,11 @@ fn end(shared: &Shared, single: &mut Session, batch: &Session, i: usize, mut run
     let events = &running.job.events;
     match running.text.finish() {
         Ok(Some(rest)) if !rest.is_empty() => {
-            let _ = events.blocking_send(Event::Text(rest));
+            let _ = events.send(Event::Text(rest));
         }
         Ok(_) => {}
         Err(e) => {
-            let _ = events.blocking_send(Event::Failed(e.to_string()));
+            let _ = events.send(Event::Failed(e.to_string()));
             return;
         }
     }
@@ -308,5 +330,5 @@ fn end(shared: &Shared, single: &mut Session, batch: &Session, i: usize, mut run
         }
     }
     let usage = Usage { prompt_tokens: running.job.tokens.len(), completion_tokens: running.generated, cached_tokens: running.cached_tokens };
-    let _ = events.blocking_send(Event::Done { finish: finish_reason(running.finish), usage });
+    let _ = events.send(Event::Done { finish: finish_reason(running.finish), usage });
 }

@@ -11,6 +11,7 @@ mod routes;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 
+use mamba_wgpu::gpu::kernels::MATVEC_MAX_M;
 use mamba_wgpu::{Error, Result};
 
 use super::args::ServeArgs;
@@ -19,8 +20,10 @@ use super::load::{chat_template, load, NeedTokenizer};
 use super::print_err;
 
 pub fn run(args: &ServeArgs) -> Result<()> {
-    if args.parallel == 0 {
-        return Err(Error::invalid("--parallel", "must be at least 1"));
+    // More rows than the matrix-vector kernel takes would switch the batch to the tiled
+    // matmul, whose sums are rounded differently from a request running alone.
+    if args.parallel == 0 || args.parallel > MATVEC_MAX_M as usize {
+        return Err(Error::invalid("--parallel", format!("must be 1 to {MATVEC_MAX_M}")));
     }
     let loaded = load(&args.model, NeedTokenizer::Yes)?;
     let tokenizer = loaded.tokenizer.ok_or_else(|| Error::invalid("--model", "serving text needs a tokenizer (tokenizer.json or --tokenizer)"))?;
@@ -41,10 +44,11 @@ pub fn run(args: &ServeArgs) -> Result<()> {
         parallel: args.parallel,
         max_prompt_tokens: args.max_prompt_tokens,
     });
+    let sessions = engine::Sessions::new(&shared.model, args.parallel)?;
     let scheduler = shared.clone();
     std::thread::Builder::new()
         .name("scheduler".into())
-        .spawn(move || engine::run(scheduler, scheduled))
+        .spawn(move || engine::run(scheduler, sessions, scheduled))
         .map_err(|e| Error::io("scheduler thread", e))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| Error::io("tokio runtime", e))?;
     runtime.block_on(async {

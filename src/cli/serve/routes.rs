@@ -37,12 +37,15 @@ pub fn router(shared: Arc<Shared>, body_limit: usize) -> Router {
         .with_state(App { shared, body_limit })
 }
 
-/// Liveness, and the requests generating and waiting now.
-async fn health(State(app): State<App>) -> Json<Value> {
+/// Liveness (503 once the GPU device has failed), and the requests generating and waiting now.
+async fn health(State(app): State<App>) -> Response {
     let s = &app.shared;
     let generating = s.generating.load(Ordering::SeqCst);
     let waiting = s.admitted.load(Ordering::SeqCst).saturating_sub(generating);
-    Json(json!({"status": "ok", "generating": generating, "waiting": waiting}))
+    match s.model.ctx.check_device() {
+        Ok(()) => Json(json!({"status": "ok", "generating": generating, "waiting": waiting})).into_response(),
+        Err(e) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
+    }
 }
 
 async fn models(State(app): State<App>) -> Json<Value> {
@@ -101,7 +104,7 @@ async fn respond(shared: &Arc<Shared>, tokens: Vec<u32>, checked: Checked, strea
         Ok(ticket) => ticket,
         Err(e) => return e.into_response(),
     };
-    let (events, received) = mpsc::channel(64);
+    let (events, received) = mpsc::unbounded_channel();
     shared.submit(ticket, tokens, checked, events);
     let id = next_id(kind);
     let model = shared.model_id.clone();
@@ -114,7 +117,7 @@ async fn respond(shared: &Arc<Shared>, tokens: Vec<u32>, checked: Checked, strea
 
 /// Waits for the whole answer (a client that goes away drops this future, and with it the
 /// receiver: generation stops at its next token).
-async fn collect(mut received: mpsc::Receiver<Event>, id: &str, model: &str, kind: Kind) -> Response {
+async fn collect(mut received: mpsc::UnboundedReceiver<Event>, id: &str, model: &str, kind: Kind) -> Response {
     let mut text = String::new();
     while let Some(event) = received.recv().await {
         match event {
@@ -140,7 +143,7 @@ async fn collect(mut received: mpsc::Receiver<Event>, id: &str, model: &str, kin
 /// Server-sent events, one per piece of text, then the finish reason, the usage (when asked
 /// for with `stream_options.include_usage`) and `[DONE]`.
 fn stream_events(
-    mut received: mpsc::Receiver<Event>,
+    mut received: mpsc::UnboundedReceiver<Event>,
     id: String,
     model: String,
     kind: Kind,
