@@ -93,3 +93,45 @@ fn openai_client_talks_to_the_server() {
     let log = stderr.join().expect("stderr reader");
     assert!(log.contains("stopped") && !log.contains("panicked"), "{log}");
 }
+
+/// With one request generating and one waiting, a third at the same time gets 503 in the API's
+/// error format, and the first two are answered.
+#[test]
+fn a_full_queue_refuses_with_503() {
+    let python = python();
+    let child = Command::new(BIN)
+        .args(["serve", "--port", "0", "--parallel", "1", "--queue", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mamba-wgpu serve");
+    let mut server = Server(child);
+    let mut stderr = BufReader::new(server.0.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    stderr.read_line(&mut line).expect("read the server's first line");
+    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line:?}")).to_string();
+    // Three requests at once, each long enough to still run when the others arrive.
+    let script = r#"
+import json, sys, threading, urllib.request, urllib.error
+url = sys.argv[1] + "/completions"
+codes = [None] * 3
+def post(i):
+    body = json.dumps({"prompt": "ROMEO:", "max_tokens": 400, "temperature": 0}).encode()
+    req = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=600) as r:
+            codes[i] = (r.status, "choices" in json.load(r))
+    except urllib.error.HTTPError as e:
+        codes[i] = (e.code, "error" in json.load(e))
+threads = [threading.Thread(target=post, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps(sorted(codes)))
+"#;
+    let out = Command::new(&python).args(["-c", script, &url]).output().expect("run python");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let codes = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(codes.trim(), "[[200, true], [200, true], [503, true]]", "two answered and one refused");
+}
