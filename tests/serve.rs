@@ -35,10 +35,11 @@ fn python() -> String {
     }
 }
 
-/// Starts the server and returns it with its base URL, read from its first line on stderr.
-fn start_server() -> (Server, String, std::thread::JoinHandle<String>) {
+/// Starts the server with `args` and returns it with its base URL, read from its first line on
+/// stderr, and a reader of the rest of its stderr.
+fn start_server(args: &[&str]) -> (Server, String, std::thread::JoinHandle<String>) {
     let child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--max-prompt-tokens", "256", "--max-body-bytes", "200000"])
+        .args([&["serve", "--port", "0"][..], args].concat())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -76,7 +77,7 @@ fn openai_client_talks_to_the_server() {
     assert!(greedy.status.success(), "generate failed: {}", String::from_utf8_lossy(&greedy.stderr));
     let greedy_text = String::from_utf8(greedy.stdout).expect("UTF-8 output");
 
-    let (mut server, url, stderr) = start_server();
+    let (mut server, url, stderr) = start_server(&["--max-prompt-tokens", "256", "--max-body-bytes", "200000"]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/serve/openai_client.py");
     let mut client = Command::new(&python).arg(&script).args([&url, "shakespeare-mamba", &greedy_text]).spawn().expect("run the client");
     let status = wait_with_timeout(&mut client, Duration::from_secs(900));
@@ -99,17 +100,7 @@ fn openai_client_talks_to_the_server() {
 #[test]
 fn a_full_queue_refuses_with_503() {
     let python = python();
-    let child = Command::new(BIN)
-        .args(["serve", "--port", "0", "--parallel", "1", "--queue", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mamba-wgpu serve");
-    let mut server = Server(child);
-    let mut stderr = BufReader::new(server.0.stderr.take().expect("stderr"));
-    let mut line = String::new();
-    stderr.read_line(&mut line).expect("read the server's first line");
-    let url = line.split_whitespace().find(|w| w.starts_with("http://")).unwrap_or_else(|| panic!("no URL: {line:?}")).to_string();
+    let (_server, url, _stderr) = start_server(&["--parallel", "1", "--queue", "1"]);
     // Three requests at once, each long enough to still run when the others arrive.
     let script = r#"
 import json, sys, threading, urllib.request, urllib.error
