@@ -36,7 +36,7 @@ use crate::generate::{FinishReason, GenerationStats, Generator, StopConditions};
 use crate::gpu::GpuContext;
 use crate::model::checkpoint::ShardBytes;
 use crate::model::{Checkpoint, LoadOptions, Model};
-use crate::sampling::{Sampler, SamplingParams};
+use crate::sampling::{Sampler, SamplingParams, DEFAULT_MAX_TOKENS, GENERATION_DEFAULTS};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
 
@@ -92,16 +92,16 @@ struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        // The same defaults as the CLI's flags (src/cli/args.rs).
+        let d = GENERATION_DEFAULTS;
         GenerateOptions {
-            max_tokens: 200,
-            temperature: 0.8,
-            top_k: 40,
-            top_p: 0.95,
-            min_p: 0.05,
-            repetition_penalty: 1.1,
-            repetition_window: 64,
-            seed: 0,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            temperature: d.temperature,
+            top_k: d.top_k,
+            top_p: d.top_p,
+            min_p: d.min_p,
+            repetition_penalty: d.repetition_penalty,
+            repetition_window: d.repetition_window,
+            seed: d.seed,
             stop: Vec::new(),
             continue_: false,
         }

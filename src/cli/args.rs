@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mamba_wgpu::sampling::SamplingParams;
+use mamba_wgpu::sampling::{SamplingParams, DEFAULT_MAX_TOKENS, GENERATION_DEFAULTS};
 use mamba_wgpu::{Error, Result};
 
 #[derive(Parser, Debug)]
@@ -130,28 +130,28 @@ impl From<DtypeArg> for mamba_wgpu::WeightDtype {
 #[derive(Args, Debug)]
 pub struct SamplingArgs {
     /// Most new tokens to generate (per reply in chat); 0 only reads the prompt
-    #[arg(long, default_value_t = 200, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_MAX_TOKENS, value_name = "N")]
     pub max_tokens: usize,
     /// Softmax temperature; 0 picks the most likely token after the repetition penalty
-    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true, value_name = "T")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.temperature, allow_negative_numbers = true, value_name = "T")]
     pub temperature: f32,
     /// Plain argmax decoding: temperature 0 and every filter off (no repetition penalty)
     #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p", "min_p", "repetition_penalty"])]
     pub greedy: bool,
     /// Keep only the K most likely tokens; 0 disables
-    #[arg(long, default_value_t = 40, value_name = "K")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.top_k, value_name = "K")]
     pub top_k: usize,
     /// Keep the smallest set of tokens whose probabilities reach P; 1 disables
-    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true, value_name = "P")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.top_p, allow_negative_numbers = true, value_name = "P")]
     pub top_p: f32,
     /// Drop tokens less likely than P times the most likely one; 0 disables
-    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true, value_name = "P")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.min_p, allow_negative_numbers = true, value_name = "P")]
     pub min_p: f32,
     /// Penalty for tokens seen in the last --repetition-window tokens; 1 disables
-    #[arg(long, default_value_t = 1.1, allow_negative_numbers = true, value_name = "R")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.repetition_penalty, allow_negative_numbers = true, value_name = "R")]
     pub repetition_penalty: f32,
     /// How many recent tokens the repetition penalty looks at
-    #[arg(long, default_value_t = 64, value_name = "N")]
+    #[arg(long, default_value_t = GENERATION_DEFAULTS.repetition_window, value_name = "N")]
     pub repetition_window: usize,
     /// Seed of the sampler's random generator: the same seed, prompt and options give the same
     /// text. The default is the fixed seed 0, so runs are reproducible unless you change it

@@ -46,6 +46,15 @@ impl Default for SamplingParams {
     }
 }
 
+/// The sampling that `mamba-wgpu generate`, `chat`, `serve` and the web page use where the
+/// caller chooses nothing: temperature 0.8 with top-k 40, top-p 0.95, min-p 0.05 and a
+/// repetition penalty of 1.1 over the last 64 tokens, seed 0.
+pub const GENERATION_DEFAULTS: SamplingParams =
+    SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.1, repetition_window: 64, seed: 0 };
+
+/// Most new tokens a generation makes where the caller names no limit (the same front ends).
+pub const DEFAULT_MAX_TOKENS: usize = 200;
+
 impl SamplingParams {
     /// Deterministic decoding: always the most likely token.
     pub fn greedy() -> Self {

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use mamba_wgpu::chat_template::Message;
 use mamba_wgpu::generate::FinishReason;
-use mamba_wgpu::sampling::SamplingParams;
+use mamba_wgpu::sampling::{SamplingParams, DEFAULT_MAX_TOKENS, GENERATION_DEFAULTS};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -157,7 +157,7 @@ impl Options {
         if self.n.is_some_and(|n| n != 1) {
             return Err(ApiError::bad_request(Some("n"), "only n = 1 is supported"));
         }
-        let defaults = default_params();
+        let defaults = GENERATION_DEFAULTS;
         let params = SamplingParams {
             temperature: self.temperature.unwrap_or(defaults.temperature),
             top_k: self.top_k.unwrap_or(defaults.top_k),
@@ -194,14 +194,6 @@ fn fresh_seed() -> u64 {
     let count = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
     (nanos ^ count.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9)
-}
-
-/// Tokens generated when a request names no `max_tokens`, as `mamba-wgpu generate`.
-pub const DEFAULT_MAX_TOKENS: usize = 200;
-
-/// `mamba-wgpu generate`'s sampling defaults.
-fn default_params() -> SamplingParams {
-    SamplingParams { temperature: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, repetition_penalty: 1.1, repetition_window: 64, seed: 0 }
 }
 
 /// The API's finish reason: `stop` (EOS or a stop string, or the client went away) or `length`.
