@@ -29,6 +29,20 @@ const WG: u32 = 256u;
 
 var<workgroup> partial: array<f32, 256>;  // (WG)
 
+// The sum of `value` over the workgroup's WG invocations (a tree in workgroup memory); every
+// invocation gets it. Call from uniform control flow.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let r = wg.x;
@@ -42,15 +56,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         }
         sum_sq += v * v;
     }
-    partial[lid] = sum_sq;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(partial[0] / f32(p.d) + p.eps);
+    let scale = inverseSqrt(workgroup_sum(lid, sum_sq) / f32(p.d) + p.eps);
     for (var i = lid; i < p.d; i += WG) {
         var v = residual[base + i] * scale;
         if (p.has_weight == 1u) {

@@ -46,6 +46,20 @@ fn gated_value(r: u32, j: u32) -> f32 {
     return v;
 }
 
+// The sum of `value` over the workgroup's WG invocations (a tree in workgroup memory); every
+// invocation gets it. Call from uniform control flow.
+fn workgroup_sum(lid: u32, value: f32) -> f32 {
+    partial[lid] = value;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+        if (lid < stride) {
+            partial[lid] += partial[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    return partial[0];
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: vec3<u32>) {
     let r = wg.x;
@@ -61,15 +75,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
         let v = gated_value(r, start + j);
         sum_sq += v * v;
     }
-    partial[lid] = sum_sq;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
-        if (lid < stride) {
-            partial[lid] += partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let scale = inverseSqrt(partial[0] / f32(w) + p.eps);
+    let scale = inverseSqrt(workgroup_sum(lid, sum_sq) / f32(w) + p.eps);
     for (var j = lid; j < w; j += WG) {
         var v = gated_value(r, start + j) * scale;
         if (p.has_weight == 1u) {

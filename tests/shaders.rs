@@ -224,12 +224,13 @@ fn host_constants_equal_the_shaders() {
     assert_eq!(SSD_MAX_STATE, wgsl_const("ssd.wgsl", "LANES") * wgsl_const("ssd.wgsl", "MAX_PER_LANE"));
 }
 
-/// Helpers that several files repeat are the same text in each: silu, softplus, and the
-/// per-state baseline's walk over time (its two files differ only in how a step's sum is taken).
+/// Helpers that several files repeat are the same text in each: silu, softplus, the norms'
+/// workgroup sum, and the per-state baseline's walk over time (its two files differ only in how
+/// a step's sum is taken).
 #[test]
 fn repeated_helpers_are_identical() {
     let files = shader_files();
-    for helper in ["fn silu(", "fn softplus(", "fn walk("] {
+    for helper in ["fn silu(", "fn softplus(", "fn walk(", "fn workgroup_sum("] {
         let bodies: Vec<(String, String)> = files
             .iter()
             .filter_map(|(name, source)| {
