@@ -1,5 +1,6 @@
-//! The generation loop shared by the CLI and the browser facade: prefill a prompt, then pick
-//! and feed one token at a time until a stop condition hits.
+//! The generation loop shared by the CLI, the C API and the browser facade: prefill a prompt
+//! and sample its first token, then decode several tokens per submit, sampled on the GPU
+//! (each step feeds the token the step before it sampled), until a stop condition hits.
 //!
 //! ```no_run
 //! # async fn demo(session: &mut mamba_wgpu::Session, tok: &mamba_wgpu::tokenizer::Tokenizer) -> mamba_wgpu::Result<()> {
@@ -20,12 +21,19 @@
 //!   [`Generator::pending_token`] gives it, and a caller that continues the same sequence later
 //!   (the next chat turn, a saved state) feeds it first. An EOS token is never returned, so it
 //!   is never pending either.
+//! - Tokens come back from the GPU several at a time; the state can run ahead of the tokens
+//!   returned. When generation ends (None from `next_token` / `next_text`, or
+//!   [`Generator::stop`]) the state is made exact: it holds the prompt and every returned token
+//!   but the pending one, whatever the number of tokens per submit. The tokens themselves do
+//!   not depend on it either: each draw depends on the seed and its position only.
 //! - Stop strings are matched on decoded text, so they need a tokenizer
 //!   ([`Generator::with_tokenizer`]) and the text API ([`Generator::next_text`]), which also
 //!   holds back text that might be the start of a stop string, so a stop string is never shown.
 
+use std::collections::VecDeque;
+
 use crate::error::{Error, Result};
-use crate::ops::top_k::{TopKReader, TopKRequest, TopKRow};
+use crate::ops::sample::{SequenceSampling, MAX_STEPS};
 use crate::sampling::Sampler;
 use crate::session::Session;
 use crate::tokenizer::{TextStream, Tokenizer};
@@ -91,16 +99,25 @@ pub struct Generator<'a> {
     stop: StopConditions,
     /// Prompt + generated ids, what the repetition penalty looks at.
     history: Vec<u32>,
-    /// A token chosen from the prefill logits, not yet returned.
-    first: Option<u32>,
+    /// Tokens sampled on the GPU, not yet returned.
+    queue: VecDeque<u32>,
     /// The last returned token, not yet fed to the session.
     pending: Option<u32>,
+    /// The last decode run: how many steps it ran, the tokens it fed that count (the pending
+    /// token, then what it sampled; steps after a stop feed leftovers), and how many of them
+    /// the state should hold: those before the last returned token. When generation ends
+    /// with fewer than it ran, the session rolls back (`settle`).
+    run_steps: usize,
+    run_fed: Vec<u32>,
+    run_wanted: usize,
+    /// Most tokens per submit, and the size of the next decode run (it doubles up to that).
+    tokens_per_submit: usize,
+    next_run: usize,
     started: bool,
     finish: Option<FinishReason>,
+    settled: bool,
     stats: GenerationStats,
     text: Option<TextOutput<'a>>,
-    /// Buffers of the GPU top-k path, made on its first use.
-    top_k: Option<TopKReader>,
 }
 
 /// The text of generated tokens, UTF-8-safe, with stop strings: text that may begin a stop
@@ -156,18 +173,24 @@ impl<'a> TextOutput<'a> {
 impl<'a> Generator<'a> {
     /// `session` continues from whatever state it has (fresh, restored or after earlier turns).
     pub fn new(session: &'a mut Session, sampler: Sampler, stop: StopConditions) -> Self {
+        let tokens_per_submit = session.model().ctx.tokens_per_submit();
         Generator {
             session,
             sampler,
             stop,
             history: Vec::new(),
-            first: None,
+            queue: VecDeque::new(),
             pending: None,
+            run_steps: 0,
+            run_fed: Vec::new(),
+            run_wanted: 0,
+            tokens_per_submit,
+            next_run: 2,
             started: false,
             finish: None,
+            settled: false,
             stats: GenerationStats::default(),
             text: None,
-            top_k: None,
         }
     }
 
@@ -184,30 +207,17 @@ impl<'a> Generator<'a> {
         self
     }
 
-    /// Argmax on the GPU (4 bytes read back) is exact only when no filter changes the logits
-    /// first; temperature 0 with a repetition penalty goes through the CPU sampler.
-    fn gpu_greedy(&self) -> bool {
-        let p = self.sampler.params();
-        p.temperature == 0.0 && (p.repetition_penalty == 1.0 || p.repetition_window == 0)
-    }
-
-    /// Top-k sampling picks its candidates on the GPU (ops::top_k: a few KiB read back instead
-    /// of the vocabulary's logits).
-    fn gpu_top_k(&self) -> Option<TopKRequest> {
-        self.sampler.top_k_request(&self.history)
-    }
-
-    /// Samples from the logits that the last run left on the GPU, through ops::top_k.
-    async fn sample_on_gpu(&mut self, request: &TopKRequest) -> Result<u32> {
-        let model = self.session.model().clone();
-        let reader = self.top_k.get_or_insert_with(|| TopKReader::new(&model.ctx, model.config.vocab_size));
-        match reader.read(&model.ctx, self.session.logits_buffer(), request).await? {
-            TopKRow::Candidates(candidates) => self.sampler.sample_candidates(candidates),
-            TopKRow::Logits(row) => self.sampler.sample(&row, &self.history),
+    /// The most decode steps one submit runs (at least 1; the adapter decides by default,
+    /// `--tokens-per-submit` in the CLI). The tokens are the same for every value.
+    pub fn with_tokens_per_submit(mut self, steps: usize) -> Result<Self> {
+        if !(1..=MAX_STEPS).contains(&steps) {
+            return Err(Error::invalid("tokens_per_submit", format!("{steps}: must be in 1..={MAX_STEPS}")));
         }
+        self.tokens_per_submit = steps;
+        Ok(self)
     }
 
-    /// Prefills the prompt (batch 1) and chooses the first token (not yet returned).
+    /// Prefills the prompt (batch 1) and samples the first token on the GPU (not yet returned).
     pub async fn start(&mut self, prompt: &[u32]) -> Result<()> {
         if self.started {
             return Err(Error::invalid("generator", "start() was already called"));
@@ -231,6 +241,7 @@ impl<'a> Generator<'a> {
             self.stats.prompt_tokens = (self.session.position() - position) as usize;
             self.stats.prefill_seconds = now_seconds() - t0;
             self.finish = Some(FinishReason::Cancelled);
+            self.settled = true;
         }
         chosen?;
         self.started = true;
@@ -239,21 +250,26 @@ impl<'a> Generator<'a> {
         Ok(())
     }
 
-    /// Prefills the prompt and picks the first token, as the sampling options say.
+    /// Prefills the prompt and samples the first token: one token in the first submit, so the
+    /// first text comes as soon as it can.
     async fn choose_first(&mut self, prompts: &[Vec<u32>]) -> Result<()> {
         if self.stop.max_tokens == 0 {
             // Only the state matters: nothing is read back.
             self.session.feed(prompts).await?;
             self.finish = Some(FinishReason::MaxTokens);
-        } else if self.gpu_greedy() {
-            self.first = self.session.prefill_greedy(prompts).await?.first().copied();
-        } else if let Some(request) = self.gpu_top_k() {
-            self.session.prefill_keep_logits(prompts).await?;
-            self.first = Some(self.sample_on_gpu(&request).await?);
-        } else {
-            let logits = self.session.prefill(prompts).await?;
-            self.first = Some(self.sampler.sample(&logits, &self.history)?);
+            self.settled = true;
+            return Ok(());
         }
+        let sequence = SequenceSampling {
+            params: self.sampler.params().clone(),
+            eos: self.stop.eos.clone(),
+            budget: self.stop.max_tokens,
+            recent: self.history.clone(),
+            position: self.session.position() + prompts[0].len() as u64,
+        };
+        self.session.set_sampling(&[sequence])?;
+        let first = self.session.prefill_sample(prompts).await?;
+        self.queue.extend(first.into_iter().flatten());
         Ok(())
     }
 
@@ -262,19 +278,27 @@ impl<'a> Generator<'a> {
         if !self.started {
             return Err(Error::invalid("generator", "call start() before next_token()"));
         }
+        if self.finish.is_none() && self.stats.generated_tokens >= self.stop.max_tokens {
+            self.finish = Some(FinishReason::MaxTokens);
+        }
+        if self.finish.is_none() && self.queue.is_empty() {
+            self.decode_run().await?;
+        }
         if self.finish.is_some() {
+            self.settle().await?;
             return Ok(None);
         }
-        if self.stats.generated_tokens >= self.stop.max_tokens {
-            return Ok(self.end(FinishReason::MaxTokens));
-        }
-        let token = match (self.first.take(), self.pending.take()) {
-            (Some(first), _) => first,
-            (None, Some(previous)) => self.step(previous).await?,
-            (None, None) => return Err(Error::Gpu("no token came back from the prefill".into())),
+        let Some(token) = self.queue.pop_front() else {
+            return Err(Error::Gpu("the GPU sampler returned no token".into()));
         };
+        // The pending token is now one the state should hold.
+        if self.pending.take().is_some() {
+            self.run_wanted += 1;
+        }
         if self.stop.eos.contains(&token) {
-            return Ok(self.end(FinishReason::Eos));
+            self.finish = Some(FinishReason::Eos);
+            self.settle().await?;
+            return Ok(None);
         }
         self.history.push(token);
         self.stats.generated_tokens += 1;
@@ -282,22 +306,44 @@ impl<'a> Generator<'a> {
         Ok(Some(token))
     }
 
-    /// Feeds `previous` and chooses the token after it.
-    async fn step(&mut self, previous: u32) -> Result<u32> {
-        let t0 = now_seconds();
-        let next = if self.gpu_greedy() {
-            let ids = self.session.step_greedy(&[previous]).await?;
-            ids.first().copied().ok_or_else(|| Error::Gpu("no token came back from the step".into()))?
-        } else if let Some(request) = self.gpu_top_k() {
-            self.session.step_keep_logits(&[previous]).await?;
-            self.sample_on_gpu(&request).await?
-        } else {
-            let logits = self.session.step(&[previous]).await?;
-            self.sampler.sample(&logits, &self.history)?
+    /// One submit of decode steps: feeds the pending token, samples up to `next_run` tokens
+    /// on the GPU (fewer when the budget ends sooner), and queues them.
+    async fn decode_run(&mut self) -> Result<()> {
+        let Some(previous) = self.pending else {
+            return Err(Error::Gpu("no token came back from the prefill".into()));
         };
-        self.stats.decode_steps += 1;
+        let remaining = self.stop.max_tokens - self.stats.generated_tokens;
+        let steps = self.next_run.min(self.tokens_per_submit).min(remaining).max(1);
+        self.next_run = (self.next_run * 2).min(self.tokens_per_submit);
+        let t0 = now_seconds();
+        let rows = self.session.decode_sampled(&[previous], steps).await?;
+        self.stats.decode_steps += steps;
         self.stats.decode_seconds += now_seconds() - t0;
-        Ok(next)
+        let sampled: Vec<u32> = rows.into_iter().map_while(|row| row[0]).collect();
+        self.run_steps = steps;
+        self.run_fed.clear();
+        self.run_fed.push(previous);
+        self.run_fed.extend(sampled.iter().take(steps - 1));
+        self.run_wanted = 0;
+        self.queue.extend(sampled);
+        Ok(())
+    }
+
+    /// Once generation has ended: where the last decode run fed more tokens than the state
+    /// should hold (an EOS, a stop string or a cancel inside it), rolls the session back to
+    /// its start and replays the tokens it should hold, so the state is exactly that of a run
+    /// that stopped there.
+    async fn settle(&mut self) -> Result<()> {
+        if self.settled {
+            return Ok(());
+        }
+        self.settled = true;
+        self.queue.clear();
+        if self.run_wanted < self.run_steps {
+            let replay = self.run_fed[..self.run_wanted].to_vec();
+            self.session.rollback(&replay).await?;
+        }
+        Ok(())
     }
 
     /// The text of the next token, possibly empty (an unfinished character, or text held back
@@ -313,13 +359,23 @@ impl<'a> Generator<'a> {
         let (out, stopped) = text.push(token)?;
         if stopped {
             self.finish = Some(FinishReason::StopString);
+            self.settle().await?;
         }
         Ok(Some(out))
     }
 
-    /// Ends generation before the next token (e.g. on Ctrl-C).
+    /// Ends generation before the next token (e.g. on Ctrl-C); the next call of
+    /// `next_token` or `next_text` returns None and leaves the session's state exact (or call
+    /// [`Generator::stop`]).
     pub fn cancel(&mut self) {
         self.finish.get_or_insert(FinishReason::Cancelled);
+    }
+
+    /// `cancel`, and the session's state made exact now: it holds the prompt and every
+    /// returned token but the pending one.
+    pub async fn stop(&mut self) -> Result<()> {
+        self.cancel();
+        self.settle().await
     }
 
     pub fn finish_reason(&self) -> Option<FinishReason> {
@@ -338,11 +394,6 @@ impl<'a> Generator<'a> {
 
     pub fn stats(&self) -> GenerationStats {
         self.stats
-    }
-
-    fn end(&mut self, reason: FinishReason) -> Option<u32> {
-        self.finish = Some(reason);
-        None
     }
 }
 

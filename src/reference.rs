@@ -23,23 +23,6 @@ pub fn softplus(x: f64) -> f64 {
     }
 }
 
-/// Top-k sampling's candidates as shaders/top_k.wgsl defines them: the repetition penalty on
-/// the `penalized` ids (a positive logit times 1 / penalty, any other times penalty), then every
-/// entry at least as large as the k-th largest (f32 total order, so ties all stay), as
-/// (id, penalized logit) in id order.
-pub fn top_k_candidates(logits: &[f32], penalized: &[u32], penalty: f32, k: usize) -> Vec<(u32, f32)> {
-    let mut values = logits.to_vec();
-    for &id in penalized {
-        if let Some(x) = values.get_mut(id as usize) {
-            *x = if *x > 0.0 { *x * (1.0 / penalty) } else { *x * penalty };
-        }
-    }
-    let mut sorted = values.clone();
-    sorted.sort_by(|a, b| b.total_cmp(a));
-    let threshold = sorted[k.clamp(1, values.len()) - 1];
-    values.iter().enumerate().filter(|(_, x)| x.total_cmp(&threshold).is_ge()).map(|(i, &x)| (i as u32, x)).collect()
-}
-
 /// y = x / sqrt(mean(x^2) + eps) * w, per row of width w.len().
 pub fn rms_norm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let d = w.len();

@@ -18,6 +18,7 @@ use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
 use crate::model::weights::SsmWeights;
 use crate::model::Model;
 use crate::ops::argmax::argmax;
+use crate::ops::sample::{sample, SamplerBuffers, SequenceSampling, BROKEN_ROW, MAX_STEPS, NO_TOKEN};
 
 /// Tokens per sequence in one prefill submit, unless the device's limits demand fewer.
 pub const DEFAULT_PREFILL_CHUNK: usize = 512;
@@ -32,6 +33,9 @@ enum Readback {
     /// Nothing: the last logits stay in `logits_buffer` for the caller's own kernels
     KeepLastLogits,
     AllLogits,
+    /// The tokens sampled on the GPU (shaders/sample.wgsl): a forward pass and a sampling step,
+    /// repeated this many times for one-token runs (each step feeding the last one's tokens)
+    Sampled(u8),
 }
 
 /// Tapes differ in their kernel sequence: one-token steps use the decode kernels, runs of at
@@ -61,6 +65,12 @@ pub struct Session {
     next_step: Option<(TapeKey, wgpu::CommandBuffer)>,
     /// Set by the caller (e.g. on Ctrl-C) to stop a prefill between chunks.
     interrupt: Option<Arc<AtomicBool>>,
+    /// The GPU sampler's buffers and the readback of its tokens, made by `set_sampling`.
+    sampling: Option<(SamplerBuffers, Staging)>,
+    /// The state and position before the last multi-step decode run, for `rollback`.
+    checkpoint: Option<(StateBuffers, u64)>,
+    /// Whether `checkpoint` holds the state before the last decode run.
+    checkpoint_valid: bool,
 }
 
 impl Session {
@@ -93,6 +103,9 @@ impl Session {
             position: 0,
             next_step: None,
             interrupt: None,
+            sampling: None,
+            checkpoint: None,
+            checkpoint_valid: false,
         })
     }
 
@@ -174,6 +187,106 @@ impl Session {
         self.prefill_greedy(&self.one_per_sequence(tokens)?).await
     }
 
+    /// Sets each sequence's sampling (options, seed, stop ids, budget, recent tokens, position)
+    /// for the sampled runs that follow: `prefill_sample` and `decode_sampled`.
+    pub fn set_sampling(&mut self, sequences: &[SequenceSampling]) -> Result<()> {
+        let ctx = self.model.ctx.clone();
+        let (batch, vocab) = (self.batch, self.model.config.vocab_size);
+        let (buffers, _) = self.sampling.get_or_insert_with(|| {
+            (SamplerBuffers::new(&ctx, batch, vocab), Staging::new(&ctx, "sampled tokens readback", (MAX_STEPS * batch * 4) as u64))
+        });
+        buffers.set(&ctx, sequences)
+    }
+
+    /// Prefills the prompts and samples each sequence's next token on the GPU, as
+    /// `set_sampling` said; None for a sequence that had stopped.
+    pub async fn prefill_sample(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Option<u32>>> {
+        self.require_sampling()?;
+        let bytes = self.consume(prompts, Readback::Sampled(1)).await?;
+        Ok(sampled_rows(&bytes, self.batch)?.remove(0))
+    }
+
+    /// `steps` decode steps in one submit, with no round trip between them: step 0 feeds
+    /// `tokens` (one per sequence), every later step the tokens the step before it sampled on
+    /// the GPU. Returns the sampled tokens, [step][sequence]; None where a sequence had
+    /// stopped (an EOS id or its budget), and then its later steps still run but their tokens
+    /// are not taken. The state before the run is kept for `rollback`.
+    pub async fn decode_sampled(&mut self, tokens: &[u32], steps: usize) -> Result<Vec<Vec<Option<u32>>>> {
+        self.require_sampling()?;
+        if !(1..=MAX_STEPS).contains(&steps) {
+            return Err(Error::invalid("tokens_per_submit", format!("{steps}: must be in 1..={MAX_STEPS}")));
+        }
+        let prompts = self.one_per_sequence(tokens)?;
+        self.validate(&prompts)?;
+        // One step never runs past where a generation ends: only longer runs keep the state.
+        if steps > 1 {
+            self.save_checkpoint();
+        } else {
+            self.checkpoint_valid = false;
+        }
+        let bytes = self.run(tokens, 1, Readback::Sampled(steps as u8)).await?;
+        self.position += steps as u64;
+        sampled_rows(&bytes, self.batch)
+    }
+
+    /// Returns the state to what it was before the last `decode_sampled`, then feeds `replay`
+    /// (batch 1) one token at a time through the same step kernels: the state is then exactly
+    /// that of a run that fed only those tokens. Used where a generation ends inside a run.
+    pub async fn rollback(&mut self, replay: &[u32]) -> Result<()> {
+        if self.batch != 1 {
+            return Err(Error::invalid("rollback", format!("needs a session of batch 1, this one has {}", self.batch)));
+        }
+        let position = match (&self.checkpoint, self.checkpoint_valid) {
+            (Some((_, position)), true) => *position,
+            _ => return Err(Error::invalid("rollback", "no decode run to roll back")),
+        };
+        self.copy_state(false);
+        self.position = position;
+        self.checkpoint_valid = false;
+        for &token in replay {
+            self.feed(&[vec![token]]).await?;
+        }
+        Ok(())
+    }
+
+    fn require_sampling(&self) -> Result<()> {
+        match self.sampling {
+            Some(_) => Ok(()),
+            None => Err(Error::invalid("sampling", "call Session::set_sampling before a sampled run")),
+        }
+    }
+
+    /// Copies the state into the checkpoint (made on first use).
+    fn save_checkpoint(&mut self) {
+        if self.checkpoint.is_none() {
+            self.checkpoint = Some((StateBuffers::new(&self.model.ctx, &self.model, self.batch), 0));
+        }
+        self.copy_state(true);
+        if let Some((_, position)) = &mut self.checkpoint {
+            *position = self.position;
+        }
+        self.checkpoint_valid = true;
+    }
+
+    /// State -> checkpoint (`save`) or checkpoint -> state, on the GPU.
+    fn copy_state(&self, save: bool) {
+        let Some((saved, _)) = &self.checkpoint else { return };
+        let mut encoder = self.model.ctx.device.create_command_encoder(&Default::default());
+        let live = self.state.conv.iter().chain(&self.state.ssm);
+        for (live, saved) in live.zip(saved.conv.iter().chain(&saved.ssm)) {
+            let (from, to) = if save { (live, saved) } else { (saved, live) };
+            encoder.copy_buffer_to_buffer(from, 0, to, 0, from.size());
+        }
+        self.model.ctx.queue.submit([encoder.finish()]);
+    }
+
+    /// Dispatches the last recorded run of `steps` sampled one-token steps holds (None before
+    /// one ran): what a decode step costs in fixed per-dispatch overheads.
+    pub fn sampled_step_dispatches(&self, steps: usize) -> Option<usize> {
+        let key = TapeKey { t_is_one: true, matvec_rows: self.batch.min(MATVEC_MAX_M as usize), readback: Readback::Sampled(steps as u8) };
+        self.tapes.get(&key).map(|tape| tape.dispatches())
+    }
+
     /// Zeroes the recurrent state: the next prefill starts a fresh sequence.
     pub fn reset(&mut self) {
         let mut encoder = self.model.ctx.device.create_command_encoder(&Default::default());
@@ -182,6 +295,7 @@ impl Session {
         }
         self.model.ctx.queue.submit([encoder.finish()]);
         self.position = 0;
+        self.checkpoint_valid = false;
     }
 
     /// Copies the recurrent state of sequence `from` of `source` (a session of the same model)
@@ -307,15 +421,26 @@ impl Session {
             let buffer = storage(&ctx, "all_logits", elements);
             self.all_logits = Some((buffer, Staging::new(&ctx, "all logits readback", (elements * 4) as u64)));
         }
-        let tape = self.tapes.entry(key).or_insert_with(|| Tape::new(&ctx, &format!("{key:?}"), tape_slots(&self.model)));
+        let steps = match readback {
+            Readback::Sampled(steps) => steps as usize,
+            _ => 1,
+        };
+        let slots = (tape_slots(&self.model) + 1) * steps;
+        let tape = self.tapes.entry(key).or_insert_with(|| Tape::new(&ctx, &format!("{key:?}"), slots));
         let mut rec = tape.record(&ctx);
         let logits_out = match (readback, &self.all_logits) {
             (Readback::Nothing, _) => LogitsOut::Skip,
-            (Readback::LastLogits | Readback::LastIds | Readback::KeepLastLogits, _) => LogitsOut::Last,
+            (Readback::LastLogits | Readback::LastIds | Readback::KeepLastLogits | Readback::Sampled(_), _) => LogitsOut::Last,
             (Readback::AllLogits, Some((buffer, _))) => LogitsOut::All(buffer),
             (Readback::AllLogits, None) => return Err(Error::Gpu("all-logits buffer missing".into())),
         };
-        record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out)?;
+        for step in 0..steps {
+            record_forward(&mut rec, &self.model, &self.scratch, &self.state, batch as u32, t as u32, logits_out)?;
+            if let (Readback::Sampled(_), Some((buffers, _))) = (readback, &self.sampling) {
+                let logits = TensorView::f32(&self.scratch.logits, batch as u32, vocab as u32);
+                sample(&mut rec, buffers, logits, TensorView::u32(&self.scratch.ids, batch as u32, 1), step as u32)?;
+            }
+        }
         if readback == Readback::LastIds {
             argmax(
                 &mut rec,
@@ -339,6 +464,10 @@ impl Session {
             Readback::Nothing | Readback::KeepLastLogits => None,
             Readback::LastLogits => Some((&self.scratch.logits, &self.staging, batch * vocab * 4)),
             Readback::LastIds => Some((&self.scratch.next_ids, &self.staging, batch * 4)),
+            Readback::Sampled(steps) => {
+                let (buffers, staging) = self.sampling.as_ref().ok_or_else(|| Error::Gpu("sampler buffers missing".into()))?;
+                Some((&buffers.out, staging, steps as usize * batch * 4))
+            }
             Readback::AllLogits => {
                 let (buffer, staging) = self.all_logits.as_ref().ok_or_else(|| Error::Gpu("all-logits buffer missing".into()))?;
                 Some((buffer, staging, rows * vocab * 4))
@@ -383,6 +512,7 @@ impl Session {
             offset += size;
         }
         self.position = position;
+        self.checkpoint_valid = false;
         Ok(())
     }
 
@@ -412,6 +542,17 @@ fn checked_argmax(id: u32) -> Result<u32> {
         return Err(Error::invalid("logits", format!("entry {} is NaN or +inf (the model output is broken)", id & !BROKEN)));
     }
     Ok(id)
+}
+
+/// The sampled tokens of a run, [step][sequence]: None for NO_TOKEN, an error for a broken row.
+fn sampled_rows(bytes: &[u8], batch: usize) -> Result<Vec<Vec<Option<u32>>>> {
+    let words: Vec<u32> = bytemuck::pod_collect_to_vec(bytes);
+    let token = |&id: &u32| match id {
+        NO_TOKEN => Ok(None),
+        BROKEN_ROW => Err(Error::invalid("logits", "an entry is NaN or +inf, or every entry is -inf (the model output is broken)")),
+        id => Ok(Some(id)),
+    };
+    words.chunks(batch).map(|row| row.iter().map(token).collect()).collect()
 }
 
 /// Concatenates per-chunk readbacks of every position, each laid out (batch, t, row), into

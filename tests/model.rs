@@ -362,12 +362,12 @@ fn all_logits_across_prefill_chunks_keep_sequence_order() {
     }
 }
 
-/// Top-k sampling picks its candidates on the GPU (ops::top_k, through the Generator); the
-/// tokens equal those of sampling the read-back rows of logits by hand.
+/// Generation samples on the GPU (shaders/sample.wgsl); its tokens equal those of the CPU
+/// sampler on the read-back rows of logits, one step at a time, for every sampling mode.
 #[test]
-fn gpu_top_k_generation_matches_sampling_whole_rows() {
+fn gpu_sampled_generation_matches_sampling_read_back_rows() {
     use mamba_wgpu::generate::{Generator, StopConditions};
-    use mamba_wgpu::sampling::{Sampler, SamplingParams};
+    use mamba_wgpu::sampling::{Sampler, SamplingParams, GENERATION_DEFAULTS};
     const TOKENS: usize = 16;
     let model = load(common::ctx(), &fixture("mamba1-small"), None).unwrap();
     let vocab = model.config.vocab_size as u32;
@@ -375,6 +375,9 @@ fn gpu_top_k_generation_matches_sampling_whole_rows() {
     for params in [
         SamplingParams { temperature: 0.8, top_k: 20, repetition_penalty: 1.3, seed: 5, ..Default::default() },
         SamplingParams { top_k: 3, top_p: 0.9, seed: 9, ..Default::default() },
+        SamplingParams { min_p: 0.2, seed: 11, ..Default::default() },
+        SamplingParams { repetition_penalty: 1.5, repetition_window: 4, ..SamplingParams::greedy() },
+        SamplingParams { seed: 3, ..GENERATION_DEFAULTS },
     ] {
         let mut session = Session::new(model.clone(), 1).unwrap();
         let stop = StopConditions { max_tokens: TOKENS, eos: Vec::new(), stop_strings: vec![] };
@@ -391,12 +394,85 @@ fn gpu_top_k_generation_matches_sampling_whole_rows() {
         let mut logits = pollster::block_on(session.prefill(std::slice::from_ref(&start))).unwrap();
         let mut want = Vec::new();
         for _ in 0..TOKENS {
-            let token = sampler.sample(&logits, &history).unwrap();
+            let token = sampler.sample(&logits, &history, history.len() as u64).unwrap();
             want.push(token);
             history.push(token);
             logits = pollster::block_on(session.step(&[token])).unwrap();
         }
         assert_eq!(got, want, "{params:?}");
+    }
+}
+
+/// What one generation gives with at most `per_submit` tokens per submit: the tokens, why it
+/// ended, the pending token and the session's state afterwards.
+fn generate_with(
+    model: &std::sync::Arc<mamba_wgpu::Model>,
+    start: &[u32],
+    params: &mamba_wgpu::sampling::SamplingParams,
+    stop: mamba_wgpu::generate::StopConditions,
+    per_submit: usize,
+    stop_after: Option<usize>,
+) -> (Vec<u32>, Option<mamba_wgpu::generate::FinishReason>, Option<u32>, Vec<u8>) {
+    use mamba_wgpu::generate::Generator;
+    use mamba_wgpu::sampling::Sampler;
+    let mut session = Session::new(model.clone(), 1).unwrap();
+    let mut generator = Generator::new(&mut session, Sampler::new(params.clone()).unwrap(), stop).with_tokens_per_submit(per_submit).unwrap();
+    pollster::block_on(generator.start(start)).unwrap();
+    let mut tokens = Vec::new();
+    while let Some(token) = pollster::block_on(generator.next_token()).unwrap() {
+        tokens.push(token);
+        if Some(tokens.len()) == stop_after {
+            pollster::block_on(generator.stop()).unwrap();
+        }
+    }
+    let (reason, pending) = (generator.finish_reason(), generator.pending_token());
+    drop(generator);
+    (tokens, reason, pending, pollster::block_on(session.snapshot()).unwrap())
+}
+
+/// Tokens per submit change nothing: for every family and sampling mode, 1, 2, 3, 5 and 16
+/// tokens per submit give the same tokens, the same end, the same pending token and a
+/// bit-identical state, also when an EOS id or a cancel falls inside a submit (the session
+/// rolls back and replays). The state after an EOS inside a submit equals that of a session
+/// that was fed the prompt and the returned tokens one at a time.
+#[test]
+fn tokens_per_submit_change_nothing() {
+    use mamba_wgpu::generate::{FinishReason, StopConditions};
+    use mamba_wgpu::sampling::{SamplingParams, GENERATION_DEFAULTS};
+    for name in ["mamba1-tiny", "falcon-mamba-tiny", "mamba2-tiny"] {
+        let model = load(common::ctx(), &fixture(name), None).unwrap();
+        let vocab = model.config.vocab_size as u32;
+        let start = prompt(9, vocab, 4);
+        for params in [
+            SamplingParams { seed: 21, ..GENERATION_DEFAULTS },
+            SamplingParams { temperature: 1.2, top_p: 0.7, min_p: 0.02, seed: 8, ..Default::default() },
+            SamplingParams { repetition_penalty: 1.3, ..SamplingParams::greedy() },
+        ] {
+            let label = format!("{name} {params:?}");
+            let budget = StopConditions { max_tokens: 20, ..Default::default() };
+            let one = generate_with(&model, &start, &params, budget.clone(), 1, None);
+            assert_eq!(one.0.len(), 20, "{label}");
+            for per_submit in [2, 3, 5, 16] {
+                assert!(generate_with(&model, &start, &params, budget.clone(), per_submit, None) == one, "{label}: {per_submit} per submit");
+            }
+            // An EOS id first drawn as the 7th token; and a cancel after 6 tokens.
+            let eos_at = one.0.iter().position(|&t| t == one.0[6]).unwrap();
+            let with_eos = StopConditions { max_tokens: 20, eos: vec![one.0[6]], ..Default::default() };
+            let eos_one = generate_with(&model, &start, &params, with_eos.clone(), 1, None);
+            assert_eq!((&eos_one.0[..], eos_one.1, eos_one.2), (&one.0[..eos_at], Some(FinishReason::Eos), None), "{label}");
+            let cancel_one = generate_with(&model, &start, &params, budget.clone(), 1, Some(6));
+            assert_eq!((&cancel_one.0[..], cancel_one.1), (&one.0[..6], Some(FinishReason::Cancelled)), "{label}");
+            for per_submit in [3, 16] {
+                assert!(generate_with(&model, &start, &params, with_eos.clone(), per_submit, None) == eos_one, "{label}: EOS, {per_submit} per submit");
+                assert!(generate_with(&model, &start, &params, budget.clone(), per_submit, Some(6)) == cancel_one, "{label}: cancel, {per_submit}");
+            }
+            let mut fed = Session::new(model.clone(), 1).unwrap();
+            pollster::block_on(fed.prefill(std::slice::from_ref(&start))).unwrap();
+            for &token in &one.0[..eos_at] {
+                pollster::block_on(fed.step(&[token])).unwrap();
+            }
+            assert!(pollster::block_on(fed.snapshot()).unwrap() == eos_one.3, "{label}: state after the EOS");
+        }
     }
 }
 

@@ -36,6 +36,11 @@ fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
     pollster::block_on(read_f32(ctx, buffer, n)).expect("readback")
 }
 
+fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<u8> {
+    let bytes = pollster::block_on(mamba_wgpu::gpu::readback::read_buffers(ctx, &[buffer])).expect("readback").remove(0);
+    bytes[..n].to_vec()
+}
+
 fn to_f16_rounded(values: &[f32]) -> (Vec<u16>, Vec<f32>) {
     let bits: Vec<u16> = values.iter().map(|&v| f16::from_f32(v).to_bits()).collect();
     let rounded = bits.iter().map(|&b| f16::from_bits(b).to_f32()).collect();
@@ -638,65 +643,127 @@ fn in_proj_with_conv_step_matches_reference() {
     }
 }
 
-/// The top-k kernel against a CPU selection: after the repetition penalty, every entry at
-/// least as large as the k-th largest (ties included), with its penalized logit; rows with
-/// ties, -inf, a NaN, k at the edges; and the whole row when ties overflow the candidates.
+/// The GPU sampler (shaders/sample.wgsl) against the CPU sampler, its reference, over rows of
+/// 1 to 5000 entries with ties and -inf, three sequences with different options each (every
+/// mode: greedy, temperature, top-k, top-p, min-p, the repetition penalty over its window),
+/// and the sequence's bookkeeping (position, budget, history). The GPU sums in f32 where the
+/// CPU sums in f64, so a draw may differ where the uniform number or a top-p / min-p boundary
+/// lies within rounding of a cumulative probability: a differing token must be the CPU's
+/// with that boundary moved by 1e-5 (top-p 1e-4), and few may differ.
 #[test]
-fn top_k_candidates_match_reference() {
-    use mamba_wgpu::ops::top_k::{TopKReader, TopKRequest, TopKRow, CAPACITY, TOP_K_MAX};
+fn gpu_sampler_matches_cpu_sampler() {
+    use mamba_wgpu::ops::sample::{sample, SamplerBuffers, SequenceSampling, SequenceState};
+    use mamba_wgpu::sampling::{uniform_at, Sampler, SamplingParams};
     let ctx = common::ctx();
-    {
-        let mut case = 0u64;
-        for &(vocab, k) in &[(1usize, 1usize), (7, 3), (7, 20), (300, 1), (300, 40), (5000, TOP_K_MAX), (50280, 40)] {
-            for (penalty, ties) in [(1.0f32, false), (1.3, false), (0.7, true)] {
-                case += 1;
-                let mut row = random_values(case, vocab, 4.0);
-                if ties {
-                    // Values on a coarse grid: many exact ties, -0.0 and +0.0 among them.
-                    row.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0);
+    let base = SamplingParams::default();
+    let options = [
+        SamplingParams::greedy(),
+        SamplingParams { repetition_penalty: 1.5, repetition_window: 6, ..SamplingParams::greedy() },
+        base.clone(),
+        SamplingParams { temperature: 0.7, top_k: 40, repetition_penalty: 1.3, repetition_window: 8, ..base.clone() },
+        SamplingParams { top_p: 0.9, ..base.clone() },
+        SamplingParams { min_p: 0.1, temperature: 1.5, ..base.clone() },
+        SamplingParams { top_k: 20, top_p: 0.8, min_p: 0.05, repetition_penalty: 0.8, ..base.clone() },
+        SamplingParams { temperature: 2.0, top_p: 0.5, ..base.clone() },
+        SamplingParams { temperature: 1e-3, ..base.clone() },
+        mamba_wgpu::sampling::GENERATION_DEFAULTS,
+    ];
+    let batch = 3;
+    let (mut cases, mut moved) = (0, 0);
+    for vocab in [1usize, 7, 300, 5000] {
+        let buffers = SamplerBuffers::new(&ctx, batch, vocab);
+        let ids = storage(&ctx, "ids", batch);
+        for round in 0..12u64 {
+            let mut rows = Vec::new();
+            let mut sequences = Vec::new();
+            for b in 0..batch as u64 {
+                let seed = round * 31 + b;
+                let mut row = random_values(seed + 1000 * vocab as u64, vocab, 4.0);
+                if round % 3 == 1 {
+                    row.iter_mut().for_each(|x| *x = (*x * 2.0).round() / 2.0); // ties
                 }
                 if vocab > 10 {
                     row[3] = f32::NEG_INFINITY;
                 }
-                let penalized: Vec<u32> = (0..vocab as u32).filter(|i| i % 5 == 1).take(64).collect();
-                let request = TopKRequest { k, penalized: if penalty == 1.0 { vec![] } else { penalized.clone() }, penalty };
-                let logits = upload_f32(&ctx, "logits", &row);
-                let mut reader = TopKReader::new(&ctx, vocab);
-                let got = pollster::block_on(reader.read(&ctx, &logits, &request)).unwrap();
-
-                let want: Vec<(u32, u32)> =
-                    reference::top_k_candidates(&row, &request.penalized, penalty, k).into_iter().map(|(id, x)| (id, x.to_bits())).collect();
-                let label = format!("top-k vocab={vocab} k={k} penalty={penalty} ties={ties}");
-                match got {
-                    TopKRow::Candidates(candidates) => {
-                        let mut got: Vec<(u32, u32)> = candidates.iter().map(|&(id, x)| (id, x.to_bits())).collect();
-                        got.sort();
-                        assert_eq!(got, want, "{label}");
-                    }
-                    // Ties beyond the buffer: the raw row (the sampler penalizes it itself).
-                    TopKRow::Logits(whole) => {
-                        assert!(want.len() > CAPACITY, "{label}: {} candidates fit the buffer, yet the whole row came back", want.len());
-                        assert_eq!(whole, row, "{label}");
-                    }
+                rows.extend_from_slice(&row);
+                let params = SamplingParams { seed: seed << 20, ..options[((round * 3 + b) % options.len() as u64) as usize].clone() };
+                let recent: Vec<u32> = (0..20).map(|j| ((seed * 7 + j * 13) % vocab as u64) as u32).collect();
+                sequences.push(SequenceSampling { params, eos: vec![], budget: 10, recent, position: 100 + round + b });
+            }
+            buffers.set(&ctx, &sequences).unwrap();
+            let logits = upload_f32(&ctx, "logits", &rows);
+            run(&ctx, |rec| {
+                sample(rec, &buffers, TensorView::f32(&logits, batch as u32, vocab as u32), TensorView::u32(&ids, batch as u32, 1), 0)
+            });
+            let out: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.out, batch * 4));
+            let next: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &ids, batch * 4));
+            let states: Vec<SequenceState> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.sequences, batch * std::mem::size_of::<SequenceState>()));
+            for (b, sequence) in sequences.iter().enumerate() {
+                let row = &rows[b * vocab..(b + 1) * vocab];
+                let label = format!("vocab={vocab} round={round} sequence={b} {:?}", sequence.params);
+                let u = uniform_at(sequence.params.seed, sequence.position) as f64;
+                let cpu = |params: SamplingParams, u: f64| Sampler::new(params).unwrap().sample_with(row, &sequence.recent, u).unwrap();
+                let want = cpu(sequence.params.clone(), u);
+                cases += 1;
+                if out[b] != want {
+                    let p = &sequence.params;
+                    let nearby = [
+                        cpu(p.clone(), (u - 1e-5).max(0.0)),
+                        cpu(p.clone(), (u + 1e-5).min(0.999_999)),
+                        cpu(SamplingParams { top_p: (p.top_p - 1e-4).max(1e-4), ..p.clone() }, u),
+                        cpu(SamplingParams { top_p: (p.top_p + 1e-4).min(1.0), ..p.clone() }, u),
+                        cpu(SamplingParams { min_p: (p.min_p - 1e-5).max(0.0), ..p.clone() }, u),
+                        cpu(SamplingParams { min_p: (p.min_p + 1e-5).min(1.0), ..p.clone() }, u),
+                    ];
+                    assert!(nearby.contains(&out[b]), "{label}: GPU drew {}, CPU {want}, nearby {nearby:?}", out[b]);
+                    moved += 1;
                 }
+                assert_eq!(next[b], out[b], "{label}: the next step's input");
+                let s = &states[b];
+                assert_eq!((s.position, s.budget, s.done), (sequence.position as u32 + 1, 9, 0), "{label}");
+                let kept = sequence.recent.len().min(sequence.params.repetition_window);
+                assert_eq!(s.hist_count as usize, kept + 1, "{label}: history count");
             }
         }
-        // A NaN is the largest key: it comes back, so the sampler can reject the row.
-        let mut row = random_values(99, 1000, 1.0);
-        row[500] = f32::NAN;
-        let mut reader = TopKReader::new(&ctx, 1000);
-        let request = TopKRequest { k: 5, penalized: vec![], penalty: 1.0 };
-        match pollster::block_on(reader.read(&ctx, &upload_f32(&ctx, "logits", &row), &request)).unwrap() {
-            TopKRow::Candidates(c) => assert!(c.iter().any(|&(id, x)| id == 500 && x.is_nan()), "NaN entry missing from {c:?}"),
-            TopKRow::Logits(_) => panic!("a NaN row overflowed the candidates"),
-        }
-        // 3000 equal logits all tie with the k-th: more than the buffer holds, so the row.
-        let flat = vec![0.25f32; 3000];
-        match pollster::block_on(TopKReader::new(&ctx, 3000).read(&ctx, &upload_f32(&ctx, "logits", &flat), &request)).unwrap() {
-            TopKRow::Logits(row) => assert_eq!(row, flat),
-            TopKRow::Candidates(c) => panic!("{} tied candidates cannot fit the buffer", c.len()),
-        }
     }
+    assert!(moved * 50 <= cases, "{moved} of {cases} draws differ from the CPU's");
+}
+
+/// The sampler's stops: an EOS id ends a sequence (it is written, then NO_TOKEN in later
+/// steps), so does the budget; a row with NaN or +inf, or only -inf, is BROKEN_ROW; the
+/// history ring wraps.
+#[test]
+fn gpu_sampler_stops_and_reports_broken_rows() {
+    use mamba_wgpu::ops::sample::{sample, SamplerBuffers, SequenceSampling, BROKEN_ROW, HISTORY_CAPACITY, NO_TOKEN};
+    use mamba_wgpu::sampling::SamplingParams;
+    let ctx = common::ctx();
+    let vocab = 50;
+    let buffers = SamplerBuffers::new(&ctx, 4, vocab);
+    let ids = storage(&ctx, "ids", 4);
+    let mut rows = random_values(5, 4 * vocab, 2.0);
+    let argmax = |b: usize| (0..vocab).max_by(|&i, &j| rows[b * vocab + i].total_cmp(&rows[b * vocab + j])).unwrap() as u32;
+    // A window as long as the ring, so the ring starts full and the new tokens wrap around.
+    let params = SamplingParams { repetition_window: HISTORY_CAPACITY, ..SamplingParams::greedy() };
+    let greedy = |eos: Vec<u32>, budget: usize| SequenceSampling { params: params.clone(), eos, budget, recent: vec![1; 3000], position: 0 };
+    let (eos_id, b1) = (argmax(0), argmax(1));
+    rows[2 * vocab + 7] = f32::NAN;
+    rows[3 * vocab..].iter_mut().for_each(|x| *x = f32::NEG_INFINITY);
+    buffers.set(&ctx, &[greedy(vec![99, eos_id], 10), greedy(vec![], 2), greedy(vec![], 10), greedy(vec![], 10)]).unwrap();
+    let logits = upload_f32(&ctx, "logits", &rows);
+    run(&ctx, |rec| {
+        for step in 0..3 {
+            sample(rec, &buffers, TensorView::f32(&logits, 4, vocab as u32), TensorView::u32(&ids, 4, 1), step)?;
+        }
+        Ok(())
+    });
+    let out: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.out, 12 * 4));
+    assert_eq!(out[0..4], [eos_id, b1, BROKEN_ROW, BROKEN_ROW], "step 0");
+    assert_eq!(out[4..8], [NO_TOKEN, b1, NO_TOKEN, NO_TOKEN], "step 1");
+    assert_eq!(out[8..12], [NO_TOKEN, NO_TOKEN, NO_TOKEN, NO_TOKEN], "step 2: the budget of 2 is spent");
+    // The history kept the last HISTORY_CAPACITY of 3000 ids, then wrapped for the new ones.
+    let history: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.history, 4 * HISTORY_CAPACITY * 4));
+    let row1 = &history[HISTORY_CAPACITY..2 * HISTORY_CAPACITY];
+    assert_eq!((row1[0], row1[1], row1[2]), (b1, b1, 1), "sequence 1's ring after two tokens");
 }
 
 /// The benchmark's bandwidth probe checks, when it is built, that each of its patterns read

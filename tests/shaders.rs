@@ -75,7 +75,7 @@ fn every_kernel_names_an_entry_point_of_its_file() {
         Kernel::ScanSequential,
         Kernel::ScanStepStates { f16: true },
         Kernel::Argmax,
-        Kernel::TopK,
+        Kernel::Sample,
     ];
     for kernel in kernels {
         let spec = kernel.spec();
@@ -189,7 +189,7 @@ fn parameter_blocks_match_their_wgsl_structs() {
         "ssd.wgsl"
     );
     params!(ArgmaxParams, [rows, n], "argmax.wgsl");
-    params!(TopKParams, [n, k, cap, n_penalized, penalty, inv_penalty], "top_k.wgsl");
+    params!(SampleParams, [vocab, batch, hist_cap, step], "sample.wgsl");
     params!(BandwidthParams, [n_vec4, threads], "bench/read_bandwidth.wgsl");
 }
 

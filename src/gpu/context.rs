@@ -52,6 +52,18 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
+    /// The most decode steps a generation runs per submit on this adapter. On a GPU a step
+    /// takes well under a millisecond and the submit, wait and readback around it cost as
+    /// much: 16 steps share one round trip. A CPU device takes milliseconds per step, where
+    /// the round trip is a small share: 8 keep the text flowing in smaller pieces.
+    pub fn tokens_per_submit(&self) -> usize {
+        if self.adapter.device_type == "Cpu" {
+            8
+        } else {
+            16
+        }
+    }
+
     /// Picks the adapter wgpu prefers (high performance), or the one `adapter_filter` names on
     /// native platforms: an index in `info`'s list, or text its description contains.
     pub async fn new(adapter_filter: Option<&str>) -> Result<Arc<Self>> {

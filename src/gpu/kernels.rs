@@ -49,7 +49,8 @@ pub enum Kernel {
     /// Mamba-2's scan walking time (decode, and the chunked scan's baseline).
     SsdSequential,
     Argmax,
-    TopK,
+    /// Every sampling mode on the GPU, one workgroup per sequence (shaders/sample.wgsl).
+    Sample,
 }
 
 /// What a pipeline is built from: a shader file's text, an entry point and the values of its
@@ -108,7 +109,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("group_rms_norm.wgsl", include_str!("../../shaders/group_rms_norm.wgsl")),
     ("ssd.wgsl", include_str!("../../shaders/ssd.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
-    ("top_k.wgsl", include_str!("../../shaders/top_k.wgsl")),
+    ("sample.wgsl", include_str!("../../shaders/sample.wgsl")),
 ];
 
 /// The text of shader file `name` (one of SHADERS).
@@ -137,7 +138,7 @@ impl Kernel {
             Kernel::SsdChunkOutputs => ("ssd.wgsl", "chunk_outputs", vec![]),
             Kernel::SsdSequential => ("ssd.wgsl", "sequential", vec![]),
             Kernel::Argmax => ("argmax.wgsl", "main", vec![]),
-            Kernel::TopK => ("top_k.wgsl", "main", vec![]),
+            Kernel::Sample => ("sample.wgsl", "main", vec![]),
         };
         KernelSpec { file, source: shader_source(file), entry, constants }
     }

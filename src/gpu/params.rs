@@ -93,17 +93,14 @@ pub struct ArgmaxParams {
     pub _pad: [u32; 2],
 }
 
-/// shaders/top_k.wgsl
+/// shaders/sample.wgsl
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Pod, Zeroable)]
-pub struct TopKParams {
-    pub n: u32,
-    pub k: u32,
-    pub cap: u32,
-    pub n_penalized: u32,
-    pub penalty: f32,
-    pub inv_penalty: f32,
-    pub _pad: [u32; 2],
+pub struct SampleParams {
+    pub vocab: u32,
+    pub batch: u32,
+    pub hist_cap: u32,
+    pub step: u32,
 }
 
 /// shaders/group_rms_norm.wgsl

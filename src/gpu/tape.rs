@@ -30,6 +30,8 @@ pub struct Tape {
     max_slots: usize,
     /// Parameter bytes last uploaded; a run with identical bytes skips the upload.
     uploaded: Vec<u8>,
+    /// Non-empty dispatches of the last encoded run.
+    dispatched: usize,
 }
 
 impl Tape {
@@ -40,7 +42,7 @@ impl Tape {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Tape { label: label.to_string(), slots: Vec::new(), params_buffer, max_slots, uploaded: Vec::new() }
+        Tape { label: label.to_string(), slots: Vec::new(), params_buffer, max_slots, uploaded: Vec::new(), dispatched: 0 }
     }
 
     /// Starts a run over this tape.
@@ -51,6 +53,11 @@ impl Tape {
     /// Bind groups built so far (each slot holds one).
     pub fn slots(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Dispatches the last encoded run issued (empty ones skipped).
+    pub fn dispatches(&self) -> usize {
+        self.dispatched
     }
 
     /// The (shader file, entry point) of each slot, in the order first recorded.
@@ -149,6 +156,7 @@ impl Recorder<'_> {
             self.ctx.queue.write_buffer(&self.tape.params_buffer, 0, &self.params);
             self.tape.uploaded = self.params;
         }
+        self.tape.dispatched = self.dispatches.iter().filter(|(_, [x, _, _])| *x > 0).count();
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&self.tape.label), timestamp_writes: None });
         for (slot, [x, y, z]) in self.dispatches {
             if x == 0 {

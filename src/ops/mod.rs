@@ -8,9 +8,9 @@ pub mod embedding;
 pub mod group_norm;
 pub mod linear;
 pub mod norm;
+pub mod sample;
 pub mod scan;
 pub mod ssd;
-pub mod top_k;
 
 use crate::error::Result;
 use crate::gpu::tensor::{ElementType, TensorView};

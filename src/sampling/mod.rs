@@ -1,21 +1,17 @@
-//! Picking the next token from the logits of the last position, on the CPU.
-//!
-//! The GPU produces one row of logits (one score per vocabulary entry); turning
-//! that row into a token id is cheap and branchy, so it happens here. The
-//! filters run in the same order as Hugging Face `transformers` and llama.cpp,
-//! so a given set of parameters behaves the way users of those tools expect:
+//! Picking the next token from the logits of the last position: the options, and the CPU
+//! sampler that is the reference of the GPU's (shaders/sample.wgsl, which generation runs).
+//! The filters run in the same order as Hugging Face `transformers` and llama.cpp, so a given
+//! set of parameters behaves the way users of those tools expect:
 //!
 //! repetition penalty -> (temperature 0: argmax) -> top-k -> temperature ->
-//! softmax -> top-p -> min-p -> renormalize -> seeded random draw.
+//! softmax -> top-p -> min-p -> renormalize -> draw in id order.
 //!
 //! (Top-k before or after the temperature keeps the same tokens: dividing by a
-//! positive temperature keeps their order.) With top-k, the penalty and the
-//! top-k selection can also run on the GPU (`ops::top_k`, `top_k_request`),
-//! and `sample_candidates` finishes the chain on the few candidates read back:
-//! the same tokens, drawn in the same order, as from the whole row.
+//! positive temperature keeps their order.) Every filter is a threshold on the score, so
+//! entries tied with the last one kept are kept. The draw's uniform number comes from a
+//! counter-based generator (`uniform_at`): the seed and the token's position decide it.
 
 use crate::error::{Error, Result};
-use crate::ops::top_k::{TopKRequest, TOP_K_MAX};
 
 /// User-facing knobs of the sampler. Each filter has a value that disables it.
 #[derive(Clone, Debug, PartialEq)]
@@ -78,6 +74,10 @@ impl SamplingParams {
         if !(r.is_finite() && r > 0.0) {
             return Err(invalid("repetition_penalty", r, "must be finite and > 0"));
         }
+        if self.repetition_window > MAX_REPETITION_WINDOW {
+            let reason = format!("{} must be at most {MAX_REPETITION_WINDOW}", self.repetition_window);
+            return Err(Error::InvalidArgument { name: "repetition_window".into(), reason });
+        }
         Ok(())
     }
 }
@@ -99,61 +99,65 @@ pub fn argmax(logits: &[f32]) -> Option<u32> {
     best.map(|(i, _)| i as u32)
 }
 
-/// Stateful sampler: owns the random generator and reusable buffers, so one
-/// `Sampler` should follow one generated sequence.
+/// Longest repetition window (tokens): the GPU keeps that much history per sequence.
+pub const MAX_REPETITION_WINDOW: usize = 1024;
+
+/// The uniform draw in [0, 1) for the token at `position` (tokens in the sequence before it)
+/// of a generation seeded with `seed`: a counter-based generator, so a draw depends on the
+/// seed and the position alone, not on how many draws came before or how decode steps were
+/// grouped. Three rounds of the lowbias32 hash; 24 bits, exact in f32. shaders/sample.wgsl
+/// computes the same value.
+pub fn uniform_at(seed: u64, position: u64) -> f32 {
+    fn mix(mut v: u32) -> u32 {
+        v ^= v >> 16;
+        v = v.wrapping_mul(0x7feb_352d);
+        v ^= v >> 15;
+        v = v.wrapping_mul(0x846c_a68b);
+        v ^= v >> 16;
+        v
+    }
+    let h = mix(mix(mix(((seed >> 32) as u32).wrapping_add(0x9e37_79b9)) ^ seed as u32).wrapping_add(position as u32));
+    (h >> 8) as f32 * (1.0 / 16_777_216.0)
+}
+
+/// The CPU sampler: the reference for shaders/sample.wgsl, which generation runs (same rules,
+/// f32 where the GPU is f32), and the sampler of callers that hold a row of logits.
 pub struct Sampler {
     params: SamplingParams,
-    rng: Rng,
     scratch: Scratch,
 }
 
 impl Sampler {
-    /// Validates `params` and seeds the random generator from `params.seed`.
+    /// Validates `params`.
     pub fn new(params: SamplingParams) -> Result<Self> {
         params.validate()?;
-        let rng = Rng::new(params.seed);
-        let scratch = Scratch::default();
-        Ok(Self { params, rng, scratch })
+        Ok(Self { params, scratch: Scratch::default() })
     }
 
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }
 
-    /// Picks the next token from one row of logits. `recent` holds the token
-    /// ids seen so far (prompt + generated); the repetition penalty uses the
-    /// last `repetition_window` of them. Ids outside the vocabulary are ignored.
-    pub fn sample(&mut self, logits: &[f32], recent: &[u32]) -> Result<u32> {
-        let candidates = self.scratch.filter(&self.params, logits, recent, false)?;
-        Ok(draw(candidates, self.rng.next_f64()))
+    /// Picks the token at `position` (tokens in the sequence before it) from one row of
+    /// logits. `recent` holds the token ids seen so far (prompt + generated); the repetition
+    /// penalty uses the last `repetition_window` of them. Ids outside the vocabulary are
+    /// ignored.
+    pub fn sample(&mut self, logits: &[f32], recent: &[u32], position: u64) -> Result<u32> {
+        self.sample_with(logits, recent, uniform_at(self.params.seed, position) as f64)
     }
 
-    /// What the GPU's top-k kernel must return for this sampler to finish on the candidates
-    /// alone (`sample_candidates`): with top-k sampling (k in 1..=TOP_K_MAX) at a temperature
-    /// above 0; None otherwise. `recent` as for `sample`.
-    pub fn top_k_request(&self, recent: &[u32]) -> Option<TopKRequest> {
-        let p = &self.params;
-        if !(p.temperature > 0.0 && (1..=TOP_K_MAX).contains(&p.top_k)) {
-            return None;
-        }
-        let penalized = if p.repetition_penalty == 1.0 { Vec::new() } else { penalized_ids(recent, p.repetition_window) };
-        Some(TopKRequest { k: p.top_k, penalized, penalty: p.repetition_penalty })
+    /// `sample` with the uniform number `u` in [0, 1) given.
+    pub fn sample_with(&mut self, logits: &[f32], recent: &[u32], u: f64) -> Result<u32> {
+        let candidates = self.scratch.filter(&self.params, logits, recent)?;
+        Ok(draw(candidates, u))
     }
 
-    /// Picks the next token from the candidates that `top_k_request`'s kernel returned:
-    /// (token id, logit after the repetition penalty), every entry at least as large as the
-    /// k-th largest, in any order.
-    pub fn sample_candidates(&mut self, candidates: Vec<(u32, f32)>) -> Result<u32> {
-        let candidates = self.scratch.filter_candidates(&self.params, candidates)?;
-        Ok(draw(candidates, self.rng.next_f64()))
-    }
-
-    /// The tokens that survive every filter with their renormalized
-    /// probabilities, most probable first (ties: lower id first). With
-    /// temperature 0 this is the argmax alone with probability 1.
+    /// The tokens that survive every filter with their renormalized probabilities, in id
+    /// order (the order of the draw). With temperature 0 this is the argmax alone with
+    /// probability 1.
     pub fn candidate_probs(&self, logits: &[f32], recent: &[u32]) -> Result<Vec<(u32, f32)>> {
         let mut scratch = Scratch::default();
-        Ok(scratch.filter(&self.params, logits, recent, true)?.to_vec())
+        Ok(scratch.filter(&self.params, logits, recent)?.to_vec())
     }
 }
 
@@ -168,10 +172,9 @@ struct Scratch {
 }
 
 impl Scratch {
-    /// Runs the whole filter chain and returns the survivors with their
-    /// normalized probabilities. They are in descending order only when
-    /// `sorted` is set (top-p sorts anyway; a plain draw does not need it).
-    fn filter(&mut self, params: &SamplingParams, logits: &[f32], recent: &[u32], sorted: bool) -> Result<&[(u32, f32)]> {
+    /// Runs the whole filter chain and returns the survivors with their normalized
+    /// probabilities, in id order.
+    fn filter(&mut self, params: &SamplingParams, logits: &[f32], recent: &[u32]) -> Result<&[(u32, f32)]> {
         check_scores(logits.iter().copied().enumerate().map(|(i, x)| (i as u32, x)))?;
         let work = &mut self.logits;
         work.clear();
@@ -188,36 +191,18 @@ impl Scratch {
             return Ok(out);
         }
         out.extend(work.iter().enumerate().map(|(i, &x)| (i as u32, x)));
-        finish_chain(params, out, sorted);
-        Ok(out)
-    }
-
-    /// `filter` from candidates picked on the GPU (already penalized, at least the top k).
-    fn filter_candidates(&mut self, params: &SamplingParams, candidates: Vec<(u32, f32)>) -> Result<&[(u32, f32)]> {
-        check_scores(candidates.iter().copied())?;
-        let out = &mut self.candidates;
-        *out = candidates;
-        if params.temperature == 0.0 {
-            out.sort_unstable_by(descending);
-            out.truncate(1);
-            out[0].1 = 1.0;
-            return Ok(out);
-        }
-        finish_chain(params, out, false);
+        finish_chain(params, out);
         Ok(out)
     }
 }
 
-/// The chain after the penalty, on (id, logit) pairs: top-k -> temperature ->
-/// softmax -> top-p -> min-p -> renormalize. With top-k the survivors are
-/// sorted, so a draw walks them in the same order whether they came from the
-/// whole row or from the GPU's candidates.
-fn finish_chain(params: &SamplingParams, out: &mut Vec<(u32, f32)>, sorted: bool) {
+/// The chain after the penalty, on (id, logit) pairs: top-k -> temperature -> softmax ->
+/// top-p -> min-p -> renormalize, the survivors left in id order for the draw. Entries tied
+/// with the last one a filter keeps are kept too (as Hugging Face's top-k does): a filter is a
+/// threshold on the score, which is how the GPU applies it.
+fn finish_chain(params: &SamplingParams, out: &mut Vec<(u32, f32)>) {
     apply_top_k(out, params.top_k);
     scale(out, params.temperature);
-    if sorted || params.top_p < 1.0 || params.top_k > 0 {
-        out.sort_unstable_by(descending);
-    }
     softmax_in_place(out);
     if params.top_p < 1.0 {
         apply_top_p(out, params.top_p);
@@ -226,6 +211,7 @@ fn finish_chain(params: &SamplingParams, out: &mut Vec<(u32, f32)>, sorted: bool
         apply_min_p(out, params.min_p);
     }
     normalize(out);
+    out.sort_unstable_by_key(|c| c.0);
 }
 
 /// Rejects rows the math below cannot handle: empty, NaN, +inf (softmax would
@@ -264,7 +250,7 @@ fn scale(cands: &mut Vec<(u32, f32)>, temperature: f32) {
 
 /// Penalizes each distinct token of the window once (like HF and llama.cpp),
 /// however often it occurs there. Positive logits are multiplied by 1 / penalty
-/// (within an ulp of HF's division), exactly as shaders/top_k.wgsl does.
+/// (within an ulp of HF's division), exactly as shaders/sample.wgsl does.
 fn apply_repetition_penalty(logits: &mut [f32], recent: &[u32], penalty: f32, window: usize) {
     if penalty == 1.0 {
         return;
@@ -297,8 +283,9 @@ fn apply_top_k(cands: &mut Vec<(u32, f32)>, k: usize) {
     if k == 0 || k >= cands.len() {
         return;
     }
-    cands.select_nth_unstable_by(k - 1, descending);
-    cands.truncate(k);
+    let (_, kth, _) = cands.select_nth_unstable_by(k - 1, descending);
+    let threshold = kth.1;
+    cands.retain(|c| c.1 >= threshold);
 }
 
 /// Turns scores into probabilities. Subtracting the maximum first keeps
@@ -322,22 +309,25 @@ fn normalize(cands: &mut [(u32, f32)]) {
     }
 }
 
-/// Keeps the smallest prefix (of probabilities sorted in descending order)
-/// whose sum reaches `p`, never less than one token. The small tolerance
+/// Keeps the smallest set of the most probable tokens whose sum reaches `p`
+/// (and the tokens tied with its least probable one), never less than one token. The small tolerance
 /// stops float rounding from pulling in one extra token when the sum lands
 /// exactly on `p` (0.5 + 0.3 computed in f32 can come out as 0.79999995).
-fn apply_top_p(sorted: &mut Vec<(u32, f32)>, p: f32) {
+fn apply_top_p(cands: &mut Vec<(u32, f32)>, p: f32) {
     const TOLERANCE: f64 = 1e-6;
+    cands.sort_unstable_by(descending);
     let mut cumulative = 0.0f64;
-    let mut keep = sorted.len();
-    for (i, c) in sorted.iter().enumerate() {
+    let mut keep = cands.len();
+    for (i, c) in cands.iter().enumerate() {
         cumulative += c.1 as f64;
         if cumulative + TOLERANCE >= p as f64 {
             keep = i + 1;
             break;
         }
     }
-    sorted.truncate(keep.max(1));
+    // Entries tied with the last kept one stay.
+    let last = cands[keep.max(1) - 1].1;
+    cands.retain(|c| c.1 >= last);
 }
 
 /// Drops tokens less likely than `min_p` times the most likely one. The most
@@ -360,46 +350,6 @@ fn draw(cands: &[(u32, f32)], u: f64) -> u32 {
         }
     }
     cands.last().map_or(0, |c| c.0)
-}
-
-/// xoshiro256** (Blackman & Vigna): small, fast, statistically solid, and
-/// self-contained, so draws are identical on every platform, wasm included.
-struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// Expands the 64-bit seed with SplitMix64, as the xoshiro authors
-    /// recommend; this also avoids the forbidden all-zero state.
-    fn new(seed: u64) -> Self {
-        let mut x = seed;
-        let mut splitmix = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Self { s: [splitmix(), splitmix(), splitmix(), splitmix()] }
-    }
-
-    fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        result
-    }
-
-    /// Uniform in [0, 1): the top 53 bits fill an f64 mantissa exactly.
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
-    }
 }
 
 #[cfg(test)]

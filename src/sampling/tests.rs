@@ -38,11 +38,11 @@ fn tiny_temperature_matches_greedy() {
     let mut data = Rng::new(7);
     let mut greedy = sampler(SamplingParams::greedy());
     let mut cold = sampler(with(|p| p.temperature = 1e-6));
-    for _ in 0..200 {
+    for position in 0..200 {
         let logits = random_logits(&mut data, 500);
         let expected = argmax(&logits);
-        assert_eq!(greedy.sample(&logits, &[]).ok(), expected);
-        assert_eq!(cold.sample(&logits, &[]).ok(), expected);
+        assert_eq!(greedy.sample(&logits, &[], position).ok(), expected);
+        assert_eq!(cold.sample(&logits, &[], position).ok(), expected);
     }
 }
 
@@ -61,14 +61,27 @@ fn top_k_never_leaves_the_k_best() {
         p.top_k = 5
     }));
     let mut drawn = std::collections::HashSet::new();
-    for _ in 0..2000 {
-        let t = s.sample(&logits, &[]).expect("valid logits");
+    for position in 0..2000 {
+        let t = s.sample(&logits, &[], position).expect("valid logits");
         assert!(best.contains(&t), "token {t} is not among the 5 best");
         drawn.insert(t);
     }
     assert_eq!(drawn.len(), 5, "every one of the k best should come up");
     let cands = s.candidate_probs(&logits, &[]).expect("valid logits");
-    assert_eq!(ids(&cands), best);
+    let mut best_in_id_order = best.clone();
+    best_in_id_order.sort();
+    assert_eq!(ids(&cands), best_in_id_order);
+}
+
+/// Every filter is a threshold on the score: entries tied with the last one kept stay.
+#[test]
+fn filters_keep_ties_with_their_boundary() {
+    let logits = [1.0, 3.0, 2.0, 2.0, 0.0];
+    let s = sampler(with(|p| p.top_k = 2));
+    assert_eq!(ids(&s.candidate_probs(&logits, &[]).unwrap()), vec![1, 2, 3]);
+    // 3.0 alone holds about 0.52 of the mass: top-p 0.6 needs a 2.0, and takes both.
+    let s = sampler(with(|p| p.top_p = 0.6));
+    assert_eq!(ids(&s.candidate_probs(&logits, &[]).unwrap()), vec![1, 2, 3]);
 }
 
 #[test]
@@ -137,53 +150,25 @@ fn repetition_penalty_only_looks_inside_the_window() {
 fn draws(seed: u64, n: usize) -> Vec<u32> {
     let mut s = sampler(with(|p| p.seed = seed));
     let flat = vec![0.0f32; 100];
-    (0..n).map(|_| s.sample(&flat, &[]).expect("valid logits")).collect()
+    (0..n as u64).map(|position| s.sample(&flat, &[], position).expect("valid logits")).collect()
 }
 
-/// The GPU path (`top_k_request`, then `sample_candidates`) draws the same tokens as
-/// `sample` on the whole row, whatever order the candidates come in. Candidates are built
-/// here the way shaders/top_k.wgsl defines them (tests/ops.rs checks the kernel).
+/// The counter-based generator: values in [0, 1), spread evenly, different for neighbouring
+/// positions and seeds (including seeds that differ only in their high 32 bits).
 #[test]
-fn candidates_draw_like_the_whole_row() {
-    let mut rng = Rng::new(7);
-    let cases = [
-        with(|p| p.top_k = 1),
-        with(|p| p.top_k = 5),
-        with(|p| {
-            p.top_k = 40;
-            p.temperature = 0.7;
-            p.repetition_penalty = 1.3;
-            p.repetition_window = 8;
-        }),
-        with(|p| {
-            p.top_k = 20;
-            p.top_p = 0.8;
-            p.min_p = 0.05;
-            p.repetition_penalty = 0.8;
-        }),
-    ];
-    for (i, params) in cases.into_iter().enumerate() {
-        let (mut whole, mut gpu) = (sampler(params.clone()), sampler(params.clone()));
-        for step in 0..50 {
-            // Rounded logits: ties at the k-th place happen.
-            let row: Vec<f32> = random_logits(&mut rng, 300).iter().map(|x| (x * 4.0).round() / 4.0).collect();
-            let recent: Vec<u32> = (0..12).map(|j| ((step * 7 + j * 13) % 300) as u32).collect();
-            let request = gpu.top_k_request(&recent).expect("top-k at a positive temperature");
-            // In reverse id order, to show the order does not matter.
-            let mut candidates = crate::reference::top_k_candidates(&row, &request.penalized, request.penalty, request.k);
-            candidates.reverse();
-            assert_eq!(gpu.sample_candidates(candidates).unwrap(), whole.sample(&row, &recent).unwrap(), "case {i} step {step}");
-        }
+fn uniform_at_is_spread_and_depends_on_seed_and_position() {
+    let mut buckets = [0usize; 10];
+    for position in 0..100_000u64 {
+        let u = uniform_at(3, position);
+        assert!((0.0..1.0).contains(&u));
+        buckets[(u * 10.0) as usize] += 1;
     }
-    // No GPU path without top-k, or at temperature 0.
-    assert!(sampler(SamplingParams::default()).top_k_request(&[]).is_none());
-    assert!(sampler(with(|p| {
-        p.top_k = 5;
-        p.temperature = 0.0;
-    }))
-    .top_k_request(&[])
-    .is_none());
-    assert!(sampler(with(|p| p.top_k = TOP_K_MAX + 1)).top_k_request(&[]).is_none());
+    for count in buckets {
+        assert!((9_500..10_500).contains(&count), "bucket count {count} of 100000 draws");
+    }
+    assert_ne!(uniform_at(3, 10), uniform_at(3, 11));
+    assert_ne!(uniform_at(3, 10), uniform_at(4, 10));
+    assert_ne!(uniform_at(3, 10), uniform_at(3 + (1 << 32), 10));
 }
 
 #[test]
@@ -197,8 +182,8 @@ fn draws_follow_the_distribution() {
     let logits = logits_of(&[0.7, 0.2, 0.1]);
     let mut s = sampler(with(|p| p.seed = 5));
     let mut counts = [0usize; 3];
-    for _ in 0..20_000 {
-        counts[s.sample(&logits, &[]).expect("valid logits") as usize] += 1;
+    for position in 0..20_000 {
+        counts[s.sample(&logits, &[], position).expect("valid logits") as usize] += 1;
     }
     for (count, p) in counts.iter().zip([0.7, 0.2, 0.1]) {
         let freq = *count as f64 / 20_000.0;
@@ -215,6 +200,7 @@ fn validate_rejects_out_of_range_values() {
         ("temperature", with(|p| p.temperature = f32::NAN)),
         ("min_p", with(|p| p.min_p = f32::NAN)),
         ("repetition_penalty", with(|p| p.repetition_penalty = 0.0)),
+        ("repetition_window", with(|p| p.repetition_window = MAX_REPETITION_WINDOW + 1)),
     ];
     for (field, params) in cases {
         match Sampler::new(params) {
@@ -230,14 +216,56 @@ fn validate_rejects_out_of_range_values() {
 #[test]
 fn broken_logits_are_errors() {
     let mut s = sampler(SamplingParams::default());
-    assert!(s.sample(&[], &[]).is_err());
-    assert!(s.sample(&[0.0, f32::NAN], &[]).is_err());
-    assert!(s.sample(&[0.0, f32::INFINITY], &[]).is_err());
-    assert!(s.sample(&[f32::NEG_INFINITY; 3], &[]).is_err());
+    assert!(s.sample(&[], &[], 0).is_err());
+    assert!(s.sample(&[0.0, f32::NAN], &[], 0).is_err());
+    assert!(s.sample(&[0.0, f32::INFINITY], &[], 0).is_err());
+    assert!(s.sample(&[f32::NEG_INFINITY; 3], &[], 0).is_err());
     let mut g = sampler(SamplingParams::greedy());
-    assert!(g.sample(&[f32::NAN, 1.0], &[]).is_err());
+    assert!(g.sample(&[f32::NAN, 1.0], &[], 0).is_err());
     // Masked (-inf) tokens are fine and are never drawn.
-    for _ in 0..100 {
-        assert_eq!(s.sample(&[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[]).ok(), Some(1));
+    for position in 0..100 {
+        assert_eq!(s.sample(&[f32::NEG_INFINITY, 0.0, f32::NEG_INFINITY], &[], position).ok(), Some(1));
     }
 }
+
+/// xoshiro256** (Blackman & Vigna): small, fast, statistically solid, and
+/// self-contained, so draws are identical on every platform, wasm included.
+/// Test data: random logits.
+struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// Expands the 64-bit seed with SplitMix64, as the xoshiro authors
+    /// recommend; this also avoids the forbidden all-zero state.
+    fn new(seed: u64) -> Self {
+        let mut x = seed;
+        let mut splitmix = || {
+            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = x;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        Self { s: [splitmix(), splitmix(), splitmix(), splitmix()] }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let result = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        result
+    }
+
+    /// Uniform in [0, 1): the top 53 bits fill an f64 mantissa exactly.
+    fn next_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+}
+

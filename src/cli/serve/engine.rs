@@ -239,7 +239,7 @@ fn start<'t>(
         running.finish = Some(FinishReason::MaxTokens);
         return Ok(running);
     }
-    match running.sampler.sample(&logits, &running.history) {
+    match running.sampler.sample(&logits, &running.history, running.fed as u64) {
         Ok(first) => running.accept(first, &shared.eos),
         Err(e) => return Err((running.job, e)),
     }
@@ -292,7 +292,7 @@ fn step(batch: &mut Session, slots: &mut [Option<Running>], eos: &[u32]) -> Resu
             running.finish = Some(FinishReason::Cancelled);
             continue;
         }
-        match running.sampler.sample(row, &running.history) {
+        match running.sampler.sample(row, &running.history, running.fed as u64) {
             Ok(token) => running.accept(token, eos),
             // A row that cannot be sampled (NaN logits) fails its own request only.
             Err(e) => {
