@@ -14,6 +14,7 @@ use std::time::Instant;
 use crate::error::Result;
 use crate::model::config::SsdShape;
 use crate::model::{Checkpoint, LoadOptions, Model};
+use crate::ops::sample::SequenceSampling;
 use crate::{GpuContext, Session, WeightDtype};
 
 pub use report::{BenchReport, Measurement};
@@ -200,28 +201,17 @@ fn measure_model(
     done: &mut dyn FnMut(Measurement),
 ) -> Result<()> {
     let c = &model.config;
-    let name = model.source.clone();
     let vocab = c.vocab_size as u32;
     let prompt = |len: usize| -> Vec<Vec<u32>> { (0..batch).map(|b| (0..len).map(|i| ((i * 31 + b * 7 + 1) as u32) % vocab).collect()).collect() };
 
-    // Decode: steady state after a short prompt and a warm-up.
+    // Decode as generation runs it, sampled on the GPU with the default options: one token
+    // per submit, then the adapter's tokens per submit, in the same run.
     let mut session = Session::new(model.clone(), batch)?;
-    let mut next = pollster::block_on(session.prefill_greedy(&prompt(16)))?;
-    for _ in 0..8 {
-        next = pollster::block_on(session.step_greedy(&next))?;
-    }
-    let steps = o.decode_steps.div_ceil(DECODE_ROUNDS);
-    let (mut decode_tps, mut bandwidth) = (0f64, 0f64);
-    for _ in 0..DECODE_ROUNDS {
-        bandwidth = bandwidth.max(probe.measure(&model.ctx)?);
-        let start = Instant::now();
-        for _ in 0..steps {
-            next = pollster::block_on(session.step_greedy(&next))?;
-        }
-        decode_tps = decode_tps.max((steps * batch) as f64 / start.elapsed().as_secs_f64());
+    let mut decodes = Vec::new();
+    for steps in [1, model.ctx.tokens_per_submit()] {
+        decodes.push(measure_decode(&mut session, steps, o.decode_steps, &prompt(16), probe)?);
     }
     let (state_bytes, _) = session.memory_bytes();
-    let roofline_tps = batch as f64 * bandwidth * 1e9 / decode_bytes_per_step(model, state_bytes) as f64;
 
     for &len in &o.prompt_lens {
         session.reset();
@@ -233,20 +223,73 @@ fn measure_model(
         pollster::block_on(session.prefill_greedy(&prompts))?;
         let prefill_tps = (len * batch) as f64 / start.elapsed().as_secs_f64();
         let (state, scratch) = session.memory_bytes();
-        let m = Measurement {
-            model: name.clone(),
-            dtype: if model.weight_dtype.is_f16() { "f16" } else { "f32" }.into(),
-            batch,
-            prompt_len: len,
-            prefill_tokens_per_s: prefill_tps,
-            decode_tokens_per_s: decode_tps,
-            decode_roofline_fraction: decode_tps / roofline_tps,
-            read_bandwidth_gb_s: bandwidth,
-            gpu_memory_bytes: model.weight_bytes() + state + scratch,
-            weight_bytes: model.weight_bytes(),
-            state_bytes_per_sequence: state / batch as u64,
-        };
-        done(m);
+        for decode in &decodes {
+            let roofline_tps = batch as f64 * decode.bandwidth * 1e9 / decode_bytes_per_step(model, state_bytes) as f64;
+            done(Measurement {
+                model: model.source.clone(),
+                dtype: if model.weight_dtype.is_f16() { "f16" } else { "f32" }.into(),
+                batch,
+                prompt_len: len,
+                tokens_per_submit: decode.tokens_per_submit,
+                dispatches_per_token: decode.dispatches_per_token,
+                prefill_tokens_per_s: prefill_tps,
+                decode_tokens_per_s: decode.tokens_per_s,
+                decode_roofline_fraction: decode.tokens_per_s / roofline_tps,
+                read_bandwidth_gb_s: decode.bandwidth,
+                gpu_memory_bytes: model.weight_bytes() + state + scratch,
+                weight_bytes: model.weight_bytes(),
+                state_bytes_per_sequence: state / batch as u64,
+            });
+        }
     }
     Ok(())
+}
+
+/// Decode at `steps` tokens per submit.
+struct Decode {
+    tokens_per_submit: usize,
+    tokens_per_s: f64,
+    /// Dispatches of one submit over the tokens each sequence gets from it.
+    dispatches_per_token: f64,
+    /// The best read bandwidth of the probes run between its rounds: its roofline.
+    bandwidth: f64,
+}
+
+/// Decode tokens/s of the batch at `steps` tokens per submit, sampled on the GPU: the best of
+/// DECODE_ROUNDS rounds of about `tokens` steps, each right after a bandwidth probe.
+fn measure_decode(session: &mut Session, steps: usize, tokens: usize, prompts: &[Vec<u32>], probe: &mut probes::BandwidthProbe) -> Result<Decode> {
+    let batch = session.batch();
+    session.reset();
+    let sequence = |position: u64| SequenceSampling {
+        params: crate::sampling::GENERATION_DEFAULTS,
+        eos: Vec::new(),
+        budget: usize::MAX,
+        recent: prompts[0].clone(),
+        position,
+    };
+    session.set_sampling(&vec![sequence(prompts[0].len() as u64); batch])?;
+    let first = pollster::block_on(session.prefill_sample(prompts))?;
+    let mut next: Vec<u32> = first.iter().map(|t| t.unwrap_or(0)).collect();
+    let decode = |session: &mut Session, next: &mut Vec<u32>| -> Result<()> {
+        let rows = pollster::block_on(session.decode_sampled(next, steps))?;
+        let last = rows.last().map(|row| row.iter().map(|t| t.unwrap_or(0)).collect());
+        *next = last.unwrap_or_default();
+        Ok(())
+    };
+    // Warm-up: pipelines, tapes, the first recordings.
+    for _ in 0..2 {
+        decode(session, &mut next)?;
+    }
+    let submits = tokens.div_ceil(DECODE_ROUNDS).div_ceil(steps);
+    let (mut tokens_per_s, mut bandwidth) = (0f64, 0f64);
+    for _ in 0..DECODE_ROUNDS {
+        bandwidth = bandwidth.max(probe.measure(&session.model().ctx)?);
+        let start = Instant::now();
+        for _ in 0..submits {
+            decode(session, &mut next)?;
+        }
+        tokens_per_s = tokens_per_s.max((submits * steps * batch) as f64 / start.elapsed().as_secs_f64());
+    }
+    let dispatches_per_token = session.sampled_step_dispatches(steps).unwrap_or(0) as f64 / steps as f64;
+    Ok(Decode { tokens_per_submit: steps, tokens_per_s, dispatches_per_token, bandwidth })
 }

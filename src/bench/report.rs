@@ -11,6 +11,10 @@ pub struct Measurement {
     pub dtype: String,
     pub batch: usize,
     pub prompt_len: usize,
+    /// Decode steps per submit (each sampled on the GPU and fed to the next).
+    pub tokens_per_submit: usize,
+    /// Compute dispatches per decode step (the sampling step included).
+    pub dispatches_per_token: f64,
     pub prefill_tokens_per_s: f64,
     pub decode_tokens_per_s: f64,
     /// decode tokens/s over (read bandwidth x batch / bytes read per step)
@@ -26,11 +30,13 @@ pub struct Measurement {
 impl Measurement {
     pub fn line(&self) -> String {
         format!(
-            "{:<15} {:<4} {:>5} {:>6} {:>12.1} {:>11.1} {:>8.0}% {:>9.1} {:>7.3}",
+            "{:<15} {:<4} {:>5} {:>6} {:>3} {:>8.1} {:>12.1} {:>11.1} {:>8.0}% {:>9.1} {:>7.3}",
             self.model,
             self.dtype,
             self.batch,
             self.prompt_len,
+            self.tokens_per_submit,
+            self.dispatches_per_token,
             self.prefill_tokens_per_s,
             self.decode_tokens_per_s,
             self.decode_roofline_fraction * 100.0,
@@ -81,7 +87,7 @@ impl BenchReport {
     }
 
     pub fn header() -> &'static str {
-        "model           type batch prompt prefill tok/s decode tok/s roofline    mem MB mem/wts"
+        "model           type batch prompt   k disp/tok prefill tok/s decode tok/s roofline    mem MB mem/wts"
     }
 
     pub fn table(&self) -> String {

@@ -184,7 +184,7 @@ unsafe fn generate(
                 }
             };
             if !go_on {
-                gen.cancel();
+                pollster::block_on(gen.stop())?;
                 stopped_by_callback = true;
                 return Ok(());
             }

@@ -161,6 +161,10 @@ pub struct SamplingArgs {
     /// are unescaped. Text prompts only
     #[arg(long = "stop", value_name = "STR")]
     pub stop: Vec<String>,
+    /// Most tokens decoded per submit to the GPU (sampled there, no round trip between them):
+    /// 16 on a GPU and 8 on a CPU device unless set. The text does not depend on it
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=mamba_wgpu::ops::sample::MAX_STEPS as u64))]
+    pub tokens_per_submit: Option<u64>,
 }
 
 impl SamplingArgs {

@@ -17,7 +17,7 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 
 use mamba_wgpu::chat_template::{Message, PLAIN_SEPARATOR};
 use mamba_wgpu::generate::{GenerationStats, Generator, StopConditions};
-use mamba_wgpu::sampling::{Sampler, SamplingParams};
+use mamba_wgpu::sampling::Sampler;
 use mamba_wgpu::{Error, Result, Session};
 
 use super::args::ChatArgs;
@@ -56,7 +56,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     let mut total = GenerationStats::default();
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout();
-    for turn in 0u64.. {
+    loop {
         // Ctrl-C while waiting for a line ends the chat with its summary.
         interrupt::set_exit_note(Some(summary(&total, None, &adapter)));
         if interactive {
@@ -105,10 +105,13 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         }
         messages.push(user);
 
-        // A fresh draw sequence per turn: reusing the seed would replay the same draws.
-        let sampler = Sampler::new(SamplingParams { seed: params.seed.wrapping_add(turn), ..params.clone() })?;
+        // Each draw depends on the seed and its position in the conversation.
+        let sampler = Sampler::new(params.clone())?;
         let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos: eos.clone(), stop_strings: stop_strings.clone() };
         let mut gen = Generator::new(&mut session, sampler, stop).with_history(&history).with_tokenizer(tokenizer);
+        if let Some(steps) = args.sampling.tokens_per_submit {
+            gen = gen.with_tokens_per_submit(steps as usize)?;
+        }
         let guard = Generating::begin();
         if let Err(e) = pollster::block_on(gen.start(&prompt)) {
             // Interrupted inside the turn's prompt: the state holds part of it, so the chat ends.
