@@ -269,7 +269,7 @@ impl<'a> Generator<'a> {
         };
         self.session.set_sampling(&[sequence])?;
         let first = self.session.prefill_sample(prompts).await?;
-        self.queue.extend(first.into_iter().flatten());
+        self.queue.extend(first[0].token()?);
         Ok(())
     }
 
@@ -319,7 +319,13 @@ impl<'a> Generator<'a> {
         let rows = self.session.decode_sampled(&[previous], steps).await?;
         self.stats.decode_steps += steps;
         self.stats.decode_seconds += now_seconds() - t0;
-        let sampled: Vec<u32> = rows.into_iter().map_while(|row| row[0]).collect();
+        let mut sampled = Vec::with_capacity(steps);
+        for row in rows {
+            match row[0].token()? {
+                Some(token) => sampled.push(token),
+                None => break,
+            }
+        }
         self.run_steps = steps;
         self.run_fed.clear();
         self.run_fed.push(previous);
@@ -410,7 +416,7 @@ fn possible_stop_start(text: &str, stops: &[String]) -> usize {
 
 /// Seconds since some fixed point, for measuring durations on every platform.
 #[cfg(not(target_arch = "wasm32"))]
-fn now_seconds() -> f64 {
+pub(crate) fn now_seconds() -> f64 {
     use std::sync::OnceLock;
     use std::time::Instant;
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -419,7 +425,7 @@ fn now_seconds() -> f64 {
 
 /// `Instant::now` panics on wasm32-unknown-unknown; the browser's clock does not.
 #[cfg(target_arch = "wasm32")]
-fn now_seconds() -> f64 {
+pub(crate) fn now_seconds() -> f64 {
     js_sys::Date::now() / 1000.0
 }
 

@@ -46,7 +46,6 @@ pub use error::{Error, Result};
 pub use gpu::{GpuContext, WeightDtype};
 pub use model::{Checkpoint, LoadOptions, MambaConfig, Model, TensorSource};
 pub use session::Session;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 /// The C API (`include/mamba_wgpu.h`).
 #[cfg(not(target_arch = "wasm32"))]

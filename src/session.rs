@@ -18,7 +18,7 @@ use crate::model::forward::{record_forward, LogitsOut, Scratch, StateBuffers};
 use crate::model::weights::SsmWeights;
 use crate::model::Model;
 use crate::ops::argmax::argmax;
-use crate::ops::sample::{sample, SamplerBuffers, SequenceSampling, BROKEN_ROW, MAX_STEPS, NO_TOKEN};
+use crate::ops::sample::{sample, Sampled, SamplerBuffers, SequenceSampling, MAX_STEPS};
 
 /// Tokens per sequence in one prefill submit, unless the device's limits demand fewer.
 pub const DEFAULT_PREFILL_CHUNK: usize = 512;
@@ -191,27 +191,40 @@ impl Session {
     /// for the sampled runs that follow: `prefill_sample` and `decode_sampled`.
     pub fn set_sampling(&mut self, sequences: &[SequenceSampling]) -> Result<()> {
         let ctx = self.model.ctx.clone();
+        self.sampler_buffers().set(&ctx, sequences)
+    }
+
+    /// Sets sequence `index`'s sampling alone (a request that takes a place in a batch); the
+    /// others keep theirs.
+    pub fn set_sequence_sampling(&mut self, index: usize, sequence: &SequenceSampling) -> Result<()> {
+        let ctx = self.model.ctx.clone();
+        self.sampler_buffers().set_one(&ctx, index, sequence)
+    }
+
+    /// The GPU sampler's buffers, made on first use.
+    fn sampler_buffers(&mut self) -> &SamplerBuffers {
+        let ctx = &self.model.ctx;
         let (batch, vocab) = (self.batch, self.model.config.vocab_size);
         let (buffers, _) = self.sampling.get_or_insert_with(|| {
-            (SamplerBuffers::new(&ctx, batch, vocab), Staging::new(&ctx, "sampled tokens readback", (MAX_STEPS * batch * 4) as u64))
+            (SamplerBuffers::new(ctx, batch, vocab), Staging::new(ctx, "sampled tokens readback", (MAX_STEPS * batch * 4) as u64))
         });
-        buffers.set(&ctx, sequences)
+        buffers
     }
 
     /// Prefills the prompts and samples each sequence's next token on the GPU, as
-    /// `set_sampling` said; None for a sequence that had stopped.
-    pub async fn prefill_sample(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Option<u32>>> {
+    /// `set_sampling` said.
+    pub async fn prefill_sample(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<Sampled>> {
         self.require_sampling()?;
         let bytes = self.consume(prompts, Readback::Sampled(1)).await?;
-        Ok(sampled_rows(&bytes, self.batch)?.remove(0))
+        Ok(sampled_rows(&bytes, self.batch).remove(0))
     }
 
     /// `steps` decode steps in one submit, with no round trip between them: step 0 feeds
     /// `tokens` (one per sequence), every later step the tokens the step before it sampled on
-    /// the GPU. Returns the sampled tokens, [step][sequence]; None where a sequence had
-    /// stopped (an EOS id or its budget), and then its later steps still run but their tokens
-    /// are not taken. The state before the run is kept for `rollback`.
-    pub async fn decode_sampled(&mut self, tokens: &[u32], steps: usize) -> Result<Vec<Vec<Option<u32>>>> {
+    /// the GPU. Returns what each step sampled, [step][sequence]; a sequence that stopped (an
+    /// EOS id or its budget) is `Stopped` in the steps after, which still run for it but whose
+    /// tokens are not taken. The state before the run is kept for `rollback`.
+    pub async fn decode_sampled(&mut self, tokens: &[u32], steps: usize) -> Result<Vec<Vec<Sampled>>> {
         self.require_sampling()?;
         if !(1..=MAX_STEPS).contains(&steps) {
             return Err(Error::invalid("tokens_per_submit", format!("{steps}: must be in 1..={MAX_STEPS}")));
@@ -226,7 +239,7 @@ impl Session {
         }
         let bytes = self.run(tokens, 1, Readback::Sampled(steps as u8)).await?;
         self.position += steps as u64;
-        sampled_rows(&bytes, self.batch)
+        Ok(sampled_rows(&bytes, self.batch))
     }
 
     /// Returns the state to what it was before the last `decode_sampled`, then feeds `replay`
@@ -544,15 +557,10 @@ fn checked_argmax(id: u32) -> Result<u32> {
     Ok(id)
 }
 
-/// The sampled tokens of a run, [step][sequence]: None for NO_TOKEN, an error for a broken row.
-fn sampled_rows(bytes: &[u8], batch: usize) -> Result<Vec<Vec<Option<u32>>>> {
+/// What each step of a sampled run gave each sequence, [step][sequence].
+fn sampled_rows(bytes: &[u8], batch: usize) -> Vec<Vec<Sampled>> {
     let words: Vec<u32> = bytemuck::pod_collect_to_vec(bytes);
-    let token = |&id: &u32| match id {
-        NO_TOKEN => Ok(None),
-        BROKEN_ROW => Err(Error::invalid("logits", "an entry is NaN or +inf, or every entry is -inf (the model output is broken)")),
-        id => Ok(Some(id)),
-    };
-    words.chunks(batch).map(|row| row.iter().map(token).collect()).collect()
+    words.chunks(batch).map(|row| row.iter().map(|&w| Sampled::from_word(w)).collect()).collect()
 }
 
 /// Concatenates per-chunk readbacks of every position, each laid out (batch, t, row), into

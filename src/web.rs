@@ -30,10 +30,12 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::bench::decode::{start_decode, time_decode};
+use crate::bench::synthetic::{self, SyntheticModel};
 use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};
-use crate::generate::{FinishReason, GenerationStats, Generator, StopConditions};
-use crate::gpu::GpuContext;
+use crate::generate::{now_seconds, FinishReason, GenerationStats, Generator, StopConditions};
+use crate::gpu::{GpuContext, WeightDtype};
 use crate::model::checkpoint::ShardBytes;
 use crate::model::{Checkpoint, LoadOptions, Model};
 use crate::sampling::{Sampler, SamplingParams, DEFAULT_MAX_TOKENS, GENERATION_DEFAULTS};
@@ -235,6 +237,24 @@ impl MambaEngine {
         })
     }
 
+    /// Measures decode as generation runs it (sampled on the GPU with the default options) at
+    /// one token per submit and at the adapter's tokens per submit, `decodeTokens` tokens each
+    /// after a warm-up, and the prefill of a 64-token prompt: on the loaded model, or, with
+    /// `shape` (a released shape such as "mamba-130m"), on a synthetic model of that shape with
+    /// random f16 weights, made for the run and dropped after it. The loaded model's state is
+    /// left as it was. Resolves to `{model, prefill_tokens_per_s, decode: [{tokens_per_submit,
+    /// tokens_per_s, dispatches_per_token}, ...]}`.
+    pub fn benchmark(&self, shape: Option<String>, decode_tokens: usize) -> Promise {
+        let (ctx, loaded) = (self.ctx.clone(), self.loaded_model());
+        future_to_promise(async move {
+            let model = match shape {
+                Some(name) => Arc::new(synthetic_model(ctx, &name).await.map_err(js_error)?),
+                None => loaded.ok_or_else(|| js_error(Error::invalid("model", "no model loaded: call loadModel() first")))?,
+            };
+            Ok(to_js(&benchmark(model, decode_tokens.max(1)).await.map_err(js_error)?))
+        })
+    }
+
     /// Ends the running generation before its next token (its promise resolves normally, with
     /// `finish_reason: "cancelled"`).
     pub fn stop(&self) {
@@ -261,6 +281,14 @@ impl MambaEngine {
 }
 
 impl MambaEngine {
+    /// The loaded model, if one is loaded and no generation has it.
+    fn loaded_model(&self) -> Option<Arc<Model>> {
+        match &*self.slot.borrow() {
+            Slot::Ready(loaded) => Some(loaded.model.clone()),
+            _ => None,
+        }
+    }
+
     fn runner(&self) -> Runner {
         Runner { slot: self.slot.clone(), stop: self.stop.clone(), gpu_error: self.gpu_error.clone() }
     }
@@ -408,6 +436,39 @@ async fn generate_ids(
     loaded.pending = gen.pending_token();
     loaded.history = gen.history().to_vec();
     Ok(stats_json(&stats, reason, &generated, None))
+}
+
+/// A model of a released shape with random f16 weights (bench::synthetic), on the GPU.
+async fn synthetic_model(ctx: Arc<GpuContext>, name: &str) -> Result<Model> {
+    let dtype = WeightDtype::F16;
+    let source = SyntheticModel { config: synthetic::config_for(name)?, name: name.to_string(), dtype };
+    Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}).await
+}
+
+/// The page's benchmark: what `mamba-wgpu bench` measures per row, in a fresh session.
+async fn benchmark(model: Arc<Model>, decode_tokens: usize) -> Result<serde_json::Value> {
+    const PROMPT: usize = 64;
+    let mut session = Session::new(model.clone(), 1)?;
+    let vocab = model.config.vocab_size as u32;
+    let prompt: Vec<u32> = (0..PROMPT as u32).map(|i| (i * 31 + 1) % vocab).collect();
+    // Prefill: a warm-up run (pipelines, tapes), then the timed one.
+    session.prefill_greedy(std::slice::from_ref(&prompt)).await?;
+    session.reset();
+    let start = now_seconds();
+    session.prefill_greedy(std::slice::from_ref(&prompt)).await?;
+    let prefill_tokens_per_s = PROMPT as f64 / (now_seconds() - start).max(1e-9);
+    let mut decode = Vec::new();
+    for steps in [1, model.ctx.tokens_per_submit()] {
+        let mut next = start_decode(&mut session, &[prompt[..16].to_vec()]).await?;
+        time_decode(&mut session, steps, 1, &mut next).await?;
+        decode.push(time_decode(&mut session, steps, decode_tokens.div_ceil(steps), &mut next).await?);
+    }
+    Ok(serde_json::json!({
+        "model": model.source,
+        "weight_dtype": format!("{:?}", model.weight_dtype),
+        "prefill_tokens_per_s": prefill_tokens_per_s,
+        "decode": decode,
+    }))
 }
 
 fn stats_json(stats: &GenerationStats, reason: Option<FinishReason>, ids: &[u32], text: Option<String>) -> serde_json::Value {

@@ -9,6 +9,11 @@
 //   max_tokens, temperature, top_k, top_p, min_p, repetition_penalty, seed
 //   autorun=1           start generating as soon as the model is loaded
 //   chat=1              send the prompt as a chat message, through the model's chat template
+//   bench=1             benchmark mode: once the model is loaded, measure decode (one token per
+//                       submit and the adapter's tokens per submit) and prefill on it and on a
+//                       synthetic model of the mamba-130m shape (bench_shape=NAME for another,
+//                       bench_tokens=N tokens per measurement); the JSON goes into #bench and
+//                       <body data-status="bench-done">
 // When a run ends, <body data-status="done"> (or "error", with the message in #error); the
 // generated text, without the prompt, is the text content of #output. <body data-run> counts
 // the runs started.
@@ -275,7 +280,31 @@ async function main() {
     showError(error);
     return;
   }
-  if (params.get('autorun') === '1') await run();
+  if (params.get('bench') === '1') await benchmark();
+  else if (params.get('autorun') === '1') await run();
+}
+
+/** The page's benchmark mode (?bench=1): engine.benchmark() on the loaded model and on a
+ * synthetic shape; the JSON is shown in #bench. */
+async function benchmark() {
+  const tokens = Number(params.get('bench_tokens') || 32);
+  const shape = params.get('bench_shape') || 'mamba-130m';
+  const out = $('bench');
+  out.hidden = false;
+  try {
+    setStatus('bench');
+    setProgress(null, 'Benchmark: the loaded model…');
+    const results = { adapter: ui.adapter.textContent, loaded: await engine.benchmark(null, tokens) };
+    out.textContent = JSON.stringify(results, null, 2);
+    setProgress(null, `Benchmark: a synthetic ${shape}…`);
+    await nextFrame();
+    results.synthetic = await engine.benchmark(shape, Math.max(1, Math.floor(tokens / 4)));
+    out.textContent = JSON.stringify(results, null, 2);
+    setProgress(1, 'Benchmark done');
+    setStatus('bench-done');
+  } catch (error) {
+    showError(error);
+  }
 }
 
 main();

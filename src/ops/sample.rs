@@ -24,6 +24,35 @@ pub const HISTORY_CAPACITY: usize = crate::sampling::MAX_REPETITION_WINDOW;
 /// Most decode steps one submit runs (rows of the output).
 pub const MAX_STEPS: usize = 64;
 
+/// What a sampling step gave one sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampled {
+    Token(u32),
+    /// The sequence had stopped (an EOS id or its budget) before this step.
+    Stopped,
+    /// Its logits had NaN or +inf, or nothing but -inf: the model output is broken.
+    Broken,
+}
+
+impl Sampled {
+    pub fn from_word(word: u32) -> Self {
+        match word {
+            NO_TOKEN => Sampled::Stopped,
+            BROKEN_ROW => Sampled::Broken,
+            id => Sampled::Token(id),
+        }
+    }
+
+    /// The token; None where the sequence had stopped; an error for a broken row.
+    pub fn token(self) -> Result<Option<u32>> {
+        match self {
+            Sampled::Token(id) => Ok(Some(id)),
+            Sampled::Stopped => Ok(None),
+            Sampled::Broken => Err(Error::invalid("logits", "an entry is NaN or +inf, or every entry is -inf (the model output is broken)")),
+        }
+    }
+}
+
 /// One sequence's options and progress, as shaders/sample.wgsl's `Sequence`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Pod, Zeroable)]
@@ -129,6 +158,20 @@ impl SamplerBuffers {
         }
         ctx.queue.write_buffer(&self.sequences, 0, bytemuck::cast_slice(&states));
         ctx.queue.write_buffer(&self.history, 0, bytemuck::cast_slice(&history));
+        Ok(())
+    }
+
+    /// Uploads sequence `index`'s options, progress and history alone (a batch whose
+    /// sequences come and go).
+    pub fn set_one(&self, ctx: &GpuContext, index: usize, sequence: &SequenceSampling) -> Result<()> {
+        if index >= self.batch {
+            return Err(Error::invalid("sampling", format!("sequence {index} of a batch of {}", self.batch)));
+        }
+        let (state, recent) = sequence.state()?;
+        let mut history = vec![0u32; HISTORY_CAPACITY];
+        history[..recent.len()].copy_from_slice(&recent);
+        ctx.queue.write_buffer(&self.sequences, (index * std::mem::size_of::<SequenceState>()) as u64, bytemuck::bytes_of(&state));
+        ctx.queue.write_buffer(&self.history, (index * HISTORY_CAPACITY * 4) as u64, bytemuck::cast_slice(&history));
         Ok(())
     }
 }

@@ -106,6 +106,25 @@ export interface TextGenerationResult extends GenerationResult {
   text: string;
 }
 
+/** Decode at one number of tokens per submit, as `benchmark()` measured it. */
+export interface DecodeRate {
+  tokens_per_submit: number;
+  tokens_per_s: number;
+  /** Compute dispatches per decode step, the sampling step included. */
+  dispatches_per_token: number;
+}
+
+/** What `benchmark()` resolves to. */
+export interface BenchmarkResult {
+  /** The model's source (a folder name, or the synthetic shape's name). */
+  model: string;
+  weight_dtype: string;
+  /** A 64-token prompt. */
+  prefill_tokens_per_s: number;
+  /** One token per submit, then the adapter's tokens per submit. */
+  decode: DecodeRate[];
+}
+
 /** A model's files read into memory, ready for `engine.loadModel()`. */
 export interface ModelFiles {
   /** The folder's URL or name, for messages. */
@@ -200,6 +219,13 @@ export class MambaEngine {
    * id to `onToken`.
    */
   generateIds(ids: Uint32Array | number[], maxTokens: number, onToken?: IdCallback | null): Promise<GenerationResult>;
+  /**
+   * Measures decode as generation runs it (sampled on the GPU) at one token per submit and at
+   * the adapter's tokens per submit, `decodeTokens` tokens each, and a 64-token prefill: on the
+   * loaded model, or with `shape` (a released shape such as `"mamba-130m"`) on a synthetic model
+   * of that shape with random f16 weights. The loaded model's state is left as it was.
+   */
+  benchmark(shape: string | null, decodeTokens: number): Promise<BenchmarkResult>;
   /** Ends the running generation before its next token; its promise resolves with `finish_reason: "cancelled"`. */
   stop(): void;
   /** True while a generation runs. */

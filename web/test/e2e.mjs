@@ -5,7 +5,9 @@
 //       greedy ids equal the fixture's greedy_ids[0];
 //   (b) text mode on the shipped model: #output equals the native CLI's greedy output;
 //   (c) the mamba1-tiny fixture picked as local files generates the same ids, and Stop ends a
-//       long run.
+//       long run;
+//   (d) the page's benchmark mode (?bench=1) on the shipped model and a synthetic mamba-130m:
+//       prints its JSON and checks it holds both tokens-per-submit rows with their figures.
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -16,6 +18,7 @@
 //   E2E_EXPECTED_ERROR          why the expected text could not be made (fails case (b))
 //   CHROMIUM                    the browser (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
+//   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 32)
 // Exits 1 if any case fails. Never downloads a browser.
 
 import { existsSync, readFileSync } from 'node:fs';
@@ -187,6 +190,32 @@ async function main() {
         `\ngot:      ${JSON.stringify(result.output)}` +
         `\nexpected: ${expected.error ? `(none: ${expected.error})` : JSON.stringify(expected.text)}` +
         `\nscreenshot: ${path.relative(root, screenshotPath)}`, logs);
+      await page.close();
+    }
+
+    // (d) the benchmark mode
+    {
+      const logs = [];
+      const tokens = Number(process.env.E2E_BENCH_TOKENS || 32);
+      const { page, result } = await runPage(browser, base, `?bench=1&bench_tokens=${tokens}`, logs, 'bench-done');
+      const text = await page.evaluate(() => document.getElementById('bench').textContent);
+      let ok = result.status === 'bench-done';
+      let detail = `status: ${result.status} after ${result.seconds.toFixed(1)} s${result.error ? `\nerror: ${result.error}` : ''}`;
+      try {
+        const json = JSON.parse(text);
+        console.log(`benchmark mode (?bench=1) in ${result.seconds.toFixed(1)} s:\n${text}`);
+        for (const which of ['loaded', 'synthetic']) {
+          const rows = json[which]?.decode || [];
+          const good = rows.length === 2 && rows[0].tokens_per_submit === 1 && rows[1].tokens_per_submit >= 2
+            && rows.every((r) => r.tokens_per_s > 0 && r.dispatches_per_token > 0) && json[which].prefill_tokens_per_s > 0;
+          ok = ok && good;
+          if (!good) detail += `\n${which}: ${JSON.stringify(json[which])}`;
+        }
+      } catch (e) {
+        ok = false;
+        detail += `\n#bench holds no JSON: ${JSON.stringify(text)}`;
+      }
+      check('benchmark mode: decode at 1 and at the adapter\'s tokens per submit, dispatches, prefill', ok, detail, logs);
       await page.close();
     }
   } finally {

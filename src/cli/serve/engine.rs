@@ -3,7 +3,7 @@
 //! takes a free sequence of the batch: its prompt is prefilled alone (from the longest cached
 //! state of its tokens, see `cache.rs`), its state copied into the batch, and from then on it
 //! decodes in the batch's one step per token with every other running request, so their
-//! tokens interleave. Requests beyond the batch wait in a bounded queue. When a request ends,
+//! tokens interleave; each sequence samples on the GPU with its own request's options. Requests beyond the batch wait in a bounded queue. When a request ends,
 //! its state goes back to the cache: after its prompt (less the last token, whose logits choose
 //! the first new one) and after everything it fed.
 
@@ -13,7 +13,7 @@ use std::sync::{mpsc as channel, Arc, Mutex};
 
 use mamba_wgpu::chat_template::ChatTemplate;
 use mamba_wgpu::generate::{FinishReason, TextOutput};
-use mamba_wgpu::sampling::Sampler;
+use mamba_wgpu::ops::sample::{Sampled, SequenceSampling};
 use mamba_wgpu::tokenizer::Tokenizer;
 use mamba_wgpu::{Model, Result, Session};
 use tokio::sync::mpsc;
@@ -114,7 +114,6 @@ impl Shared {
 /// A request generating in sequence `i` of the batch.
 struct Running<'t> {
     job: Job,
-    sampler: Sampler,
     text: TextOutput<'t>,
     /// Prompt and generated ids (the repetition penalty's window, and the cache key).
     history: Vec<u32>,
@@ -204,7 +203,7 @@ fn start<'t>(
     i: usize,
     job: Job,
 ) -> std::result::Result<Running<'t>, (Job, mamba_wgpu::Error)> {
-    let prepared = (|| -> Result<(Sampler, usize, Vec<f32>)> {
+    let prepared = (|| -> Result<(usize, Option<Sampled>)> {
         let tokens = &job.tokens;
         let (before_last, last) = tokens.split_at(tokens.len() - 1);
         let cached = shared.cache.lock().unwrap_or_else(|e| e.into_inner()).longest_prefix(before_last);
@@ -223,27 +222,45 @@ fn start<'t>(
             let state = pollster::block_on(single.snapshot())?;
             shared.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(before_last, state);
         }
-        let logits = pollster::block_on(single.prefill(&[last.to_vec()]))?;
+        let first = if job.request.max_tokens == 0 {
+            pollster::block_on(single.feed(&[last.to_vec()]))?;
+            None
+        } else {
+            // The first token is sampled on the GPU right after the prompt's last one.
+            single.set_sampling(&[sampling(shared, &job.request, tokens, job.request.max_tokens)])?;
+            Some(pollster::block_on(single.prefill_sample(&[last.to_vec()]))?[0])
+        };
         batch.copy_sequence(i, single, 0)?;
-        Ok((Sampler::new(job.request.params.clone())?, cached_tokens, logits))
+        Ok((cached_tokens, first))
     })();
-    let (sampler, cached_tokens, logits) = match prepared {
+    let (cached_tokens, first) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => return Err((job, e)),
     };
     let text = TextOutput::new(&shared.tokenizer, job.request.stop.clone());
     let history = job.tokens.clone();
     let fed = history.len();
-    let mut running = Running { job, sampler, text, history, fed, pending: None, generated: 0, cached_tokens, finish: None };
-    if running.job.request.max_tokens == 0 {
-        running.finish = Some(FinishReason::MaxTokens);
-        return Ok(running);
+    let mut running = Running { job, text, history, fed, pending: None, generated: 0, cached_tokens, finish: None };
+    match first.map(Sampled::token) {
+        None | Some(Ok(None)) => running.finish = Some(FinishReason::MaxTokens),
+        Some(Ok(Some(token))) => running.accept(token, &shared.eos),
+        Some(Err(e)) => return Err((running.job, e)),
     }
-    match running.sampler.sample(&logits, &running.history, running.fed as u64) {
-        Ok(first) => running.accept(first, &shared.eos),
-        Err(e) => return Err((running.job, e)),
+    if running.finish.is_none() {
+        // The batch's sampler takes over this sequence where the single session's left it.
+        let budget = running.job.request.max_tokens - running.generated;
+        let sequence = sampling(shared, &running.job.request, &running.history, budget);
+        if let Err(e) = batch.set_sequence_sampling(i, &sequence) {
+            return Err((running.job, e));
+        }
     }
     Ok(running)
+}
+
+/// A request's sampling on the GPU: its options, the model's stop ids, `budget` tokens still
+/// to sample, after `history` (its prompt and what it generated so far).
+fn sampling(shared: &Shared, request: &Checked, history: &[u32], budget: usize) -> SequenceSampling {
+    SequenceSampling { params: request.params.clone(), eos: shared.eos.clone(), budget, recent: history.to_vec(), position: history.len() as u64 }
 }
 
 impl Running<'_> {
@@ -276,13 +293,13 @@ impl Running<'_> {
     }
 }
 
-/// Feeds every running request's pending token in one step of the batch and chooses each one's
-/// next token from its row of the logits (free sequences get token 0; their rows are unused).
+/// Feeds every running request's pending token in one step of the batch, whose sampler (on the
+/// GPU, each sequence with its request's options) picks each one's next token; 4 bytes per
+/// sequence come back. Free sequences get token 0; what they sample is not taken.
 fn step(batch: &mut Session, slots: &mut [Option<Running>], eos: &[u32]) -> Result<()> {
     let tokens: Vec<u32> = slots.iter().map(|s| s.as_ref().and_then(|r| r.pending).unwrap_or(0)).collect();
-    let logits = pollster::block_on(batch.step(&tokens))?;
-    let vocab = logits.len() / slots.len();
-    for (row, slot) in logits.chunks_exact(vocab).zip(slots.iter_mut()) {
+    let sampled = pollster::block_on(batch.decode_sampled(&tokens, 1))?.remove(0);
+    for (sampled, slot) in sampled.into_iter().zip(slots.iter_mut()) {
         let Some(running) = slot.as_mut().filter(|r| r.finish.is_none()) else { continue };
         if running.pending.take().is_some() {
             running.fed += 1;
@@ -292,8 +309,10 @@ fn step(batch: &mut Session, slots: &mut [Option<Running>], eos: &[u32]) -> Resu
             running.finish = Some(FinishReason::Cancelled);
             continue;
         }
-        match running.sampler.sample(row, &running.history, running.fed as u64) {
-            Ok(token) => running.accept(token, eos),
+        match sampled.token() {
+            Ok(Some(token)) => running.accept(token, eos),
+            // The GPU's budget ends with the request's own (accept ends it first).
+            Ok(None) => running.finish = Some(FinishReason::MaxTokens),
             // A row that cannot be sampled (NaN logits) fails its own request only.
             Err(e) => {
                 let _ = running.job.events.send(Event::Failed(e.to_string()));
