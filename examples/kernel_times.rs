@@ -19,14 +19,14 @@ use mamba_wgpu::bench::probes::{self, scan_seconds, BandwidthProbe, CHUNKS};
 use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, GpuWeight, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, Recorder, Tape};
-use mamba_wgpu::model::forward::{layer_conv, layer_scan_step, record_forward, LogitsOut, Scratch, StateBuffers};
+use mamba_wgpu::model::forward::{layer_conv, record_forward, LogitsOut, Scratch, StateBuffers};
 use mamba_wgpu::model::weights::SsmWeights;
 use mamba_wgpu::model::{LoadOptions, Model};
 use mamba_wgpu::ops::argmax::argmax;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
-use mamba_wgpu::ops::linear::{linear, linear_conv_step, Linear};
+use mamba_wgpu::ops::linear::{linear, linear_conv_step, InputNorm, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
-use mamba_wgpu::ops::scan::{scan_step_dt, ScanStepDt};
+use mamba_wgpu::ops::scan::{scan_step_dt, scan_step_fused, ScanStepDt, ScanStepFused};
 use mamba_wgpu::WeightDtype;
 
 const REPS: usize = 50;
@@ -240,6 +240,20 @@ fn main() -> mamba_wgpu::Result<()> {
         batch: 1,
     };
     report("scan step with dt", time(&ctx, |rec| scan_step_dt(rec, &step))?, "");
+    let x_proj = weight(r + 2 * n, di, false)?;
+    let fused = ScanStepFused {
+        x: TensorView::f32(&xz, 1, 2 * di).columns(0, di),
+        z_y: TensorView::f32(&xz, 1, 2 * di).columns(di, di),
+        x_proj: &x_proj,
+        dt_proj: &dt_proj,
+        dt_bias: TensorView::vector(&conv_b, di),
+        a: TensorView::f32(&a, di, n),
+        d_skip: TensorView::vector(&d_skip, di),
+        h: TensorView::f32(&h, di, n),
+        mixer_norm_eps: None,
+        batch: 1,
+    };
+    report("scan step with x_proj and dt (f32)", time(&ctx, |rec| scan_step_fused(rec, &fused))?, "");
 
     println!("\nprefill ({t} tokens)");
     report("add_rms_norm", time(&ctx, |rec| add_rms_norm(rec, &norm(t)))?, "");
@@ -273,50 +287,55 @@ fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let v = |buffer, cols| TensorView::f32(buffer, 1, cols);
     let (w, layers) = (&model.weights, model.weights.layers.iter().enumerate());
     let eps = c.norm_eps;
+    let proj = |cols| TensorView::f32(&s.proj, 1, 2 * di).columns(cols, di);
     let parts = [
         (
             "in_proj with norm + conv step",
             time(ctx, |rec| {
                 layers.clone().try_for_each(|(i, l)| {
-                    let in_proj = Linear { rms_norm_eps: Some(eps), ..Linear::new(v(&s.residual, d), &l.in_proj, v(&s.proj, 2 * di)) };
-                    linear_conv_step(rec, &in_proj, &layer_conv(&model, &s, &state, i, 1, 1))
+                    let norm = Some(InputNorm::rows(eps, Some(TensorView::vector(&l.norm, d))));
+                    let in_proj = Linear { norm, ..Linear::new(v(&s.residual, d), &l.in_proj, v(&s.proj, 2 * di)) };
+                    linear_conv_step(rec, &in_proj, &layer_conv(&model, &s, &state, i, 1, 1, true))
                 })
             })?,
         ),
         (
-            "x_proj",
+            "scan step with x_proj and dt",
             time(ctx, |rec| {
-                layers.clone().try_for_each(|(_, l)| match &l.ssm {
-                    SsmWeights::Selective { x_proj, .. } => linear(rec, &Linear::new(v(&s.x_conv, di), x_proj, v(&s.x_dbl, x_proj.rows))),
+                layers.clone().try_for_each(|(i, l)| match &l.ssm {
+                    SsmWeights::Selective { x_proj, dt_proj, dt_bias, a, d_skip } => scan_step_fused(
+                        rec,
+                        &ScanStepFused {
+                            x: proj(0),
+                            z_y: proj(di),
+                            x_proj,
+                            dt_proj,
+                            dt_bias: TensorView::vector(dt_bias, di),
+                            a: TensorView::f32(a, di, c.d_state as u32),
+                            d_skip: TensorView::vector(d_skip, di),
+                            h: TensorView::f32(&state.ssm[i], di, c.d_state as u32),
+                            mixer_norm_eps: c.mixer_rms_eps,
+                            batch: 1,
+                        },
+                    ),
                     SsmWeights::Ssd { .. } => Ok(()),
                 })
             })?,
         ),
-        ("scan step with dt", time(ctx, |rec| layers.clone().try_for_each(|(i, _)| scan_step_dt(rec, &layer_scan_step(&model, &s, &state, i, 1)?)))?),
         (
             "out_proj + residual",
             time(ctx, |rec| {
                 layers
                     .clone()
-                    .try_for_each(|(_, l)| linear(rec, &Linear { accumulate: true, ..Linear::new(v(&s.x_conv, di), &l.out_proj, v(&s.residual, d)) }))
+                    .try_for_each(|(_, l)| linear(rec, &Linear { accumulate: true, ..Linear::new(proj(di), &l.out_proj, v(&s.residual, d)) }))
             })?,
         ),
         (
-            "embedding, norm_f, lm_head, argmax",
+            "embedding, lm_head with norm_f, argmax",
             time(ctx, |rec| {
                 mamba_wgpu::ops::embedding::embedding(rec, &w.embedding, TensorView::u32(&s.ids, 1, 1), v(&s.residual, d))?;
-                let norm_f = AddRmsNorm {
-                    residual: v(&s.residual, d),
-                    delta: None,
-                    weight: Some(TensorView::vector(&w.norm_f, d)),
-                    out: v(&s.normed, d),
-                    batch: 1,
-                    t_len: 1,
-                    last_only: true,
-                    eps,
-                };
-                add_rms_norm(rec, &norm_f)?;
-                linear(rec, &Linear::new(v(&s.normed, d), w.lm_head(), v(&s.logits, vocab)))?;
+                let norm = Some(InputNorm::rows(eps, Some(TensorView::vector(&w.norm_f, d))));
+                linear(rec, &Linear { norm, ..Linear::new(v(&s.residual, d), w.lm_head(), v(&s.logits, vocab)) })?;
                 argmax(rec, v(&s.logits, vocab), TensorView::u32(&s.next_ids, 1, 1))
             })?,
         ),

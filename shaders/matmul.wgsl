@@ -27,10 +27,10 @@ struct Params {
     _rms_norm: u32,       // matvec only, as are these
     _norm_eps: f32,
     _accumulate: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    _conv_first: u32,
+    _conv_k: u32,
+    _norm_groups: u32,
+    _norm_weight: u32,
 }
 
 const TILE: u32 = 64u;

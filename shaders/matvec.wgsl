@@ -1,25 +1,36 @@
 // Matrix-vector product for decode (one token per sequence, BATCH sequences):
-//   Y[m, y_offset + n] = act(s_m sum_k X[m * x_stride + x_offset + k] * W[n, k] + bias[bias_offset + n])
-// with s_m = 1 where p.rms_norm is 0, and with `Y +=` in place of `Y =` where p.accumulate is 1
-// (out_proj adding into the residual stream). With p.rms_norm = 1, s_m = 1 / sqrt(mean_k
-// X[m, k]^2 + eps): an RMSNorm of X's row without its weight, which the loader folds into W's
-// columns (src/model/gpu_weights.rs), so that in_proj normalizes its own input and a decode
-// step needs no norm dispatch per layer. Every workgroup computes s_m for itself from a read
-// of X's rows before its loop (norm_scales).
+//   Y[m, y_offset + n] = act(sum_k X'[m, k] * W[n, k] + bias[bias_offset + n]),
+//   X'[m, k] = X[m * x_stride + x_offset + k] * s_{m, g(k)} * norm_w[k]
+// with `Y +=` in place of `Y =` where p.accumulate is 1 (out_proj adding into the residual
+// stream). X' is X where p.rms_norm is 0. With p.rms_norm = 1 it is an RMSNorm of X's row on
+// load, over p.norm_groups groups of k / norm_groups columns (1: the whole row):
+//   s_{m, g} = 1 / sqrt(mean over group g of X[m, k]^2 + eps),
+// times the norm's weight norm_w where p.norm_weight is 1. So in_proj normalizes the residual
+// itself (the layer's RMSNorm), the LM head applies the final norm (its weight cannot be folded
+// into a head tied to the embedding), and Mamba-2's out_proj applies the gated norm per group
+// (the gate silu(z) is applied by the scan step before): a decode step has no norm dispatch.
+// Every workgroup computes the s_{m, g} it needs for itself from a read of X's rows before its
+// loop (norm_scales): there is no grid-wide barrier, and X is small next to W.
 //
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
 // kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
 // of one row, rows padded to whole units). All BATCH rows of X share each weight load; BATCH
 // is an override constant so the accumulators stay in registers (a pipeline per batch size).
+// The norm's weight multiplies the weight unit once (shared by the batch rows); a group's scale
+// multiplies a unit's sum (one group per unit), or, with a single group, the row's sum.
 // - main: 32 invocations share an output row and together load 512 contiguous bytes of it per
 //   iteration (coalesced), then reduce in workgroup memory.
 // - main_conv: main for in_proj in a decode step, with the causal conv1d + SiLU of the next op
-//   fused into the store of the x half (saves a dispatch per layer).
-// Rows of X that are not 16-byte aligned (small test models) take an element-wise path.
+//   fused into the store of the conv's rows (in_proj's x, or Mamba-2's xBC): their output
+//   overwrites in_proj's output in place, which the conv consumed (saves a dispatch per layer,
+//   and a binding: main_conv has the 8 storage buffers WebGPU guarantees).
+// Rows of X that are not 16-byte aligned (small test models), or groups that split a unit, take
+// an element-wise path.
 
 override WEIGHT_F16: bool = false;
 override BATCH: u32 = 1u;  // 1..=MAX_BATCH
 const MAX_BATCH: u32 = 8u;
+const MAX_GROUPS: u32 = 16u;  // most groups of the RMSNorm on load
 
 struct Params {
     m: u32,
@@ -32,16 +43,16 @@ struct Params {
     bias_offset: u32,
     has_bias: u32,
     activation: u32,  // 0: identity, 1: softplus
-    wide: u32,        // 1: X rows are 16-byte aligned and k fills whole units: vec4 loads of X
-    conv_channels: u32,  // main_conv: rows below this (in_proj's x half) get the conv step
+    wide: u32,        // 1: X rows are 16-byte aligned, k fills whole units, and so does each norm group: vec4 loads of X
+    conv_channels: u32,  // main_conv: rows conv_first .. conv_first + conv_channels of in_proj get the conv step
     conv_has_bias: u32,
-    rms_norm: u32,    // 1: scale row m's sums by s_m, X's RMSNorm (above)
+    rms_norm: u32,    // 1: X's rows RMS-normalized on load (s_{m, g} above)
     norm_eps: f32,
     accumulate: u32,  // 1: Y += the result instead of Y = the result
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    _pad3: u32,
+    conv_first: u32,  // main_conv: in_proj's first conv row (Mamba-1: 0, x; Mamba-2: d_inner, xBC after z)
+    conv_k: u32,      // main_conv: d_conv
+    norm_groups: u32, // groups of the RMSNorm on load, 1..=MAX_GROUPS
+    norm_weight: u32, // 1: X times norm_w on load
 }
 
 // main: invocations per workgroup and per output row (32: enough loads in flight per row to
@@ -50,20 +61,19 @@ const WG: u32 = 256u;
 const LANES: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;   // (BATCH, x_stride)
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;   // (n, units): 16-byte units of W's rows
-@group(0) @binding(3) var<storage, read> bias: array<f32>;      // (bias_offset + n)
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;   // (BATCH, y_stride)
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (BATCH, x_stride)
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;       // (n, units): 16-byte units of W's rows
+@group(0) @binding(3) var<storage, read> bias: array<f32>;          // (bias_offset + n)
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;       // (BATCH, y_stride)
+@group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;  // (k) where p.norm_weight is 1
 
-// main_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output), for d_conv = 4 (every Mamba release; src/ops/linear.rs runs the conv step on its own
-// otherwise): a channel's weights and its window of the state are one vec4 each.
-@group(0) @binding(5) var<storage, read> conv_w: array<vec4<f32>>;              // (conv_channels)
-@group(0) @binding(6) var<storage, read> conv_b: array<f32>;                    // (conv_channels)
-@group(0) @binding(7) var<storage, read_write> conv_state: array<vec4<f32>>;    // (BATCH, conv_channels), newest last
-@group(0) @binding(8) var<storage, read_write> x_conv: array<f32>;              // (BATCH, conv_channels)
+// main_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output; its output goes to Y).
+@group(0) @binding(6) var<storage, read> conv_w: array<f32>;               // (conv_channels, conv_k)
+@group(0) @binding(7) var<storage, read> conv_b: array<f32>;               // (conv_channels)
+@group(0) @binding(8) var<storage, read_write> conv_state: array<f32>;     // (BATCH, conv_channels, conv_k), newest last
 
-var<workgroup> partial: array<f32, 2048>;  // (BATCH, WG): main's per-invocation partial sums
-var<workgroup> norm_scale: array<f32, 8>;  // (BATCH): main's s_m where p.rms_norm is 1
+var<workgroup> partial: array<f32, 2048>;   // (BATCH, WG): per-invocation partial sums
+var<workgroup> norm_scale: array<f32, 128>; // (BATCH, MAX_GROUPS): s_{m, g} where p.rms_norm is 1
 
 fn units_per_row() -> u32 {
     return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
@@ -89,15 +99,29 @@ fn x_vec(m: u32, q: u32, wide: bool) -> vec4<f32> {
     return v;
 }
 
+fn group_width() -> u32 {
+    return p.k / max(p.norm_groups, 1u);
+}
+
+// x_vec times the group scale of each element (the element-wise path, where a group boundary
+// may fall inside a unit).
+fn x_vec_scaled(m: u32, q: u32) -> vec4<f32> {
+    var v = x_vec(m, q, false);
+    for (var i = 0u; i < 4u; i++) {
+        let g = min((4u * q + i) / group_width(), p.norm_groups - 1u);
+        v[i] *= norm_scale[m * MAX_GROUPS + g];
+    }
+    return v;
+}
+
 fn softplus(v: f32) -> f32 {
     // log(1 + exp(v)), and v itself above 20 as PyTorch does (exp would lose nothing there).
     return select(log(1.0 + exp(v)), v, v > 20.0);
 }
 
-// Row m's sum times s_m, in main and main_conv (zero-initialized norm_scale is not used
-// where p.rms_norm is 0).
+// Row m's sum times s_m where the norm has a single group (with several, row_sums applied them).
 fn normed(m: u32, sum: f32) -> f32 {
-    return select(sum, sum * norm_scale[m], p.rms_norm == 1u);
+    return select(sum, sum * norm_scale[m * MAX_GROUPS], p.rms_norm == 1u && p.norm_groups == 1u);
 }
 
 // Stores row sum `sum` (s_m applied) of batch row m, output n.
@@ -116,44 +140,108 @@ fn store(m: u32, n: u32, sum: f32) {
     y[i] = v;
 }
 
-// norm_scale for main and main_conv, where p.rms_norm is 1: each of the WG invocations sums
-// the squares of every WG-th vec4 of X's rows, then a tree in workgroup memory (`partial`,
-// which row_sums reuses after the last barrier).
+// Invocations per norm group in norm_scales: WG split into a power of two of slots, at least
+// norm_groups of them.
+fn group_lanes() -> u32 {
+    var span = WG;
+    while (span > 1u && span * p.norm_groups > WG) {
+        span /= 2u;
+    }
+    return span;
+}
+
+// norm_scale for main and main_conv, where p.rms_norm is 1: the invocations of group g's slot
+// each sum the squares of a stride of its columns of X's rows (vec4s where p.wide says the
+// groups are whole vec4s), then a tree in workgroup memory (`partial`, which row_sums reuses
+// after the last barrier).
 fn norm_scales(flat: u32) {
     if (p.rms_norm != 1u) {
         return;
     }
+    let span = group_lanes();
+    let g = flat / span;
+    let lane = flat % span;
+    let width = group_width();
     let wide = p.wide == 1u;
     for (var m = 0u; m < BATCH; m++) {
         var total = 0.0;
-        for (var q = flat; q < (p.k + 3u) / 4u; q += WG) {
-            let v = x_vec(m, q, wide);
-            total += dot(v, v);
+        if (g < p.norm_groups) {
+            if (wide) {
+                for (var q = lane; q < width / 4u; q += span) {
+                    let v = x_vec(m, g * width / 4u + q, true);
+                    total += dot(v, v);
+                }
+            } else {
+                for (var i = lane; i < width; i += span) {
+                    let v = x_at(m, g * width + i);
+                    total += v * v;
+                }
+            }
         }
         partial[m * WG + flat] = total;
     }
     workgroupBarrier();
-    sum_groups(flat, WG);
-    if (flat < BATCH) {
-        norm_scale[flat] = scale_of(partial[flat * WG]);
+    sum_groups(flat, span);
+    if (flat < BATCH * p.norm_groups) {
+        let m = flat / p.norm_groups;
+        let gg = flat % p.norm_groups;
+        norm_scale[m * MAX_GROUPS + gg] = inverseSqrt(partial[m * WG + gg * span] / f32(width) + p.norm_eps);
     }
     workgroupBarrier();
 }
 
-// s_m from the sum of squares of X's row m.
-fn scale_of(sum_sq: f32) -> f32 {
-    return inverseSqrt(sum_sq / f32(p.k) + p.norm_eps);
+// sum over unit j of a row of W (lo: its first 4 values, hi: the next 4 where f16, times the
+// norm's weight) times the matching X values of batch row m, loaded straight from X (main keeps
+// no array of them, see below), times the scale of group g where the groups are whole units.
+fn unit_dot_x(lo: vec4<f32>, hi: vec4<f32>, m: u32, j: u32, wide: bool, g: u32) -> f32 {
+    let per = select(1u, 2u, WEIGHT_F16);
+    if (p.rms_norm == 1u && p.norm_groups > 1u) {
+        if (!wide) {
+            var s = dot(lo, x_vec_scaled(m, per * j));
+            if (WEIGHT_F16) {
+                s += dot(hi, x_vec_scaled(m, per * j + 1u));
+            }
+            return s;
+        }
+        var s = dot(lo, x_vec(m, per * j, true));
+        if (WEIGHT_F16) {
+            s += dot(hi, x_vec(m, per * j + 1u, true));
+        }
+        return s * norm_scale[m * MAX_GROUPS + g];
+    }
+    var s = dot(lo, x_vec(m, per * j, wide));
+    if (WEIGHT_F16) {
+        s += dot(hi, x_vec(m, per * j + 1u, wide));
+    }
+    return s;
 }
 
-// sum over unit j of a row of W (4 f32 or 8 f16) times the matching X values of batch row m,
-// loaded straight from X: main keeps no array of them, see below.
-fn unit_dot_x(unit: vec4<u32>, m: u32, j: u32, wide: bool) -> f32 {
+// Unit j of W's row n as f32 (lo, hi), times the norm's weight where p.norm_weight is 1.
+struct Unit {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+fn weight_unit(n: u32, j: u32, units: u32) -> Unit {
+    let unit = w[n * units + j];
+    var u: Unit;
     if (WEIGHT_F16) {
-        let lo = vec4<f32>(unpack2x16float(unit.x), unpack2x16float(unit.y));
-        let hi = vec4<f32>(unpack2x16float(unit.z), unpack2x16float(unit.w));
-        return dot(lo, x_vec(m, 2u * j, wide)) + dot(hi, x_vec(m, 2u * j + 1u, wide));
+        u.lo = vec4<f32>(unpack2x16float(unit.x), unpack2x16float(unit.y));
+        u.hi = vec4<f32>(unpack2x16float(unit.z), unpack2x16float(unit.w));
+    } else {
+        u.lo = bitcast<vec4<f32>>(unit);
+        u.hi = vec4<f32>(0.0);
     }
-    return dot(bitcast<vec4<f32>>(unit), x_vec(m, j, wide));
+    if (p.norm_weight == 1u) {
+        let q = select(j, 2u * j, WEIGHT_F16);
+        u.lo *= norm_w[q];
+        // The norm's weight holds (k + 3) / 4 vec4s; an f16 unit may reach one past them, where
+        // W is zero padding.
+        if (WEIGHT_F16 && q + 1u < (p.k + 3u) / 4u) {
+            u.hi *= norm_w[q + 1u];
+        }
+    }
+    return u;
 }
 
 // Row sums of main and main_conv: the 32 invocations of output row n (returned) each sum
@@ -166,16 +254,25 @@ fn row_sums(flat: u32, wg: u32) -> u32 {
     let n = wg * (WG / LANES) + flat / LANES;
     let units = units_per_row();
     let wide = p.wide == 1u;
+    // The norm group of unit j where the groups are whole units, tracked as j advances (no
+    // division per unit).
+    let group_units = max(group_width() / select(4u, 8u, WEIGHT_F16), 1u);
+    var g = lane / group_units;
+    var next_group = (g + 1u) * group_units;
     var acc_lo = vec4<f32>(0.0);  // batch rows 0..3
     var acc_hi = vec4<f32>(0.0);  // batch rows 4..7
     if (n < p.n) {
         for (var j = lane; j < units; j += LANES) {
-            let unit = w[n * units + j];
+            if (j >= next_group) {
+                g = j / group_units;
+                next_group = (g + 1u) * group_units;
+            }
+            let u = weight_unit(n, j, units);
             for (var m = 0u; m < min(BATCH, 4u); m++) {
-                acc_lo[m] += unit_dot_x(unit, m, j, wide);
+                acc_lo[m] += unit_dot_x(u.lo, u.hi, m, j, wide, g);
             }
             for (var m = 4u; m < BATCH; m++) {
-                acc_hi[m - 4u] += unit_dot_x(unit, m, j, wide);
+                acc_hi[m - 4u] += unit_dot_x(u.lo, u.hi, m, j, wide, g);
             }
         }
     }
@@ -222,24 +319,34 @@ fn main_conv(@builtin(local_invocation_index) flat: u32, @builtin(workgroup_id) 
     }
 }
 
-// Row n of this part is row c = bias_offset + n of in_proj. The x half (c < conv_channels) goes
-// through the conv step instead of being stored: x_t = in_proj's output; the window is the
-// state's last 3 inputs then x_t, and becomes the new state;
-//   x_conv = silu(conv_b + conv_w[c] . window).
-// The window and the channel's weights are one vec4 each (d_conv = 4).
+// Row n of this part is row r = bias_offset + n of in_proj. Rows conv_first .. conv_first +
+// conv_channels (channel c = r - conv_first) go through the conv step: x_t = in_proj's output;
+// the window is the state's last conv_k - 1 inputs then x_t, and becomes the new state;
+//   Y = silu(conv_b[c] + conv_w[c] . window),
+// stored where in_proj's x_t would have been. Other rows are stored as in main.
 fn store_or_conv(m: u32, n: u32, sum: f32) {
-    let c = p.bias_offset + n;
-    if (c >= p.conv_channels) {
+    let r = p.bias_offset + n;
+    if (r < p.conv_first || r >= p.conv_first + p.conv_channels) {
         store(m, n, sum);
         return;
     }
+    let c = r - p.conv_first;
     var x_t = sum;
     if (p.has_bias == 1u) {
-        x_t += bias[c];
+        x_t += bias[r];
     }
-    let i = m * p.conv_channels + c;
-    let window = vec4<f32>(conv_state[i].yzw, x_t);
-    conv_state[i] = window;
-    let acc = dot(conv_w[c], window) + select(0.0, conv_b[c], p.conv_has_bias == 1u);
-    x_conv[i] = acc / (1.0 + exp(-acc));
+    let base = (m * p.conv_channels + c) * p.conv_k;
+    var acc = select(0.0, conv_b[c], p.conv_has_bias == 1u);
+    for (var j = 0u; j + 1u < p.conv_k; j++) {
+        let v = conv_state[base + j + 1u];
+        conv_state[base + j] = v;
+        acc = fma(conv_w[c * p.conv_k + j], v, acc);
+    }
+    conv_state[base + p.conv_k - 1u] = x_t;
+    acc = fma(conv_w[c * p.conv_k + p.conv_k - 1u], x_t, acc);
+    y[m * p.y_stride + p.y_offset + n] = silu(acc);
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
 }

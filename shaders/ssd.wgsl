@@ -1,7 +1,8 @@
 // Mamba-2's state-space layer (SSD, Dao & Gu 2024), per head h of P channels, group g of B/C:
 //   dt_t = clamp(softplus(dt_raw_t + dt_bias), dt_min, dt_max),   a_t = dt_t A  (A < 0, a scalar)
 //   S_t = exp(a_t) S_{t-1} + dt_t x_t B_t^T         (S: P x N, the head's state)
-//   y_t = S_t C_t + D x_t                           (the gate comes after, in the gated norm)
+//   y_t = S_t C_t + D x_t                           (the gate comes after, in the gated norm;
+//                                                    `sequential` may apply it: p.gated)
 //
 // Prefill runs the SSD algorithm over chunks of L steps, in three passes (mamba_ssm's
 // ssd_combined). With cum_t = a_1 + ... + a_t from the chunk's start and S_in the state before
@@ -23,7 +24,9 @@
 //
 // `sequential` walks time, one step after another: a decode step (t_len = 1), and the scan the
 // chunked one is checked and measured against. Each invocation keeps up to 8 states of one
-// channel in registers; 16 lanes cover N <= 128 states.
+// channel in registers; 16 lanes cover N <= 128 states. Where p.gated is 1 it stores
+// y_t * silu(z_t), the gate of the norm that follows: a decode step's out_proj then normalizes
+// per group as it loads y (shaders/matvec.wgsl), and computes no silu per weight.
 
 struct Params {
     batch: u32,
@@ -32,12 +35,16 @@ struct Params {
     head_dim: u32,       // P
     d_state: u32,        // N
     heads_per_group: u32,
-    xbc_stride: u32,     // a conv output row: x (H P) | B (G N) | C (G N)
+    xbc_stride: u32,     // a conv output row: x (H P) | B (G N) | C (G N), from column xbc_offset
     c_offset: u32,       // column of C: H P + G N (B starts at H P)
     dt_stride: u32,      // dt_raw of row r, head h at dt_raw[r * dt_stride + dt_offset + h]
     dt_offset: u32,
     dt_min: f32,
     dt_max: f32,
+    xbc_offset: u32,     // a decode step reads xBC where in_proj's kernel left it, in its output rows
+    gated: u32,          // sequential: 1: y * silu(z)
+    z_stride: u32,       // z of row r, channel j at z[r * z_stride + z_offset + j]
+    z_offset: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -51,10 +58,15 @@ struct Params {
 // (batch, chunks, n_heads, P, N): each chunk's own state, then (pass_states) its S_in
 @group(0) @binding(8) var<storage, read_write> chunk_state: array<f32>;
 @group(0) @binding(9) var<storage, read_write> chunk_decay: array<f32>;  // (batch, chunks, n_heads): exp(cum_L)
+@group(0) @binding(10) var<storage, read> z: array<f32>;        // sequential, where gated: in_proj's output, z columns
 
 fn softplus(v: f32) -> f32 {
     // log(1 + exp(v)), and v itself above 20 as PyTorch does (exp would lose nothing there).
     return select(log(1.0 + exp(v)), v, v > 20.0);
+}
+
+fn silu(v: f32) -> f32 {
+    return v / (1.0 + exp(-v));
 }
 
 // dt of (sequence row `row`, head `head`), clamped to the model's time step limit.
@@ -105,7 +117,7 @@ fn load_chunk(lid: u32, w: ChunkTile) {
         let c = w.p0 + i % PB;
         var v = 0.0;
         if (t < p.t_len && c < p.head_dim) {
-            v = xbc[(w.b * p.t_len + t) * p.xbc_stride + w.head * p.head_dim + c];
+            v = xbc[(w.b * p.t_len + t) * p.xbc_stride + p.xbc_offset + w.head * p.head_dim + c];
         }
         xs[i] = v;
     }
@@ -142,7 +154,7 @@ fn load_bc_tile(lid: u32, w: ChunkTile, n0: u32, with_c: bool) {
         var bv = 0.0;
         var cv = 0.0;
         if (t < p.t_len && n < p.d_state) {
-            let row = (w.b * p.t_len + t) * p.xbc_stride;
+            let row = (w.b * p.t_len + t) * p.xbc_stride + p.xbc_offset;
             bv = xbc[row + d_inner + w.g * p.d_state + n];
             if (with_c) {
                 cv = xbc[row + p.c_offset + w.g * p.d_state + n];
@@ -301,13 +313,13 @@ fn sequential(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
         let decay = exp(dt * a_h);
         var x = 0.0;
         if (live) {
-            x = xbc[row * p.xbc_stride + head * p.head_dim + c];
+            x = xbc[row * p.xbc_stride + p.xbc_offset + head * p.head_dim + c];
         }
         var acc = 0.0;
         for (var j = 0u; j < MAX_PER_LANE; j++) {
             let n = lane + j * LANES;
             if (live && n < p.d_state) {
-                let r = row * p.xbc_stride;
+                let r = row * p.xbc_stride + p.xbc_offset;
                 s[j] = fma(decay, s[j], dt * x * xbc[r + b_col + n]);
                 acc = fma(s[j], xbc[r + c_col + n], acc);
             }
@@ -319,7 +331,11 @@ fn sequential(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) 
             for (var k = 0u; k < LANES; k++) {
                 sum += partial[lid + k];
             }
-            y[row * d_inner + head * p.head_dim + c] = fma(d_skip[head], x, sum);
+            var out = fma(d_skip[head], x, sum);
+            if (p.gated == 1u) {
+                out *= silu(z[row * p.z_stride + p.z_offset + head * p.head_dim + c]);
+            }
+            y[row * d_inner + head * p.head_dim + c] = out;
         }
         workgroupBarrier();
     }

@@ -245,16 +245,7 @@ pub fn forward(w: &HostWeights, c: &MambaConfig, ids: &[u32], batch: usize, stat
     let d = c.d_model;
     let mut residual: Vec<f32> = ids.iter().flat_map(|&id| w.embedding[id as usize * d..][..d].to_vec()).collect();
     for (i, layer) in w.layers.iter().enumerate() {
-        // A sink that folds the norm's weight into in_proj leaves no weight here.
-        let ones;
-        let norm = match &layer.norm {
-            Some(weight) => weight,
-            None => {
-                ones = vec![1.0; d];
-                &ones
-            }
-        };
-        let u = rms_norm(&residual, norm, c.norm_eps);
+        let u = rms_norm(&residual, &layer.norm, c.norm_eps);
         let out = mixer(layer, c, &u, batch, &mut state.conv[i], &mut state.ssm[i]);
         for (r, o) in residual.iter_mut().zip(out) {
             *r += o;

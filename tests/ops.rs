@@ -14,9 +14,9 @@ use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
 use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
 use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
-use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, Linear};
+use mamba_wgpu::ops::linear::{linear, linear_conv_step, Activation, InputNorm, Linear};
 use mamba_wgpu::ops::norm::{add_rms_norm, AddRmsNorm};
-use mamba_wgpu::ops::scan::{scan_step_dt, selective_scan, Scan, ScanKind, ScanStepDt};
+use mamba_wgpu::ops::scan::{scan_step_dt, scan_step_fused, scan_step_fused_fits, selective_scan, Scan, ScanKind, ScanStepDt, ScanStepFused};
 use mamba_wgpu::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 use mamba_wgpu::reference;
 
@@ -121,7 +121,7 @@ fn linear_matches_reference() {
                             bias: Some(TensorView::vector(&b_buf, n as u32)),
                             y: TensorView::f32(&y_buf, m as u32, n as u32),
                             activation,
-                            rms_norm_eps,
+                            norm: rms_norm_eps.map(|eps| InputNorm::rows(eps, None)),
                             accumulate,
                         },
                     )
@@ -489,7 +489,7 @@ fn ops_reject_buffers_too_small_for_their_shapes() {
     assert!(err.contains("U32"), "{err}");
     // The matvec's options with more rows than the matvec takes.
     let (x, y) = (storage(&ctx, "x", 9 * 8), storage(&ctx, "y", 9 * 4));
-    let norm = Linear { rms_norm_eps: Some(1e-5), ..Linear::new(TensorView::f32(&x, 9, 8), &weight, TensorView::f32(&y, 9, 4)) };
+    let norm = Linear { norm: Some(InputNorm::rows(1e-5, None)), ..Linear::new(TensorView::f32(&x, 9, 8), &weight, TensorView::f32(&y, 9, 4)) };
     let err = linear(&mut rec, &norm).unwrap_err().to_string();
     assert!(err.contains("at most 8 rows"), "{err}");
 }
@@ -566,81 +566,269 @@ fn scan_step_with_fused_dt_matches_reference() {
     }
 }
 
-/// in_proj then the decode conv step on its x half (one kernel where d_conv is 4, two
-/// dispatches otherwise: the d_conv 3 case) against the reference matmul then conv1d: the conv
-/// output, the new conv state and in_proj's z half; f32 and f16 weights, with and without
-/// biases, aligned and unaligned k, batch 1 to 8, with and without the input's RMSNorm.
+/// in_proj then the decode conv step on its conv columns against the reference matmul then
+/// conv1d: the conv output, the new conv state and in_proj's other columns. In place (the conv's
+/// output over in_proj's conv columns) it is one kernel for any d_conv; into another buffer, two
+/// dispatches. Mamba-1's layout (x | z) and Mamba-2's (z | xBC | dt); f32 and f16 weights, with
+/// and without biases, aligned and unaligned k, batch 1 to 8, with and without the input's
+/// RMSNorm on load, with and without its weight.
 #[test]
 fn in_proj_with_conv_step_matches_reference() {
     const TOL: f32 = 1e-4;
     let mut seed = 9000;
     let ctx = common::ctx();
-    {
-        for &(batch, channels, k_in, conv_k, biases) in &[(1, 40, 24, 4, true), (3, 100, 13, 4, false), (2, 64, 32, 3, true), (8, 72, 48, 4, true)] {
-            for (f16_weights, rms_norm) in [(false, false), (true, false), (false, true), (true, true)] {
-                seed += 10;
-                let n = 2 * channels;
-                let x = random_values(seed, batch * k_in, 1.0);
-                let rms_norm_eps = rms_norm.then_some(1e-3);
-                let x_normed = if rms_norm { reference::rms_norm(&x, &vec![1.0; k_in], 1e-3) } else { x.clone() };
-                let w = random_values(seed + 1, n * k_in, 0.5);
-                let in_bias = random_values(seed + 2, n, 0.5);
-                let conv_w = random_values(seed + 3, channels * conv_k, 0.7);
-                let conv_b = random_values(seed + 4, channels, 0.3);
-                let state0 = random_values(seed + 5, batch * channels * conv_k, 1.0);
-                let (bits, rounded) = to_f16_rounded(&w);
-                let weight = if f16_weights {
-                    GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F16(&bits))
-                } else {
-                    GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F32(&w))
-                }
-                .unwrap();
-                let xz_want = reference::matmul(&x_normed, if f16_weights { &rounded } else { &w }, biases.then_some(&in_bias[..]), batch, n, k_in);
-                let x_half: Vec<f32> = xz_want.chunks(n).flat_map(|row| row[..channels].to_vec()).collect();
-                let mut state_want = state0.clone();
-                let conv_want = reference::conv1d_silu(&x_half, &mut state_want, &conv_w, biases.then_some(&conv_b[..]), batch, channels, conv_k);
+    // (batch, columns before the conv's, conv channels, columns after, k, d_conv, biases)
+    for &(batch, before, channels, after, k_in, conv_k, biases) in &[
+        (1, 0, 40, 40, 24, 4, true),
+        (3, 0, 100, 100, 13, 4, false),
+        (2, 0, 64, 64, 32, 3, true),
+        (8, 0, 72, 72, 48, 4, true),
+        (1, 32, 64, 4, 16, 4, true),
+        (5, 33, 57, 3, 21, 4, false),
+        (3, 24, 40, 3, 40, 2, true),
+    ] {
+        // norm: 0 none, 1 an RMSNorm without a weight, 2 with one
+        for (f16_weights, norm, in_place) in
+            [(false, 0, true), (true, 0, true), (false, 1, true), (true, 2, true), (false, 2, false), (true, 1, false)]
+        {
+            seed += 10;
+            let n = before + channels + after;
+            let x = random_values(seed, batch * k_in, 1.0);
+            let norm_w: Vec<f32> = random_values(seed + 6, k_in, 0.5).iter().map(|v| 1.0 + v).collect();
+            let x_normed = match norm {
+                0 => x.clone(),
+                1 => reference::rms_norm(&x, &vec![1.0; k_in], 1e-3),
+                _ => reference::rms_norm(&x, &norm_w, 1e-3),
+            };
+            let w = random_values(seed + 1, n * k_in, 0.5);
+            let in_bias = random_values(seed + 2, n, 0.5);
+            let conv_w = random_values(seed + 3, channels * conv_k, 0.7);
+            let conv_b = random_values(seed + 4, channels, 0.3);
+            let state0 = random_values(seed + 5, batch * channels * conv_k, 1.0);
+            let (bits, rounded) = to_f16_rounded(&w);
+            let weight = if f16_weights {
+                GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F16(&bits))
+            } else {
+                GpuWeight::upload(&ctx, "in_proj", n, k_in, WeightData::F32(&w))
+            }
+            .unwrap();
+            let xz_want = reference::matmul(&x_normed, if f16_weights { &rounded } else { &w }, biases.then_some(&in_bias[..]), batch, n, k_in);
+            let conv_in: Vec<f32> = xz_want.chunks(n).flat_map(|row| row[before..before + channels].to_vec()).collect();
+            let mut state_want = state0.clone();
+            let conv_want = reference::conv1d_silu(&conv_in, &mut state_want, &conv_w, biases.then_some(&conv_b[..]), batch, channels, conv_k);
 
-                let (x_buf, in_bias_buf, conv_w_buf, conv_b_buf, state) = (
-                    upload_f32(&ctx, "x", &x),
-                    upload_f32(&ctx, "b", &in_bias),
-                    upload_f32(&ctx, "cw", &conv_w),
-                    upload_f32(&ctx, "cb", &conv_b),
-                    upload_f32(&ctx, "s", &state0),
-                );
-                let (xz, x_conv) = (storage(&ctx, "xz", batch * n), storage(&ctx, "x_conv", batch * channels));
-                let (b, c) = (batch as u32, channels as u32);
-                let xz_view = TensorView::f32(&xz, b, n as u32);
-                let in_proj = Linear {
-                    bias: biases.then(|| TensorView::vector(&in_bias_buf, n as u32)),
-                    rms_norm_eps,
-                    ..Linear::new(TensorView::f32(&x_buf, b, k_in as u32), &weight, xz_view)
-                };
-                let conv = Conv1d {
-                    x: xz_view.columns(0, c),
-                    weight: TensorView::f32(&conv_w_buf, c, conv_k as u32),
-                    bias: biases.then(|| TensorView::vector(&conv_b_buf, c)),
-                    state: TensorView::f32(&state, b * c, conv_k as u32),
-                    out: TensorView::f32(&x_conv, b, c),
-                    batch: b,
-                    t_len: 1,
-                };
-                let mut tape = Tape::new(&ctx, "in_proj+conv", 4);
-                let mut rec = tape.record(&ctx);
-                linear_conv_step(&mut rec, &in_proj, &conv).expect("op accepted its arguments");
-                let mut encoder = ctx.device.create_command_encoder(&Default::default());
-                rec.encode(&mut encoder);
-                ctx.queue.submit([encoder.finish()]);
-                // d_conv 4 takes the fused kernel (one dispatch), d_conv 3 the two ops.
-                let fused = tape.kernels() == vec![("matvec.wgsl", "main_conv")];
-                assert_eq!(fused, conv_k == 4, "kernels {:?} for d_conv {conv_k}", tape.kernels());
-                let label = format!("in_proj+conv batch={batch} channels={channels} k={k_in} f16={f16_weights} rms_norm={rms_norm}");
-                assert_close(&format!("{label} x_conv"), &read(&ctx, &x_conv, conv_want.len()), &conv_want, TOL);
-                assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);
-                let z = |xz: &[f32]| -> Vec<f32> { xz.chunks(n).flat_map(|row| row[channels..].to_vec()).collect() };
-                assert_close(&format!("{label} z"), &z(&read(&ctx, &xz, batch * n)), &z(&xz_want), TOL);
+            let (x_buf, in_bias_buf, conv_w_buf, conv_b_buf, state, norm_buf) = (
+                upload_f32(&ctx, "x", &x),
+                upload_f32(&ctx, "b", &in_bias),
+                upload_f32(&ctx, "cw", &conv_w),
+                upload_f32(&ctx, "cb", &conv_b),
+                upload_f32(&ctx, "s", &state0),
+                upload_f32(&ctx, "norm", &norm_w),
+            );
+            let (xz, x_conv) = (storage(&ctx, "xz", batch * n), storage(&ctx, "x_conv", batch * channels));
+            let (b, c) = (batch as u32, channels as u32);
+            let xz_view = TensorView::f32(&xz, b, n as u32);
+            let conv_x = xz_view.columns(before as u32, c);
+            let in_proj = Linear {
+                bias: biases.then(|| TensorView::vector(&in_bias_buf, n as u32)),
+                norm: (norm > 0).then(|| InputNorm::rows(1e-3, (norm == 2).then(|| TensorView::vector(&norm_buf, k_in as u32)))),
+                ..Linear::new(TensorView::f32(&x_buf, b, k_in as u32), &weight, xz_view)
+            };
+            let conv = Conv1d {
+                x: conv_x,
+                weight: TensorView::f32(&conv_w_buf, c, conv_k as u32),
+                bias: biases.then(|| TensorView::vector(&conv_b_buf, c)),
+                state: TensorView::f32(&state, b * c, conv_k as u32),
+                out: if in_place { conv_x } else { TensorView::f32(&x_conv, b, c) },
+                batch: b,
+                t_len: 1,
+            };
+            let mut tape = Tape::new(&ctx, "in_proj+conv", 4);
+            let mut rec = tape.record(&ctx);
+            linear_conv_step(&mut rec, &in_proj, &conv).expect("op accepted its arguments");
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            rec.encode(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            // In place: one kernel; into x_conv: in_proj, then the conv.
+            let fused = tape.kernels() == vec![("matvec.wgsl", "main_conv")];
+            assert_eq!(fused, in_place, "kernels {:?}, in place {in_place}", tape.kernels());
+            let label = format!("in_proj+conv batch={batch} n={n} conv={before}+{channels} k={k_in} d_conv={conv_k} f16={f16_weights} norm={norm}");
+            let got = read(&ctx, &xz, batch * n);
+            let cols =
+                |xz: &[f32], from: usize, width: usize| -> Vec<f32> { xz.chunks(n).flat_map(|row| row[from..from + width].to_vec()).collect() };
+            let conv_got = if in_place { cols(&got, before, channels) } else { read(&ctx, &x_conv, batch * channels) };
+            assert_close(&format!("{label} conv"), &conv_got, &conv_want, TOL);
+            assert_close(&format!("{label} state"), &read(&ctx, &state, state_want.len()), &state_want, TOL);
+            for (from, width) in [(0, before), (before + channels, after)] {
+                assert_close(&format!("{label} columns {from}.."), &cols(&got, from, width), &cols(&xz_want, from, width), TOL);
             }
         }
     }
+}
+
+/// The matvec's RMSNorm on load against the reference norm then matmul: whole rows and 2 to 16
+/// groups (Mamba-2's gated norm, after the gate), with and without the norm's weight, rows of X
+/// aligned (vec4 loads) or not, groups that split a 16-byte unit of W, a column slice of a wider
+/// matrix (the LM head's last positions), f32 and f16 weights, batch 1 to 8, with accumulate,
+/// and weights split into parts.
+#[test]
+fn matvec_norm_on_load_matches_reference() {
+    const TOL: f32 = 1e-4;
+    let contexts = [common::ctx(), common::own_ctx().with_max_binding_bytes(4096).unwrap()];
+    let mut case = 20000u64;
+    // (m, n, k, groups, x offset, x stride)
+    for &(m, n, k, groups, x_offset, x_stride) in &[
+        (1, 64, 64, 1, 0, 64),
+        (3, 70, 128, 2, 0, 128),
+        (5, 33, 96, 8, 4, 104),
+        (8, 40, 48, 16, 0, 48),
+        (2, 100, 45, 5, 3, 50),
+        (1, 300, 256, 1, 128, 512),
+        (4, 257, 160, 8, 0, 160),
+    ] {
+        for f16_weights in [false, true] {
+            for (variant, ctx) in contexts.iter().enumerate() {
+                case += 1;
+                let with_weight = case % 2 == 0;
+                let accumulate = case % 3 == 0;
+                let x = random_values(case, m * x_stride, 1.5);
+                let w = random_values(case + 1000, n * k, 0.5);
+                let bias = random_values(case + 2000, n, 0.5);
+                let norm_w: Vec<f32> = random_values(case + 3000, k, 0.5).iter().map(|v| 1.0 + v).collect();
+                let y0 = random_values(case + 4000, m * n, 1.0);
+                let (bits, w_rounded) = to_f16_rounded(&w);
+                let weight = if f16_weights {
+                    GpuWeight::upload(ctx, "w", n, k, WeightData::F16(&bits)).unwrap()
+                } else {
+                    GpuWeight::upload(ctx, "w", n, k, WeightData::F32(&w)).unwrap()
+                };
+                let (x_buf, b_buf, n_buf, y_buf) =
+                    (upload_f32(ctx, "x", &x), upload_f32(ctx, "bias", &bias), upload_f32(ctx, "norm", &norm_w), upload_f32(ctx, "y", &y0));
+                let norm = InputNorm { eps: 1e-3, groups: groups as u32, weight: with_weight.then(|| TensorView::vector(&n_buf, k as u32)) };
+                let op = Linear {
+                    bias: Some(TensorView::vector(&b_buf, n as u32)),
+                    norm: Some(norm),
+                    accumulate,
+                    ..Linear::new(
+                        TensorView { row_stride: x_stride as u32, ..TensorView::f32(&x_buf, m as u32, k as u32) }.columns(x_offset as u32, k as u32),
+                        &weight,
+                        TensorView::f32(&y_buf, m as u32, n as u32),
+                    )
+                };
+                run(ctx, |rec| linear(rec, &op));
+                let width = k / groups;
+                let x_normed: Vec<f32> = x
+                    .chunks(x_stride)
+                    .flat_map(|row| {
+                        (0..groups).flat_map(|g| {
+                            let scale = if with_weight { norm_w[g * width..][..width].to_vec() } else { vec![1.0; width] };
+                            reference::rms_norm(&row[x_offset + g * width..][..width], &scale, 1e-3)
+                        })
+                    })
+                    .collect();
+                let mut want = reference::matmul(&x_normed, if f16_weights { &w_rounded } else { &w }, Some(&bias), m, n, k);
+                if accumulate {
+                    want.iter_mut().zip(&y0).for_each(|(v, y)| *v += y);
+                }
+                let label = format!(
+                    "norm on load m={m} n={n} k={k} groups={groups} f16={f16_weights} weight={with_weight} split={} accumulate={accumulate}",
+                    variant == 1
+                );
+                assert_close(&label, &read(ctx, &y_buf, m * n), &want, TOL);
+            }
+        }
+    }
+}
+
+/// The fused decode step (x_proj, FalconMamba's norms, dt_proj and the scan in one kernel)
+/// against the reference composed of its parts: matmul, the norms of dt_low, B and C, matmul
+/// and softplus, the selective scan. x and z are columns of in_proj's output rows and y goes
+/// over z; f32 and f16 weights, FalconMamba's norms on and off, batch 1 to 8, d_inner over
+/// several workgroups and not a multiple of 4, dt_rank not a multiple of the 16-byte unit.
+#[test]
+fn scan_step_fused_matches_reference() {
+    const TOL: f32 = 2e-4;
+    let ctx = common::ctx();
+    let mut seed = 30000;
+    for &(batch, d_inner, d_state, dt_rank) in
+        &[(1, 1, 1, 1), (1, 128, 16, 4), (3, 70, 4, 8), (5, 300, 16, 12), (8, 64, 16, 37), (2, 260, 8, 48), (3, 37, 8, 16), (1, 520, 16, 33)]
+    {
+        for (f16_weights, falcon) in [(false, false), (true, false), (false, true), (true, true)] {
+            seed += 10;
+            let case = ScanCase::new(batch, 1, d_inner, d_state, dt_rank, seed);
+            let rows = dt_rank + 2 * d_state;
+            let upload = |name: &str, r: usize, c: usize, values: &[f32]| -> (GpuWeight, Vec<f32>) {
+                let (bits, rounded) = to_f16_rounded(values);
+                if f16_weights {
+                    (GpuWeight::upload(&ctx, name, r, c, WeightData::F16(&bits)).unwrap(), rounded)
+                } else {
+                    (GpuWeight::upload(&ctx, name, r, c, WeightData::F32(values)).unwrap(), values.to_vec())
+                }
+            };
+            let (x_proj, x_proj_w) = upload("x_proj", rows, d_inner, &random_values(seed + 7, rows * d_inner, 0.3));
+            let (dt_proj, dt_proj_w) = upload("dt_proj", d_inner, dt_rank, &random_values(seed + 8, d_inner * dt_rank, 0.5));
+            let dt_bias = random_values(seed + 9, d_inner, 0.5);
+            // in_proj's output rows: x | z
+            let proj: Vec<f32> =
+                (0..batch).flat_map(|b| [&case.x[b * d_inner..][..d_inner], &case.xz[(2 * b + 1) * d_inner..][..d_inner]].concat()).collect();
+            let z: Vec<f32> = proj.chunks(2 * d_inner).flat_map(|r| r[d_inner..].to_vec()).collect();
+
+            let x_dbl = reference::matmul(&case.x, &x_proj_w, None, batch, rows, d_inner);
+            let col = |from: usize, width: usize| -> Vec<f32> { x_dbl.chunks(rows).flat_map(|r| r[from..from + width].to_vec()).collect() };
+            let (mut dt_low, mut b, mut c) = (col(0, dt_rank), col(dt_rank, d_state), col(dt_rank + d_state, d_state));
+            if falcon {
+                dt_low = reference::rms_norm(&dt_low, &vec![1.0; dt_rank], 1e-3);
+                b = reference::rms_norm(&b, &vec![1.0; d_state], 1e-3);
+                c = reference::rms_norm(&c, &vec![1.0; d_state], 1e-3);
+            }
+            let dt: Vec<f32> = reference::matmul(&dt_low, &dt_proj_w, Some(&dt_bias), batch, d_inner, dt_rank)
+                .into_iter()
+                .map(|v| reference::softplus(v as f64) as f32)
+                .collect();
+            let mut want_h = case.h0.clone();
+            let inputs = reference::ScanInputs { x: &case.x, dt: &dt, b: &b, c: &c, z: &z, a: &case.a, d_skip: &case.d_skip };
+            let want_y = reference::selective_scan(&inputs, &mut want_h, batch, d_inner, d_state);
+
+            let up = |label: &str, v: &[f32]| upload_f32(&ctx, label, v);
+            let (proj_b, a_b, d_b, h_b, bias_b) =
+                (up("proj", &proj), up("a", &case.a), up("d", &case.d_skip), up("h", &case.h0), up("dt_bias", &dt_bias));
+            let (bb, di, n) = (batch as u32, d_inner as u32, d_state as u32);
+            let proj_view = TensorView::f32(&proj_b, bb, 2 * di);
+            assert!(scan_step_fused_fits(&x_proj, &dt_proj, bb));
+            let step = ScanStepFused {
+                x: proj_view.columns(0, di),
+                z_y: proj_view.columns(di, di),
+                x_proj: &x_proj,
+                dt_proj: &dt_proj,
+                dt_bias: TensorView::vector(&bias_b, di),
+                a: TensorView::f32(&a_b, di, n),
+                d_skip: TensorView::vector(&d_b, di),
+                h: TensorView::f32(&h_b, bb * di, n),
+                mixer_norm_eps: falcon.then_some(1e-3),
+                batch: bb,
+            };
+            let mut tape = Tape::new(&ctx, "fused step", 2);
+            let mut rec = tape.record(&ctx);
+            scan_step_fused(&mut rec, &step).expect("op accepted its arguments");
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            rec.encode(&mut encoder);
+            ctx.queue.submit([encoder.finish()]);
+            assert_eq!(tape.kernels(), vec![("scan_step_fused.wgsl", "main")]);
+            let label = format!("fused step batch={batch} d_inner={d_inner} d_state={d_state} dt_rank={dt_rank} f16={f16_weights} falcon={falcon}");
+            let got = read(&ctx, &proj_b, proj.len());
+            let cols = |v: &[f32], from: usize| -> Vec<f32> { v.chunks(2 * d_inner).flat_map(|r| r[from..from + d_inner].to_vec()).collect() };
+            assert_close(&format!("{label} y"), &cols(&got, d_inner), &want_y, TOL);
+            assert_close(&format!("{label} x kept"), &cols(&got, 0), &case.x, 0.0);
+            assert_close(&format!("{label} h"), &read(&ctx, &h_b, want_h.len()), &want_h, TOL);
+        }
+    }
+    // Where x_proj's output for every sequence exceeds the kernel's workgroup memory (or the
+    // weights are split), the forward pass takes the unfused path.
+    let x_proj = GpuWeight::upload(&ctx, "x_proj", 400, 8, WeightData::F32(&[0.5; 3200])).unwrap();
+    let dt_proj = GpuWeight::upload(&ctx, "dt_proj", 8, 368, WeightData::F32(&vec![0.5; 8 * 368])).unwrap();
+    assert!(scan_step_fused_fits(&x_proj, &dt_proj, 6));
+    assert!(!scan_step_fused_fits(&x_proj, &dt_proj, 7));
+    assert!(!scan_step_fused_fits(&x_proj, &dt_proj, 9));
 }
 
 /// The GPU sampler (shaders/sample.wgsl) against the CPU sampler, its reference, over rows of
@@ -779,7 +967,9 @@ fn bandwidth_probe_reads_every_byte_it_times() {
 
 /// Mamba-2's scan, chunked and sequential, against the reference: the released head shape
 /// (head_dim 64, d_state 128) and odd ones, 1 to 8 groups, sequences across several chunks,
-/// a finite time step limit, an incoming state, and dt read through a strided column view.
+/// a finite time step limit, an incoming state, and xBC and dt read through column views of a
+/// wider row, as in in_proj's output (z | xBC | dt); the sequential scan also with the gate,
+/// y * silu(z).
 #[test]
 fn ssd_scan_matches_reference() {
     const TOL: f32 = 5e-4;
@@ -795,11 +985,11 @@ fn ssd_scan_matches_reference() {
             let d_inner = heads * head_dim;
             let width = d_inner + 2 * groups * d_state;
             let rows = batch * t;
-            // dt sits after `extra` other columns of a wider row, as in in_proj's output.
-            let (extra, dt_row) = (3, heads + 5);
-            let xbc = random_values(seed, rows * width, 1.0);
-            let dt_wide = random_values(seed + 1, rows * dt_row, 1.0);
-            let dt_raw: Vec<f32> = dt_wide.chunks(dt_row).flat_map(|r| r[extra..extra + heads].to_vec()).collect();
+            // A row of in_proj's output: z (d_inner) | xBC (width) | dt (heads), then 2 more.
+            let row = d_inner + width + heads + 2;
+            let proj = random_values(seed, rows * row, 1.0);
+            let cols = |from: usize, len: usize| -> Vec<f32> { proj.chunks(row).flat_map(|r| r[from..from + len].to_vec()).collect() };
+            let (z, xbc, dt_raw) = (cols(0, d_inner), cols(d_inner, width), cols(d_inner + width, heads));
             let dt_bias: Vec<f32> = random_values(seed + 2, heads, 1.0).iter().map(|v| v - 1.5).collect();
             let a: Vec<f32> = random_values(seed + 3, heads, 1.0).iter().map(|v| -(0.3 + 2.0 * v.abs())).collect();
             let d_skip = random_values(seed + 4, heads, 1.0);
@@ -807,33 +997,37 @@ fn ssd_scan_matches_reference() {
             let mut want_h = h0.clone();
             let inputs = reference::SsdInputs { xbc: &xbc, dt_raw: &dt_raw, dt_bias: &dt_bias, a: &a, d_skip: &d_skip };
             let want_y = reference::ssd_scan(&inputs, &shape, &mut want_h, batch, d_state);
-            for kind in [SsdKind::Chunked, SsdKind::Sequential] {
+            let gated_y: Vec<f32> = want_y.iter().zip(&z).map(|(&y, &z)| (y as f64 * reference::silu(z as f64)) as f32).collect();
+            for (kind, gated) in [(SsdKind::Chunked, false), (SsdKind::Sequential, false), (SsdKind::Sequential, true)] {
                 let up = |label: &str, v: &[f32]| upload_f32(&ctx, label, v);
-                let (xbc_b, dt_b, bias_b, a_b, d_b, h_b) =
-                    (up("xbc", &xbc), up("dt", &dt_wide), up("dt_bias", &dt_bias), up("a", &a), up("d", &d_skip), up("h", &h0));
+                let (proj_b, bias_b, a_b, d_b, h_b) = (up("proj", &proj), up("dt_bias", &dt_bias), up("a", &a), up("d", &d_skip), up("h", &h0));
                 let y_b = storage(&ctx, "y", rows * d_inner);
                 let (state_len, decay_len) = chunk_buffer_elements(rows, batch, &shape, d_state);
                 let (chunk_state, chunk_decay) = (storage(&ctx, "chunk_state", state_len), storage(&ctx, "chunk_decay", decay_len));
                 let chunks = (batch * t.div_ceil(chunk)) as u32;
-                let (r, n, hh) = (rows as u32, d_state as u32, heads as u32);
+                let (r, n, hh, di) = (rows as u32, d_state as u32, heads as u32, d_inner as u32);
+                let proj_view = TensorView::f32(&proj_b, r, row as u32);
                 let op = Ssd {
                     shape,
                     d_state: n,
-                    xbc: TensorView::f32(&xbc_b, r, width as u32),
-                    dt_raw: TensorView::f32(&dt_b, r, dt_row as u32).columns(extra as u32, hh),
+                    xbc: proj_view.columns(di, width as u32),
+                    dt_raw: proj_view.columns(di + width as u32, hh),
                     dt_bias: TensorView::vector(&bias_b, hh),
                     a: TensorView::vector(&a_b, hh),
                     d_skip: TensorView::vector(&d_b, hh),
                     h: TensorView::f32(&h_b, (batch * d_inner) as u32, n),
-                    y: TensorView::f32(&y_b, r, d_inner as u32),
+                    y: TensorView::f32(&y_b, r, di),
+                    gate: gated.then(|| proj_view.columns(0, di)),
                     chunk_state: Some(TensorView::f32(&chunk_state, chunks * d_inner as u32, n)),
                     chunk_decay: Some(TensorView::f32(&chunk_decay, chunks, hh)),
                     batch: batch as u32,
                     t_len: t as u32,
                 };
                 run(&ctx, |rec| ssd_scan(rec, &op, kind));
-                let label = format!("{kind:?} ssd heads={heads} head_dim={head_dim} groups={groups} d_state={d_state} batch={batch} t={t}");
-                assert_close(&format!("{label} y"), &read(&ctx, &y_b, rows * d_inner), &want_y, TOL);
+                let label =
+                    format!("{kind:?} ssd heads={heads} head_dim={head_dim} groups={groups} d_state={d_state} batch={batch} t={t} gated={gated}");
+                let want = if gated { &gated_y } else { &want_y };
+                assert_close(&format!("{label} y"), &read(&ctx, &y_b, rows * d_inner), want, TOL);
                 assert_close(&format!("{label} h"), &read(&ctx, &h_b, batch * d_inner * d_state), &want_h, TOL);
             }
         }

@@ -74,6 +74,8 @@ fn every_kernel_names_an_entry_point_of_its_file() {
         Kernel::ScanChunked,
         Kernel::ScanSequential,
         Kernel::ScanStepStates { f16: true },
+        Kernel::ScanStepFused { f16: true, batch: 5 },
+        Kernel::SsdSequential,
         Kernel::Argmax,
         Kernel::Sample,
     ];
@@ -168,7 +170,11 @@ fn parameter_blocks_match_their_wgsl_structs() {
             conv_has_bias,
             rms_norm,
             norm_eps,
-            accumulate
+            accumulate,
+            conv_first,
+            conv_k,
+            norm_groups,
+            norm_weight
         ],
         "matmul.wgsl",
         "matvec.wgsl"
@@ -182,10 +188,32 @@ fn parameter_blocks_match_their_wgsl_structs() {
         "bench/scan_per_state.wgsl",
         "bench/scan_per_state_subgroup.wgsl"
     );
+    params!(
+        ScanStepFusedParams,
+        [batch, d_inner, d_state, dt_rank, proj_stride, x_offset, z_offset, wide, mixer_norm, norm_eps],
+        "scan_step_fused.wgsl"
+    );
     params!(GroupNormParams, [rows, x_stride, x_offset, first_width, width, gated, z_stride, z_offset, has_weight, eps], "group_rms_norm.wgsl");
     params!(
         SsdParams,
-        [batch, t_len, n_heads, head_dim, d_state, heads_per_group, xbc_stride, c_offset, dt_stride, dt_offset, dt_min, dt_max],
+        [
+            batch,
+            t_len,
+            n_heads,
+            head_dim,
+            d_state,
+            heads_per_group,
+            xbc_stride,
+            c_offset,
+            dt_stride,
+            dt_offset,
+            dt_min,
+            dt_max,
+            xbc_offset,
+            gated,
+            z_stride,
+            z_offset
+        ],
         "ssd.wgsl"
     );
     params!(ArgmaxParams, [rows, n], "argmax.wgsl");
@@ -212,8 +240,11 @@ fn host_constants_equal_the_shaders() {
     assert_eq!(SCAN_CHANNELS_PER_WG, wgsl_const("scan_chunked.wgsl", "CH"));
     assert_eq!(SCAN_MAX_STATE, wgsl_const("scan_chunked.wgsl", "MAX_STATE"));
     assert_eq!(SCAN_STEP_STATE_CHANNELS, wgsl_const("scan_step.wgsl", "STATE_CHANNELS"));
+    assert_eq!(SCAN_FUSED_CHANNELS, wgsl_const("scan_step_fused.wgsl", "WG"));
+    assert_eq!(SCAN_FUSED_MAX_XDBL, wgsl_const("scan_step_fused.wgsl", "XDBL_CAP"));
     assert_eq!(MATMUL_TILE, wgsl_const("matmul.wgsl", "TILE"));
     assert_eq!(MATVEC_MAX_M, wgsl_const("matvec.wgsl", "MAX_BATCH"));
+    assert_eq!(MATVEC_MAX_GROUPS, wgsl_const("matvec.wgsl", "MAX_GROUPS"));
     assert_eq!(MATVEC_ROWS_PER_WG, wgsl_const("matvec.wgsl", "WG") / wgsl_const("matvec.wgsl", "LANES"));
     assert_eq!(WG_256, wgsl_const("argmax.wgsl", "WG"));
     assert_eq!(WG_256, wgsl_const("add_rms_norm.wgsl", "WG"));

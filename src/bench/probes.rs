@@ -255,6 +255,7 @@ pub fn ssd_seconds(ctx: &GpuContext, t_len: usize, shape: SsdShape, d_state: usi
         d_skip: TensorView::vector(&d_skip, heads),
         h: TensorView::f32(&h, d_inner as u32, n),
         y: TensorView::f32(&y, rows, d_inner as u32),
+        gate: None,
         chunk_state: Some(TensorView::f32(&chunk_state, chunks * d_inner as u32, n)),
         chunk_decay: Some(TensorView::f32(&chunk_decay, chunks, heads)),
         batch: 1,

@@ -38,6 +38,12 @@ pub enum Kernel {
     ScanStepStates {
         f16: bool,
     },
+    /// The decode scan step with x_proj, FalconMamba's norms and the dt projection fused in;
+    /// `f16`: x_proj's and dt_proj's storage, `batch`: the sequences (1..=MATVEC_MAX_M).
+    ScanStepFused {
+        f16: bool,
+        batch: u8,
+    },
     /// RMSNorm over segments of a row, in place (Mamba-2's gated norm, FalconMamba's norms of
     /// dt_low, B and C).
     GroupRmsNorm,
@@ -79,6 +85,11 @@ pub const SCAN_CHANNELS_PER_WG: u32 = 16;
 pub const SCAN_MAX_STATE: u32 = 64;
 /// Channels per workgroup of shaders/scan_step.wgsl's step_dt_states (STATE_CHANNELS there).
 pub const SCAN_STEP_STATE_CHANNELS: u32 = 4;
+/// Channels per workgroup of shaders/scan_step_fused.wgsl (WG there).
+pub const SCAN_FUSED_CHANNELS: u32 = 256;
+/// Most values of x_proj's output (batch * (dt_rank + 2 d_state)) shaders/scan_step_fused.wgsl
+/// holds in workgroup memory (XDBL_CAP there).
+pub const SCAN_FUSED_MAX_XDBL: u32 = 2560;
 /// Chunk length of shaders/ssd.wgsl's chunked passes (L there).
 pub const SSD_CHUNK: u32 = 32;
 /// Head channels per workgroup of shaders/ssd.wgsl's chunked passes (PB there).
@@ -91,6 +102,8 @@ pub const SSD_MAX_STATE: u32 = 128;
 pub const MATMUL_TILE: u32 = 64;
 /// Most batch rows of shaders/matvec.wgsl (MAX_BATCH there).
 pub const MATVEC_MAX_M: u32 = 8;
+/// Most groups of shaders/matvec.wgsl's RMSNorm on load (MAX_GROUPS there).
+pub const MATVEC_MAX_GROUPS: u32 = 16;
 /// Output rows per workgroup of shaders/matvec.wgsl (WG / LANES there).
 pub const MATVEC_ROWS_PER_WG: u32 = 8;
 /// Workgroup size of the 1-D kernels (conv1d, scan_step: 64; embedding, argmax: 256).
@@ -106,6 +119,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("conv1d.wgsl", include_str!("../../shaders/conv1d.wgsl")),
     ("scan_chunked.wgsl", include_str!("../../shaders/scan_chunked.wgsl")),
     ("scan_step.wgsl", include_str!("../../shaders/scan_step.wgsl")),
+    ("scan_step_fused.wgsl", include_str!("../../shaders/scan_step_fused.wgsl")),
     ("group_rms_norm.wgsl", include_str!("../../shaders/group_rms_norm.wgsl")),
     ("ssd.wgsl", include_str!("../../shaders/ssd.wgsl")),
     ("argmax.wgsl", include_str!("../../shaders/argmax.wgsl")),
@@ -132,6 +146,7 @@ impl Kernel {
             Kernel::ScanChunked => ("scan_chunked.wgsl", "main", vec![]),
             Kernel::ScanSequential => ("scan_step.wgsl", "main", vec![]),
             Kernel::ScanStepStates { f16: f } => ("scan_step.wgsl", "step_dt_states", vec![f16(f)]),
+            Kernel::ScanStepFused { f16: f, batch } => ("scan_step_fused.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
             Kernel::GroupRmsNorm => ("group_rms_norm.wgsl", "main", vec![]),
             Kernel::SsdChunkStates => ("ssd.wgsl", "chunk_states", vec![]),
             Kernel::SsdPassStates => ("ssd.wgsl", "pass_states", vec![]),

@@ -53,7 +53,12 @@ pub struct LinearParams {
     pub norm_eps: f32,
     /// matvec only: Y += the result instead of Y = the result
     pub accumulate: u32,
-    pub _pad: [u32; 4],
+    /// matvec main_conv only: in_proj's first row of the conv (Mamba-2: d_inner), and d_conv
+    pub conv_first: u32,
+    pub conv_k: u32,
+    /// matvec only: groups of the RMSNorm on load (1: whole rows); 1 where X is multiplied by the norm's weight on load
+    pub norm_groups: u32,
+    pub norm_weight: u32,
 }
 
 /// shaders/conv1d.wgsl
@@ -82,6 +87,23 @@ pub struct ScanParams {
     pub xdbl_stride: u32,
     pub z_stride: u32,
     pub z_offset: u32,
+}
+
+/// shaders/scan_step_fused.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct ScanStepFusedParams {
+    pub batch: u32,
+    pub d_inner: u32,
+    pub d_state: u32,
+    pub dt_rank: u32,
+    pub proj_stride: u32,
+    pub x_offset: u32,
+    pub z_offset: u32,
+    pub wide: u32,
+    pub mixer_norm: u32,
+    pub norm_eps: f32,
+    pub _pad: [u32; 2],
 }
 
 /// shaders/argmax.wgsl
@@ -136,4 +158,9 @@ pub struct SsdParams {
     pub dt_offset: u32,
     pub dt_min: f32,
     pub dt_max: f32,
+    pub xbc_offset: u32,
+    /// sequential only: y * silu(z)
+    pub gated: u32,
+    pub z_stride: u32,
+    pub z_offset: u32,
 }

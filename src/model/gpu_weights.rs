@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use super::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
+use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
-use super::plan::Plan;
 use super::weights::{load_weights, ModelWeights, SsmWeights, TensorSink};
 use crate::error::Result;
 use crate::gpu::kernels::{SCAN_MAX_STATE, SSD_MAX_STATE};
@@ -25,8 +24,6 @@ pub struct Model {
     pub config: MambaConfig,
     pub weights: GpuWeights,
     pub weight_dtype: WeightDtype,
-    /// How the forward pass runs it (decided here, at load).
-    pub plan: Plan,
     /// Identifies the model in state snapshots: a hash of the config and of a few weights.
     pub fingerprint: u64,
     /// Where it was loaded from.
@@ -48,25 +45,7 @@ impl TensorSink for GpuSink<'_> {
     type Vector = wgpu::Buffer;
 
     fn matrix(&mut self, t: TensorBytes<'_>) -> Result<GpuWeight> {
-        self.upload_matrix(&t, None)
-    }
-
-    /// Folds where that adds no rounding: the scale is applied in f32, then stored as f32, or
-    /// rounded to f16 once from an f32 checkpoint (as the plain weight would be). A checkpoint
-    /// already in f16 or bf16 folds only where every product is exact in f16 (norms of ones,
-    /// or powers of two); otherwise its weights stay as stored, and the layer keeps its norm.
-    fn in_proj_with_norm(&mut self, in_proj: &TensorBytes<'_>, norm: &TensorBytes<'_>) -> Result<Option<GpuWeight>> {
-        let scale = norm.to_f32();
-        let folded = scale_columns(in_proj.to_f32(), &scale);
-        let rounds_once = in_proj.dtype == StoredDtype::F32 || self.storage_of(in_proj) == WeightDtype::F32;
-        if !rounds_once && folded.iter().any(|&v| half::f16::from_f32(v).to_f32() != v) {
-            return Ok(None);
-        }
-        // The norm counts towards the fingerprint and progress as if it were stored.
-        self.hasher.write(norm.name.as_bytes());
-        self.hasher.write(bytemuck::cast_slice(&scale));
-        self.advance(norm);
-        self.upload_matrix(in_proj, Some(folded)).map(Some)
+        self.upload_matrix(&t)
     }
 
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<wgpu::Buffer> {
@@ -90,18 +69,14 @@ impl GpuSink<'_> {
         })
     }
 
-    /// Uploads matrix `t`, or `values` in its place (t's shape), as a weight.
-    /// The first matrix's storage is the model's `weight_dtype`.
-    fn upload_matrix(&mut self, t: &TensorBytes<'_>, values: Option<Vec<f32>>) -> Result<GpuWeight> {
+    /// Uploads matrix `t` as a weight. The first matrix's storage is the model's `weight_dtype`.
+    fn upload_matrix(&mut self, t: &TensorBytes<'_>) -> Result<GpuWeight> {
         let dtype = self.storage_of(t);
         self.chosen.get_or_insert(dtype);
         let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
         let weight = match dtype {
-            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&values.unwrap_or_else(|| t.to_f32())))?,
-            WeightDtype::F16 => {
-                let bits = values.map_or_else(|| t.to_f16_bits(), |values| f16_bits(&values));
-                GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&bits))?
-            }
+            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
+            WeightDtype::F16 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
         };
         self.advance(t);
         Ok(weight)
@@ -134,8 +109,7 @@ impl Model {
         let weights = load_weights(ckpt, &mut sink)?;
         let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);
         let fingerprint = sink.hasher.0;
-        let plan = Plan::for_weights(&weights);
-        Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, plan, fingerprint, source: ckpt.source_name().to_string() })
+        Ok(Model { ctx, config: ckpt.config().clone(), weights, weight_dtype, fingerprint, source: ckpt.source_name().to_string() })
     }
 
     /// `load`, with the GPU's own failures (out of memory, validation) returned as an error
@@ -165,7 +139,7 @@ impl Model {
         let mut total = w.embedding.size_bytes() + w.norm_f.size() + w.lm_head.as_ref().map_or(0, |h| h.size_bytes());
         for l in &w.layers {
             total += [&l.in_proj, &l.out_proj].iter().map(|m| m.size_bytes()).sum::<u64>();
-            total += l.norm.as_ref().map_or(0, |n| n.size()) + l.conv_weight.size();
+            total += l.norm.size() + l.conv_weight.size();
             total += match &l.ssm {
                 SsmWeights::Selective { x_proj, dt_proj, dt_bias, a, d_skip } => {
                     x_proj.size_bytes() + dt_proj.size_bytes() + dt_bias.size() + a.size() + d_skip.size()
@@ -176,16 +150,6 @@ impl Model {
         }
         total
     }
-}
-
-/// `values` (rows, column_scale.len()) with column j multiplied by column_scale[j], in f32.
-fn scale_columns(mut values: Vec<f32>, column_scale: &[f32]) -> Vec<f32> {
-    for row in values.chunks_exact_mut(column_scale.len()) {
-        for (v, s) in row.iter_mut().zip(column_scale) {
-            *v *= s;
-        }
-    }
-    values
 }
 
 /// FNV-1a, 64 bit: a stable fingerprint without a hashing crate.

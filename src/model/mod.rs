@@ -4,11 +4,9 @@ pub mod checkpoint;
 pub mod config;
 pub mod forward;
 pub mod gpu_weights;
-pub mod plan;
 pub mod torch_bin;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, TensorSource};
 pub use config::MambaConfig;
 pub use gpu_weights::{LoadOptions, Model};
-pub use plan::Plan;

@@ -12,14 +12,6 @@ pub trait TensorSink {
     type Matrix;
     type Vector;
     fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Self::Matrix>;
-    /// in_proj with the RMSNorm weight before it folded into its columns, in_proj . diag(norm),
-    /// where the sink folds them (the GPU's, so that a decode step's in_proj normalizes its own
-    /// input: in_proj . (norm * x * s) = (in_proj . diag(norm)) . x * s, src/model/forward.rs);
-    /// the layer's `norm` is then None. None (the default): store both as they are.
-    fn in_proj_with_norm(&mut self, in_proj: &TensorBytes<'_>, norm: &TensorBytes<'_>) -> Result<Option<Self::Matrix>> {
-        let _ = (in_proj, norm);
-        Ok(None)
-    }
     /// The tensor's values as f32, each passed through `map` (the identity for most).
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<Self::Vector>;
     fn vector(&mut self, t: TensorBytes<'_>) -> Result<Self::Vector> {
@@ -34,7 +26,7 @@ fn decay_rate(a_log: f32) -> f32 {
 }
 
 pub struct LayerWeights<M, V> {
-    pub norm: Option<V>,          // (d_model); None where the sink folded it into in_proj (in_proj_with_norm)
+    pub norm: V,                  // (d_model): the RMSNorm's weight before the mixer
     pub in_proj: M,               // (in_proj_width, d_model): x | z (Mamba-1), z | xBC | dt (Mamba-2)
     pub in_proj_bias: Option<V>,  // (in_proj_width)
     pub conv_weight: V,           // (conv_channels, 1, d_conv): weight[c, 0, d_conv - 1] multiplies the current token
@@ -166,12 +158,8 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
     let in_proj_bias = optional(format!("{m}.in_proj.bias"), c.proj_bias, &[wide])?;
     let conv_bias = optional(format!("{m}.conv1d.bias"), c.conv_bias, &[channels])?;
     let out_proj_bias = optional(format!("{m}.out_proj.bias"), c.proj_bias, &[d])?;
-    let (norm_name, in_proj_name) = (format!("{p}.norm.weight"), format!("{m}.in_proj.weight"));
-    let (norm, in_proj) = (ckpt.tensor(&norm_name, &[d])?, ckpt.tensor(&in_proj_name, &[wide, d])?);
-    let (norm, in_proj) = match sink.in_proj_with_norm(&in_proj, &norm)? {
-        Some(folded) => (None, folded),
-        None => (Some(sink.vector(norm)?), sink.matrix(in_proj)?),
-    };
+    let norm = sink.vector(ckpt.tensor(&format!("{p}.norm.weight"), &[d])?)?;
+    let in_proj = sink.matrix(ckpt.tensor(&format!("{m}.in_proj.weight"), &[wide, d])?)?;
     let conv_weight = sink.vector(ckpt.tensor(&format!("{m}.conv1d.weight"), &[channels, 1, k])?)?;
     let ssm = match c.ssd {
         None => load_selective(ckpt, c, &m, sink)?,

@@ -2,7 +2,7 @@
 //! conv state (batch, channels, k) that holds the last k inputs, newest last.
 
 use super::{groups, optional_vector};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gpu::kernels::WG_64;
 use crate::gpu::params::ConvParams;
 use crate::gpu::tensor::{ElementType, TensorView};
@@ -13,7 +13,7 @@ pub struct Conv1d<'a> {
     pub weight: TensorView<'a>,       // (channels, k)
     pub bias: Option<TensorView<'a>>, // (channels)
     pub state: TensorView<'a>,        // (batch * channels, k)
-    pub out: TensorView<'a>,          // (batch * t_len, channels)
+    pub out: TensorView<'a>,          // (batch * t_len, channels); or `x` itself, in place (linear_conv_step)
     pub batch: u32,
     pub t_len: u32,
 }
@@ -30,10 +30,14 @@ impl Conv1d<'_> {
 
 /// Over t_len tokens: conv_prefill, then conv_state_update. With t_len = 1 a single fused
 /// conv_step does both (decode). (In a decode step, ops::linear::linear_conv_step runs it
-/// inside in_proj's kernel where it can.)
+/// inside in_proj's kernel, in place.) `out` is another buffer than x's: x is bound read-only.
 pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     let (params, bias) = checked(rec, op)?;
     let (b, t, c) = (op.batch, op.t_len, op.channels());
+    op.out.expect_dense("conv1d", "out", ElementType::F32, b * t, c)?;
+    if op.out.buffer == op.x.buffer {
+        return Err(Error::invalid("conv1d.out", "conv1d_silu writes another buffer than its input's (in place: linear_conv_step)"));
+    }
     let buffers = [op.x.buffer, op.weight.buffer, &bias, op.state.buffer, op.out.buffer];
     if t == 1 {
         return rec.dispatch(Kernel::ConvStep, &params, &buffers, [groups(c, WG_64), b, 1]);
@@ -43,13 +47,13 @@ pub fn conv1d_silu(rec: &mut Recorder, op: &Conv1d) -> Result<()> {
     rec.dispatch_bindings(Kernel::ConvStateUpdate, &params, &[(1, op.x.buffer), (4, op.state.buffer)], [groups(c, WG_64), b, 1])
 }
 
-/// Checks the operands; returns the parameters and the bias to bind (a placeholder if none).
+/// Checks the operands but `out` (its caller's); returns the parameters and the bias to bind (a
+/// placeholder if none).
 pub(crate) fn checked(rec: &Recorder, op: &Conv1d) -> Result<(ConvParams, wgpu::Buffer)> {
     let (b, t, c, k) = (op.batch, op.t_len, op.channels(), op.k());
     op.x.expect("conv1d", "x", ElementType::F32, b * t, c)?;
     op.weight.expect_dense("conv1d", "weight", ElementType::F32, c, k)?;
     op.state.expect_dense("conv1d", "state", ElementType::F32, b * c, k)?;
-    op.out.expect_dense("conv1d", "out", ElementType::F32, b * t, c)?;
     let bias = optional_vector(rec, "conv1d", "bias", op.bias, c)?;
     let params = ConvParams {
         batch: b,

@@ -1,6 +1,7 @@
 //! Residual add + RMSNorm (shaders/add_rms_norm.wgsl), one workgroup per output row:
 //!   residual += delta;  out = residual / sqrt(mean(residual^2) + eps) * weight
-//! (`* weight` only where a weight is given: the layers' norm weights are folded into in_proj)
+//! (`* weight` only where a weight is given). A run the matvec takes (at most 8 rows) needs none:
+//! its matvecs normalize their input as they load it (ops::linear::InputNorm).
 
 use super::optional_vector;
 use crate::error::Result;

@@ -1,12 +1,16 @@
 //! The selective scan  h_t = exp(dt_t A) h_{t-1} + dt_t B_t x_t,  y_t = (C_t . h_t + D x_t) * silu(z_t):
 //! shaders/scan_chunked.wgsl (parallel over time, prefill) or shaders/scan_step.wgsl
 //! (sequential in time: the scan the chunked one is checked against, and a decode step; its
-//! step_dt_states entry point is a decode step with the dt projection fused in).
+//! step_dt_states entry point is a decode step with the dt projection fused in), and
+//! shaders/scan_step_fused.wgsl, a decode step with x_proj, FalconMamba's norms and the dt
+//! projection fused in.
 
 use super::groups;
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{SCAN_CHANNELS_PER_WG, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64};
-use crate::gpu::params::ScanParams;
+use crate::gpu::kernels::{
+    MATVEC_MAX_M, SCAN_CHANNELS_PER_WG, SCAN_FUSED_CHANNELS, SCAN_FUSED_MAX_XDBL, SCAN_MAX_STATE, SCAN_STEP_STATE_CHANNELS, WG_64,
+};
+use crate::gpu::params::{ScanParams, ScanStepFusedParams};
 use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
 
@@ -124,4 +128,88 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
 /// its view's stride and offset.
 fn scan_params(batch: u32, t_len: u32, d_inner: u32, d_state: u32, dt_rank: u32, z: &TensorView) -> ScanParams {
     ScanParams { batch, t_len, d_inner, d_state, dt_rank, xdbl_stride: dt_rank + 2 * d_state, z_stride: z.row_stride, z_offset: z.offset }
+}
+
+/// One decode step (t = 1) of `batch` sequences with everything after the conv fused in
+/// (shaders/scan_step_fused.wgsl):
+///   x_dbl = x_proj . x -> dt_low | B | C   (FalconMamba: each RMS-normalized, `mixer_norm_eps`)
+///   dt = softplus(dt_proj . dt_low + dt_bias);  h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z)
+/// x and z are columns of in_proj's output rows (as in_proj's kernel leaves them in a decode
+/// step); y overwrites z. `scan_step_fused_fits` says where it applies.
+pub struct ScanStepFused<'a> {
+    pub x: TensorView<'a>,       // (batch, d_inner): the conv output, columns of in_proj's output
+    pub z_y: TensorView<'a>,     // (batch, d_inner): z in, y out; the same buffer and rows as x
+    pub x_proj: &'a GpuWeight,   // (dt_rank + 2 d_state, d_inner), in one part
+    pub dt_proj: &'a GpuWeight,  // (d_inner, dt_rank), in one part, the same storage as x_proj
+    pub dt_bias: TensorView<'a>, // (d_inner)
+    pub a: TensorView<'a>,       // (d_inner, d_state): A = -exp(A_log)
+    pub d_skip: TensorView<'a>,  // (d_inner)
+    pub h: TensorView<'a>,       // (batch * d_inner, d_state), read then updated
+    /// FalconMamba's norms of dt_low, B and C.
+    pub mixer_norm_eps: Option<f32>,
+    pub batch: u32,
+}
+
+/// Whether the fused decode step takes a layer with these weights for `batch` sequences: at
+/// most MATVEC_MAX_M of them, x_proj and dt_proj each in one part of one storage, and x_proj's
+/// output for every sequence within the workgroup memory it is computed into.
+pub fn scan_step_fused_fits(x_proj: &GpuWeight, dt_proj: &GpuWeight, batch: u32) -> bool {
+    (1..=MATVEC_MAX_M).contains(&batch)
+        && x_proj.parts.len() == 1
+        && dt_proj.parts.len() == 1
+        && x_proj.dtype == dt_proj.dtype
+        && batch * x_proj.rows <= SCAN_FUSED_MAX_XDBL
+}
+
+pub fn scan_step_fused(rec: &mut Recorder, op: &ScanStepFused) -> Result<()> {
+    let (b, di, n) = (op.batch, op.x.cols, op.a.cols);
+    let (x_proj, dt_proj) = (op.x_proj, op.dt_proj);
+    let dt_rank = x_proj.rows.saturating_sub(2 * n);
+    if (x_proj.cols, dt_proj.rows, dt_proj.cols) != (di, di, dt_rank) || dt_rank == 0 {
+        return Err(Error::invalid(
+            "scan_step_fused",
+            format!(
+                "x_proj ({}, {}) and dt_proj ({}, {}) do not fit d_inner {di}, d_state {n}",
+                x_proj.rows, x_proj.cols, dt_proj.rows, dt_proj.cols
+            ),
+        ));
+    }
+    if !scan_step_fused_fits(x_proj, dt_proj, b) {
+        return Err(Error::invalid(
+            "scan_step_fused",
+            format!(
+                "needs 1..={MATVEC_MAX_M} sequences, x_proj and dt_proj in one part each of one storage, and batch x {} values within {SCAN_FUSED_MAX_XDBL}",
+                x_proj.rows
+            ),
+        ));
+    }
+    let f = ElementType::F32;
+    op.x.expect("scan_step_fused", "x", f, b, di)?;
+    op.z_y.expect("scan_step_fused", "z_y", f, b, di)?;
+    if op.z_y.buffer != op.x.buffer || op.z_y.row_stride != op.x.row_stride {
+        return Err(Error::invalid("scan_step_fused.z_y", "x and z are columns of the same rows (in_proj's output)"));
+    }
+    op.a.expect_dense("scan_step_fused", "a", f, di, n)?;
+    op.d_skip.expect_dense("scan_step_fused", "d_skip", f, 1, di)?;
+    op.h.expect_dense("scan_step_fused", "h", f, b * di, n)?;
+    op.dt_bias.expect_dense("scan_step_fused", "dt_bias", f, 1, di)?;
+    let stride = op.x.row_stride;
+    let wide = di.is_multiple_of(x_proj.dtype.elements_per_unit() as u32) && stride.is_multiple_of(4) && op.x.offset.is_multiple_of(4);
+    let params = ScanStepFusedParams {
+        batch: b,
+        d_inner: di,
+        d_state: n,
+        dt_rank,
+        proj_stride: stride,
+        x_offset: op.x.offset,
+        z_offset: op.z_y.offset,
+        wide: wide as u32,
+        mixer_norm: op.mixer_norm_eps.is_some() as u32,
+        norm_eps: op.mixer_norm_eps.unwrap_or(0.0),
+        _pad: [0; 2],
+    };
+    let buffers = [op.x.buffer, &x_proj.parts[0].buffer, op.a.buffer, op.d_skip.buffer, op.h.buffer, &dt_proj.parts[0].buffer, op.dt_bias.buffer];
+    // Every workgroup computes x_proj's output itself: few workgroups of many channels.
+    let kernel = Kernel::ScanStepFused { f16: x_proj.dtype.is_f16(), batch: b as u8 };
+    rec.dispatch(kernel, &params, &buffers, [groups(di, SCAN_FUSED_CHANNELS), 1, 1])
 }

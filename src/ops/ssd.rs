@@ -4,7 +4,7 @@
 //! `Chunked`: the SSD algorithm over chunks in workgroup memory (prefill), in three passes:
 //! every chunk's own state, the states passed between chunks, every chunk's outputs;
 //! `Sequential`: one step after another (a decode step, and the baseline the chunked one is
-//! measured against).
+//! measured against); it may apply the gated norm's gate, y * silu(z) (`gate`).
 
 use super::groups;
 use crate::error::{Error, Result};
@@ -23,13 +23,15 @@ pub enum SsdKind {
 pub struct Ssd<'a> {
     pub shape: SsdShape,
     pub d_state: u32,
-    pub xbc: TensorView<'a>,     // (batch * t_len, H P + 2 G N): conv output x | B | C
+    pub xbc: TensorView<'a>,     // (batch * t_len, H P + 2 G N): conv output x | B | C, may be a column slice
     pub dt_raw: TensorView<'a>,  // (batch * t_len, H): in_proj's dt columns
     pub dt_bias: TensorView<'a>, // (H)
     pub a: TensorView<'a>,       // (H): A = -exp(A_log)
     pub d_skip: TensorView<'a>,  // (H)
     pub h: TensorView<'a>,       // (batch * H * P, N), read then updated
     pub y: TensorView<'a>,       // (batch * t_len, H P)
+    /// Sequential only: (batch * t_len, H P), z; y is then y * silu(z).
+    pub gate: Option<TensorView<'a>>,
     /// Chunked only: (batch * chunks * H * P, N), each chunk's state (chunks = t_len / SSD_CHUNK
     /// rounded up), and (batch * chunks, H), each chunk's decay.
     pub chunk_state: Option<TensorView<'a>>,
@@ -51,7 +53,13 @@ pub fn ssd_scan(rec: &mut Recorder, op: &Ssd, kind: SsdKind) -> Result<()> {
     let (heads, head_dim, groups_bc) = (s.n_heads as u32, s.head_dim as u32, s.n_groups as u32);
     let d_inner = heads * head_dim;
     let f = ElementType::F32;
-    op.xbc.expect_dense("ssd", "xbc", f, b * t, d_inner + 2 * groups_bc * n)?;
+    op.xbc.expect("ssd", "xbc", f, b * t, d_inner + 2 * groups_bc * n)?;
+    if let Some(z) = op.gate {
+        z.expect("ssd", "gate", f, b * t, d_inner)?;
+        if kind == SsdKind::Chunked {
+            return Err(Error::invalid("ssd.gate", "only the sequential scan applies the gate"));
+        }
+    }
     op.dt_raw.expect("ssd", "dt_raw", f, b * t, heads)?;
     for (what, v) in [("dt_bias", op.dt_bias), ("a", op.a), ("d_skip", op.d_skip)] {
         v.expect_dense("ssd", what, f, 1, heads)?;
@@ -75,10 +83,17 @@ pub fn ssd_scan(rec: &mut Recorder, op: &Ssd, kind: SsdKind) -> Result<()> {
         dt_min: s.dt_min,
         // An infinite bound is f32::MAX: the same clamp, and no infinity for fast-math compilers.
         dt_max: s.dt_max.min(f32::MAX),
+        xbc_offset: op.xbc.offset,
+        gated: op.gate.is_some() as u32,
+        z_stride: op.gate.map_or(0, |z| z.row_stride),
+        z_offset: op.gate.map_or(0, |z| z.offset),
     };
     let buffers = [op.xbc.buffer, op.dt_raw.buffer, op.dt_bias.buffer, op.a.buffer, op.d_skip.buffer, op.h.buffer, op.y.buffer];
     if kind == SsdKind::Sequential {
-        return rec.dispatch(Kernel::SsdSequential, &params, &buffers, [groups(head_dim, SSD_SEQUENTIAL_CHANNELS), heads, b]);
+        let z = op.gate.map_or_else(|| rec.ctx().placeholder.clone(), |z| z.buffer.clone());
+        let mut bindings: Vec<(u32, &wgpu::Buffer)> = buffers.iter().enumerate().map(|(i, &buffer)| (i as u32 + 1, buffer)).collect();
+        bindings.push((10, &z));
+        return rec.dispatch_bindings(Kernel::SsdSequential, &params, &bindings, [groups(head_dim, SSD_SEQUENTIAL_CHANNELS), heads, b]);
     }
     let (Some(state), Some(decay)) = (op.chunk_state, op.chunk_decay) else {
         return Err(Error::invalid("ssd", "the chunked scan needs its chunk_state and chunk_decay buffers"));
