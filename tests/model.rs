@@ -188,6 +188,16 @@ fn split_weights_match_unsplit() {
     // 1e-4, not tighter: the split context's smaller binding limit also shortens the prefill
     // chunks, and on GPUs the chunked scan then composes the steps in another order.
     common::assert_close("split vs whole", &all_logits(model, &prompts), &whole, 1e-4);
+    // Decode steps, with x_proj split too (16 KiB): the fused scan step takes weights in one
+    // part only, so these steps take the unfused kernels.
+    let small = load(common::own_ctx().with_max_binding_bytes(16 * 1024).unwrap(), &dir, None).unwrap();
+    assert!(matches!(&small.weights.layers[0].ssm, mamba_wgpu::model::weights::SsmWeights::Selective { x_proj, .. } if x_proj.parts.len() > 1));
+    let steps = |model: Arc<Model>| -> Vec<f32> {
+        let mut session = Session::new(model, 1).unwrap();
+        pollster::block_on(session.prefill(&prompts)).unwrap();
+        (0..3).flat_map(|i| pollster::block_on(session.step(&[7 * i + 1])).unwrap()).collect()
+    };
+    common::assert_close("decode steps, split vs whole", &steps(small), &steps(load(common::ctx(), &dir, None).unwrap()), 1e-4);
 }
 
 /// f16 storage (converted at load, or stored as F16 / BF16 in the file) against the reference
