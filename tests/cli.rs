@@ -259,6 +259,39 @@ fn shipped_model_generates_reproducible_text() {
     assert_ne!(first.stdout, other.stdout, "another seed should give other text");
 }
 
+/// Tokens per submit change neither the text nor the saved state: the shipped model, sampled
+/// with the defaults, at 1, 3 and 16 tokens per submit; also when a stop string (taken from
+/// the middle of the 1-per-submit text) ends the run inside a submit.
+#[test]
+fn tokens_per_submit_change_neither_text_nor_state() {
+    let tmp = TempDir::new("per-submit");
+    let run_with = |per_submit: &str, stop: Option<&str>| -> (String, Vec<u8>) {
+        let state = tmp.path().join(format!("state-{per_submit}-{}.bin", stop.is_some()));
+        let state_str = state.to_str().expect("utf-8 temp path");
+        let mut args = vec!["generate", "--prompt", "ROMEO.\n", "--seed", "4", "--max-tokens", "48", "--tokens-per-submit", per_submit];
+        args.extend(["--save-state", state_str]);
+        if let Some(stop) = stop {
+            args.extend(["--stop", stop]);
+        }
+        let out = run_ok(&args);
+        (out.stdout, std::fs::read(&state).expect("the state file is written"))
+    };
+    let (text, state) = run_with("1", None);
+    for per_submit in ["3", "16"] {
+        assert!(run_with(per_submit, None) == (text.clone(), state.clone()), "{per_submit} tokens per submit");
+    }
+    // Two characters of the text a third of the way in: the run stops there.
+    let chars: Vec<char> = text.trim_end().chars().collect();
+    assert!(chars.len() > 12, "too little text to cut: {text:?}");
+    let stop: String = chars[chars.len() / 3..chars.len() / 3 + 2].iter().collect();
+    let (cut, cut_state) = run_with("1", Some(&stop));
+    assert!(cut.trim_end().len() < text.trim_end().len(), "the stop string {stop:?} did not end the run: {cut:?}");
+    for per_submit in ["3", "16"] {
+        assert!(run_with(per_submit, Some(&stop)) == (cut.clone(), cut_state.clone()), "stop {stop:?}, {per_submit} tokens per submit");
+    }
+    expect_error(&["generate", "--prompt", "x", "--tokens-per-submit", "0"], &["--tokens-per-submit"]);
+}
+
 /// Ctrl-C while tokens stream: the run ends after the current token, prints the summary and
 /// exits 0.
 #[cfg(unix)]
@@ -316,16 +349,22 @@ fn bench_on_a_checkpoint_writes_the_specified_json() {
         assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {v}");
     }
     let results = v["results"].as_array().expect("results is a list");
-    assert_eq!(results.len(), 1, "one dtype, batch and prompt length: {v}");
-    let r = &results[0];
-    assert!(r["model"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
-    assert_eq!((r["dtype"].as_str(), r["batch"].as_u64(), r["prompt_len"].as_u64()), (Some("f32"), Some(2), Some(8)), "{r}");
-    for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "decode_roofline_fraction"] {
-        assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+    // One dtype, batch and prompt length: a row at one token per submit, one at the adapter's.
+    assert_eq!(results.len(), 2, "two rows: {v}");
+    let per_submit: Vec<u64> = results.iter().filter_map(|r| r["tokens_per_submit"].as_u64()).collect();
+    assert!(per_submit.len() == 2 && per_submit[0] == 1 && per_submit[1] >= 2, "tokens_per_submit 1, then the adapter's: {per_submit:?}");
+    for r in results {
+        assert!(r["model"].as_str().is_some_and(|s| !s.is_empty()), "{r}");
+        assert_eq!((r["dtype"].as_str(), r["batch"].as_u64(), r["prompt_len"].as_u64()), (Some("f32"), Some(2), Some(8)), "{r}");
+        for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "decode_roofline_fraction"] {
+            assert!(r[key].as_f64().is_some_and(|x| x > 0.0), "{key}: {r}");
+        }
+        // mamba1-tiny has 2 layers: at most 3 per layer, the embedding, the LM head, sampling.
+        assert!(r["dispatches_per_token"].as_f64().is_some_and(|d| (3.0..=9.0).contains(&d)), "dispatches_per_token: {r}");
+        // At least the weights themselves (f32: 4 bytes per parameter).
+        let weights = r["weight_bytes"].as_u64().expect("weight_bytes");
+        assert!(r["gpu_memory_bytes"].as_u64().is_some_and(|m| m >= weights && weights > 0), "{r}");
     }
-    // At least the weights themselves (f32: 4 bytes per parameter).
-    let weights = r["weight_bytes"].as_u64().expect("weight_bytes");
-    assert!(r["gpu_memory_bytes"].as_u64().is_some_and(|m| m >= weights && weights > 0), "{r}");
 }
 
 #[test]

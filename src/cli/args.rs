@@ -163,11 +163,20 @@ pub struct SamplingArgs {
     pub stop: Vec<String>,
     /// Most tokens decoded per submit to the GPU (sampled there, no round trip between them):
     /// 16 on a GPU and 8 on a CPU device unless set. The text does not depend on it
-    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=mamba_wgpu::ops::sample::MAX_STEPS as u64))]
-    pub tokens_per_submit: Option<u64>,
+    #[arg(long, value_name = "K")]
+    pub tokens_per_submit: Option<usize>,
 }
 
 impl SamplingArgs {
+    /// --tokens-per-submit, range-checked (1 to the most decode steps one submit runs).
+    pub fn tokens_per_submit(&self) -> Result<Option<usize>> {
+        use mamba_wgpu::ops::sample::MAX_STEPS;
+        match self.tokens_per_submit {
+            Some(k) if !(1..=MAX_STEPS).contains(&k) => Err(Error::invalid("--tokens-per-submit", format!("{k}: must be in 1..={MAX_STEPS}"))),
+            k => Ok(k),
+        }
+    }
+
     /// The sampler settings, range-checked; errors name the flag (`--top-p`), not the field.
     pub fn params(&self) -> Result<SamplingParams> {
         let params = if self.greedy {

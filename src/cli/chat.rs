@@ -54,6 +54,7 @@ pub fn run(args: &ChatArgs) -> Result<()> {
     // With a chat template: the text fed so far (renderings of the conversation, and replies).
     let mut fed_text = String::new();
     let mut total = GenerationStats::default();
+    let per_submit = args.sampling.tokens_per_submit()?;
     let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout();
     loop {
@@ -109,8 +110,8 @@ pub fn run(args: &ChatArgs) -> Result<()> {
         let sampler = Sampler::new(params.clone())?;
         let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos: eos.clone(), stop_strings: stop_strings.clone() };
         let mut gen = Generator::new(&mut session, sampler, stop).with_history(&history).with_tokenizer(tokenizer);
-        if let Some(steps) = args.sampling.tokens_per_submit {
-            gen = gen.with_tokens_per_submit(steps as usize)?;
+        if let Some(steps) = per_submit {
+            gen = gen.with_tokens_per_submit(steps)?;
         }
         let guard = Generating::begin();
         if let Err(e) = pollster::block_on(gen.start(&prompt)) {

@@ -68,8 +68,8 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     let eos = tokenizer.map(|tok| model.config.eos_ids_or(tok.eos_id())).unwrap_or_default();
     let stop = StopConditions { max_tokens: args.sampling.max_tokens, eos, stop_strings };
     let mut gen = Generator::new(&mut session, Sampler::new(params)?, stop).with_history(&history);
-    if let Some(steps) = args.sampling.tokens_per_submit {
-        gen = gen.with_tokens_per_submit(steps as usize)?;
+    if let Some(steps) = args.sampling.tokens_per_submit()? {
+        gen = gen.with_tokens_per_submit(steps)?;
     }
     if let Some(tok) = tokenizer {
         gen = gen.with_tokenizer(tok);
