@@ -102,15 +102,6 @@ fn raw_dispatch_seconds(ctx: &GpuContext, wgsl: &str, buffers: &[&wgpu::Buffer],
     best
 }
 
-/// Seconds per dispatch of a kernel that does nothing but one store: the fixed cost. 64
-/// workgroups, as a real kernel has many (a CPU device such as lavapipe runs a single
-/// workgroup on the submitting thread but hands more to its worker threads).
-fn empty_dispatch(ctx: &GpuContext) -> f64 {
-    const EMPTY: &str = "@group(0) @binding(0) var<storage, read_write> y: array<f32>;
-        @compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) { if (g.x == 0u) { y[0] += 1.0; } }";
-    raw_dispatch_seconds(ctx, EMPTY, &[&storage(ctx, "empty", 4)], 64, REPS)
-}
-
 /// What converting f16 costs a stream, the least an f16 matvec does besides reading: GB/s of
 /// the bandwidth probe's chunked pattern (shaders/bench/read_bandwidth.wgsl, main_chunks: each
 /// workgroup of 8 reads its own chunk with 16-byte loads) summing the words as they are, then
@@ -168,7 +159,7 @@ fn main() -> mamba_wgpu::Result<()> {
         "baselines: streaming read {bandwidth:.1} GB/s (the probe; its chunked pattern {words:.1} GB/s here, converting every \
          f16 {halves:.1} GB/s, {:.2}x); empty dispatch (64 workgroups) {:.1} us\n",
         halves / words,
-        empty_dispatch(&ctx) * 1e6
+        pollster::block_on(mamba_wgpu::bench::decode::fixed_costs(&ctx)).expect("empty dispatches").empty_dispatch_ms * 1e3
     );
 
     // mamba-130m: d_model, d_inner, d_state, dt_rank, vocab; prefill chunk of 512 tokens.

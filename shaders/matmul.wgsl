@@ -24,13 +24,13 @@ struct Params {
     _wide: u32,           // shaders/matvec.wgsl's fields; the matmul does not use them
     _conv_channels: u32,
     _conv_has_bias: u32,
-    _rms_norm: u32,       // matvec only, as are these
+    _pad0: u32,           // matvec only, as are these
     _norm_eps: f32,
     _accumulate: u32,
     _conv_first: u32,
     _conv_k: u32,
     _norm_groups: u32,
-    _norm_weight: u32,
+    _pad1: u32,
 }
 
 const TILE: u32 = 64u;

@@ -2,10 +2,10 @@
 //   Y[m, y_offset + n] = act(sum_k X'[m, k] * W[n, k] + bias[bias_offset + n]),
 //   X'[m, k] = X[m * x_stride + x_offset + k] * s_{m, g(k)} * norm_w[k]
 // with `Y +=` in place of `Y =` where p.accumulate is 1 (out_proj adding into the residual
-// stream). X' is X where p.rms_norm is 0. With p.rms_norm = 1 it is an RMSNorm of X's row on
-// load, over p.norm_groups groups of k / norm_groups columns (1: the whole row):
+// stream). X' is X where NORM is 0. Otherwise it is an RMSNorm of X's row on load, over
+// p.norm_groups groups of k / norm_groups columns (NORM 1: one group, the whole row):
 //   s_{m, g} = 1 / sqrt(mean over group g of X[m, k]^2 + eps),
-// times the norm's weight norm_w where p.norm_weight is 1. So in_proj normalizes the residual
+// times the norm's weight norm_w where NORM_WEIGHT is true. So in_proj normalizes the residual
 // itself (the layer's RMSNorm), the LM head applies the final norm (its weight cannot be folded
 // into a head tied to the embedding), and Mamba-2's out_proj applies the gated norm per group
 // (the gate silu(z) is applied by the scan step before): a decode step has no norm dispatch.
@@ -15,7 +15,9 @@
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
 // kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
 // of one row, rows padded to whole units). All BATCH rows of X share each weight load; BATCH
-// is an override constant so the accumulators stay in registers (a pipeline per batch size).
+// is an override constant so the accumulators stay in registers (a pipeline per batch size);
+// so are the norm's mode and weight, so the inner loop of a plain product has none of their
+// branches (a pipeline per mode).
 // The norm's weight multiplies the weight unit once (shared by the batch rows); a group's scale
 // multiplies a unit's sum (one group per unit), or, with a single group, the row's sum.
 // - main: 32 invocations share an output row and together load 512 contiguous bytes of it per
@@ -29,6 +31,8 @@
 
 override WEIGHT_F16: bool = false;
 override BATCH: u32 = 1u;  // 1..=MAX_BATCH
+override NORM: u32 = 0u;   // 0: no norm on load; 1: RMSNorm over the whole row; 2: per group
+override NORM_WEIGHT: bool = false;  // X' also times norm_w
 const MAX_BATCH: u32 = 8u;
 const MAX_GROUPS: u32 = 16u;  // most groups of the RMSNorm on load
 
@@ -46,13 +50,13 @@ struct Params {
     wide: u32,        // 1: X rows are 16-byte aligned, k fills whole units, and so does each norm group: vec4 loads of X
     conv_channels: u32,  // main_conv: rows conv_first .. conv_first + conv_channels of in_proj get the conv step
     conv_has_bias: u32,
-    rms_norm: u32,    // 1: X's rows RMS-normalized on load (s_{m, g} above)
+    _pad0: u32,       // (the norm's mode is the NORM constant)
     norm_eps: f32,
     accumulate: u32,  // 1: Y += the result instead of Y = the result
     conv_first: u32,  // main_conv: in_proj's first conv row (Mamba-1: 0, x; Mamba-2: d_inner, xBC after z)
     conv_k: u32,      // main_conv: d_conv
     norm_groups: u32, // groups of the RMSNorm on load, 1..=MAX_GROUPS
-    norm_weight: u32, // 1: X times norm_w on load
+    _pad1: u32,       // (and its weight NORM_WEIGHT)
 }
 
 // main: invocations per workgroup and per output row (32: enough loads in flight per row to
@@ -65,7 +69,7 @@ const LANES: u32 = 32u;
 @group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;       // (n, units): 16-byte units of W's rows
 @group(0) @binding(3) var<storage, read> bias: array<f32>;          // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;       // (BATCH, y_stride)
-@group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;  // (k) where p.norm_weight is 1
+@group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;  // (k) where NORM_WEIGHT
 
 // main_conv only (shaders/conv1d.wgsl's conv_step, on in_proj's output; its output goes to Y).
 @group(0) @binding(6) var<storage, read> conv_w: array<f32>;               // (conv_channels, conv_k)
@@ -73,7 +77,7 @@ const LANES: u32 = 32u;
 @group(0) @binding(8) var<storage, read_write> conv_state: array<f32>;     // (BATCH, conv_channels, conv_k), newest last
 
 var<workgroup> partial: array<f32, 2048>;   // (BATCH, WG): per-invocation partial sums
-var<workgroup> norm_scale: array<f32, 128>; // (BATCH, MAX_GROUPS): s_{m, g} where p.rms_norm is 1
+var<workgroup> norm_scale: array<f32, 128>; // (BATCH, MAX_GROUPS): s_{m, g} where NORM > 0
 
 fn units_per_row() -> u32 {
     return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
@@ -121,7 +125,7 @@ fn softplus(v: f32) -> f32 {
 
 // Row m's sum times s_m where the norm has a single group (with several, row_sums applied them).
 fn normed(m: u32, sum: f32) -> f32 {
-    return select(sum, sum * norm_scale[m * MAX_GROUPS], p.rms_norm == 1u && p.norm_groups == 1u);
+    return select(sum, sum * norm_scale[m * MAX_GROUPS], NORM == 1u);
 }
 
 // Stores row sum `sum` (s_m applied) of batch row m, output n.
@@ -150,12 +154,12 @@ fn group_lanes() -> u32 {
     return span;
 }
 
-// norm_scale for main and main_conv, where p.rms_norm is 1: the invocations of group g's slot
+// norm_scale for main and main_conv, where NORM > 0: the invocations of group g's slot
 // each sum the squares of a stride of its columns of X's rows (vec4s where p.wide says the
 // groups are whole vec4s), then a tree in workgroup memory (`partial`, which row_sums reuses
 // after the last barrier).
 fn norm_scales(flat: u32) {
-    if (p.rms_norm != 1u) {
+    if (NORM == 0u) {
         return;
     }
     let span = group_lanes();
@@ -195,7 +199,7 @@ fn norm_scales(flat: u32) {
 // no array of them, see below), times the scale of group g where the groups are whole units.
 fn unit_dot_x(lo: vec4<f32>, hi: vec4<f32>, m: u32, j: u32, wide: bool, g: u32) -> f32 {
     let per = select(1u, 2u, WEIGHT_F16);
-    if (p.rms_norm == 1u && p.norm_groups > 1u) {
+    if (NORM == 2u) {
         if (!wide) {
             var s = dot(lo, x_vec_scaled(m, per * j));
             if (WEIGHT_F16) {
@@ -216,7 +220,7 @@ fn unit_dot_x(lo: vec4<f32>, hi: vec4<f32>, m: u32, j: u32, wide: bool, g: u32) 
     return s;
 }
 
-// Unit j of W's row n as f32 (lo, hi), times the norm's weight where p.norm_weight is 1.
+// Unit j of W's row n as f32 (lo, hi), times the norm's weight where NORM_WEIGHT.
 struct Unit {
     lo: vec4<f32>,
     hi: vec4<f32>,
@@ -232,7 +236,7 @@ fn weight_unit(n: u32, j: u32, units: u32) -> Unit {
         u.lo = bitcast<vec4<f32>>(unit);
         u.hi = vec4<f32>(0.0);
     }
-    if (p.norm_weight == 1u) {
+    if (NORM_WEIGHT) {
         let q = select(j, 2u * j, WEIGHT_F16);
         u.lo *= norm_w[q];
         // The norm's weight holds (k + 3) / 4 vec4s; an f16 unit may reach one past them, where
@@ -263,7 +267,7 @@ fn row_sums(flat: u32, wg: u32) -> u32 {
     var acc_hi = vec4<f32>(0.0);  // batch rows 4..7
     if (n < p.n) {
         for (var j = lane; j < units; j += LANES) {
-            if (j >= next_group) {
+            if (NORM == 2u && j >= next_group) {
                 g = j / group_units;
                 next_group = (g + 1u) * group_units;
             }

@@ -58,6 +58,7 @@ const WG: u32 = 256u;
 const NONE: u32 = 0xffffffffu;    // no token: the sequence had stopped
 const BROKEN: u32 = 0xfffffffeu;  // the row had NaN or +inf, or only -inf
 const MASS_ONE: f32 = 2147483648.0;  // fixed-point scale of probability mass (2^31)
+const NEG_INF_KEY: u32 = 0x007fffffu;  // key_of(-inf), written out: WGSL has no -inf literal
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;          // (batch, vocab)
@@ -242,7 +243,7 @@ fn main(@builtin(local_invocation_index) lid: u32, @builtin(workgroup_id) wg: ve
     }
     if (lid == 0u) {
         // A row of -inf has no token to give.
-        let broken = red_bad[0] == 1u || red_id[0] == NONE || red_key[0] == key_of(bitcast<f32>(0xff800000u));
+        let broken = red_bad[0] == 1u || red_id[0] == NONE || red_key[0] == NEG_INF_KEY;
         shared_u32 = vec2<u32>(select(red_id[0], BROKEN, broken), red_key[0]);
     }
     let top_pick = workgroupUniformLoad(&shared_u32);

@@ -30,7 +30,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::bench::decode::{start_decode, time_decode};
+use crate::bench::decode::{fixed_costs, start_decode, time_decode};
 use crate::bench::synthetic::{self, SyntheticModel};
 use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};
@@ -242,8 +242,10 @@ impl MambaEngine {
     /// after a warm-up, and the prefill of a 64-token prompt: on the loaded model, or, with
     /// `shape` (a released shape such as "mamba-130m"), on a synthetic model of that shape with
     /// random f16 weights, made for the run and dropped after it. The loaded model's state is
-    /// left as it was. Resolves to `{model, prefill_tokens_per_s, decode: [{tokens_per_submit,
-    /// tokens_per_s, dispatches_per_token}, ...]}`.
+    /// left as it was. Resolves to `{model, weight_dtype, prefill_tokens_per_s, decode:
+    /// [{tokens_per_submit, tokens_per_s, dispatches_per_token}, ...], fixed_costs:
+    /// {round_trip_ms, empty_dispatch_ms}}`: what a submit's round trip and one empty dispatch
+    /// cost on this adapter, against which a step's time can be read.
     pub fn benchmark(&self, shape: Option<String>, decode_tokens: usize) -> Promise {
         let (ctx, loaded) = (self.ctx.clone(), self.loaded_model());
         future_to_promise(async move {
@@ -458,9 +460,11 @@ async fn benchmark(model: Arc<Model>, decode_tokens: usize) -> Result<serde_json
     session.prefill_greedy(std::slice::from_ref(&prompt)).await?;
     let prefill_tokens_per_s = PROMPT as f64 / (now_seconds() - start).max(1e-9);
     let mut decode = Vec::new();
+    let mut next = start_decode(&mut session, &[prompt[..16].to_vec()]).await?;
+    // Warm-up: one step builds the decode pipelines (a run of k steps records its own tape on
+    // the CPU, a small cost here).
+    time_decode(&mut session, 1, 1, &mut next).await?;
     for steps in [1, model.ctx.tokens_per_submit()] {
-        let mut next = start_decode(&mut session, &[prompt[..16].to_vec()]).await?;
-        time_decode(&mut session, steps, 1, &mut next).await?;
         decode.push(time_decode(&mut session, steps, decode_tokens.div_ceil(steps), &mut next).await?);
     }
     Ok(serde_json::json!({
@@ -468,6 +472,7 @@ async fn benchmark(model: Arc<Model>, decode_tokens: usize) -> Result<serde_json
         "weight_dtype": format!("{:?}", model.weight_dtype),
         "prefill_tokens_per_s": prefill_tokens_per_s,
         "decode": decode,
+        "fixed_costs": fixed_costs(&model.ctx).await?,
     }))
 }
 

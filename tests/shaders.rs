@@ -61,13 +61,14 @@ fn every_shader_is_embedded() {
 /// Each kernel the engine runs names a file and an entry point that exist.
 #[test]
 fn every_kernel_names_an_entry_point_of_its_file() {
+    use mamba_wgpu::gpu::kernels::MatvecNorm;
     use mamba_wgpu::gpu::Kernel;
     let kernels = [
         Kernel::Embedding { f16: true },
         Kernel::AddRmsNorm,
         Kernel::Matmul { f16: false },
-        Kernel::Matvec { f16: true, batch: 3 },
-        Kernel::MatvecConv { f16: false, batch: 1 },
+        Kernel::Matvec { f16: true, batch: 3, norm: MatvecNorm::Groups, norm_weight: true },
+        Kernel::MatvecConv { f16: false, batch: 1, norm: MatvecNorm::Row, norm_weight: false },
         Kernel::ConvPrefill,
         Kernel::ConvStateUpdate,
         Kernel::ConvStep,
@@ -168,13 +169,11 @@ fn parameter_blocks_match_their_wgsl_structs() {
             wide,
             conv_channels,
             conv_has_bias,
-            rms_norm,
             norm_eps,
             accumulate,
             conv_first,
             conv_k,
-            norm_groups,
-            norm_weight
+            norm_groups
         ],
         "matmul.wgsl",
         "matvec.wgsl"
@@ -219,6 +218,7 @@ fn parameter_blocks_match_their_wgsl_structs() {
     params!(ArgmaxParams, [rows, n], "argmax.wgsl");
     params!(SampleParams, [vocab, batch, hist_cap, step], "sample.wgsl");
     params!(BandwidthParams, [n_vec4, threads], "bench/read_bandwidth.wgsl");
+    params!(mamba_wgpu::bench::decode::EmptyParams, [n], "bench/empty.wgsl");
 }
 
 /// The value of `const NAME: u32 = ...u;` in `file`.
@@ -331,6 +331,8 @@ fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
         "WEIGHT_F16" => Ok(&[0.0, 1.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
+        "NORM" => Ok(&[0.0, 1.0, 2.0]),
+        "NORM_WEIGHT" => Ok(&[0.0, 1.0]),
         // The per-state baseline: d_state rounded up to a power of two.
         "WG" => Ok(&[1.0, 16.0, 64.0]),
         other => Err(format!("override `{other}` has no test values in tests/shaders.rs")),

@@ -3,8 +3,14 @@
 //! with the dispatches each token costs. Shared by `mamba-wgpu bench` and the browser page's
 //! benchmark mode, so both measure the same thing.
 
+use bytemuck::{Pod, Zeroable};
+
+use super::kernels::BenchKernel;
 use crate::error::{Error, Result};
 use crate::generate::now_seconds;
+use crate::gpu::readback::Staging;
+use crate::gpu::tensor::storage;
+use crate::gpu::{GpuContext, Tape};
 use crate::ops::sample::SequenceSampling;
 use crate::sampling::GENERATION_DEFAULTS;
 use crate::Session;
@@ -47,4 +53,48 @@ pub async fn time_decode(session: &mut Session, steps: usize, submits: usize, ne
         tokens_per_s: (submits * steps * session.batch()) as f64 / seconds,
         dispatches_per_token: session.sampled_step_dispatches(steps).unwrap_or(0) as f64 / steps as f64,
     })
+}
+
+/// What every step pays whatever its work, on this adapter.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FixedCosts {
+    /// A submit with no work, then a 4-byte readback awaited: the round trip each submit adds.
+    pub round_trip_ms: f64,
+    /// One more dependent dispatch of a kernel that does nothing but one store.
+    pub empty_dispatch_ms: f64,
+}
+
+/// shaders/bench/empty.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct EmptyParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+/// The round trip of a submit and the cost of an empty dispatch (64 workgroups, as a real
+/// kernel has many: a CPU device hands them to its worker threads): the best of 3 submits of
+/// 0 and of `DISPATCHES` dependent dispatches, each read back and awaited.
+pub async fn fixed_costs(ctx: &GpuContext) -> Result<FixedCosts> {
+    const DISPATCHES: usize = 32;
+    let out = storage(ctx, "empty dispatch output", 4);
+    let staging = Staging::new(ctx, "empty dispatch readback", 4);
+    let mut tapes = [Tape::new(ctx, "no dispatch", 1), Tape::new(ctx, "empty dispatches", DISPATCHES)];
+    let mut best = [f64::INFINITY; 2];
+    for _ in 0..3 {
+        for (i, tape) in tapes.iter_mut().enumerate() {
+            let mut rec = tape.record(ctx);
+            for n in 0..i * DISPATCHES {
+                rec.dispatch(BenchKernel::Empty, &EmptyParams { n: n as u32, _pad: [0; 3] }, &[&out], [64, 1, 1])?;
+            }
+            let mut encoder = ctx.device.create_command_encoder(&Default::default());
+            rec.encode(&mut encoder);
+            encoder.copy_buffer_to_buffer(&out, 0, &staging.buffer, 0, 4);
+            let start = now_seconds();
+            ctx.queue.submit([encoder.finish()]);
+            staging.read(ctx, 4).await?;
+            best[i] = best[i].min(now_seconds() - start);
+        }
+    }
+    Ok(FixedCosts { round_trip_ms: best[0] * 1e3, empty_dispatch_ms: (best[1] - best[0]).max(0.0) / DISPATCHES as f64 * 1e3 })
 }

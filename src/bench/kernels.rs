@@ -16,6 +16,8 @@ pub enum BenchKernel {
     /// state), each step's C . h summed over the workgroup by a tree in workgroup memory or,
     /// with `subgroups`, by subgroupAdd. `workgroup`: d_state rounded up to a power of two.
     ScanPerState { subgroups: bool, workgroup: u8 },
+    /// One store and nothing else: the fixed cost of a dispatch (shaders/bench/empty.wgsl).
+    Empty,
 }
 
 impl From<BenchKernel> for KernelSpec {
@@ -29,6 +31,7 @@ impl From<BenchKernel> for KernelSpec {
             BenchKernel::ScanPerState { subgroups: true, workgroup } => {
                 ("bench/scan_per_state_subgroup.wgsl", SCAN_PER_STATE_SUBGROUP, "main_subgroup", vec![("WG", workgroup as f64)])
             }
+            BenchKernel::Empty => ("bench/empty.wgsl", EMPTY, "main", vec![]),
         };
         KernelSpec { file, source, entry, constants }
     }
@@ -37,12 +40,14 @@ impl From<BenchKernel> for KernelSpec {
 pub const READ_BANDWIDTH: &str = include_str!("../../shaders/bench/read_bandwidth.wgsl");
 pub const SCAN_PER_STATE: &str = include_str!("../../shaders/bench/scan_per_state.wgsl");
 pub const SCAN_PER_STATE_SUBGROUP: &str = include_str!("../../shaders/bench/scan_per_state_subgroup.wgsl");
+pub const EMPTY: &str = include_str!("../../shaders/bench/empty.wgsl");
 
 /// The benchmark's shader files, (name under shaders/, text), for the shader tests.
 pub const SHADERS: &[(&str, &str)] = &[
     ("bench/read_bandwidth.wgsl", READ_BANDWIDTH),
     ("bench/scan_per_state.wgsl", SCAN_PER_STATE),
     ("bench/scan_per_state_subgroup.wgsl", SCAN_PER_STATE_SUBGROUP),
+    ("bench/empty.wgsl", EMPTY),
 ];
 
 /// Records the per-state baseline scan over the same operands as the engine's scans

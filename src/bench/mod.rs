@@ -5,9 +5,8 @@
 //! (`decode`) and the synthetic models also run in the browser (the page's `?bench=1`).
 
 pub mod decode;
-pub mod synthetic;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod kernels;
+pub mod synthetic;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod probes;
 #[cfg(not(target_arch = "wasm32"))]

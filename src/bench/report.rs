@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use super::decode::FixedCosts;
 use super::probes::{ScanTimes, SsdTimes};
 use crate::GpuContext;
 
@@ -66,11 +67,14 @@ pub struct BenchReport {
     /// of the mamba2-2.7b head shape (80 heads of 64 channels, d_state 128, one group).
     pub ssd_speedup: f64,
     pub ssd_len: usize,
+    /// A submit's round trip and an empty dispatch on this adapter: what every decode step
+    /// pays whatever its work.
+    pub fixed_costs: FixedCosts,
     pub results: Vec<Measurement>,
 }
 
 impl BenchReport {
-    pub fn new(ctx: &GpuContext, read_bandwidth_gb_s: f64, scan: &ScanTimes, ssd: &SsdTimes, scan_len: usize) -> Self {
+    pub fn new(ctx: &GpuContext, read_bandwidth_gb_s: f64, scan: &ScanTimes, ssd: &SsdTimes, scan_len: usize, fixed_costs: FixedCosts) -> Self {
         BenchReport {
             adapter: ctx.adapter.name.clone(),
             backend: ctx.adapter.backend.clone(),
@@ -82,6 +86,7 @@ impl BenchReport {
             scan_len,
             ssd_speedup: ssd.sequential / ssd.chunked,
             ssd_len: scan_len,
+            fixed_costs,
             results: Vec::new(),
         }
     }
@@ -95,7 +100,8 @@ impl BenchReport {
             "adapter: {} ({}, {})\nread bandwidth (streaming kernel): {:.1} GB/s\n\
              chunked scan vs sequential scans (L={}, d_inner=1536, d_state=16): {:.2}x against one invocation per (channel, state), \
              {:.2}x against the engine's sequential scan\n\
-             Mamba-2 chunked SSD scan vs the sequential one (L={}, 80 heads x 64, d_state 128): {:.2}x\n\n{}\n",
+             Mamba-2 chunked SSD scan vs the sequential one (L={}, 80 heads x 64, d_state 128): {:.2}x\n\
+             fixed costs: a submit's round trip {:.3} ms, an empty dispatch {:.3} ms\n\n{}\n",
             self.adapter,
             self.backend,
             self.device_type,
@@ -105,6 +111,8 @@ impl BenchReport {
             self.scan_speedup_vs_engine_sequential,
             self.ssd_len,
             self.ssd_speedup,
+            self.fixed_costs.round_trip_ms,
+            self.fixed_costs.empty_dispatch_ms,
             Self::header()
         );
         for m in &self.results {

@@ -8,7 +8,7 @@ use crate::model::config::SsdShape;
 use crate::model::{Checkpoint, LoadOptions, Model};
 use crate::{GpuContext, Session, WeightDtype};
 
-use super::decode::{start_decode, time_decode, DecodeRate};
+use super::decode::{fixed_costs, start_decode, time_decode, DecodeRate};
 use super::report::{BenchReport, Measurement};
 use super::{probes, synthetic};
 
@@ -87,7 +87,9 @@ pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn
         ssd.chunked * 1e3,
         ssd.sequential * 1e3
     ));
-    let mut report = BenchReport::new(&ctx, bandwidth, &scan, &ssd, options.scan_len);
+    let fixed = pollster::block_on(fixed_costs(&ctx))?;
+    log(&format!("a submit's round trip: {:.3} ms; an empty dispatch: {:.3} ms", fixed.round_trip_ms, fixed.empty_dispatch_ms));
+    let mut report = BenchReport::new(&ctx, bandwidth, &scan, &ssd, options.scan_len, fixed);
     log(BenchReport::header());
 
     let specs: Vec<ModelSpec> = match &options.model_dir {

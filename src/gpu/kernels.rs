@@ -18,14 +18,20 @@ pub enum Kernel {
     },
     /// `batch` = rows of X (1..=MATVEC_MAX_M), an override constant so accumulators stay in
     /// registers.
+    /// `norm` and `norm_weight`: how X is normalized on load (override constants, so a plain
+    /// product's inner loop has no branch for them).
     Matvec {
         f16: bool,
         batch: u8,
+        norm: MatvecNorm,
+        norm_weight: bool,
     },
-    /// Matvec for in_proj with the decode conv step fused into the store of its x half.
+    /// Matvec for in_proj with the decode conv step fused into the store of its conv rows.
     MatvecConv {
         f16: bool,
         batch: u8,
+        norm: MatvecNorm,
+        norm_weight: bool,
     },
     ConvPrefill,
     ConvStateUpdate,
@@ -57,6 +63,16 @@ pub enum Kernel {
     Argmax,
     /// Every sampling mode on the GPU, one workgroup per sequence (shaders/sample.wgsl).
     Sample,
+}
+
+/// The RMSNorm shaders/matvec.wgsl applies to X on load (its NORM constant).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MatvecNorm {
+    None = 0,
+    /// Over each whole row of X.
+    Row = 1,
+    /// Over each of `norm_groups` groups of a row.
+    Groups = 2,
 }
 
 /// What a pipeline is built from: a shader file's text, an entry point and the values of its
@@ -138,8 +154,10 @@ impl Kernel {
             Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
             Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", vec![]),
             Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
-            Kernel::Matvec { f16: f, batch } => ("matvec.wgsl", "main", vec![f16(f), ("BATCH", batch as f64)]),
-            Kernel::MatvecConv { f16: f, batch } => ("matvec.wgsl", "main_conv", vec![f16(f), ("BATCH", batch as f64)]),
+            Kernel::Matvec { f16: f, batch, norm, norm_weight } => ("matvec.wgsl", "main", matvec_constants(f, batch, norm, norm_weight)),
+            Kernel::MatvecConv { f16: f, batch, norm, norm_weight } => {
+                ("matvec.wgsl", "main_conv", matvec_constants(f, batch, norm, norm_weight))
+            }
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
@@ -157,6 +175,10 @@ impl Kernel {
         };
         KernelSpec { file, source: shader_source(file), entry, constants }
     }
+}
+
+fn matvec_constants(f16: bool, batch: u8, norm: MatvecNorm, norm_weight: bool) -> Vec<(&'static str, f64)> {
+    vec![("WEIGHT_F16", f16 as u8 as f64), ("BATCH", batch as f64), ("NORM", norm as u8 as f64), ("NORM_WEIGHT", norm_weight as u8 as f64)]
 }
 
 impl From<Kernel> for KernelSpec {

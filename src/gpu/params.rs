@@ -48,17 +48,18 @@ pub struct LinearParams {
     /// matvec main_conv only: rows of W below this get the conv step (in_proj's x half)
     pub conv_channels: u32,
     pub conv_has_bias: u32,
-    /// matvec only: scale each row's sums by 1 / sqrt(mean(X_row^2) + norm_eps), an RMSNorm of X without its weight
-    pub rms_norm: u32,
+    /// (matvec: whether and how X is normalized on load are its NORM and NORM_WEIGHT constants)
+    pub _pad0: u32,
+    /// matvec only: the epsilon of the RMSNorm on load
     pub norm_eps: f32,
     /// matvec only: Y += the result instead of Y = the result
     pub accumulate: u32,
     /// matvec main_conv only: in_proj's first row of the conv (Mamba-2: d_inner), and d_conv
     pub conv_first: u32,
     pub conv_k: u32,
-    /// matvec only: groups of the RMSNorm on load (1: whole rows); 1 where X is multiplied by the norm's weight on load
+    /// matvec only: groups of the RMSNorm on load (1: whole rows)
     pub norm_groups: u32,
-    pub norm_weight: u32,
+    pub _pad1: u32,
 }
 
 /// shaders/conv1d.wgsl

@@ -5,7 +5,7 @@
 use super::conv1d::{self, conv1d_silu, Conv1d};
 use super::{groups, optional_vector};
 use crate::error::{Error, Result};
-use crate::gpu::kernels::{MATMUL_TILE, MATVEC_MAX_GROUPS, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
+use crate::gpu::kernels::{MatvecNorm, MATMUL_TILE, MATVEC_MAX_GROUPS, MATVEC_MAX_M, MATVEC_ROWS_PER_WG};
 use crate::gpu::params::LinearParams;
 use crate::gpu::tensor::{ElementType, TensorView};
 use crate::gpu::{GpuWeight, Kernel, Recorder};
@@ -103,6 +103,11 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, u32, &wgpu::
         return Err(Error::invalid("linear.norm", format!("{groups_norm} groups of {k} columns (1..={MATVEC_MAX_GROUPS}, dividing them)")));
     }
     let norm_weight = op.norm.and_then(|norm| norm.weight);
+    let norm = match op.norm {
+        None => MatvecNorm::None,
+        Some(_) if groups_norm == 1 => MatvecNorm::Row,
+        Some(_) => MatvecNorm::Groups,
+    };
     let norm_weight_buffer = optional_vector(rec, "linear", "norm weight", norm_weight, k)?;
     if m == 0 {
         return Ok(());
@@ -128,22 +133,22 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, u32, &wgpu::
             wide: wide as u32,
             conv_channels: conv.map_or(0, |(c, _, _)| c.channels()),
             conv_has_bias: conv.is_some_and(|(c, _, _)| c.bias.is_some()) as u32,
-            rms_norm: op.norm.is_some() as u32,
+            _pad0: 0,
             norm_eps: op.norm.map_or(0.0, |norm| norm.eps),
             accumulate: op.accumulate as u32,
             conv_first: conv.map_or(0, |(_, first, _)| first),
             conv_k: conv.map_or(0, |(c, _, _)| c.k()),
             norm_groups: groups_norm,
-            norm_weight: norm_weight.is_some() as u32,
+            _pad1: 0,
         };
         let batch = m as u8;
         let workgroups = [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1];
         if let Some((conv, _, conv_bias)) = conv {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer, &norm_weight_buffer, conv.weight.buffer, conv_bias, conv.state.buffer];
-            rec.dispatch(Kernel::MatvecConv { f16, batch }, &params, &buffers, workgroups)?;
+            rec.dispatch(Kernel::MatvecConv { f16, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
         } else if m <= MATVEC_MAX_M {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer, &norm_weight_buffer];
-            rec.dispatch(Kernel::Matvec { f16, batch }, &params, &buffers, workgroups)?;
+            rec.dispatch(Kernel::Matvec { f16, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
         } else {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer];
             rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;

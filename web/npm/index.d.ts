@@ -123,6 +123,8 @@ export interface BenchmarkResult {
   prefill_tokens_per_s: number;
   /** One token per submit, then the adapter's tokens per submit. */
   decode: DecodeRate[];
+  /** A submit's round trip (no work, 4 bytes read back) and one empty dispatch, in ms. */
+  fixed_costs: { round_trip_ms: number; empty_dispatch_ms: number };
 }
 
 /** A model's files read into memory, ready for `engine.loadModel()`. */

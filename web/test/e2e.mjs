@@ -7,7 +7,8 @@
 //   (c) the mamba1-tiny fixture picked as local files generates the same ids, and Stop ends a
 //       long run;
 //   (d) the page's benchmark mode (?bench=1) on the shipped model and a synthetic mamba-130m:
-//       prints its JSON and checks it holds both tokens-per-submit rows with their figures.
+//       prints its JSON and checks it holds both tokens-per-submit rows with their figures and
+//       the fixed costs (a submit's round trip, an empty dispatch).
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -18,7 +19,8 @@
 //   E2E_EXPECTED_ERROR          why the expected text could not be made (fails case (b))
 //   CHROMIUM                    the browser (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
-//   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 32)
+//   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 16; the
+//                               synthetic mamba-130m decodes a quarter of them)
 // Exits 1 if any case fails. Never downloads a browser.
 
 import { existsSync, readFileSync } from 'node:fs';
@@ -196,7 +198,7 @@ async function main() {
     // (d) the benchmark mode
     {
       const logs = [];
-      const tokens = Number(process.env.E2E_BENCH_TOKENS || 32);
+      const tokens = Number(process.env.E2E_BENCH_TOKENS || 16);
       const { page, result } = await runPage(browser, base, `?bench=1&bench_tokens=${tokens}`, logs, 'bench-done');
       const text = await page.evaluate(() => document.getElementById('bench').textContent);
       let ok = result.status === 'bench-done';
@@ -207,7 +209,8 @@ async function main() {
         for (const which of ['loaded', 'synthetic']) {
           const rows = json[which]?.decode || [];
           const good = rows.length === 2 && rows[0].tokens_per_submit === 1 && rows[1].tokens_per_submit >= 2
-            && rows.every((r) => r.tokens_per_s > 0 && r.dispatches_per_token > 0) && json[which].prefill_tokens_per_s > 0;
+            && rows.every((r) => r.tokens_per_s > 0 && r.dispatches_per_token > 0) && json[which].prefill_tokens_per_s > 0
+            && json[which].fixed_costs?.round_trip_ms > 0 && json[which].fixed_costs?.empty_dispatch_ms >= 0;
           ok = ok && good;
           if (!good) detail += `\n${which}: ${JSON.stringify(json[which])}`;
         }
