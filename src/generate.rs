@@ -423,10 +423,18 @@ pub(crate) fn now_seconds() -> f64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_secs_f64()
 }
 
-/// `Instant::now` panics on wasm32-unknown-unknown; the browser's clock does not.
+/// `Instant::now` panics on wasm32-unknown-unknown; the browser's clocks do not:
+/// `performance.now()` (a fraction of a millisecond, in a page or a worker), else `Date.now()`.
 #[cfg(target_arch = "wasm32")]
 pub(crate) fn now_seconds() -> f64 {
-    js_sys::Date::now() / 1000.0
+    use wasm_bindgen::JsCast;
+    let performance = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).ok().filter(|p| p.is_object());
+    let now = performance.as_ref().and_then(|p| js_sys::Reflect::get(p, &"now".into()).ok()).and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+    let ms = match (&performance, now) {
+        (Some(p), Some(now)) => now.call0(p).ok().and_then(|v| v.as_f64()),
+        _ => None,
+    };
+    ms.unwrap_or_else(js_sys::Date::now) / 1000.0
 }
 
 #[cfg(test)]

@@ -296,7 +296,8 @@ impl Session {
     /// Dispatches the last recorded run of `steps` sampled one-token steps holds (None before
     /// one ran): what a decode step costs in fixed per-dispatch overheads.
     pub fn sampled_step_dispatches(&self, steps: usize) -> Option<usize> {
-        let key = TapeKey { t_is_one: true, matvec_rows: self.batch.min(MATVEC_MAX_M as usize), readback: Readback::Sampled(steps as u8) };
+        let matvec_rows = if self.batch <= MATVEC_MAX_M as usize { self.batch } else { 0 };
+        let key = TapeKey { t_is_one: true, matvec_rows, readback: Readback::Sampled(steps as u8) };
         self.tapes.get(&key).map(|tape| tape.dispatches())
     }
 
