@@ -30,8 +30,6 @@ enum Readback {
     LastLogits,
     /// argmax of the last logits, computed on the GPU
     LastIds,
-    /// Nothing: the last logits stay in `logits_buffer` for the caller's own kernels
-    KeepLastLogits,
     AllLogits,
     /// The tokens sampled on the GPU (shaders/sample.wgsl): a forward pass and a sampling step,
     /// repeated this many times for one-token runs (each step feeding the last one's tokens)
@@ -159,22 +157,6 @@ impl Session {
     pub async fn prefill_greedy(&mut self, prompts: &[Vec<u32>]) -> Result<Vec<u32>> {
         let bytes = self.consume(prompts, Readback::LastIds).await?;
         bytemuck::pod_collect_to_vec::<u8, u32>(&bytes).into_iter().map(checked_argmax).collect()
-    }
-
-    /// Like `prefill`, but the last position's logits stay on the GPU, in `logits_buffer`, for
-    /// the caller's own kernels (such as ops::top_k); nothing is read back.
-    pub async fn prefill_keep_logits(&mut self, prompts: &[Vec<u32>]) -> Result<()> {
-        self.consume(prompts, Readback::KeepLastLogits).await.map(drop)
-    }
-
-    /// Feeds one token per sequence; the logits stay on the GPU (see `prefill_keep_logits`).
-    pub async fn step_keep_logits(&mut self, tokens: &[u32]) -> Result<()> {
-        self.prefill_keep_logits(&self.one_per_sequence(tokens)?).await
-    }
-
-    /// The last position's logits of the latest run, (batch, vocab), on the GPU.
-    pub fn logits_buffer(&self) -> &wgpu::Buffer {
-        &self.scratch.logits
     }
 
     /// Feeds one token per sequence; returns the logits (batch, vocab).
@@ -444,7 +426,7 @@ impl Session {
         let mut rec = tape.record(&ctx);
         let logits_out = match (readback, &self.all_logits) {
             (Readback::Nothing, _) => LogitsOut::Skip,
-            (Readback::LastLogits | Readback::LastIds | Readback::KeepLastLogits | Readback::Sampled(_), _) => LogitsOut::Last,
+            (Readback::LastLogits | Readback::LastIds | Readback::Sampled(_), _) => LogitsOut::Last,
             (Readback::AllLogits, Some((buffer, _))) => LogitsOut::All(buffer),
             (Readback::AllLogits, None) => return Err(Error::Gpu("all-logits buffer missing".into())),
         };
@@ -475,7 +457,7 @@ impl Session {
     fn readback_copy(&self, readback: Readback, rows: usize) -> Result<Option<(&wgpu::Buffer, &Staging, u64)>> {
         let (batch, vocab) = (self.batch, self.model.config.vocab_size);
         Ok(match readback {
-            Readback::Nothing | Readback::KeepLastLogits => None,
+            Readback::Nothing => None,
             Readback::LastLogits => Some((&self.scratch.logits, &self.staging, batch * vocab * 4)),
             Readback::LastIds => Some((&self.scratch.next_ids, &self.staging, batch * 4)),
             Readback::Sampled(steps) => {

@@ -126,7 +126,7 @@ fn mixed_decode_steps_equal_straight_prefills() {
         common::assert_close(&format!("step {i}"), &logits, &straight(i + 1), TOL);
     }
     assert_eq!(pollster::block_on(s.step_greedy(&at(11))).unwrap(), argmax(&straight(12)), "greedy step 11");
-    pollster::block_on(s.step_keep_logits(&at(12))).unwrap();
+    pollster::block_on(s.feed(&at(12).iter().map(|&t| vec![t]).collect::<Vec<_>>())).unwrap();
     let logits = pollster::block_on(s.step(&at(13))).unwrap();
     common::assert_close("step 13", &logits, &straight(14), TOL);
 }

@@ -62,6 +62,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 cargo build --release --locked
 ./target/release/mamba-wgpu info
 cargo test --release --locked -- --test-threads=1
+echo "== the page's benchmark mode in headless Chromium (written by web/test/e2e.mjs)"
+cat target/browser-bench.json
 echo "== the ops and parity tests on wgpu's GL backend"
 WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity -- --test-threads=1
 echo "== the library (with its C API) and the CLI for macOS, iOS (Metal), Windows (DX12) and Android (Vulkan)"

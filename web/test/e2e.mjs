@@ -8,7 +8,8 @@
 //       long run;
 //   (d) the page's benchmark mode (?bench=1) on the shipped model and a synthetic mamba-130m:
 //       prints its JSON and checks it holds both tokens-per-submit rows with their figures and
-//       the fixed costs (a submit's round trip, an empty dispatch).
+//       the fixed costs (a submit's round trip, an empty dispatch); the JSON also goes to
+//       target/browser-bench.json.
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -19,11 +20,12 @@
 //   E2E_EXPECTED_ERROR          why the expected text could not be made (fails case (b))
 //   CHROMIUM                    the browser (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
+//   E2E_CASES                   the cases to run, e.g. "d" (default "abcd")
 //   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 16; the
 //                               synthetic mamba-130m decodes a quarter of them)
 // Exits 1 if any case fails. Never downloads a browser.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +39,9 @@ const prompt = process.env.E2E_PROMPT ?? 'ROMEO:';
 const maxTokens = Number(process.env.E2E_MAX_TOKENS || 20);
 const screenshotPath = path.join(here, 'screenshot.png');
 const FIXTURES = ['mamba1-tiny', 'falcon-mamba-tiny', 'mamba2-tiny'];
+const cases = new Set((process.env.E2E_CASES || 'abcd').split(''));
+// Where the benchmark mode's JSON is also written (tools/test.sh prints it).
+const benchPath = path.join(root, 'target', 'browser-bench.json');
 
 function fail(message) {
   console.error(`e2e: ${message}`);
@@ -132,7 +137,7 @@ async function main() {
     console.log(`e2e: ${await browser.version()} at ${executablePath}, serving ${dist} at ${base}`);
 
     // (a) ids mode on a fixture of each family
-    for (const [name, { promptIds, greedyIds }] of Object.entries(fixtures)) {
+    for (const [name, { promptIds, greedyIds }] of Object.entries(cases.has('a') ? fixtures : {})) {
       const logs = [];
       const query = `?model=fixtures/${name}&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}&autorun=1`;
       const { page, result } = await runPage(browser, base, query, logs);
@@ -146,7 +151,7 @@ async function main() {
 
     // (c) the visitor's own files: load the fixture through the file picker, generate, then stop
     // a long run with the Stop button.
-    {
+    if (cases.has('c')) {
       const logs = [];
       const fixtureDir = path.join(dist, 'fixtures', 'mamba1-tiny');
       const query = `?model=fixtures/mamba1-tiny&prompt_ids=${promptIds.join(',')}&max_tokens=${greedyIds.length}`;
@@ -179,7 +184,7 @@ async function main() {
     }
 
     // (b) text mode on the shipped model, against the native CLI
-    {
+    if (cases.has('b')) {
       const logs = [];
       const expected = expectedText();
       const query = `?prompt=${encodeURIComponent(prompt)}&max_tokens=${maxTokens}&temperature=0&autorun=1`;
@@ -196,7 +201,7 @@ async function main() {
     }
 
     // (d) the benchmark mode
-    {
+    if (cases.has('d')) {
       const logs = [];
       const tokens = Number(process.env.E2E_BENCH_TOKENS || 16);
       const { page, result } = await runPage(browser, base, `?bench=1&bench_tokens=${tokens}`, logs, 'bench-done');
@@ -206,6 +211,7 @@ async function main() {
       try {
         const json = JSON.parse(text);
         console.log(`benchmark mode (?bench=1) in ${result.seconds.toFixed(1)} s:\n${text}`);
+        writeFileSync(benchPath, `${text}\n`);
         for (const which of ['loaded', 'synthetic']) {
           const rows = json[which]?.decode || [];
           const good = rows.length === 2 && rows[0].tokens_per_submit === 1 && rows[1].tokens_per_submit >= 2
