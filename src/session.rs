@@ -127,11 +127,13 @@ impl Session {
         self.position
     }
 
-    /// GPU bytes this session owns beyond the weights: state, then scratch (and the all-logits
-    /// buffer if it was created).
+    /// GPU bytes this session owns beyond the weights: state, then scratch (and what was made
+    /// on first use: the all-logits buffer, the sampler's buffers, the state's checkpoint).
     pub fn memory_bytes(&self) -> (u64, u64) {
-        let extra = self.all_logits.as_ref().map_or(0, |(b, _)| b.size());
-        (self.state.size_bytes(), self.scratch.size_bytes() + extra)
+        let all_logits = self.all_logits.as_ref().map_or(0, |(b, _)| b.size());
+        let sampler = self.sampling.as_ref().map_or(0, |(b, _)| [&b.scores, &b.sequences, &b.history, &b.out].iter().map(|x| x.size()).sum());
+        let checkpoint = self.checkpoint.as_ref().map_or(0, |(state, _)| state.size_bytes());
+        (self.state.size_bytes(), self.scratch.size_bytes() + all_logits + sampler + checkpoint)
     }
 
     /// Consumes a prompt per sequence (all the same length) and returns the last position's
