@@ -13,7 +13,8 @@
 // 4. Weights e_i = exp((s_i - max) / temperature), the softmax before its normalization.
 // 5. top-p: the same radix select weighted by probability mass (in fixed point, so the
 //    histogram takes integer atomics and any order of additions gives the same sum) finds the
-//    smallest key whose survivors above it hold at least top_p of the mass (ties included).
+//    key where the mass of the top-k survivors, summed from the largest down, first reaches
+//    top_p; survivors at or above it stay (ties included).
 // 6. min-p: survivors with e_i >= min_p (the probability relative to the most likely token's).
 // 7. The draw: u = uniform(seed, position), a counter-based generator (a hash of the seed and
 //    the sequence position, so a token does not depend on how steps were grouped into
@@ -21,7 +22,7 @@
 //    u * total. Each invocation owns a contiguous block of ids: block sums, a walk over the
 //    blocks, and a walk inside the chosen block.
 //
-// Every pass strides over the vocabulary with all 256 invocations; no invocation walks all of
+// Every pass divides the vocabulary among all 256 invocations; no invocation walks all of
 // it. The sequence then records the token: the output row of this step, the next step's input
 // id, its history, position and budget; an EOS id or an exhausted budget marks it done, and
 // the steps after that write NONE.

@@ -74,7 +74,8 @@ pub struct GenerationStats {
     pub generated_tokens: usize,
     /// Prompt forward pass plus choosing the first token.
     pub prefill_seconds: f64,
-    /// One-token steps (each feeds a token and yields the next one).
+    /// Decode steps run (each feeds a token and samples the next), including those past the
+    /// end of a generation that ended inside a run of several.
     pub decode_steps: usize,
     pub decode_seconds: f64,
 }
