@@ -299,7 +299,7 @@ typedef struct mw_sampling_options {
     float top_p;                  /* nucleus: in (0, 1]; 1 disables. Default 1 */
     float min_p;                  /* drop tokens below min_p x the top probability; in [0, 1]; 0 disables. Default 0 */
     float repetition_penalty;     /* > 0; for tokens in the last repetition_window ones; 1 disables. Default 1 */
-    uint32_t repetition_window;   /* default 64 */
+    uint32_t repetition_window;   /* at most 1024; default 64 */
     uint64_t seed;                /* the same seed, prompt and options give the same text. Default 0 */
     uint32_t max_tokens;          /* most new tokens; 0 only feeds the prompt. Default 200 */
     const char *const *stop_strings; /* n_stop_strings non-empty strings that end generation when
