@@ -251,7 +251,9 @@ impl MambaEngine {
         future_to_promise(async move {
             let model = match shape {
                 Some(name) => Arc::new(synthetic_model(ctx, &name).await.map_err(js_error)?),
-                None => loaded.ok_or_else(|| js_error(Error::invalid("model", "no model to measure: call loadModel() first, and wait for a running generation to end")))?,
+                None => loaded.ok_or_else(|| {
+                    js_error(Error::invalid("model", "no model to measure: call loadModel() first, and wait for a running generation to end"))
+                })?,
             };
             Ok(to_js(&benchmark(model, decode_tokens.max(1)).await.map_err(js_error)?))
         })

@@ -467,7 +467,10 @@ fn tokens_per_submit_change_nothing() {
             let cancel_one = generate_with(&model, &start, &params, budget.clone(), 1, Some(6));
             assert_eq!((&cancel_one.0[..], cancel_one.1), (&one.0[..6], Some(FinishReason::Cancelled)), "{label}");
             for per_submit in [3, 16] {
-                assert!(generate_with(&model, &start, &params, with_eos.clone(), per_submit, None) == eos_one, "{label}: EOS, {per_submit} per submit");
+                assert!(
+                    generate_with(&model, &start, &params, with_eos.clone(), per_submit, None) == eos_one,
+                    "{label}: EOS, {per_submit} per submit"
+                );
                 assert!(generate_with(&model, &start, &params, budget.clone(), per_submit, Some(6)) == cancel_one, "{label}: cancel, {per_submit}");
             }
             let mut fed = Session::new(model.clone(), 1).unwrap();

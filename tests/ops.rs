@@ -880,12 +880,11 @@ fn gpu_sampler_matches_cpu_sampler() {
             }
             buffers.set(&ctx, &sequences).unwrap();
             let logits = upload_f32(&ctx, "logits", &rows);
-            run(&ctx, |rec| {
-                sample(rec, &buffers, TensorView::f32(&logits, batch as u32, vocab as u32), TensorView::u32(&ids, batch as u32, 1), 0)
-            });
+            run(&ctx, |rec| sample(rec, &buffers, TensorView::f32(&logits, batch as u32, vocab as u32), TensorView::u32(&ids, batch as u32, 1), 0));
             let out: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.out, batch * 4));
             let next: Vec<u32> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &ids, batch * 4));
-            let states: Vec<SequenceState> = bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.sequences, batch * std::mem::size_of::<SequenceState>()));
+            let states: Vec<SequenceState> =
+                bytemuck::pod_collect_to_vec(&read_bytes(&ctx, &buffers.sequences, batch * std::mem::size_of::<SequenceState>()));
             for (b, sequence) in sequences.iter().enumerate() {
                 let row = &rows[b * vocab..(b + 1) * vocab];
                 let label = format!("vocab={vocab} round={round} sequence={b} {:?}", sequence.params);

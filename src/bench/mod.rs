@@ -6,13 +6,13 @@
 
 pub mod decode;
 pub mod kernels;
-pub mod synthetic;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod probes;
 #[cfg(not(target_arch = "wasm32"))]
 mod report;
 #[cfg(not(target_arch = "wasm32"))]
 mod runner;
+pub mod synthetic;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use report::{BenchReport, Measurement};

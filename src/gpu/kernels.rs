@@ -155,9 +155,7 @@ impl Kernel {
             Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", vec![]),
             Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
             Kernel::Matvec { f16: f, batch, norm, norm_weight } => ("matvec.wgsl", "main", matvec_constants(f, batch, norm, norm_weight)),
-            Kernel::MatvecConv { f16: f, batch, norm, norm_weight } => {
-                ("matvec.wgsl", "main_conv", matvec_constants(f, batch, norm, norm_weight))
-            }
+            Kernel::MatvecConv { f16: f, batch, norm, norm_weight } => ("matvec.wgsl", "main_conv", matvec_constants(f, batch, norm, norm_weight)),
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
