@@ -271,7 +271,8 @@ fn main() -> mamba_wgpu::Result<()> {
 fn decode_step_by_kernel(ctx: &Arc<GpuContext>) -> mamba_wgpu::Result<()> {
     let dtype = WeightDtype::F16;
     let source = SyntheticModel { config: config_for("mamba-130m")?, name: "mamba-130m".into(), dtype };
-    let model = pollster::block_on(Model::load_checked(ctx.clone(), &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}))?;
+    let model =
+        pollster::block_on(Model::load_checked(ctx.clone(), &source, LoadOptions { weight_dtype: Some(dtype), ..Default::default() }, &mut |_| {}))?;
     let (state, s) = (StateBuffers::new(ctx, &model, 1), Scratch::new(ctx, &model, 1, 1));
     let c = &model.config;
     let (d, di, vocab) = (c.d_model as u32, c.d_inner as u32, c.vocab_size as u32);

@@ -13,8 +13,9 @@
 // loop (norm_scales): there is no grid-wide barrier, and X is small next to W.
 //
 // Decode is bound by reading the weights: every weight byte is read once per token, so this
-// kernel is built around the loads of W, 16 bytes at a time (a "unit": 4 f32 or 8 packed f16
-// of one row, rows padded to whole units). All BATCH rows of X share each weight load; BATCH
+// kernel is built around the loads of W, a "unit" at a time: 4 f32 or 8 packed f16 of one row
+// (16 bytes; rows padded to whole units), or 8 values of a block format, dequantized as they
+// are loaded (8 to 36 bytes of a block, 4 to 12.5 bits per value). All BATCH rows of X share each weight load; BATCH
 // is an override constant so the accumulators stay in registers (a pipeline per batch size);
 // so are the norm's mode and weight, so the inner loop of a plain product has none of their
 // branches (a pipeline per mode).
@@ -29,7 +30,7 @@
 // Rows of X that are not 16-byte aligned (small test models), or groups that split a unit, take
 // an element-wise path.
 
-override WEIGHT_F16: bool = false;
+override FORMAT: u32 = 0u;  // the weights' format: see "weight formats" below
 override BATCH: u32 = 1u;  // 1..=MAX_BATCH
 override NORM: u32 = 0u;   // 0: no norm on load; 1: RMSNorm over the whole row; 2: per group
 override NORM_WEIGHT: bool = false;  // X' also times norm_w
@@ -66,7 +67,7 @@ const LANES: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;       // (BATCH, x_stride)
-@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;       // (n, units): 16-byte units of W's rows
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;       // (n, units) 16-byte units of W's rows, or (n, blocks) of a block format
 @group(0) @binding(3) var<storage, read> bias: array<f32>;          // (bias_offset + n)
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;       // (BATCH, y_stride)
 @group(0) @binding(5) var<storage, read> norm_w: array<vec4<f32>>;  // (k) where NORM_WEIGHT
@@ -79,8 +80,13 @@ const LANES: u32 = 32u;
 var<workgroup> partial: array<f32, 2048>;   // (BATCH, WG): per-invocation partial sums
 var<workgroup> norm_scale: array<f32, 128>; // (BATCH, MAX_GROUPS): s_{m, g} where NORM > 0
 
+// Units of 4 values (f32) or 8 (every other format) per row.
 fn units_per_row() -> u32 {
-    return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, WEIGHT_F16);
+    return select((p.k + 3u) / 4u, (p.k + 7u) / 8u, FORMAT != F32);
+}
+
+fn word(i: u32) -> u32 {
+    return w[i >> 2u][i & 3u];
 }
 
 fn x_at(m: u32, kk: u32) -> f32 {
@@ -198,50 +204,47 @@ fn norm_scales(flat: u32) {
 // norm's weight) times the matching X values of batch row m, loaded straight from X (main keeps
 // no array of them, see below), times the scale of group g where the groups are whole units.
 fn unit_dot_x(lo: vec4<f32>, hi: vec4<f32>, m: u32, j: u32, wide: bool, g: u32) -> f32 {
-    let per = select(1u, 2u, WEIGHT_F16);
+    let per = select(1u, 2u, FORMAT != F32);
     if (NORM == 2u) {
         if (!wide) {
             var s = dot(lo, x_vec_scaled(m, per * j));
-            if (WEIGHT_F16) {
+            if (FORMAT != F32) {
                 s += dot(hi, x_vec_scaled(m, per * j + 1u));
             }
             return s;
         }
         var s = dot(lo, x_vec(m, per * j, true));
-        if (WEIGHT_F16) {
+        if (FORMAT != F32) {
             s += dot(hi, x_vec(m, per * j + 1u, true));
         }
         return s * norm_scale[m * MAX_GROUPS + g];
     }
     var s = dot(lo, x_vec(m, per * j, wide));
-    if (WEIGHT_F16) {
+    if (FORMAT != F32) {
         s += dot(hi, x_vec(m, per * j + 1u, wide));
     }
     return s;
 }
 
 // Unit j of W's row n as f32 (lo, hi), times the norm's weight where NORM_WEIGHT.
-struct Unit {
-    lo: vec4<f32>,
-    hi: vec4<f32>,
-}
-
-fn weight_unit(n: u32, j: u32, units: u32) -> Unit {
-    let unit = w[n * units + j];
-    var u: Unit;
-    if (WEIGHT_F16) {
+fn weight_unit(n: u32, j: u32, units: u32) -> Eight {
+    var u: Eight;
+    if (FORMAT == F32) {
+        u.lo = bitcast<vec4<f32>>(w[n * units + j]);
+        u.hi = vec4<f32>(0.0);
+    } else if (FORMAT == F16) {
+        let unit = w[n * units + j];
         u.lo = vec4<f32>(unpack2x16float(unit.x), unpack2x16float(unit.y));
         u.hi = vec4<f32>(unpack2x16float(unit.z), unpack2x16float(unit.w));
     } else {
-        u.lo = bitcast<vec4<f32>>(unit);
-        u.hi = vec4<f32>(0.0);
+        u = dequant8(n * block_row_words(p.k), j);
     }
     if (NORM_WEIGHT) {
-        let q = select(j, 2u * j, WEIGHT_F16);
+        let q = select(j, 2u * j, FORMAT != F32);
         u.lo *= norm_w[q];
         // The norm's weight holds (k + 3) / 4 vec4s; an f16 unit may reach one past them, where
         // W is zero padding.
-        if (WEIGHT_F16 && q + 1u < (p.k + 3u) / 4u) {
+        if (FORMAT != F32 && q + 1u < (p.k + 3u) / 4u) {
             u.hi *= norm_w[q + 1u];
         }
     }
@@ -260,7 +263,7 @@ fn row_sums(flat: u32, wg: u32) -> u32 {
     let wide = p.wide == 1u;
     // The norm group of unit j where the groups are whole units, tracked as j advances (no
     // division per unit).
-    let group_units = max(group_width() / select(4u, 8u, WEIGHT_F16), 1u);
+    let group_units = max(group_width() / select(4u, 8u, FORMAT != F32), 1u);
     var g = lane / group_units;
     var next_group = (g + 1u) * group_units;
     var acc_lo = vec4<f32>(0.0);  // batch rows 0..3
@@ -354,3 +357,130 @@ fn store_or_conv(m: u32, n: u32, sum: f32) {
 fn silu(v: f32) -> f32 {
     return v / (1.0 + exp(-v));
 }
+
+// ---- weight formats: the same text in matvec.wgsl, matmul.wgsl and embedding.wgsl ----
+// FORMAT 0: f32; 1: f16, two per word (unpack2x16float, which every WebGPU device has);
+// 2..6: GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K blocks with their fields aligned to words
+// (src/quant/mod.rs, gpu_block), dequantized here as they are loaded; a row is a whole number
+// of blocks. `word(i)` is word i of the weight buffer, defined by each shader.
+const F32: u32 = 0u;
+const F16: u32 = 1u;
+const Q8_0: u32 = 2u;
+const Q4_0: u32 = 3u;
+const Q4_K: u32 = 4u;
+const Q5_K: u32 = 5u;
+const Q6_K: u32 = 6u;
+
+// Values in a block and words per block on the GPU.
+fn block_values() -> u32 {
+    return select(32u, 256u, FORMAT >= Q4_K);
+}
+
+fn block_words() -> u32 {
+    switch (FORMAT) {
+        case 2u: { return 9u; }
+        case 3u: { return 5u; }
+        case 4u: { return 36u; }
+        case 5u: { return 44u; }
+        default: { return 53u; }
+    }
+}
+
+// Words of a row of k values in a block format.
+fn block_row_words(k: u32) -> u32 {
+    return k / block_values() * block_words();
+}
+
+// Eight consecutive values of a row: lo holds the first four.
+struct Eight {
+    lo: vec4<f32>,
+    hi: vec4<f32>,
+}
+
+// The four bytes of a word as signed values.
+fn i8x4(v: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(v) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// The nibbles at bit `shift` (0: low, 4: high) of a word's four bytes.
+fn nibbles(v: u32, shift: u32) -> vec4<u32> {
+    return (vec4<u32>(v) >> (vec4<u32>(0u, 8u, 16u, 24u) + shift)) & vec4<u32>(15u);
+}
+
+// Byte i of the block at word `base`.
+fn block_byte(base: u32, i: u32) -> u32 {
+    return (word(base + i / 4u) >> (8u * (i % 4u))) & 255u;
+}
+
+// Q4_K / Q5_K: sub-block j's 6-bit scale and minimum from the 12 bytes at word `at`.
+fn scale_min_k4(at: u32, j: u32) -> vec2<f32> {
+    if (j < 4u) {
+        return vec2<f32>(f32(block_byte(at, j) & 63u), f32(block_byte(at, j + 4u) & 63u));
+    }
+    let sc = (block_byte(at, j + 4u) & 15u) | ((block_byte(at, j - 4u) >> 6u) << 4u);
+    let m = (block_byte(at, j + 4u) >> 4u) | ((block_byte(at, j) >> 6u) << 4u);
+    return vec2<f32>(f32(sc), f32(m));
+}
+
+// Values 8u .. 8u + 7 of the block-format row whose blocks start at word `row`.
+fn dequant8(row: u32, u: u32) -> Eight {
+    var e: Eight;
+    if (FORMAT == Q8_0) {
+        // 32 int8 in words 0..7, d in word 8: value = d * q
+        let base = row + (u / 4u) * 9u + (u % 4u) * 2u;
+        let d = unpack2x16float(word(row + (u / 4u) * 9u + 8u)).x;
+        e.lo = d * i8x4(word(base));
+        e.hi = d * i8x4(word(base + 1u));
+    } else if (FORMAT == Q4_0) {
+        // byte i holds value i (low nibble) and i + 16 (high): value = d * (q - 8)
+        let block = row + (u / 4u) * 5u;
+        let q = u % 4u;
+        let d = unpack2x16float(word(block + 4u)).x;
+        let shift = (q / 2u) * 4u;
+        e.lo = d * (vec4<f32>(nibbles(word(block + (q % 2u) * 2u), shift)) - 8.0);
+        e.hi = d * (vec4<f32>(nibbles(word(block + (q % 2u) * 2u + 1u), shift)) - 8.0);
+    } else if (FORMAT == Q4_K || FORMAT == Q5_K) {
+        // d, dmin | 12 scale bytes | (Q5_K: qh, 32 bytes) | qs, 128 bytes. Values 64c .. 64c + 31
+        // are the low nibbles of qs[32c ..], 64c + 32 .. the high ones; Q5_K's fifth bit is bit
+        // 2c (+ 1 for the high half) of qh[l]: value = d * sc * q - dmin * m per sub-block.
+        let v = u % 32u;
+        let block = row + (u / 32u) * block_words();
+        let dm = unpack2x16float(word(block));
+        let c = v / 8u;
+        let half = (v % 8u) / 4u;
+        let sm = scale_min_k4(block + 1u, 2u * c + half) * dm;
+        let qs = block + select(4u, 12u, FORMAT == Q5_K) + 8u * c + (v % 4u) * 2u;
+        var lo = vec4<f32>(nibbles(word(qs), 4u * half));
+        var hi = vec4<f32>(nibbles(word(qs + 1u), 4u * half));
+        if (FORMAT == Q5_K) {
+            let qh = block + 4u + (v % 4u) * 2u;
+            let bit = 2u * c + half;
+            lo += 16.0 * vec4<f32>((vec4<u32>(word(qh)) >> (vec4<u32>(0u, 8u, 16u, 24u) + bit)) & vec4<u32>(1u));
+            hi += 16.0 * vec4<f32>((vec4<u32>(word(qh + 1u)) >> (vec4<u32>(0u, 8u, 16u, 24u) + bit)) & vec4<u32>(1u));
+        }
+        e.lo = sm.x * lo - sm.y;
+        e.hi = sm.x * hi - sm.y;
+    } else {
+        // Q6_K: ql (128 bytes) | qh (64) | 16 int8 scales | d. In each half of 128 values,
+        // value l + 32g (l < 32) has its low 4 bits in ql[l + 32 (g % 2)] (nibble g / 2) and its
+        // top 2 bits at bit 2g of qh[l]: value = d * scale[l / 16 + 2g] * (q - 32).
+        let v = u % 32u;
+        let block = row + (u / 32u) * 53u;
+        let n2 = v / 16u;
+        let r = (v % 16u) * 8u;
+        let g = r / 32u;
+        let l0 = r % 32u;
+        let ql = block + (64u * n2 + l0 + 32u * (g % 2u)) / 4u;
+        let qh = block + 32u + (32u * n2 + l0) / 4u;
+        let s = 8u * n2 + l0 / 16u + 2u * g;
+        let scale = f32(bitcast<i32>(word(block + 48u + s / 4u) << (24u - 8u * (s % 4u))) >> 24u);
+        let d = unpack2x16float(word(block + 52u)).x * scale;
+        let top_shift = vec4<u32>(0u, 8u, 16u, 24u) + 2u * g;
+        let lo = nibbles(word(ql), 4u * (g / 2u)) | (((vec4<u32>(word(qh)) >> top_shift) & vec4<u32>(3u)) << vec4<u32>(4u));
+        let hi = nibbles(word(ql + 1u), 4u * (g / 2u)) | (((vec4<u32>(word(qh + 1u)) >> top_shift) & vec4<u32>(3u)) << vec4<u32>(4u));
+        e.lo = d * (vec4<f32>(lo) - 32.0);
+        e.hi = d * (vec4<f32>(hi) - 32.0);
+    }
+    return e;
+}
+// ---- end of weight formats ----

@@ -446,7 +446,7 @@ async fn generate_ids(
 async fn synthetic_model(ctx: Arc<GpuContext>, name: &str) -> Result<Model> {
     let dtype = WeightDtype::F16;
     let source = SyntheticModel { config: synthetic::config_for(name)?, name: name.to_string(), dtype };
-    Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype) }, &mut |_| {}).await
+    Model::load_checked(ctx, &source, LoadOptions { weight_dtype: Some(dtype), ..Default::default() }, &mut |_| {}).await
 }
 
 /// The page's benchmark: what `mamba-wgpu bench` measures per row, in a fresh session.

@@ -50,7 +50,7 @@ fn f32s(bytes: &[u8]) -> Vec<f32> {
 }
 
 fn load(ctx: Arc<GpuContext>, dir: &Path, dtype: Option<WeightDtype>) -> mamba_wgpu::Result<Arc<Model>> {
-    Model::open(ctx, dir, LoadOptions { weight_dtype: dtype }).map(Arc::new)
+    Model::open(ctx, dir, LoadOptions { weight_dtype: dtype, ..Default::default() }).map(Arc::new)
 }
 
 /// The reference forward's logits for a checkpoint (its own weights, after any rounding).

@@ -64,11 +64,11 @@ fn every_kernel_names_an_entry_point_of_its_file() {
     use mamba_wgpu::gpu::kernels::MatvecNorm;
     use mamba_wgpu::gpu::Kernel;
     let kernels = [
-        Kernel::Embedding { f16: true },
+        Kernel::Embedding { format: 4 },
         Kernel::AddRmsNorm,
-        Kernel::Matmul { f16: false },
-        Kernel::Matvec { f16: true, batch: 3, norm: MatvecNorm::Groups, norm_weight: true },
-        Kernel::MatvecConv { f16: false, batch: 1, norm: MatvecNorm::Row, norm_weight: false },
+        Kernel::Matmul { format: 0 },
+        Kernel::Matvec { format: 1, batch: 3, norm: MatvecNorm::Groups, norm_weight: true },
+        Kernel::MatvecConv { format: 6, batch: 1, norm: MatvecNorm::Row, norm_weight: false },
         Kernel::ConvPrefill,
         Kernel::ConvStateUpdate,
         Kernel::ConvStep,
@@ -87,6 +87,24 @@ fn every_kernel_names_an_entry_point_of_its_file() {
         for (name, _) in &spec.constants {
             assert!(module.overrides.iter().any(|(_, o)| o.name.as_deref() == Some(name)), "{kernel:?}: no override {name} in {}", spec.file);
         }
+    }
+}
+
+/// The weight formats' dequantize helpers are the same text in every shader that reads weights
+/// (each shader is a complete module, so they repeat).
+#[test]
+fn weight_format_helpers_are_identical_in_every_reader() {
+    let start = "// ---- weight formats";
+    let end = "// ---- end of weight formats ----";
+    let section = |name: &str| {
+        let (_, source) = shader_files().into_iter().find(|(n, _)| n == name).unwrap_or_else(|| panic!("no shader {name}"));
+        let from = source.find(start).unwrap_or_else(|| panic!("{name}: no `{start}` section"));
+        let to = source[from..].find(end).unwrap_or_else(|| panic!("{name}: no `{end}`")) + from;
+        source[from..to].to_string()
+    };
+    let matvec = section("matvec.wgsl");
+    for name in ["matmul.wgsl", "embedding.wgsl"] {
+        assert_eq!(section(name), matvec, "{name}'s weight formats section differs from matvec.wgsl's");
     }
 }
 
@@ -330,6 +348,7 @@ fn check_module(source: &str, subgroup: bool) -> Result<(), String> {
 fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
         "WEIGHT_F16" => Ok(&[0.0, 1.0]),
+        "FORMAT" => Ok(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
         "NORM" => Ok(&[0.0, 1.0, 2.0]),
         "NORM_WEIGHT" => Ok(&[0.0, 1.0]),

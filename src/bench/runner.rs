@@ -158,7 +158,7 @@ impl ModelSpec {
     }
 
     fn load(&self, ctx: &Arc<GpuContext>, dtype: WeightDtype) -> Result<Model> {
-        let options = LoadOptions { weight_dtype: Some(dtype) };
+        let options = LoadOptions { weight_dtype: Some(dtype), ..Default::default() };
         match self {
             ModelSpec::Synthetic(name) => {
                 let source = synthetic::SyntheticModel { config: synthetic::config_for(name)?, name: name.clone(), dtype };
@@ -222,7 +222,7 @@ fn measure_model(
             let roofline_tps = batch as f64 * bandwidth * 1e9 / decode_bytes_per_step(model, state_bytes) as f64;
             done(Measurement {
                 model: model.source.clone(),
-                dtype: if model.weight_dtype.is_f16() { "f16" } else { "f32" }.into(),
+                dtype: model.weight_dtype.name().into(),
                 batch,
                 prompt_len: len,
                 tokens_per_submit: rate.tokens_per_submit,

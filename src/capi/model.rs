@@ -181,7 +181,7 @@ pub unsafe extern "C" fn mw_model_load(
         if let Some(tok) = &tokenizer {
             tok.check_fits(checkpoint.config.vocab_size)?;
         }
-        let loaded = pollster::block_on(Model::load_checked(ctx, &checkpoint, LoadOptions { weight_dtype }, &mut |_| {}))?;
+        let loaded = pollster::block_on(Model::load_checked(ctx, &checkpoint, LoadOptions { weight_dtype, ..Default::default() }, &mut |_| {}))?;
         let eos = loaded.config.eos_ids_or(tokenizer.as_ref().and_then(Tokenizer::eos_id));
         let inner = Arc::new(LoadedModel { model: Arc::new(loaded), tokenizer, eos, template });
         write(out, "out", into_raw(mw_model { tag: mw_model::TAG, inner }))

@@ -106,23 +106,45 @@ pub struct ModelArgs {
     /// (a name, or a backend such as vulkan or gl)
     #[arg(long, value_name = "NAME")]
     pub adapter: Option<String>,
-    /// Storage of the weight matrices on the GPU. Default: the checkpoint's own precision
-    /// (bf16 becomes f16)
+    /// Storage of the weight matrices on the GPU. Default: the checkpoint's own (bf16 becomes
+    /// f16). A block format quantizes as the model loads, the output matrix in q6_k (q8_0
+    /// for q8_0) as llama.cpp does
     #[arg(long, value_enum)]
     pub dtype: Option<DtypeArg>,
+    /// With a block format --dtype: the output matrix's storage (the LM head, or the embedding
+    /// tied to it)
+    #[arg(long, value_enum, value_name = "DTYPE")]
+    pub output_dtype: Option<DtypeArg>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DtypeArg {
     F32,
     F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_k")]
+    Q4K,
+    #[value(name = "q5_k")]
+    Q5K,
+    #[value(name = "q6_k")]
+    Q6K,
 }
 
 impl From<DtypeArg> for mamba_wgpu::WeightDtype {
     fn from(d: DtypeArg) -> Self {
+        use mamba_wgpu::quant::BlockFormat;
+        use mamba_wgpu::WeightDtype;
         match d {
-            DtypeArg::F32 => mamba_wgpu::WeightDtype::F32,
-            DtypeArg::F16 => mamba_wgpu::WeightDtype::F16,
+            DtypeArg::F32 => WeightDtype::F32,
+            DtypeArg::F16 => WeightDtype::F16,
+            DtypeArg::Q8_0 => WeightDtype::Block(BlockFormat::Q8_0),
+            DtypeArg::Q4_0 => WeightDtype::Block(BlockFormat::Q4_0),
+            DtypeArg::Q4K => WeightDtype::Block(BlockFormat::Q4K),
+            DtypeArg::Q5K => WeightDtype::Block(BlockFormat::Q5K),
+            DtypeArg::Q6K => WeightDtype::Block(BlockFormat::Q6K),
         }
     }
 }

@@ -38,7 +38,10 @@ pub fn load(args: &ModelArgs, need: NeedTokenizer) -> Result<Loaded> {
         tok.check_fits(checkpoint.config.vocab_size)?;
     }
     let ctx = pollster::block_on(GpuContext::new(args.adapter.as_deref()))?;
-    let options = LoadOptions { weight_dtype: args.dtype.map(WeightDtype::from) };
+    if args.output_dtype.is_some() && args.dtype.is_none() {
+        return Err(Error::invalid("--output-dtype", "applies with --dtype (the storage of the other matrices)"));
+    }
+    let options = LoadOptions { weight_dtype: args.dtype.map(WeightDtype::from), output_dtype: args.output_dtype.map(WeightDtype::from) };
     let bar = progress_bar(checkpoint.stored_bytes() as u64);
     let model = pollster::block_on(Model::load_checked(ctx, &checkpoint, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();

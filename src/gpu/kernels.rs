@@ -6,29 +6,30 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// Every compute pipeline the model runs. Variants that differ only in an `override` constant
-/// (f32 or packed-f16 weights, the batch rows of the matvec) are separate pipelines.
+/// (the weights' storage, the batch rows of the matvec) are separate pipelines. `format`:
+/// WeightDtype::shader_format (0 f32, 1 f16, 2.. the block formats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
     Embedding {
-        f16: bool,
+        format: u8,
     },
     AddRmsNorm,
     Matmul {
-        f16: bool,
+        format: u8,
     },
     /// `batch` = rows of X (1..=MATVEC_MAX_M), an override constant so accumulators stay in
     /// registers.
     /// `norm` and `norm_weight`: how X is normalized on load (override constants, so a plain
     /// product's inner loop has no branch for them).
     Matvec {
-        f16: bool,
+        format: u8,
         batch: u8,
         norm: MatvecNorm,
         norm_weight: bool,
     },
     /// Matvec for in_proj with the decode conv step fused into the store of its conv rows.
     MatvecConv {
-        f16: bool,
+        format: u8,
         batch: u8,
         norm: MatvecNorm,
         norm_weight: bool,
@@ -151,11 +152,13 @@ impl Kernel {
     pub fn spec(self) -> KernelSpec {
         let f16 = |f: bool| ("WEIGHT_F16", f as u8 as f64);
         let (file, entry, constants) = match self {
-            Kernel::Embedding { f16: f } => ("embedding.wgsl", "main", vec![f16(f)]),
+            Kernel::Embedding { format } => ("embedding.wgsl", "main", vec![("FORMAT", format as f64)]),
             Kernel::AddRmsNorm => ("add_rms_norm.wgsl", "main", vec![]),
-            Kernel::Matmul { f16: f } => ("matmul.wgsl", "main", vec![f16(f)]),
-            Kernel::Matvec { f16: f, batch, norm, norm_weight } => ("matvec.wgsl", "main", matvec_constants(f, batch, norm, norm_weight)),
-            Kernel::MatvecConv { f16: f, batch, norm, norm_weight } => ("matvec.wgsl", "main_conv", matvec_constants(f, batch, norm, norm_weight)),
+            Kernel::Matmul { format } => ("matmul.wgsl", "main", vec![("FORMAT", format as f64)]),
+            Kernel::Matvec { format, batch, norm, norm_weight } => ("matvec.wgsl", "main", matvec_constants(format, batch, norm, norm_weight)),
+            Kernel::MatvecConv { format, batch, norm, norm_weight } => {
+                ("matvec.wgsl", "main_conv", matvec_constants(format, batch, norm, norm_weight))
+            }
             Kernel::ConvPrefill => ("conv1d.wgsl", "conv_prefill", vec![]),
             Kernel::ConvStateUpdate => ("conv1d.wgsl", "conv_state_update", vec![]),
             Kernel::ConvStep => ("conv1d.wgsl", "conv_step", vec![]),
@@ -175,8 +178,8 @@ impl Kernel {
     }
 }
 
-fn matvec_constants(f16: bool, batch: u8, norm: MatvecNorm, norm_weight: bool) -> Vec<(&'static str, f64)> {
-    vec![("WEIGHT_F16", f16 as u8 as f64), ("BATCH", batch as f64), ("NORM", norm as u8 as f64), ("NORM_WEIGHT", norm_weight as u8 as f64)]
+fn matvec_constants(format: u8, batch: u8, norm: MatvecNorm, norm_weight: bool) -> Vec<(&'static str, f64)> {
+    vec![("FORMAT", format as f64), ("BATCH", batch as f64), ("NORM", norm as u8 as f64), ("NORM_WEIGHT", norm_weight as u8 as f64)]
 }
 
 impl From<Kernel> for KernelSpec {

@@ -1,33 +1,73 @@
-//! GPU buffers: plain f32 activations and weight matrices that may be f16 and split by rows.
+//! GPU buffers: plain f32 activations, and weight matrices that may be f16 or GGUF blocks and
+//! are split by rows.
 
 use wgpu::util::DeviceExt;
 
 use crate::error::{Error, Result};
 use crate::gpu::GpuContext;
+use crate::quant::BlockFormat;
 
 /// How big matrices are stored on the GPU. Activations and small vectors are always f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WeightDtype {
     F32,
     /// IEEE half, two per u32 word, read with unpack2x16float (no shader-f16 needed).
     F16,
+    /// GGUF blocks (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K), dequantized by the kernels as they load them.
+    Block(BlockFormat),
 }
 
 impl WeightDtype {
-    pub fn bytes_per_element(self) -> u64 {
-        match self {
-            WeightDtype::F32 => 4,
-            WeightDtype::F16 => 2,
-        }
-    }
-
     pub fn is_f16(self) -> bool {
         self == WeightDtype::F16
     }
 
-    /// Elements in one 16-byte unit, the load width of the matrix kernels.
+    /// Whether the scan kernels that read x_proj and dt_proj themselves (the fused decode
+    /// steps) take this storage: f32 and f16 only.
+    pub fn is_float(self) -> bool {
+        matches!(self, WeightDtype::F32 | WeightDtype::F16)
+    }
+
+    /// Elements in one unit, the load width of the matrix kernels: 16 bytes of f32 or f16, 8
+    /// values of a block format.
     pub fn elements_per_unit(self) -> usize {
-        16 / self.bytes_per_element() as usize
+        match self {
+            WeightDtype::F32 => 4,
+            WeightDtype::F16 | WeightDtype::Block(_) => 8,
+        }
+    }
+
+    /// The FORMAT override constant of the kernels that read weights.
+    pub fn shader_format(self) -> u8 {
+        match self {
+            WeightDtype::F32 => 0,
+            WeightDtype::F16 => 1,
+            WeightDtype::Block(f) => f.shader_format() as u8,
+        }
+    }
+
+    /// "f32", "f16", or the block format's name ("q4_k").
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightDtype::F32 => "f32",
+            WeightDtype::F16 => "f16",
+            WeightDtype::Block(f) => f.name(),
+        }
+    }
+
+    /// `name`'s inverse.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "f32" => Some(WeightDtype::F32),
+            "f16" => Some(WeightDtype::F16),
+            other => BlockFormat::from_name(other).map(WeightDtype::Block),
+        }
+    }
+}
+
+impl std::fmt::Display for WeightDtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -48,15 +88,22 @@ pub struct GpuWeight {
 }
 
 impl GpuWeight {
-    /// Uploads row-major values given either as f32 or as half bits, each row padded to whole
-    /// 16-byte units, splitting so that no part exceeds the context's binding size.
+    /// Uploads a row-major matrix: f32 values or half bits, each row padded to whole 16-byte
+    /// units, or GGUF blocks, each block rearranged to whole words (BlockFormat::gpu_block);
+    /// split so that no part exceeds the context's binding size.
     pub fn upload(ctx: &GpuContext, name: &str, rows: usize, cols: usize, data: WeightData<'_>) -> Result<Self> {
-        let dtype = match data {
-            WeightData::F32(_) => WeightDtype::F32,
-            WeightData::F16(_) => WeightDtype::F16,
+        let (dtype, row_words) = match data {
+            WeightData::F32(_) => (WeightDtype::F32, cols.div_ceil(4) * 4),
+            WeightData::F16(_) => (WeightDtype::F16, cols.div_ceil(8) * 4),
+            WeightData::Blocks(format, bytes) => {
+                let expected = format.matrix_bytes(name, rows, cols)?;
+                if bytes.len() != expected {
+                    return Err(Error::tensor(name, format!("holds {} bytes, ({rows}, {cols}) in {format} takes {expected}", bytes.len())));
+                }
+                (WeightDtype::Block(format), cols / format.block_elements() * format.gpu_block_words())
+            }
         };
-        let units = cols.div_ceil(dtype.elements_per_unit());
-        let row_bytes = units as u64 * 16;
+        let row_bytes = row_words as u64 * 4;
         let rows_per_part = (ctx.max_binding_bytes / row_bytes.max(1)) as usize;
         if rows_per_part == 0 {
             return Err(Error::Limit(format!(
@@ -68,14 +115,20 @@ impl GpuWeight {
         let mut first = 0;
         while first < rows {
             let n = rows_per_part.min(rows - first);
-            let mut words = Vec::with_capacity(n * units * 4);
+            let mut words = Vec::with_capacity(n * row_words);
             for row in first..first + n {
                 let values = row * cols..(row + 1) * cols;
                 match data {
                     WeightData::F32(v) => words.extend(v[values].iter().map(|x| x.to_bits())),
                     WeightData::F16(h) => words.extend(h[values].chunks(2).map(|pair| pair[0] as u32 | (*pair.get(1).unwrap_or(&0) as u32) << 16)),
+                    WeightData::Blocks(format, bytes) => {
+                        let row_bytes = cols / format.block_elements() * format.block_bytes();
+                        for block in bytes[row * row_bytes..(row + 1) * row_bytes].chunks_exact(format.block_bytes()) {
+                            format.gpu_block(block, &mut words);
+                        }
+                    }
                 }
-                words.resize((row - first + 1) * units * 4, 0);
+                words.resize((row - first + 1) * row_words, 0);
             }
             let buffer = upload_words(ctx, name, &words);
             parts.push(WeightPart { buffer, first_row: first as u32, rows: n as u32 });
@@ -93,6 +146,8 @@ pub enum WeightData<'a> {
     F32(&'a [f32]),
     /// IEEE half bits
     F16(&'a [u16]),
+    /// GGUF blocks, rows one after the other (a row is a whole number of blocks)
+    Blocks(BlockFormat, &'a [u8]),
 }
 
 /// Buffers are padded to whole 16-byte words so kernels may bind them as arrays of vec4.

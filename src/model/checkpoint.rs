@@ -14,6 +14,7 @@ use safetensors::{tensor::TensorInfo, Dtype, SafeTensors};
 use super::config::MambaConfig;
 use super::torch_bin;
 use crate::error::{Error, Result};
+use crate::quant::{self, BlockFormat};
 
 /// Bytes of one weights file (safetensors, or a torch.save `.bin`).
 pub enum ShardBytes {
@@ -49,6 +50,8 @@ pub enum StoredDtype {
     F32,
     F16,
     BF16,
+    /// GGUF blocks (a GGUF file's quantized tensors)
+    Block(BlockFormat),
 }
 
 /// One tensor's raw little-endian bytes: borrowed from a mapped file, or generated.
@@ -80,12 +83,17 @@ pub fn f16_bits(values: &[f32]) -> Vec<u16> {
 }
 
 impl TensorBytes<'_> {
-    /// The values as f32 (exact for every stored dtype).
+    /// The values as f32 (exact for every stored dtype; blocks are dequantized).
     pub fn to_f32(&self) -> Vec<f32> {
         match self.dtype {
             StoredDtype::F32 => self.bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
             StoredDtype::F16 => self.halves().map(|h| f16::from_bits(h).to_f32()).collect(),
             StoredDtype::BF16 => self.halves().map(|h| bf16::from_bits(h).to_f32()).collect(),
+            StoredDtype::Block(format) => {
+                let mut values = Vec::with_capacity(self.shape.iter().product());
+                quant::dequantize(format, &self.bytes, &mut values);
+                values
+            }
         }
     }
 
@@ -188,15 +196,17 @@ impl Shard {
     fn parse(name: String, bytes: ShardBytes) -> Result<Self> {
         if name.ends_with(".bin") {
             let dict = torch_bin::read_state_dict(bytes.as_slice(), &name)?;
-            let tensors = dict.tensors.into_iter().map(|(tensor, t)| {
+            let mut tensors = HashMap::new();
+            for (tensor, t) in dict.tensors {
                 let dtype = match t.dtype {
                     StoredDtype::F32 => Dtype::F32,
                     StoredDtype::F16 => Dtype::F16,
                     StoredDtype::BF16 => Dtype::BF16,
+                    StoredDtype::Block(f) => return Err(Error::tensor(tensor, format!("{f} blocks in {name}, a torch file"))),
                 };
-                (tensor, TensorInfo { dtype, shape: t.shape, data_offsets: (t.bytes.start, t.bytes.end) })
-            });
-            return Ok(Shard { name, bytes, data_start: 0, data_bytes: dict.data_bytes, tensors: tensors.collect() });
+                tensors.insert(tensor, TensorInfo { dtype, shape: t.shape, data_offsets: (t.bytes.start, t.bytes.end) });
+            }
+            return Ok(Shard { name, bytes, data_start: 0, data_bytes: dict.data_bytes, tensors });
         }
         // read_metadata checks that the header is well-formed and that the data area has
         // exactly the length the header promises, so a truncated file is caught here.

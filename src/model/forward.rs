@@ -285,9 +285,9 @@ fn record_selective<'a>(
         // FalconMamba: dt_low, B and C each RMS-normalized without a weight, in place.
         group_rms_norm(rec, &GroupRmsNorm { x: x_dbl, first_width: r, width: n, gate: None, weight: None, eps })?;
     }
-    if t_len == 1 && dt_proj.parts.len() == 1 {
-        // A step the fused kernel does not take (x_proj or dt_proj split into parts, more than
-        // 8 sequences): dt = softplus(dt_proj . dt_low + bias) inside the scan step;
+    if t_len == 1 && dt_proj.parts.len() == 1 && dt_proj.dtype.is_float() {
+        // A step the fused kernel does not take (x_proj or dt_proj split into parts, or in a
+        // block format, more than 8 sequences): dt = softplus(dt_proj . dt_low + bias) inside the scan step;
         // h = exp(dt A) h + dt B x;  y = (C . h + D x) * silu(z), over x_conv.
         let step = ScanStepDt { x_y: x_conv, xdbl: x_dbl, z, a, d_skip, h, dt_proj, dt_bias, batch };
         scan_step_dt(rec, &step)?;

@@ -4,19 +4,27 @@ use std::sync::Arc;
 
 use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
 use super::config::MambaConfig;
+use super::weight_mix::{MatrixRole, WeightMix};
 use super::weights::{load_weights, ModelWeights, SsmWeights, TensorSink};
 use crate::error::Result;
 use crate::gpu::kernels::{SCAN_MAX_STATE, SSD_MAX_STATE};
 use crate::gpu::tensor::{upload_f32, WeightData};
 use crate::gpu::{GpuContext, GpuWeight, WeightDtype};
+use crate::quant;
 
 pub type GpuWeights = ModelWeights<GpuWeight, wgpu::Buffer>;
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LoadOptions {
-    /// Storage of the big matrices. None keeps the checkpoint's precision: f32 stays f32, f16
-    /// stays f16, bf16 becomes f16 (same exponent range for weights, more mantissa).
+    /// Storage of the big matrices. None keeps the checkpoint's: f32 stays f32, f16 stays f16,
+    /// bf16 becomes f16 (same exponent range for weights, more mantissa), GGUF blocks stay
+    /// blocks. A block format quantizes on the CPU as each matrix is uploaded, with
+    /// llama.cpp's choices for the output matrix and for rows that are not whole blocks
+    /// (weight_mix.rs).
     pub weight_dtype: Option<WeightDtype>,
+    /// With `weight_dtype`: the output matrix's storage (the LM head, or the embedding tied to
+    /// it); None: llama.cpp's choice.
+    pub output_dtype: Option<WeightDtype>,
 }
 
 pub struct Model {
@@ -33,7 +41,7 @@ pub struct Model {
 /// Uploads each tensor as it is read and reports progress (bytes of tensor data done).
 struct GpuSink<'a> {
     ctx: &'a GpuContext,
-    dtype: Option<WeightDtype>,
+    mix: Option<WeightMix>,
     chosen: Option<WeightDtype>,
     hasher: Fnv,
     progress: &'a mut dyn FnMut(u64),
@@ -44,8 +52,8 @@ impl TensorSink for GpuSink<'_> {
     type Matrix = GpuWeight;
     type Vector = wgpu::Buffer;
 
-    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<GpuWeight> {
-        self.upload_matrix(&t)
+    fn matrix(&mut self, t: TensorBytes<'_>, role: MatrixRole) -> Result<GpuWeight> {
+        self.upload_matrix(&t, role)
     }
 
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<wgpu::Buffer> {
@@ -60,23 +68,33 @@ impl TensorSink for GpuSink<'_> {
 }
 
 impl GpuSink<'_> {
-    /// The storage of matrix `t`: the one asked for, else the checkpoint's precision (bf16
-    /// becomes f16).
-    fn storage_of(&self, t: &TensorBytes<'_>) -> WeightDtype {
-        self.dtype.unwrap_or(match t.dtype {
-            StoredDtype::F32 => WeightDtype::F32,
-            StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
-        })
+    /// The storage of matrix `t`: the mix asked for, else the checkpoint's (bf16 becomes f16).
+    fn storage_of(&self, t: &TensorBytes<'_>, role: MatrixRole, cols: usize) -> WeightDtype {
+        match self.mix {
+            Some(mix) => mix.storage(role, cols),
+            None => match t.dtype {
+                StoredDtype::F32 => WeightDtype::F32,
+                StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
+                StoredDtype::Block(f) => WeightDtype::Block(f),
+            },
+        }
     }
 
-    /// Uploads matrix `t` as a weight. The first matrix's storage is the model's `weight_dtype`.
-    fn upload_matrix(&mut self, t: &TensorBytes<'_>) -> Result<GpuWeight> {
-        let dtype = self.storage_of(t);
-        self.chosen.get_or_insert(dtype);
+    /// Uploads matrix `t` as a weight. The first mixer matrix's storage is the model's
+    /// `weight_dtype`.
+    fn upload_matrix(&mut self, t: &TensorBytes<'_>, role: MatrixRole) -> Result<GpuWeight> {
         let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
+        let dtype = self.storage_of(t, role, cols);
+        if role == MatrixRole::Mixer {
+            self.chosen.get_or_insert(dtype);
+        }
         let weight = match dtype {
             WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
             WeightDtype::F16 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
+            WeightDtype::Block(f) if t.dtype == StoredDtype::Block(f) => {
+                GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::Blocks(f, &t.bytes))?
+            }
+            WeightDtype::Block(f) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::Blocks(f, &quant::quantize(f, &t.to_f32())))?,
         };
         self.advance(t);
         Ok(weight)
@@ -104,7 +122,8 @@ impl Model {
                 reason: format!("state_size {} exceeds the {most} states {which}", c.d_state),
             });
         }
-        let mut sink = GpuSink { ctx: &ctx, dtype: options.weight_dtype, chosen: None, hasher: Fnv::new(), progress, done: 0 };
+        let mix = options.weight_dtype.map(|matrices| WeightMix { matrices, output: options.output_dtype });
+        let mut sink = GpuSink { ctx: &ctx, mix, chosen: None, hasher: Fnv::new(), progress, done: 0 };
         sink.hasher.write(format!("{:?}", ckpt.config()).as_bytes());
         let weights = load_weights(ckpt, &mut sink)?;
         let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);

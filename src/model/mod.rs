@@ -5,6 +5,7 @@ pub mod config;
 pub mod forward;
 pub mod gpu_weights;
 pub mod torch_bin;
+pub mod weight_mix;
 pub mod weights;
 
 pub use checkpoint::{Checkpoint, TensorSource};

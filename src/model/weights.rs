@@ -4,6 +4,7 @@
 
 use super::checkpoint::{TensorBytes, TensorSource};
 use super::config::{MambaConfig, Naming, SsdShape};
+use super::weight_mix::MatrixRole;
 use crate::error::{Error, Result};
 
 /// Receives each tensor as it is read. Big matrices may be stored in f16 on the GPU; small
@@ -11,7 +12,8 @@ use crate::error::{Error, Result};
 pub trait TensorSink {
     type Matrix;
     type Vector;
-    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Self::Matrix>;
+    /// A weight matrix; `role` says which, for the choice of its storage (weight_mix.rs).
+    fn matrix(&mut self, t: TensorBytes<'_>, role: MatrixRole) -> Result<Self::Matrix>;
     /// The tensor's values as f32, each passed through `map` (the identity for most).
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<Self::Vector>;
     fn vector(&mut self, t: TensorBytes<'_>) -> Result<Self::Vector> {
@@ -80,7 +82,8 @@ pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Re
         Naming::StateSpaces => "backbone.embedding.weight",
     };
     check_no_unknown_tensors(ckpt, embedding_name)?;
-    let embedding = sink.matrix(ckpt.tensor(embedding_name, &[c.vocab_size, c.d_model])?)?;
+    let embedding_role = if c.tie_embeddings { MatrixRole::TiedEmbedding } else { MatrixRole::Embedding };
+    let embedding = sink.matrix(ckpt.tensor(embedding_name, &[c.vocab_size, c.d_model])?, embedding_role)?;
     let mut layers = Vec::with_capacity(c.n_layer);
     for i in 0..c.n_layer {
         layers.push(load_layer(ckpt, c, i, sink)?);
@@ -90,7 +93,7 @@ pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Re
     let lm_head = if c.tie_embeddings {
         None
     } else if ckpt.contains("lm_head.weight") {
-        Some(sink.matrix(ckpt.tensor("lm_head.weight", &[c.vocab_size, c.d_model])?)?)
+        Some(sink.matrix(ckpt.tensor("lm_head.weight", &[c.vocab_size, c.d_model])?, MatrixRole::LmHead)?)
     } else {
         return Err(Error::tensor("lm_head.weight", format!("missing in {} (tie_word_embeddings is false)", ckpt.source_name())));
     };
@@ -159,7 +162,7 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
     let conv_bias = optional(format!("{m}.conv1d.bias"), c.conv_bias, &[channels])?;
     let out_proj_bias = optional(format!("{m}.out_proj.bias"), c.proj_bias, &[d])?;
     let norm = sink.vector(ckpt.tensor(&format!("{p}.norm.weight"), &[d])?)?;
-    let in_proj = sink.matrix(ckpt.tensor(&format!("{m}.in_proj.weight"), &[wide, d])?)?;
+    let in_proj = sink.matrix(ckpt.tensor(&format!("{m}.in_proj.weight"), &[wide, d])?, MatrixRole::Mixer)?;
     let conv_weight = sink.vector(ckpt.tensor(&format!("{m}.conv1d.weight"), &[channels, 1, k])?)?;
     let ssm = match c.ssd {
         None => load_selective(ckpt, c, &m, sink)?,
@@ -172,7 +175,7 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
         conv_weight,
         conv_bias,
         ssm,
-        out_proj: sink.matrix(ckpt.tensor(&format!("{m}.out_proj.weight"), &[d, di])?)?,
+        out_proj: sink.matrix(ckpt.tensor(&format!("{m}.out_proj.weight"), &[d, di])?, MatrixRole::Mixer)?,
         out_proj_bias,
     })
 }
@@ -181,8 +184,8 @@ fn load_layer<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, i: usize
 fn load_selective<S: TensorSink>(ckpt: &impl TensorSource, c: &MambaConfig, m: &str, sink: &mut S) -> Result<SsmWeights<S::Matrix, S::Vector>> {
     let (di, n, r) = (c.d_inner, c.d_state, c.dt_rank);
     Ok(SsmWeights::Selective {
-        x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?)?,
-        dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?)?,
+        x_proj: sink.matrix(ckpt.tensor(&format!("{m}.x_proj.weight"), &[r + 2 * n, di])?, MatrixRole::Mixer)?,
+        dt_proj: sink.matrix(ckpt.tensor(&format!("{m}.dt_proj.weight"), &[di, r])?, MatrixRole::Mixer)?,
         dt_bias: sink.vector(ckpt.tensor(&format!("{m}.dt_proj.bias"), &[di])?)?,
         a: sink.vector_mapped(ckpt.tensor(&format!("{m}.A_log"), &[di, n])?, decay_rate)?,
         d_skip: sink.vector(ckpt.tensor(&format!("{m}.D"), &[di])?)?,
@@ -212,7 +215,7 @@ pub struct HostSink;
 impl TensorSink for HostSink {
     type Matrix = Vec<f32>;
     type Vector = Vec<f32>;
-    fn matrix(&mut self, t: TensorBytes<'_>) -> Result<Vec<f32>> {
+    fn matrix(&mut self, t: TensorBytes<'_>, _: MatrixRole) -> Result<Vec<f32>> {
         Ok(t.to_f32())
     }
     fn vector_mapped(&mut self, t: TensorBytes<'_>, map: fn(f32) -> f32) -> Result<Vec<f32>> {

@@ -14,7 +14,7 @@ pub fn embedding(rec: &mut Recorder, table: &GpuWeight, ids: TensorView, out: Te
     out.expect_dense("embedding", "out", ElementType::F32, rows, d)?;
     for part in &table.parts {
         let params = EmbeddingParams { rows, d_model: d, first_row: part.first_row, part_rows: part.rows, _pad: [0; 4] };
-        let kernel = Kernel::Embedding { f16: table.dtype.is_f16() };
+        let kernel = Kernel::Embedding { format: table.dtype.shader_format() };
         rec.dispatch(kernel, &params, &[ids.buffer, &part.buffer, out.buffer], [groups(d, WG_256), rows, 1])?;
     }
     Ok(())

@@ -113,7 +113,7 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, u32, &wgpu::
         return Ok(());
     }
     let bias = &optional_vector(rec, "linear", "bias", op.bias, n)?;
-    let f16 = op.weight.dtype.is_f16();
+    let format = op.weight.dtype.shader_format();
     // The matvec loads X 16 bytes at a time when its rows are aligned and k fills whole units of
     // W, and so does each norm group (a unit then lies in one group).
     let unit = op.weight.dtype.elements_per_unit() as u32;
@@ -145,13 +145,13 @@ fn dispatch(rec: &mut Recorder, op: &Linear, conv: Option<(&Conv1d, u32, &wgpu::
         let workgroups = [groups(part.rows, MATVEC_ROWS_PER_WG), 1, 1];
         if let Some((conv, _, conv_bias)) = conv {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer, &norm_weight_buffer, conv.weight.buffer, conv_bias, conv.state.buffer];
-            rec.dispatch(Kernel::MatvecConv { f16, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
+            rec.dispatch(Kernel::MatvecConv { format, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
         } else if m <= MATVEC_MAX_M {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer, &norm_weight_buffer];
-            rec.dispatch(Kernel::Matvec { f16, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
+            rec.dispatch(Kernel::Matvec { format, batch, norm, norm_weight: norm_weight.is_some() }, &params, &buffers, workgroups)?;
         } else {
             let buffers = [op.x.buffer, &part.buffer, bias, op.y.buffer];
-            rec.dispatch(Kernel::Matmul { f16 }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
+            rec.dispatch(Kernel::Matmul { format }, &params, &buffers, [groups(part.rows, MATMUL_TILE), groups(m, MATMUL_TILE), 1])?;
         }
     }
     Ok(())

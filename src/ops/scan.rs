@@ -99,6 +99,9 @@ pub fn scan_step_dt(rec: &mut Recorder, op: &ScanStepDt) -> Result<()> {
             format!("needs one part of ({di}, {dt_rank}), got {} part(s) of ({}, {})", w.parts.len(), w.rows, w.cols),
         ));
     }
+    if !w.dtype.is_float() {
+        return Err(Error::invalid("scan_step_dt.dt_proj", format!("is {}, the kernel reads f32 or f16", w.dtype)));
+    }
     let f = ElementType::F32;
     op.x_y.expect_dense("scan_step_dt", "x_y", f, b, di)?;
     op.xdbl.expect_dense("scan_step_dt", "xdbl", f, b, xdbl_stride)?;
@@ -151,13 +154,15 @@ pub struct ScanStepFused<'a> {
 }
 
 /// Whether the fused decode step takes a layer with these weights for `batch` sequences: at
-/// most MATVEC_MAX_M of them, x_proj and dt_proj each in one part of one storage, and x_proj's
+/// most MATVEC_MAX_M of them, x_proj and dt_proj each in one part of one float storage (f32 or
+/// f16: the kernel reads them itself; block formats go through the matvec), and x_proj's
 /// output for every sequence within the workgroup memory it is computed into.
 pub fn scan_step_fused_fits(x_proj: &GpuWeight, dt_proj: &GpuWeight, batch: u32) -> bool {
     (1..=MATVEC_MAX_M).contains(&batch)
         && x_proj.parts.len() == 1
         && dt_proj.parts.len() == 1
         && x_proj.dtype == dt_proj.dtype
+        && x_proj.dtype.is_float()
         && batch * x_proj.rows <= SCAN_FUSED_MAX_XDBL
 }
 

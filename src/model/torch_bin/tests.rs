@@ -24,6 +24,7 @@ fn values(file: &[u8], t: &TorchTensor) -> Vec<f32> {
         StoredDtype::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
         StoredDtype::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
         StoredDtype::BF16 => bytes.chunks_exact(2).map(|b| half::bf16::from_le_bytes(b.try_into().unwrap()).to_f32()).collect(),
+        StoredDtype::Block(f) => panic!("a pickle storage of {f} blocks"),
     }
 }
 

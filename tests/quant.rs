@@ -1,0 +1,131 @@
+//! GGUF block formats: the matrix kernels and the embedding gather on quantized weights against
+//! the reference computed on the dequantized weights (src/quant's dequantize, itself checked
+//! against the `gguf` Python package's values in tests/data/quant).
+
+mod common;
+
+use mamba_wgpu::gpu::readback::read_f32;
+use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
+use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
+use mamba_wgpu::ops::linear::{linear, Activation, InputNorm, Linear};
+use mamba_wgpu::quant::{self, BlockFormat};
+use mamba_wgpu::reference;
+
+use common::{assert_close, random_values};
+
+fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
+    let mut tape = Tape::new(ctx, "test", 1024);
+    let mut rec = tape.record(ctx);
+    f(&mut rec).expect("op accepted its arguments");
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    rec.encode(&mut encoder);
+    ctx.queue.submit([encoder.finish()]);
+}
+
+fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(read_f32(ctx, buffer, n)).expect("readback")
+}
+
+/// A (rows, cols) matrix quantized to `format`: the blocks and their dequantized values.
+fn quantized(format: BlockFormat, seed: u64, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+    // Rows of different magnitudes, so that blocks get different scales.
+    let values: Vec<f32> = random_values(seed, rows * cols, 1.0).iter().enumerate().map(|(i, v)| v * (1.0 + (i / cols % 5) as f32 * 0.3)).collect();
+    let blocks = quant::quantize(format, &values);
+    let mut back = Vec::new();
+    quant::dequantize(format, &blocks, &mut back);
+    (blocks, back)
+}
+
+/// Linear with quantized weights: the matvec (1 to 8 rows, with and without the norm on load
+/// and accumulate) and the tiled matmul (more rows), rows of W not a multiple of the workgroup's
+/// rows, rows several blocks long, weights whole and split into parts; against the reference
+/// product with the dequantized weights.
+#[test]
+fn quantized_linear_matches_dequantized_reference() {
+    const TOL: f32 = 2e-4;
+    let contexts = [common::ctx(), common::own_ctx().with_max_binding_bytes(4096).unwrap()];
+    let mut case = 0u64;
+    for format in BlockFormat::ALL {
+        let block = format.block_elements();
+        for &(m, n, blocks) in &[(1usize, 33usize, 1usize), (3, 100, 3), (8, 7, 2), (9, 65, 2), (70, 130, 1), (1, 260, 5)] {
+            let k = blocks * block;
+            for (variant, ctx) in contexts.iter().enumerate() {
+                case += 1;
+                let (blocks_bytes, w) = quantized(format, case, n, k);
+                let weight = GpuWeight::upload(ctx, "w", n, k, WeightData::Blocks(format, &blocks_bytes)).unwrap();
+                if variant == 1 && blocks_bytes.len() > 8192 {
+                    assert!(weight.parts.len() > 1, "{format}: a {}-byte weight is split at 4096 bytes", blocks_bytes.len());
+                }
+                let x = random_values(case + 1000, m * k, 1.0);
+                let bias = random_values(case + 2000, n, 0.5);
+                let y0 = random_values(case + 3000, m * n, 1.0);
+                let norm_w: Vec<f32> = random_values(case + 4000, k, 0.5).iter().map(|v| 1.0 + v).collect();
+                let matvec = m <= 8;
+                let norm = matvec && case % 2 == 0;
+                let accumulate = matvec && case % 3 == 0;
+                let activation = if case % 4 == 1 { Activation::Softplus } else { Activation::None };
+                let (x_buf, b_buf, y_buf, n_buf) =
+                    (upload_f32(ctx, "x", &x), upload_f32(ctx, "bias", &bias), upload_f32(ctx, "y", &y0), upload_f32(ctx, "norm", &norm_w));
+                let op = Linear {
+                    bias: Some(TensorView::vector(&b_buf, n as u32)),
+                    activation,
+                    norm: norm.then(|| InputNorm::rows(1e-3, Some(TensorView::vector(&n_buf, k as u32)))),
+                    accumulate,
+                    ..Linear::new(TensorView::f32(&x_buf, m as u32, k as u32), &weight, TensorView::f32(&y_buf, m as u32, n as u32))
+                };
+                run(ctx, |rec| linear(rec, &op));
+                let x_ref = if norm { reference::rms_norm(&x, &norm_w, 1e-3) } else { x.clone() };
+                let mut want = reference::matmul(&x_ref, &w, Some(&bias), m, n, k);
+                if activation == Activation::Softplus {
+                    want.iter_mut().for_each(|v| *v = reference::softplus(*v as f64) as f32);
+                }
+                if accumulate {
+                    want.iter_mut().zip(&y0).for_each(|(v, y)| *v += y);
+                }
+                let label = format!("{format} m={m} n={n} k={k} split={} norm={norm} accumulate={accumulate} {activation:?}", variant == 1);
+                assert_close(&label, &read(ctx, &y_buf, m * n), &want, TOL);
+            }
+        }
+    }
+}
+
+/// The embedding gather dequantizes the rows it reads, across the parts of a split table.
+#[test]
+fn quantized_embedding_gathers_dequantized_rows() {
+    let ctx = common::own_ctx().with_max_binding_bytes(4096).unwrap();
+    let ids: Vec<u32> = vec![0, 299, 13, 13, 40, 41, 70, 98, 200, 201];
+    for format in BlockFormat::ALL {
+        let (vocab, d) = (300, 2 * format.block_elements());
+        let (bytes, table) = quantized(format, 77, vocab, d);
+        let weight = GpuWeight::upload(&ctx, "emb", vocab, d, WeightData::Blocks(format, &bytes)).unwrap();
+        assert!(weight.parts.len() > 1, "{format}: the table is split");
+        let ids_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 4 * ids.len() as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
+        let out = storage(&ctx, "out", ids.len() * d);
+        let rows = ids.len() as u32;
+        run(&ctx, |rec| {
+            mamba_wgpu::ops::embedding::embedding(rec, &weight, TensorView::u32(&ids_buf, rows, 1), TensorView::f32(&out, rows, d as u32))
+        });
+        let want: Vec<f32> = ids.iter().flat_map(|&i| table[i as usize * d..][..d].to_vec()).collect();
+        assert_close(&format!("embedding {format}"), &read(&ctx, &out, want.len()), &want, 1e-6);
+    }
+}
+
+/// A matrix whose rows are not whole blocks, or whose bytes disagree with its shape, is refused
+/// with the tensor's name.
+#[test]
+fn blocks_that_do_not_fit_the_shape_are_refused() {
+    let ctx = common::ctx();
+    let bytes = vec![0u8; 34 * 3];
+    let err =
+        GpuWeight::upload(&ctx, "blk.0.ssm_in.weight", 3, 40, WeightData::Blocks(BlockFormat::Q8_0, &bytes)).err().expect("40 is not whole blocks");
+    assert!(err.to_string().contains("blk.0.ssm_in.weight") && err.to_string().contains("blocks"), "{err}");
+    let err =
+        GpuWeight::upload(&ctx, "blk.0.ssm_out.weight", 4, 32, WeightData::Blocks(BlockFormat::Q8_0, &bytes)).err().expect("4 rows need 136 bytes");
+    assert!(err.to_string().contains("blk.0.ssm_out.weight") && err.to_string().contains("136"), "{err}");
+}
