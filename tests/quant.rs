@@ -129,3 +129,100 @@ fn blocks_that_do_not_fit_the_shape_are_refused() {
         GpuWeight::upload(&ctx, "blk.0.ssm_out.weight", 4, 32, WeightData::Blocks(BlockFormat::Q8_0, &bytes)).err().expect("4 rows need 136 bytes");
     assert!(err.to_string().contains("blk.0.ssm_out.weight") && err.to_string().contains("136"), "{err}");
 }
+
+/// tests/data/quant/vectors.safetensors, made by tools/make_quant_vectors.py with the `gguf`
+/// package (llama.cpp's gguf-py): per format, blocks and the package's dequantization of them.
+struct Vectors(Vec<u8>);
+
+impl Vectors {
+    fn load() -> Self {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quant/vectors.safetensors");
+        Vectors(std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}")))
+    }
+
+    /// Tensor `name` as bytes, or None where the file does not hold it.
+    fn bytes(&self, name: &str) -> Option<Vec<u8>> {
+        let file = safetensors::SafeTensors::deserialize(&self.0).expect("vectors.safetensors parses");
+        file.tensor(name).ok().map(|t| t.data().to_vec())
+    }
+
+    fn f32s(&self, name: &str) -> Option<Vec<f32>> {
+        self.bytes(name).map(|b| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+    }
+}
+
+/// The gguf package's name of a format.
+fn gguf_name(format: BlockFormat) -> &'static str {
+    match format {
+        BlockFormat::Q8_0 => "Q8_0",
+        BlockFormat::Q4_0 => "Q4_0",
+        BlockFormat::Q4K => "Q4_K",
+        BlockFormat::Q5K => "Q5_K",
+        BlockFormat::Q6K => "Q6_K",
+    }
+}
+
+/// Dequantization on the CPU and in the GPU's embedding gather (each block one row of a table)
+/// equals the gguf package's, on its blocks and, for Q8_0 and Q4_0, on blocks of random bytes.
+#[test]
+fn dequantization_matches_the_gguf_package() {
+    let vectors = Vectors::load();
+    let ctx = common::ctx();
+    for format in BlockFormat::ALL {
+        for set in ["", "random_"] {
+            let name = gguf_name(format);
+            let Some(blocks) = vectors.bytes(&format!("{name}.{set}blocks")) else {
+                assert!(set == "random_" && !matches!(format, BlockFormat::Q8_0 | BlockFormat::Q4_0), "{name}.{set}blocks missing");
+                continue;
+            };
+            let want = vectors.f32s(&format!("{name}.{set}values")).expect("values beside blocks");
+            let mut cpu = Vec::new();
+            quant::dequantize(format, &blocks, &mut cpu);
+            assert_close(&format!("{name}.{set}values on the CPU"), &cpu, &want, 0.0);
+            let (rows, d) = (blocks.len() / format.block_bytes(), format.block_elements());
+            let table = GpuWeight::upload(&ctx, "blocks", rows, d, WeightData::Blocks(format, &blocks)).unwrap();
+            let ids: Vec<u32> = (0..rows as u32).collect();
+            let ids_buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+                label: None,
+                size: 4 * rows as u64,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
+            let out = storage(&ctx, "out", rows * d);
+            run(&ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &table, TensorView::u32(&ids_buf, rows as u32, 1), TensorView::f32(&out, rows as u32, d as u32)));
+            assert_close(&format!("{name}.{set}values on the GPU"), &read(&ctx, &out, rows * d), &want, 1e-6);
+        }
+    }
+}
+
+/// Q8_0 and Q4_0 quantize byte for byte as the gguf package's port of llama.cpp's reference
+/// quantizers; the K formats (which the package cannot quantize) stay within a bound of the
+/// package's sources (a zero block exactly, an outlier block included).
+#[test]
+fn quantization_matches_the_gguf_package() {
+    let vectors = Vectors::load();
+    for format in BlockFormat::ALL {
+        let name = gguf_name(format);
+        let source = vectors.f32s(&format!("{name}.source")).expect("source");
+        let ours = quant::quantize(format, &source);
+        if matches!(format, BlockFormat::Q8_0 | BlockFormat::Q4_0) {
+            let theirs = vectors.bytes(&format!("{name}.blocks")).expect("blocks");
+            assert_eq!(ours, theirs, "{name}: blocks differ from gguf.quants.quantize");
+            continue;
+        }
+        let mut back = Vec::new();
+        quant::dequantize(format, &ours, &mut back);
+        let bits = match format {
+            BlockFormat::Q4K => 4,
+            BlockFormat::Q5K => 5,
+            _ => 6,
+        };
+        for (b, (block, got)) in source.chunks(256).zip(back.chunks(256)).enumerate() {
+            let range = block.iter().fold(0f32, |m, v| m.max(v.abs())) * 2.0;
+            let bound = range / ((1 << bits) - 1) as f32;
+            let err = block.iter().zip(got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(err <= bound, "{name} block {b}: max error {err} above {bound}");
+        }
+    }
+}
