@@ -145,7 +145,7 @@ impl ModelSpec {
     /// reported as skipped.
     fn too_large(&self, ctx: &GpuContext, dtype: WeightDtype) -> Result<Option<String>> {
         let ModelSpec::Synthetic(name) = self else { return Ok(None) };
-        let bytes = synthetic::config_for(name)?.parameter_count() * if dtype.is_f16() { 2 } else { 4 };
+        let bytes = (synthetic::config_for(name)?.parameter_count() as f64 * dtype.bytes_per_value()) as u64;
         let gb = |b: u64| b as f64 / 1e9;
         if ctx.adapter.device_type.contains("Cpu") {
             if let Some(available) = host_available_bytes() {

@@ -7,6 +7,8 @@ use std::borrow::Cow;
 use crate::error::{Error, Result};
 use crate::model::checkpoint::{f16_bits, StoredDtype, TensorBytes, TensorSource};
 use crate::model::config::{Family, MambaConfig, Naming, SsdShape};
+use crate::model::weight_mix::{MatrixRole, WeightMix};
+use crate::quant::{self, BlockFormat};
 use crate::WeightDtype;
 
 /// (name, family, d_model, n_layer) of state-spaces/mamba-{130m,...,2.8b},
@@ -101,13 +103,36 @@ impl TensorSource for SyntheticModel {
             uniform(seed, n, 0.05)
         };
         let matrix = shape.len() == 2 && !name.ends_with("A_log");
-        let (dtype, bytes) = if matrix && self.dtype == WeightDtype::F16 {
-            (StoredDtype::F16, bytemuck::cast_slice(&f16_bits(&values)).to_vec())
-        } else {
-            (StoredDtype::F32, bytemuck::cast_slice(&values).to_vec())
+        // A matrix comes in the storage the loader's mix gives it, so that loading converts
+        // nothing (quantizing billions of values would dominate the benchmark's time).
+        let role = match name {
+            _ if name.contains("embedding") && self.config.tie_embeddings => MatrixRole::TiedEmbedding,
+            _ if name.contains("embedding") => MatrixRole::Embedding,
+            _ if name.starts_with("lm_head") => MatrixRole::LmHead,
+            _ => MatrixRole::Mixer,
+        };
+        let storage = if matrix { WeightMix::new(self.dtype).storage(role, shape[1]) } else { WeightDtype::F32 };
+        let (dtype, bytes) = match storage {
+            WeightDtype::F16 => (StoredDtype::F16, bytemuck::cast_slice(&f16_bits(&values)).to_vec()),
+            WeightDtype::F32 => (StoredDtype::F32, bytemuck::cast_slice(&values).to_vec()),
+            WeightDtype::Block(f) => (StoredDtype::Block(f), tiled_blocks(f, seed, n)),
         };
         Ok(TensorBytes { name, dtype, shape: shape.to_vec(), bytes: Cow::Owned(bytes) })
     }
+}
+
+/// `n` values of format `f` at the matrices' scale: 64 blocks quantized from ~U(-0.05, 0.05),
+/// repeated in an order drawn from `seed` (quantizing every block would take minutes for the
+/// larger shapes; the kernels' work does not depend on the values).
+fn tiled_blocks(f: BlockFormat, seed: u64, n: usize) -> Vec<u8> {
+    let templates = quant::quantize(f, &uniform(seed, 64 * f.block_elements(), 0.05));
+    let picks = uniform(seed ^ 0x5DEE_CE66, n / f.block_elements(), 1.0);
+    let mut bytes = Vec::with_capacity(n / f.block_elements() * f.block_bytes());
+    for pick in picks {
+        let i = ((pick + 1.0) * 32.0) as usize % 64;
+        bytes.extend_from_slice(&templates[i * f.block_bytes()..(i + 1) * f.block_bytes()]);
+    }
+    bytes
 }
 
 fn uniform(seed: u64, n: usize, scale: f32) -> Vec<f32> {

@@ -37,6 +37,15 @@ impl WeightDtype {
         }
     }
 
+    /// Bytes per value on average (a block's bytes over its values for a block format).
+    pub fn bytes_per_value(self) -> f64 {
+        match self {
+            WeightDtype::F32 => 4.0,
+            WeightDtype::F16 => 2.0,
+            WeightDtype::Block(f) => f.block_bytes() as f64 / f.block_elements() as f64,
+        }
+    }
+
     /// The FORMAT override constant of the kernels that read weights.
     pub fn shader_format(self) -> u8 {
         match self {
