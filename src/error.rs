@@ -17,6 +17,10 @@ pub enum Error {
     #[error("safetensors {path}: {reason}")]
     Safetensors { path: String, reason: String },
 
+    /// A GGUF file is malformed or truncated (also a GGUF header read from a prefix of its file).
+    #[error("GGUF {path}: {reason}")]
+    Gguf { path: String, reason: String },
+
     /// A tensor is missing or has the wrong shape or dtype.
     #[error("tensor `{name}`: {reason}")]
     Tensor { name: String, reason: String },

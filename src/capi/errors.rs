@@ -52,7 +52,7 @@ impl From<Error> for Failure {
     fn from(e: Error) -> Self {
         let status = match &e {
             Error::Io { .. } => MW_ERR_IO,
-            Error::Config { .. } | Error::Safetensors { .. } | Error::Tensor { .. } => MW_ERR_MODEL,
+            Error::Config { .. } | Error::Safetensors { .. } | Error::Gguf { .. } | Error::Tensor { .. } => MW_ERR_MODEL,
             Error::InvalidArgument { .. } => MW_ERR_INVALID_ARGUMENT,
             Error::Tokenizer { .. } => MW_ERR_TOKENIZER,
             Error::Snapshot { .. } => MW_ERR_SNAPSHOT,
