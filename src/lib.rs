@@ -33,6 +33,7 @@ pub mod generate;
 pub mod gpu;
 pub mod model;
 pub mod ops;
+pub mod perplexity;
 pub mod quant;
 pub mod reference;
 pub mod sampling;

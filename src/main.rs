@@ -24,6 +24,7 @@ fn main() {
         Command::Generate(args) => cli::generate_cmd::run(args),
         Command::Chat(args) => cli::chat::run(args),
         Command::Bench(args) => cli::bench_cmd::run(args),
+        Command::Perplexity(args) => cli::perplexity_cmd::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Info { adapter } => cli::info::run(adapter.as_deref()),
     };

@@ -23,6 +23,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure prefill and decode speed against the adapter's own read bandwidth
     Bench(BenchArgs),
+    /// Perplexity of a text file: exp of the mean negative log-likelihood of its tokens
+    Perplexity(PerplexityArgs),
     /// An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) that keeps
     /// each conversation's state
     Serve(ServeArgs),
@@ -59,6 +61,22 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes
     #[arg(long, default_value_t = 4 << 20, value_name = "BYTES")]
     pub max_body_bytes: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct PerplexityArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The UTF-8 text to score
+    #[arg(long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Reset the state every N tokens (the first token of each window is then not scored).
+    /// Default: the state carries across the whole file
+    #[arg(long, value_name = "N")]
+    pub context: Option<usize>,
+    /// Print only `{"perplexity": ..., "tokens": ...}` on stdout
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

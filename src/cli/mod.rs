@@ -8,6 +8,7 @@ pub mod info;
 pub mod interrupt;
 pub mod load;
 pub mod model_path;
+pub mod perplexity_cmd;
 pub mod serve;
 pub mod state_file;
 
