@@ -30,6 +30,7 @@
 pub mod chat_template;
 pub mod error;
 pub mod generate;
+pub mod gguf;
 pub mod gpu;
 pub mod model;
 pub mod ops;

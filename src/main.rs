@@ -25,6 +25,7 @@ fn main() {
         Command::Chat(args) => cli::chat::run(args),
         Command::Bench(args) => cli::bench_cmd::run(args),
         Command::Perplexity(args) => cli::perplexity_cmd::run(args),
+        Command::Quantize(args) => cli::quantize_cmd::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Info { adapter } => cli::info::run(adapter.as_deref()),
     };

@@ -64,6 +64,18 @@ impl Tokenizer {
         Ok(Self { inner, eos_id, name: name.to_string() })
     }
 
+    /// Wraps a tokenizer built in code (a GGUF file's vocabulary); `eos_id` is the
+    /// end-of-sequence id its source names, else the one guessed as for a tokenizer.json.
+    pub fn from_tokenizers(inner: tokenizers::Tokenizer, eos_id: Option<u32>, name: &str) -> Self {
+        let eos_id = eos_id.or_else(|| EOS_CANDIDATES.iter().find_map(|t| inner.token_to_id(t)));
+        Self { inner, eos_id, name: name.to_string() }
+    }
+
+    /// The tokenizer as `tokenizer.json` text (what `quantize` embeds in a GGUF file).
+    pub fn to_json(&self) -> Result<String> {
+        self.inner.to_string(false).map_err(|e| self.error(e))
+    }
+
     /// Token ids of `text`, without special tokens (no BOS/EOS): the prompt
     /// is fed to the model exactly as written.
     ///

@@ -7,10 +7,10 @@ mod common;
 use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
 use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
-use mamba_wgpu::ops::linear::{linear, Activation, InputNorm, Linear};
 use mamba_wgpu::model::checkpoint::TensorBytes;
 use mamba_wgpu::model::weight_mix::{MatrixRole, WeightMix};
 use mamba_wgpu::model::weights::{load_weights, HostSink, TensorSink};
+use mamba_wgpu::ops::linear::{linear, Activation, InputNorm, Linear};
 use mamba_wgpu::quant::{self, BlockFormat};
 use mamba_wgpu::reference::{self, RefState};
 use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
@@ -194,7 +194,14 @@ fn dequantization_matches_the_gguf_package() {
             });
             ctx.queue.write_buffer(&ids_buf, 0, bytemuck::cast_slice(&ids));
             let out = storage(&ctx, "out", rows * d);
-            run(&ctx, |rec| mamba_wgpu::ops::embedding::embedding(rec, &table, TensorView::u32(&ids_buf, rows as u32, 1), TensorView::f32(&out, rows as u32, d as u32)));
+            run(&ctx, |rec| {
+                mamba_wgpu::ops::embedding::embedding(
+                    rec,
+                    &table,
+                    TensorView::u32(&ids_buf, rows as u32, 1),
+                    TensorView::f32(&out, rows as u32, d as u32),
+                )
+            });
             assert_close(&format!("{name}.{set}values on the GPU"), &read(&ctx, &out, rows * d), &want, 1e-6);
         }
     }

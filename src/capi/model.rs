@@ -10,8 +10,9 @@ use super::errors::{c_str, copy_out, guard, slice, write, CResult, Failure};
 use super::{free, handle, into_raw, mw_status, Handle};
 use crate::chat_template::ChatTemplate;
 use crate::error::Error;
+use crate::gguf::{self, GgufCheckpoint};
 use crate::tokenizer::Tokenizer;
-use crate::{hub_cache, Checkpoint, LoadOptions, Model, WeightDtype};
+use crate::{hub_cache, Checkpoint, LoadOptions, Model, TensorSource, WeightDtype};
 
 /// "No token": an end-of-sequence id a model does not have.
 pub const MW_NO_TOKEN: u32 = u32::MAX;
@@ -81,7 +82,7 @@ impl LoadedModel {
         self.tokenizer.as_ref().ok_or_else(|| {
             Failure::new(
                 mw_status::MW_ERR_TOKENIZER,
-                format!("{} has no tokenizer.json (give mw_load_options.tokenizer_path, or work with token ids)", self.model.source),
+                format!("{} has no tokenizer (give mw_load_options.tokenizer_path, or work with token ids)", self.model.source),
             )
         })
     }
@@ -114,9 +115,9 @@ pub unsafe extern "C" fn mw_load_defaults(options: *mut mw_load_options) -> mw_s
     guard(|| write(options, "options", mw_load_options::default()))
 }
 
-/// Loads a model folder (config.json + safetensors or pytorch_model.bin), or a Hugging Face
-/// repo id (`owner/name`) found in the local cache, onto the context's GPU, with the chat
-/// template of its tokenizer_config.json (if any).
+/// Loads a model folder (config.json + safetensors or pytorch_model.bin), a Hugging Face repo
+/// id (`owner/name`) found in the local cache, or a GGUF file, onto the context's GPU, with the
+/// chat template of its tokenizer_config.json (a GGUF file's own), if any.
 ///
 /// # Safety
 /// `ctx` is NULL or a context handle; `model` is NULL or a NUL-terminated string; `options`
@@ -142,50 +143,109 @@ pub unsafe extern "C" fn mw_model_load(
             2 => Some(WeightDtype::F16),
             other => return Err(Failure::invalid("options.weight_dtype", format!("{other} is not an mw_weight_dtype (0, 1 or 2)"))),
         };
-        if name.to_ascii_lowercase().ends_with(".gguf") {
-            return Err(Failure::new(
-                mw_status::MW_ERR_UNSUPPORTED,
-                format!("{name}: GGUF files are not supported yet; give a folder with config.json and model.safetensors, or a Hugging Face repo id in the local cache"),
-            ));
-        }
-        let dir = hub_cache::resolve_local(name)?;
-        // The tokenizer first: a missing one fails before the weights upload.
-        let tokenizer = match tokenizer_path {
-            Some(path) => Some(Tokenizer::from_file(Path::new(path))?),
-            None => {
-                let path = dir.join("tokenizer.json");
-                if path.is_file() {
-                    Some(Tokenizer::from_file(&path)?)
-                } else {
-                    None
-                }
-            }
+        let load = LoadOptions { weight_dtype, ..Default::default() };
+        let loaded = if is_gguf(name) {
+            load_gguf(ctx, Path::new(name), tokenizer_path, config_path, load)?
+        } else {
+            load_folder(ctx, name, tokenizer_path, config_path, load)?
         };
-        // The chat template before the weights upload: a broken one fails the load, naming its file.
-        let template = match config_path {
-            Some(path) => ChatTemplate::from_file(Path::new(path)),
-            None => ChatTemplate::from_model_folder(&dir),
-        }
-        .map_err(|e| match e {
-            Error::InvalidArgument { name, reason } => Failure::new(mw_status::MW_ERR_MODEL, format!("{name}: {reason}")),
-            other => Failure::from(other),
-        })?;
-        if !dir.join("config.json").is_file() {
-            return Err(Error::io(
-                dir.join("config.json").display(),
-                "not found: a model folder needs config.json and model.safetensors (or pytorch_model.bin)",
-            )
-            .into());
-        }
-        let checkpoint = Checkpoint::open(&dir)?;
-        if let Some(tok) = &tokenizer {
-            tok.check_fits(checkpoint.config.vocab_size)?;
-        }
-        let loaded = pollster::block_on(Model::load_checked(ctx, &checkpoint, LoadOptions { weight_dtype, ..Default::default() }, &mut |_| {}))?;
-        let eos = loaded.config.eos_ids_or(tokenizer.as_ref().and_then(Tokenizer::eos_id));
-        let inner = Arc::new(LoadedModel { model: Arc::new(loaded), tokenizer, eos, template });
-        write(out, "out", into_raw(mw_model { tag: mw_model::TAG, inner }))
+        write(out, "out", into_raw(mw_model { tag: mw_model::TAG, inner: Arc::new(loaded) }))
     })
+}
+
+/// A name ending in .gguf, or an existing file that starts with GGUF's magic.
+fn is_gguf(name: &str) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    name.to_ascii_lowercase().ends_with(".gguf")
+        || (Path::new(name).is_file() && std::fs::File::open(name).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && gguf::has_magic(&magic))
+}
+
+/// The chat template of `config_path` (a tokenizer_config.json), else `default`'s; one that
+/// does not compile fails the load, naming its file.
+fn template_or(config_path: Option<&str>, default: impl FnOnce() -> crate::Result<ChatTemplate>) -> CResult<ChatTemplate> {
+    match config_path {
+        Some(path) => ChatTemplate::from_file(Path::new(path)),
+        None => default(),
+    }
+    .map_err(|e| match e {
+        Error::InvalidArgument { name, reason } => Failure::new(mw_status::MW_ERR_MODEL, format!("{name}: {reason}")),
+        other => Failure::from(other),
+    })
+}
+
+/// Uploads `ckpt` with its tokenizer (checked to fit) and chat template.
+fn upload(
+    ctx: Arc<crate::GpuContext>,
+    ckpt: &impl TensorSource,
+    tokenizer: Option<Tokenizer>,
+    template: ChatTemplate,
+    options: LoadOptions,
+) -> CResult<LoadedModel> {
+    if let Some(tok) = &tokenizer {
+        tok.check_fits(ckpt.config().vocab_size)?;
+    }
+    let loaded = pollster::block_on(Model::load_checked(ctx, ckpt, options, &mut |_| {}))?;
+    let eos = loaded.config.eos_ids_or(tokenizer.as_ref().and_then(Tokenizer::eos_id));
+    Ok(LoadedModel { model: Arc::new(loaded), tokenizer, eos, template })
+}
+
+/// A model folder or a repo id in the Hugging Face cache.
+fn load_folder(
+    ctx: Arc<crate::GpuContext>,
+    name: &str,
+    tokenizer_path: Option<&str>,
+    config_path: Option<&str>,
+    options: LoadOptions,
+) -> CResult<LoadedModel> {
+    let dir = hub_cache::resolve_local(name)?;
+    // The tokenizer first: a missing one fails before the weights upload.
+    let tokenizer = match tokenizer_path {
+        Some(path) => Some(Tokenizer::from_file(Path::new(path))?),
+        None => {
+            let path = dir.join("tokenizer.json");
+            if path.is_file() {
+                Some(Tokenizer::from_file(&path)?)
+            } else {
+                None
+            }
+        }
+    };
+    // The chat template before the weights upload.
+    let template = template_or(config_path, || ChatTemplate::from_model_folder(&dir))?;
+    if !dir.join("config.json").is_file() {
+        return Err(Error::io(
+            dir.join("config.json").display(),
+            "not found: a model folder needs config.json and model.safetensors (or pytorch_model.bin)",
+        )
+        .into());
+    }
+    upload(ctx, &Checkpoint::open(&dir)?, tokenizer, template, options)
+}
+
+/// A GGUF file, with the tokenizer and chat template it embeds unless the options name others.
+/// An embedded tokenizer that cannot be built (another tokenizer model) leaves the model to
+/// token ids, with a warning in the log.
+fn load_gguf(
+    ctx: Arc<crate::GpuContext>,
+    path: &Path,
+    tokenizer_path: Option<&str>,
+    config_path: Option<&str>,
+    options: LoadOptions,
+) -> CResult<LoadedModel> {
+    let file = GgufCheckpoint::open(path)?;
+    let tokenizer = match tokenizer_path {
+        Some(path) => Some(Tokenizer::from_file(Path::new(path))?),
+        None => match gguf::tokenizer_from_header(&file.header, file.source_name(), file.config.vocab_size) {
+            Ok(tokenizer) => Some(tokenizer),
+            Err(e) => {
+                log::warn!("{e}; the model works with token ids only");
+                None
+            }
+        },
+    };
+    let template = template_or(config_path, || gguf::chat_template_from_header(&file.header, file.source_name()))?;
+    upload(ctx, &file, tokenizer, template, options)
 }
 
 /// Sizes and ids of a loaded model.

@@ -23,6 +23,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// Measure prefill and decode speed against the adapter's own read bandwidth
     Bench(BenchArgs),
+    /// Write a model as a GGUF file (llama.cpp's format), its matrices quantized
+    Quantize(QuantizeArgs),
     /// Perplexity of a text file: exp of the mean negative log-likelihood of its tokens
     Perplexity(PerplexityArgs),
     /// An OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions) that keeps
@@ -321,4 +323,45 @@ mod tests {
         assert_eq!(unescape(r"a\tb\\c\q"), "a\tb\\c\\q");
         assert_eq!(unescape("trailing\\"), "trailing\\");
     }
+}
+
+#[derive(Args, Debug)]
+pub struct QuantizeArgs {
+    /// Model folder (config.json + safetensors) or Hugging Face repo id; default: the built-in model
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Tokenizer file (tokenizer.json) to embed instead of the model's own
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+    /// Storage of the matrices: a block format (the output matrix in q6_k, q8_0 for q8_0, as
+    /// llama.cpp does; q4_k_m and q5_k_m are llama.cpp's medium mixes, which for Mamba's tensors
+    /// are the same), or f16 / f32
+    #[arg(long = "type", value_enum, value_name = "TYPE")]
+    pub kind: QuantizeType,
+    /// The output matrix's storage (the LM head, or the embedding tied to it)
+    #[arg(long, value_enum, value_name = "TYPE")]
+    pub output_type: Option<QuantizeType>,
+    /// The GGUF file to write
+    #[arg(long, value_name = "FILE.gguf")]
+    pub out: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum QuantizeType {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_0")]
+    Q4_0,
+    #[value(name = "q4_k")]
+    Q4K,
+    #[value(name = "q4_k_m")]
+    Q4KM,
+    #[value(name = "q5_k")]
+    Q5K,
+    #[value(name = "q5_k_m")]
+    Q5KM,
+    #[value(name = "q6_k")]
+    Q6K,
 }

@@ -156,12 +156,12 @@ pub fn run(args: &GenerateArgs) -> Result<()> {
     Ok(())
 }
 
-/// The files this run reads, which --save-state must not overwrite: the model folder's files,
-/// the prompt file and the loaded state. (A repo id's files live in the Hugging Face cache,
+/// The files this run reads, which --save-state must not overwrite: the model folder's files
+/// (or the GGUF file), the prompt file and the loaded state. (A repo id's files live in the Hugging Face cache,
 /// under names no state file takes; resolving one here could download it.)
 fn run_inputs(args: &GenerateArgs) -> Vec<PathBuf> {
     let mut inputs: Vec<PathBuf> = args.prompt_file.iter().chain(&args.load_state).cloned().collect();
-    if let Some(dir) = args.model.model.as_deref().map(Path::new).filter(|p| p.is_dir()) {
+    if let Some(dir) = args.model.model.as_deref().map(Path::new).filter(|p| p.exists()) {
         inputs.extend(model_path::model_files(dir));
     }
     inputs

@@ -9,6 +9,7 @@ pub mod interrupt;
 pub mod load;
 pub mod model_path;
 pub mod perplexity_cmd;
+pub mod quantize_cmd;
 pub mod serve;
 pub mod state_file;
 

@@ -1,5 +1,5 @@
-//! What `--model` names: nothing (the built-in model), a folder, or a Hugging Face repo id
-//! found in the local Hugging Face cache (downloaded there first with the `hub` feature).
+//! What `--model` names: nothing (the built-in model), a folder, a GGUF file, or a Hugging Face
+//! repo id found in the local Hugging Face cache (downloaded there first with the `hub` feature).
 
 use std::path::{Path, PathBuf};
 
@@ -12,6 +12,8 @@ pub enum ModelSource {
     #[cfg_attr(not(feature = "embedded-model"), allow(dead_code))]
     Embedded,
     Folder(PathBuf),
+    /// A GGUF file (llama.cpp's format): config, weights and usually the tokenizer in one.
+    Gguf(PathBuf),
 }
 
 pub fn resolve(arg: Option<&str>) -> Result<ModelSource> {
@@ -21,7 +23,13 @@ pub fn resolve(arg: Option<&str>) -> Result<ModelSource> {
         return Ok(ModelSource::Folder(path.to_path_buf()));
     }
     if path.exists() {
-        return Err(Error::io(arg, "is a file; --model takes a folder with config.json and model.safetensors (or pytorch_model.bin)"));
+        if is_gguf(path) {
+            return Ok(ModelSource::Gguf(path.to_path_buf()));
+        }
+        return Err(Error::io(
+            arg,
+            "is a file but not a GGUF file; --model takes a .gguf file or a folder with config.json and model.safetensors (or pytorch_model.bin)",
+        ));
     }
     if !is_repo_id(arg) {
         return Err(Error::io(arg, "model folder not found"));
@@ -31,6 +39,17 @@ pub fn resolve(arg: Option<&str>) -> Result<ModelSource> {
         return Ok(ModelSource::Folder(dir));
     }
     download(&cache, arg).map(ModelSource::Folder)
+}
+
+/// A file named *.gguf, or one that starts with GGUF's magic (a malformed .gguf file is then
+/// the GGUF reader's to explain).
+fn is_gguf(path: &Path) -> bool {
+    use std::io::Read;
+    if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+        return true;
+    }
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && mamba_wgpu::gguf::has_magic(&magic)
 }
 
 #[cfg(feature = "embedded-model")]
@@ -101,8 +120,11 @@ fn download(cache: &Path, repo: &str) -> Result<PathBuf> {
 }
 
 /// The files of a model folder that a run reads (configs, tokenizer, safetensors and their
-/// index, pytorch_model.bin), for what --save-state must not overwrite.
+/// index, pytorch_model.bin), or the GGUF file itself, for what --save-state must not overwrite.
 pub fn model_files(dir: &Path) -> Vec<PathBuf> {
+    if dir.is_file() {
+        return vec![dir.to_path_buf()];
+    }
     const NAMED: [&str; 7] = [
         "config.json",
         "tokenizer.json",

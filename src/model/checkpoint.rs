@@ -24,7 +24,7 @@ pub enum ShardBytes {
 }
 
 impl ShardBytes {
-    fn as_slice(&self) -> &[u8] {
+    pub fn as_slice(&self) -> &[u8] {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             ShardBytes::Mapped(map) => map,

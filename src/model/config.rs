@@ -19,6 +19,9 @@ pub enum Naming {
     HuggingFace,
     /// `backbone.embedding.weight` (state-spaces `MambaLMHeadModel`)
     StateSpaces,
+    /// llama.cpp's GGUF names (`token_embd.weight`, `blk.N.ssm_in.weight`, ...), with its
+    /// layouts: A stored as -exp(A_log), 2-D conv weights (src/gguf/)
+    Gguf,
 }
 
 /// The model family: which mixer each layer runs.
@@ -238,7 +241,9 @@ impl MambaConfig {
         config.validate(f.path)
     }
 
-    fn validate(self, path: &str) -> Result<Self> {
+    /// Checks the sizes and epsilons every family needs (also of configs built from GGUF
+    /// metadata).
+    pub(crate) fn validate(self, path: &str) -> Result<Self> {
         let checks = [
             ("vocab_size", self.vocab_size),
             ("hidden size", self.d_model),

@@ -164,10 +164,10 @@ int main(int argc, char **argv) {
     EXPECT(mw_context_new("no adapter has this name", &none), MW_ERR_NO_ADAPTER, "no adapter has this name");
     CHECK(none == NULL);
 
-    /* Bad model paths name the path; GGUF is not supported yet. */
+    /* Bad model paths name the path, a GGUF file's too. */
     EXPECT(mw_model_load(ctx, "/nonexistent/model-dir", NULL, &model), MW_ERR_IO, "/nonexistent/model-dir");
     CHECK(model == NULL);
-    EXPECT(mw_model_load(ctx, "weights.gguf", NULL, &model), MW_ERR_UNSUPPORTED, "GGUF");
+    EXPECT(mw_model_load(ctx, "weights.gguf", NULL, &model), MW_ERR_IO, "weights.gguf");
     EXPECT(mw_model_load(ctx, "nobody-here/no-such-model", NULL, &model), MW_ERR_IO, "Hugging Face cache");
     EXPECT(mw_model_load(ctx, NULL, NULL, &model), MW_ERR_NULL_POINTER, "`model`");
     EXPECT(mw_model_load(ctx, "\xff\xfe", NULL, &model), MW_ERR_INVALID_UTF8, "`model`");
