@@ -58,7 +58,7 @@
  * thread, or from inside its own generation callback) fails with MW_ERR_BUSY. Give each
  * thread its own session. Calls block until the GPU work is done.
  *
- * Not supported yet: GGUF files (MW_ERR_UNSUPPORTED), sessions of more than one sequence
+ * Not supported yet: sessions of more than one sequence
  * (the Rust API has batches; a C session is batch 1), downloading models (load a folder, or
  * a repo id already in the local Hugging Face cache, e.g. fetched with
  * `huggingface-cli download OWNER/NAME`).
@@ -85,7 +85,7 @@ typedef enum mw_status {
     MW_ERR_BUFFER_TOO_SMALL = 4, /* the needed size was stored; nothing else was written */
     MW_ERR_IO = 5,               /* a file or folder is missing or unreadable */
     MW_ERR_MODEL = 6,            /* config.json, the safetensors files or a tensor are wrong */
-    MW_ERR_UNSUPPORTED = 7,      /* e.g. a GGUF file */
+    MW_ERR_UNSUPPORTED = 7,      /* something this version does not do */
     MW_ERR_TOKENIZER = 8,        /* no tokenizer, a bad tokenizer.json, or one of another model */
     MW_ERR_SNAPSHOT = 9,         /* a snapshot of another model, or damaged bytes */
     MW_ERR_NO_ADAPTER = 10,      /* no GPU adapter (or none matching the name given) */
@@ -167,10 +167,13 @@ mw_status mw_load_defaults(mw_load_options *options);
  *     model.safetensors.index.json, or pytorch_model.bin), F32/F16/BF16: Mamba-1,
  *     FalconMamba and Mamba-2 checkpoints;
  *   - or a Hugging Face repo id (OWNER/NAME) found in the local Hugging Face cache
- *     ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is downloaded.
+ *     ($HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub); nothing is downloaded;
+ *   - or a GGUF file (llama.cpp's format, arch mamba or mamba2; F32/F16/BF16, Q8_0, Q4_0,
+ *     Q4_K, Q5_K, Q6_K tensors) with the tokenizer and chat template it embeds; a tokenizer
+ *     that cannot be built (not byte-level BPE) leaves the model to token ids.
  * The chat template for mw_chat_render comes from tokenizer_config.json in the folder (or
  * options->tokenizer_config_path): one that is not JSON or does not compile is MW_ERR_MODEL,
- * naming the file. A GGUF file is not supported yet (MW_ERR_UNSUPPORTED). options may be NULL
+ * naming the file. options may be NULL
  * (the defaults). Errors name the path at fault (mw_last_error). On success *out receives a model the caller
  * owns (free with mw_model_free); on failure *out is set to NULL. Blocks while the weights
  * upload. Any thread; several loads may run at once on one context. */

@@ -61,7 +61,7 @@ pub fn tokenizer_from_header(h: &GgufHeader, name: &str, model_vocab: usize) -> 
         .enumerate()
         .map(|(i, m)| {
             // llama.cpp splits at the first space after the first byte.
-            let at = m.get(1..).and_then(|rest| rest.find(' ')).map(|p| p + 1).ok_or_else(|| err(format!("merge {i} `{m}` is not two tokens")))?;
+            let at = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1).ok_or_else(|| err(format!("merge {i} `{m}` is not two tokens")))?;
             Ok((m[..at].to_string(), m[at + 1..].to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
