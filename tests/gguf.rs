@@ -103,14 +103,16 @@ fn gguf_models_run_as_the_folders_on_the_gpu() {
     let ctx = common::ctx();
     for name in FIXTURES {
         let dir = common::fixture(name);
-        let gguf = GgufCheckpoint::open(&fixture_f32(&dir)).unwrap();
+        let file = fixture_f32(&dir);
+        // Model::open takes a GGUF file as it takes a folder.
+        let from_file = Model::open(ctx.clone(), &file, LoadOptions::default()).unwrap();
         let mut folder = Checkpoint::open(&dir).unwrap();
-        folder.config.mixer_rms_eps = gguf.config.mixer_rms_eps;
+        folder.config.mixer_rms_eps = from_file.config.mixer_rms_eps;
+        let from_folder = Model::load(ctx.clone(), &folder, LoadOptions::default(), &mut |_| {}).unwrap();
         let prompts = Fixture::load(name).prompts;
         let mut runs = Vec::new();
-        for source in [&gguf as &dyn Loadable, &folder] {
-            let model = Arc::new(source.load(ctx.clone()));
-            let mut session = Session::new(model, prompts.len()).unwrap();
+        for model in [from_file, from_folder] {
+            let mut session = Session::new(Arc::new(model), prompts.len()).unwrap();
             let logits = pollster::block_on(session.prefill_all_logits(&prompts)).unwrap();
             session.reset();
             let mut next = pollster::block_on(session.prefill_greedy(&prompts)).unwrap();
@@ -124,17 +126,6 @@ fn gguf_models_run_as_the_folders_on_the_gpu() {
         let (max_abs, _) = common::assert_close(&format!("{name} logits"), &runs[0].0, &runs[1].0, TOL);
         assert_eq!(runs[0].1, runs[1].1, "{name}: greedy tokens differ");
         println!("{name}: logits max abs diff {max_abs:.1e}, greedy tokens equal");
-    }
-}
-
-/// Both checkpoint kinds, for one loop over them.
-trait Loadable {
-    fn load(&self, ctx: Arc<mamba_wgpu::GpuContext>) -> Model;
-}
-
-impl<T: TensorSource> Loadable for T {
-    fn load(&self, ctx: Arc<mamba_wgpu::GpuContext>) -> Model {
-        Model::load(ctx, self, LoadOptions::default(), &mut |_| {}).unwrap()
     }
 }
 
@@ -338,6 +329,15 @@ fn a_tokenizer_that_cannot_be_built_leaves_token_ids() {
     assert!(out.stderr.contains("warning:") && out.stderr.contains("`llama`"), "{}", out.stderr);
     let out = run(&["generate", "--model", &file.path_str(), "--prompt", "hello", "--max-tokens", "2"], &RunOpts::default());
     check_error(&out, &[&file.path_str(), "`llama`", "--prompt-ids"]);
+
+    // --tokenizer gives such a file a tokenizer: the shipped model's text, as from its folder.
+    let shipped = shipped_f16();
+    let file = TempFile::new("shipped-llama-vocab.gguf", &rewrite(&shipped, |m, _| set(m, "tokenizer.ggml.model", Value::String("llama".into()))));
+    let generate = |model: &str, more: &[&str]| {
+        run_ok(&[&["generate", "--model", model, "--prompt", "ROMEO:", "--max-tokens", "16", "--greedy"][..], more].concat()).stdout
+    };
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/models/shakespeare-mamba");
+    assert_eq!(generate(&file.path_str(), &["--tokenizer", SHIPPED_TOKENIZER]), generate(folder, &[]));
 }
 
 /// Bytes changed at random in a file's header, or cut at random, never panic: each is a file

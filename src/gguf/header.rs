@@ -447,3 +447,135 @@ fn check_no_overlap(r: &Reader, tensors: &[TensorInfo]) -> Parse<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(out: &mut Vec<u8>, s: &str) {
+        out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+
+    /// A v3 header: `kvs` as (key, type id, value bytes), tensors as (name, dims, type, offset).
+    fn file(kvs: &[(&str, u32, Vec<u8>)], tensors: &[(&str, &[u64], u32, u64)]) -> Vec<u8> {
+        let mut out = b"GGUF".to_vec();
+        out.extend_from_slice(&3u32.to_le_bytes());
+        out.extend_from_slice(&(tensors.len() as u64).to_le_bytes());
+        out.extend_from_slice(&(kvs.len() as u64).to_le_bytes());
+        for (key, t, value) in kvs {
+            string(&mut out, key);
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(value);
+        }
+        for (name, dims, t, offset) in tensors {
+            string(&mut out, name);
+            out.extend_from_slice(&(dims.len() as u32).to_le_bytes());
+            dims.iter().for_each(|d| out.extend_from_slice(&d.to_le_bytes()));
+            out.extend_from_slice(&t.to_le_bytes());
+            out.extend_from_slice(&offset.to_le_bytes());
+        }
+        out
+    }
+
+    /// An array's type, count and element bytes.
+    fn array(t: u32, n: u64, elements: &[u8]) -> Vec<u8> {
+        [&t.to_le_bytes()[..], &n.to_le_bytes(), elements].concat()
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        GgufHeader::parse(bytes, "t.gguf").err().expect("refused").to_string()
+    }
+
+    #[test]
+    fn every_value_type_and_nested_arrays() {
+        let mut strings = Vec::new();
+        string(&mut strings, "a b");
+        string(&mut strings, "ü");
+        let inner = [array(4, 1, &7u32.to_le_bytes()), array(7, 2, &[1, 0])].concat();
+        let kvs = [
+            ("u8", 0, vec![200]),
+            ("i8", 1, vec![0xff]),
+            ("u16", 2, 513u16.to_le_bytes().to_vec()),
+            ("i16", 3, (-2i16).to_le_bytes().to_vec()),
+            ("u32", 4, 7u32.to_le_bytes().to_vec()),
+            ("i32", 5, (-3i32).to_le_bytes().to_vec()),
+            ("f32", 6, 1.5f32.to_le_bytes().to_vec()),
+            ("bool", 7, vec![1]),
+            ("str", 8, [3u64.to_le_bytes().to_vec(), b"abc".to_vec()].concat()),
+            ("strs", 9, array(8, 2, &strings)),
+            ("nested", 9, array(9, 2, &inner)),
+            ("u64", 10, u64::MAX.to_le_bytes().to_vec()),
+            ("i64", 11, (-5i64).to_le_bytes().to_vec()),
+            ("f64", 12, 0.25f64.to_le_bytes().to_vec()),
+            ("general.alignment", 4, 64u32.to_le_bytes().to_vec()),
+        ];
+        let bytes = file(&kvs, &[("w", &[32, 3], GGML_TYPE_F16, 0), ("q", &[64, 2], BlockFormat::Q8_0.ggml_type(), 192)]);
+        let h = GgufHeader::parse(&bytes, "t.gguf").unwrap();
+        let want = [
+            Value::U8(200),
+            Value::I8(-1),
+            Value::U16(513),
+            Value::I16(-2),
+            Value::U32(7),
+            Value::I32(-3),
+            Value::F32(1.5),
+            Value::Bool(true),
+            Value::String("abc".into()),
+            Value::Array(Array::String(vec!["a b".into(), "ü".into()])),
+            Value::Array(Array::Array(vec![Array::U32(vec![7]), Array::Bool(vec![true, false])])),
+            Value::U64(u64::MAX),
+            Value::I64(-5),
+            Value::F64(0.25),
+            Value::U32(64),
+        ];
+        let got: Vec<&Value> = h.metadata().iter().map(|(_, v)| v).collect();
+        assert_eq!(got, want.iter().collect::<Vec<_>>());
+        assert_eq!((h.alignment, h.data_start % 64, h.get("str").and_then(Value::as_str)), (64, 0, Some("abc")));
+        let q = h.tensor("q").unwrap();
+        assert_eq!((q.shape(), q.dtype, q.byte_len), (vec![2, 64], StoredDtype::Block(BlockFormat::Q8_0), 4 * 34));
+        assert_eq!(h.data_end(), h.data_start + 192 + 136);
+        assert!(h.check_file_len(h.data_end() - 1, "t.gguf").unwrap_err().to_string().contains("`q`"));
+    }
+
+    #[test]
+    fn counts_and_lengths_are_checked_before_allocating() {
+        let huge = file(&[("a", 9, array(4, u64::MAX / 4, &[]))], &[]);
+        assert!(error(&huge).contains("more than 64 MiB"), "{}", error(&huge));
+        let mut many = file(&[], &[]);
+        many[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(error(&many).contains("more than 64 MiB"), "{}", error(&many));
+        let long_string = file(&[("s", 8, u64::MAX.to_le_bytes().to_vec())], &[]);
+        assert!(error(&long_string).contains("more than 64 MiB"));
+        let mut deep = array(4, 0, &[]);
+        for _ in 0..MAX_ARRAY_DEPTH {
+            deep = array(9, 1, &deep);
+        }
+        assert!(error(&file(&[("deep", 9, deep)], &[])).contains("nests arrays more than"));
+        // A prefix: how many bytes the header needs at least.
+        let ok = file(&[("k", 4, 1u32.to_le_bytes().to_vec())], &[]);
+        assert!(matches!(GgufHeader::parse_prefix(&ok[..10], "t").unwrap(), Parsed::NeedBytes(16)));
+        assert!(matches!(GgufHeader::parse_prefix(&ok[..24], "t").unwrap(), Parsed::NeedBytes(36)));
+    }
+
+    #[test]
+    fn malformed_entries_are_named() {
+        let cases: [(Vec<u8>, &str); 9] = [
+            (file(&[("b", 7, vec![2])], &[]), "metadata `b` holds 2 as a BOOL"),
+            (file(&[("t", 13, vec![])], &[]), "metadata `t` has value type 13"),
+            (file(&[("k", 0, vec![1]), ("k", 0, vec![2])], &[]), "`k` appears twice"),
+            (file(&[("general.alignment", 4, 24u32.to_le_bytes().to_vec())], &[]), "general.alignment"),
+            (file(&[("s", 8, [1u64.to_le_bytes().to_vec(), vec![0xff]].concat())], &[]), "metadata `s` is not UTF-8"),
+            (file(&[], &[("w", &[1, 1, 1, 1, 1], 0, 0)]), "tensor `w` has 5 dimensions"),
+            (file(&[], &[("w", &[4], 0, 8)]), "`w`'s data offset 8 is not a multiple of the alignment 32"),
+            (file(&[], &[("w", &[48], BlockFormat::Q4K.ggml_type(), 0)]), "not whole q4_k blocks"),
+            (file(&[], &[("w", &[u64::MAX, 2], 0, 0)]), "too many elements"),
+        ];
+        for (bytes, needle) in cases {
+            let e = error(&bytes);
+            assert!(e.contains(needle) && e.contains("t.gguf"), "`{needle}` missing from: {e}");
+        }
+        let long_name = "x".repeat(MAX_TENSOR_NAME);
+        assert!(error(&file(&[], &[(&long_name, &[4], 0, 0)])).contains("bytes long"));
+    }
+}

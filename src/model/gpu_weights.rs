@@ -146,10 +146,13 @@ impl Model {
         }
     }
 
-    /// Opens and uploads a model folder (config.json + safetensors).
+    /// Opens and uploads a model folder (config.json + safetensors), or a GGUF file.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(ctx: Arc<GpuContext>, dir: &std::path::Path, options: LoadOptions) -> Result<Self> {
-        Self::load(ctx, &super::Checkpoint::open(dir)?, options, &mut |_| {})
+    pub fn open(ctx: Arc<GpuContext>, path: &std::path::Path, options: LoadOptions) -> Result<Self> {
+        if path.is_file() {
+            return Self::load(ctx, &crate::gguf::GgufCheckpoint::open(path)?, options, &mut |_| {});
+        }
+        Self::load(ctx, &super::Checkpoint::open(path)?, options, &mut |_| {})
     }
 
     /// Bytes of GPU memory the weights occupy.
