@@ -364,3 +364,22 @@ fn damaged_headers_never_panic() {
         }
     }
 }
+
+/// The GGUF fuzz target's seeds (fuzz/seeds/gguf, tiny FalconMamba and Mamba-2 models with a
+/// tokenizer and a chat template) load whole, so fuzzing starts from files that reach every
+/// part of the reader.
+#[test]
+fn fuzz_seeds_are_whole_models() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/gguf");
+    let mut families = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let gguf = GgufCheckpoint::open(&entry.unwrap().path()).unwrap();
+        load_weights(&gguf, &mut HostSink).unwrap();
+        let tok = tokenizer_from_header(&gguf.header, gguf.source_name(), gguf.config.vocab_size).unwrap();
+        assert_eq!(tok.encode("ab a").unwrap(), vec![3, 4, 1]);
+        assert!(!mamba_wgpu::gguf::chat_template_from_header(&gguf.header, gguf.source_name()).unwrap().is_plain());
+        families.push(gguf.config.family);
+    }
+    families.sort_by_key(|f| f.model_type());
+    assert_eq!(families, [Family::FalconMamba, Family::Mamba2]);
+}

@@ -113,13 +113,13 @@ pub struct BenchArgs {
 
 #[derive(Args, Debug)]
 pub struct ModelArgs {
-    /// Model folder (config.json, model.safetensors, tokenizer.json) or Hugging Face repo id
-    /// (owner/name, read from the local Hugging Face cache). Default: the built-in
-    /// shakespeare-mamba model
-    #[arg(long, short = 'm', value_name = "DIR|REPO_ID")]
+    /// Model folder (config.json, model.safetensors, tokenizer.json), GGUF file (llama.cpp's
+    /// format, tokenizer embedded) or Hugging Face repo id (owner/name, read from the local
+    /// Hugging Face cache). Default: the built-in shakespeare-mamba model
+    #[arg(long, short = 'm', value_name = "DIR|FILE.gguf|REPO_ID")]
     pub model: Option<String>,
-    /// Tokenizer file (a `tokenizers` tokenizer.json) to use instead of the model's own; the
-    /// state-spaces checkpoints ship none (theirs is EleutherAI/gpt-neox-20b's)
+    /// Tokenizer file (a `tokenizers` tokenizer.json) to use instead of the model's own (or the
+    /// GGUF file's); the state-spaces checkpoints ship none (theirs is EleutherAI/gpt-neox-20b's)
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
     /// Pick the GPU adapter: its number in `mamba-wgpu info`'s list, or text its line contains

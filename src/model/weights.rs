@@ -193,10 +193,8 @@ pub fn load_weights<S: TensorSink>(ckpt: &impl TensorSource, sink: &mut S) -> Re
     check_no_unknown_tensors(ckpt)?;
     let embedding_role = if c.tie_embeddings { MatrixRole::TiedEmbedding } else { MatrixRole::Embedding };
     let embedding = sink.matrix(ckpt.tensor(Part::Embedding.field(c.naming), &[c.vocab_size, c.d_model])?, embedding_role)?;
-    let mut layers = Vec::with_capacity(c.n_layer);
-    for i in 0..c.n_layer {
-        layers.push(load_layer(ckpt, c, i, sink)?);
-    }
+    // Grown as layers load, not reserved: a file may claim millions of layers it lacks.
+    let layers = (0..c.n_layer).map(|i| load_layer(ckpt, c, i, sink)).collect::<Result<Vec<_>>>()?;
     let norm_f = sink.vector(ckpt.tensor(Part::NormF.field(c.naming), &[c.d_model])?)?;
     // Tied checkpoints usually omit lm_head.weight; the state-spaces ones may store a copy.
     let head = Part::LmHead.field(c.naming);
