@@ -3,8 +3,9 @@
 //! Runs Mamba-1 selective state-space language models (Gu & Dao, 2023) on any GPU through
 //! `wgpu` compute shaders: Vulkan, Metal and DX12 natively, WebGPU in the browser.
 //!
-//! - Loads Hugging Face checkpoints (`config.json`, `model.safetensors` or shards, F32/F16/BF16)
-//!   and the original state-spaces naming.
+//! - Loads Hugging Face checkpoints (`config.json`, `model.safetensors` or shards, F32/F16/BF16),
+//!   the original state-spaces naming, and llama.cpp's GGUF files ([`gguf`]; Q8_0, Q4_0 and the
+//!   K-quants uploaded as stored).
 //! - The whole forward pass runs in WGSL kernels (`shaders/`): embedding, fused residual +
 //!   RMSNorm, tiled matmul / matrix-vector products, causal conv1d + SiLU, dt projection +
 //!   softplus, a chunked parallel selective scan for prompts and a one-step scan for decoding.

@@ -5,7 +5,8 @@
 #
 # Targets (fuzz/fuzz_targets/): config (config.json), safetensors (a model file's header and
 # tensors), shard_index (model.safetensors.index.json), state_file (--load-state files),
-# torch_bin (pytorch_model.bin: the zip container and the restricted pickle machine).
+# torch_bin (pytorch_model.bin: the zip container and the restricted pickle machine), gguf (a
+# GGUF file: header, config, tensors, embedded tokenizer).
 # Each corpus (fuzz/corpus/TARGET, not in git) starts from the repository's fixtures and
 # fuzz/seeds/TARGET. A crash leaves its input in fuzz/artifacts/TARGET and fails the script.
 #
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-600}
 shift || true
 targets=("$@")
-if [ ${#targets[@]} -eq 0 ]; then targets=(config safetensors shard_index state_file torch_bin); fi
+if [ ${#targets[@]} -eq 0 ]; then targets=(config safetensors shard_index state_file torch_bin gguf); fi
 
 for target in "${targets[@]}"; do
   corpus=fuzz/corpus/$target
