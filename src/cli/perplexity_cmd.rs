@@ -1,6 +1,7 @@
 //! `mamba-wgpu perplexity`: the perplexity of a text file (src/perplexity.rs says which tokens
-//! are scored). The text is encoded as written, with no BOS or other special token added: the
-//! tokenizers of Mamba models (GPT-NeoX's, the built-in model's) add none either.
+//! are scored). The text is encoded as written (`Tokenizer::encode`): no BOS or other special
+//! token is added, even by a tokenizer whose template would add one; those of Mamba models
+//! (GPT-NeoX's, the built-in model's) add none, so for them this is the tokenizer's own choice.
 //!
 //! stdout gets the result only (three `name: value` lines, or one JSON object with --json);
 //! the progress bar (on a terminal) and the summary go to stderr.
