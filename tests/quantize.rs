@@ -5,6 +5,8 @@
 //! tools/test.sh installs them into a venv and sets MAMBA_TEST_PYTHON); without them the test
 //! fails and says so.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -126,4 +128,49 @@ fn quantize_rejects_bad_arguments() {
     let (code, _, stderr) = cli(&["quantize", "--model", "/nonexistent-model", "--type", "q8_0", "--out", "/tmp/x.gguf"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(stderr.contains("/nonexistent-model"), "{stderr}");
+}
+
+/// A GGUF file streamed tensor by tensor (as the browser reads File slices: header from a
+/// prefix, matrices uploaded as they come) gives the model the mapped file gives: the same
+/// logits, bit for bit; a tensor of the wrong length or one never given is an error naming it.
+#[test]
+fn streamed_gguf_loads_like_the_mapped_file() {
+    use mamba_wgpu::gguf::{GgufCheckpoint, GgufHeader, Parsed, StreamedGguf};
+    use mamba_wgpu::{LoadOptions, Model, Session};
+    let path = scratch("streamed").join("q4_k_m.gguf");
+    quantize(SHIPPED, "q4_k_m", &path);
+    let bytes = std::fs::read(&path).unwrap();
+    let ctx = common::ctx();
+    let name = path.display().to_string();
+    // The header from a prefix, as the page reads it: a prefix too short asks for more.
+    let (mut len, mut asked) = (64usize, 0);
+    let header = loop {
+        match GgufHeader::parse_prefix(&bytes[..len], &name).unwrap() {
+            Parsed::Header(h) => break h,
+            Parsed::NeedBytes(n) => {
+                asked += 1;
+                assert!(n as usize > len && asked < 64, "asked for {n} bytes after {len}");
+                len = (n as usize).max(2 * len).min(bytes.len());
+            }
+        }
+    };
+    assert!(asked > 0, "64 bytes cannot hold the header");
+    let logits = |model: Model| {
+        let mut s = Session::new(std::sync::Arc::new(model), 1).unwrap();
+        pollster::block_on(s.prefill(&[vec![5, 17, 300, 2000, 9]])).unwrap()
+    };
+    let mut streamed = StreamedGguf::new(header.clone(), &name).unwrap();
+    for slice in streamed.slices() {
+        let data = bytes[slice.offset as usize..(slice.offset + slice.len) as usize].to_vec();
+        streamed.add(&ctx, &slice.name, data).unwrap();
+    }
+    let want = logits(Model::load(ctx.clone(), &GgufCheckpoint::open(&path).unwrap(), LoadOptions::default(), &mut |_| {}).unwrap());
+    assert_eq!(logits(streamed.finish(ctx.clone(), &mut |_| {}).unwrap()), want);
+
+    let mut short = StreamedGguf::new(header.clone(), &name).unwrap();
+    let first = short.slices().remove(0);
+    let err = short.add(&ctx, &first.name, vec![0; first.len as usize - 1]).err().expect("a short tensor");
+    assert!(err.to_string().contains(&first.name), "{err}");
+    let err = short.finish(ctx, &mut |_| {}).err().expect("tensors missing");
+    assert!(err.to_string().contains("was not given"), "{err}");
 }

@@ -8,6 +8,8 @@
 //! - `config.rs`: the `MambaConfig` of the `mamba` and `mamba2` architectures' keys;
 //! - `checkpoint.rs`: `GgufCheckpoint`, a `TensorSource` over the file's bytes (memory-mapped
 //!   natively), its quantized tensors handed on as blocks;
+//! - `streamed.rs`: `StreamedGguf`, a file loaded tensor by tensor as its bytes arrive (the
+//!   browser's File slices);
 //! - `tokenizer.rs`: the embedded `gpt2` (byte-level BPE) tokenizer and chat template;
 //! - `writer.rs`, `export.rs`: writing GGUF files, and a model as one.
 
@@ -15,6 +17,7 @@ mod checkpoint;
 mod config;
 pub mod export;
 mod header;
+mod streamed;
 mod tokenizer;
 pub mod value;
 pub mod writer;
@@ -25,6 +28,7 @@ pub use header::{
     dtype_of_ggml_type, ggml_type_of, GgufHeader, Parsed, TensorInfo, DEFAULT_ALIGNMENT, GGML_TYPE_BF16, GGML_TYPE_F16, GGML_TYPE_F32,
     MAX_HEADER_BYTES,
 };
+pub use streamed::{StreamedGguf, TensorSlice};
 pub use tokenizer::{chat_template_from_header, tokenizer_from_header};
 pub use value::{Array, Value, ValueType};
 

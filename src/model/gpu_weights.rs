@@ -1,5 +1,6 @@
 //! Uploading a checkpoint's tensors to the GPU, one tensor at a time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::checkpoint::{StoredDtype, TensorBytes, TensorSource};
@@ -42,6 +43,8 @@ pub struct Model {
 struct GpuSink<'a> {
     ctx: &'a GpuContext,
     mix: Option<WeightMix>,
+    /// Matrices already on the GPU, by tensor name (Model::load_uploaded).
+    uploaded: HashMap<String, GpuWeight>,
     chosen: Option<WeightDtype>,
     hasher: Fnv,
     progress: &'a mut dyn FnMut(u64),
@@ -72,30 +75,24 @@ impl GpuSink<'_> {
     fn storage_of(&self, t: &TensorBytes<'_>, role: MatrixRole, cols: usize) -> WeightDtype {
         match self.mix {
             Some(mix) => mix.storage(role, cols),
-            None => match t.dtype {
-                StoredDtype::F32 => WeightDtype::F32,
-                StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
-                StoredDtype::Block(f) => WeightDtype::Block(f),
-            },
+            None => stored_storage(t.dtype),
         }
     }
 
-    /// Uploads matrix `t` as a weight. The first mixer matrix's storage is the model's
-    /// `weight_dtype`.
+    /// Uploads matrix `t` as a weight (or takes it from `uploaded`). The first mixer matrix's
+    /// storage is the model's `weight_dtype`.
     fn upload_matrix(&mut self, t: &TensorBytes<'_>, role: MatrixRole) -> Result<GpuWeight> {
-        let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
-        let dtype = self.storage_of(t, role, cols);
-        if role == MatrixRole::Mixer {
-            self.chosen.get_or_insert(dtype);
-        }
-        let weight = match dtype {
-            WeightDtype::F32 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F32(&t.to_f32()))?,
-            WeightDtype::F16 => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits()))?,
-            WeightDtype::Block(f) if t.dtype == StoredDtype::Block(f) => {
-                GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::Blocks(f, &t.bytes))?
+        let (rows, cols) = (t.shape[0], t.shape[1..].iter().product::<usize>());
+        let weight = match self.uploaded.remove(t.name) {
+            Some(w) if (w.rows as usize, w.cols as usize) == (rows, cols) => w,
+            Some(w) => {
+                return Err(crate::Error::tensor(t.name, format!("was uploaded as ({}, {}), the model needs ({rows}, {cols})", w.rows, w.cols)))
             }
-            WeightDtype::Block(f) => GpuWeight::upload(self.ctx, t.name, rows, cols, WeightData::Blocks(f, &quant::quantize(f, &t.to_f32())))?,
+            None => upload_matrix_as(self.ctx, t, self.storage_of(t, role, cols))?,
         };
+        if role == MatrixRole::Mixer {
+            self.chosen.get_or_insert(weight.dtype);
+        }
         self.advance(t);
         Ok(weight)
     }
@@ -106,9 +103,43 @@ impl GpuSink<'_> {
     }
 }
 
+/// Matrix `t` uploaded in storage `dtype` (converted, or quantized on the CPU, where `t` is
+/// stored otherwise).
+pub fn upload_matrix_as(ctx: &GpuContext, t: &TensorBytes<'_>, dtype: WeightDtype) -> Result<GpuWeight> {
+    let (rows, cols) = (t.shape[0], t.shape[1..].iter().product());
+    match dtype {
+        WeightDtype::F32 => GpuWeight::upload(ctx, t.name, rows, cols, WeightData::F32(&t.to_f32())),
+        WeightDtype::F16 => GpuWeight::upload(ctx, t.name, rows, cols, WeightData::F16(&t.to_f16_bits())),
+        WeightDtype::Block(f) if t.dtype == StoredDtype::Block(f) => GpuWeight::upload(ctx, t.name, rows, cols, WeightData::Blocks(f, &t.bytes)),
+        WeightDtype::Block(f) => GpuWeight::upload(ctx, t.name, rows, cols, WeightData::Blocks(f, &quant::quantize(f, &t.to_f32()))),
+    }
+}
+
+/// The storage a matrix stored as `dtype` keeps when no other is asked for: bf16 becomes f16.
+pub fn stored_storage(dtype: StoredDtype) -> WeightDtype {
+    match dtype {
+        StoredDtype::F32 => WeightDtype::F32,
+        StoredDtype::F16 | StoredDtype::BF16 => WeightDtype::F16,
+        StoredDtype::Block(f) => WeightDtype::Block(f),
+    }
+}
+
 impl Model {
     /// Uploads every tensor of `ckpt`. `progress` receives the bytes of tensor data done so far.
     pub fn load(ctx: Arc<GpuContext>, ckpt: &impl TensorSource, options: LoadOptions, progress: &mut dyn FnMut(u64)) -> Result<Self> {
+        Self::load_uploaded(ctx, ckpt, options, HashMap::new(), progress)
+    }
+
+    /// `load`, with the matrices of `uploaded` (by tensor name) already on the GPU: `ckpt`'s
+    /// bytes of those are not read. The browser uploads a GGUF file's matrices as it reads
+    /// them from disk, so the file is never whole in memory, then loads the rest here.
+    pub fn load_uploaded(
+        ctx: Arc<GpuContext>,
+        ckpt: &impl TensorSource,
+        options: LoadOptions,
+        uploaded: HashMap<String, GpuWeight>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Self> {
         let c = ckpt.config();
         // Mamba-1's chunked scan keeps a carry of d_state per channel in workgroup memory;
         // Mamba-2's decode step keeps a channel's states in registers.
@@ -123,7 +154,7 @@ impl Model {
             });
         }
         let mix = options.weight_dtype.map(|matrices| WeightMix { matrices, output: options.output_dtype });
-        let mut sink = GpuSink { ctx: &ctx, mix, chosen: None, hasher: Fnv::new(), progress, done: 0 };
+        let mut sink = GpuSink { ctx: &ctx, mix, uploaded, chosen: None, hasher: Fnv::new(), progress, done: 0 };
         sink.hasher.write(format!("{:?}", ckpt.config()).as_bytes());
         let weights = load_weights(ckpt, &mut sink)?;
         let weight_dtype = sink.chosen.unwrap_or(WeightDtype::F32);
