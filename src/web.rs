@@ -35,9 +35,10 @@ use crate::bench::synthetic::{self, SyntheticModel};
 use crate::chat_template::{ChatTemplate, Message};
 use crate::error::{Error, Result};
 use crate::generate::{now_seconds, FinishReason, GenerationStats, Generator, StopConditions};
+use crate::gguf::{tokenizer_from_header, GgufHeader, Parsed, StreamedGguf};
 use crate::gpu::{GpuContext, WeightDtype};
 use crate::model::checkpoint::ShardBytes;
-use crate::model::{Checkpoint, LoadOptions, Model};
+use crate::model::{Checkpoint, LoadOptions, Model, TensorSource};
 use crate::sampling::{Sampler, SamplingParams, DEFAULT_MAX_TOKENS, GENERATION_DEFAULTS};
 use crate::session::Session;
 use crate::tokenizer::Tokenizer;
@@ -70,6 +71,8 @@ pub struct MambaEngine {
     /// The first GPU error WebGPU reported since the last check (validation, out of memory):
     /// WebGPU reports them asynchronously instead of failing the call.
     gpu_error: Arc<Mutex<Option<String>>>,
+    /// A GGUF file being loaded tensor by tensor (ggufOpen .. ggufFinish).
+    gguf: Rc<RefCell<Option<StreamedGguf>>>,
 }
 
 /// Options of `generate` and `generateIds`, as a plain JS object; absent fields take the CLI's
@@ -145,7 +148,7 @@ impl MambaEngine {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| e.to_string());
         }));
-        Ok(MambaEngine { ctx, slot: Rc::new(RefCell::new(Slot::Empty)), stop: Rc::new(Cell::new(false)), gpu_error })
+        Ok(MambaEngine { ctx, slot: Rc::new(RefCell::new(Slot::Empty)), stop: Rc::new(Cell::new(false)), gpu_error, gguf: Rc::new(RefCell::new(None)) })
     }
 
     /// The adapter in use: `{name, backend, device_type, driver, shader_f16, max_storage_binding_bytes,
@@ -197,6 +200,81 @@ impl MambaEngine {
             if let Some(e) = scoped.into_iter().flatten().next() {
                 return Err(js_error(Error::Gpu(format!("uploading {name} to the GPU failed: {e}"))).into());
             }
+            let info = model_info(&loaded);
+            *slot.borrow_mut() = Slot::Ready(Box::new(loaded));
+            Ok(info)
+        })
+    }
+
+    /// Starts loading a GGUF file from its first bytes (`prefix`; `name` labels errors), so
+    /// that the file is never whole in memory. Returns `{need: n}` when the header goes on
+    /// past the prefix (call again with at least n bytes), else `{tensors: [[name, offset,
+    /// length], ...], bytes}`: pass each tensor's slice of the file to `ggufTensor`, in any
+    /// order, then call `ggufFinish`. Frees the model loaded before.
+    #[wasm_bindgen(js_name = ggufOpen)]
+    pub fn gguf_open(&self, prefix: &[u8], name: String) -> std::result::Result<JsValue, JsError> {
+        if matches!(*self.slot.borrow(), Slot::Busy) {
+            return Err(js_error(busy()));
+        }
+        *self.slot.borrow_mut() = Slot::Empty;
+        *self.gguf.borrow_mut() = None;
+        let header = match GgufHeader::parse_prefix(prefix, &name).map_err(js_error)? {
+            Parsed::NeedBytes(n) => return Ok(to_js(&serde_json::json!({ "need": n }))),
+            Parsed::Header(header) => header,
+        };
+        let streamed = StreamedGguf::new(header, &name).map_err(js_error)?;
+        let slices = streamed.slices();
+        let tensors: Vec<_> = slices.iter().map(|s| serde_json::json!([s.name, s.offset, s.len])).collect();
+        let bytes: u64 = slices.iter().map(|s| s.len).sum();
+        *self.gguf.borrow_mut() = Some(streamed);
+        Ok(to_js(&serde_json::json!({ "tensors": tensors, "bytes": bytes })))
+    }
+
+    /// One tensor's bytes of the GGUF file `ggufOpen` started: a matrix goes to the GPU now.
+    #[wasm_bindgen(js_name = ggufTensor)]
+    pub fn gguf_tensor(&self, name: String, bytes: Vec<u8>) -> std::result::Result<(), JsError> {
+        let mut gguf = self.gguf.borrow_mut();
+        let streamed = gguf.as_mut().ok_or_else(|| js_error(Error::invalid("ggufTensor", "no GGUF file is being loaded (call ggufOpen first)")))?;
+        streamed.add(&self.ctx, &name, bytes).map_err(js_error)
+    }
+
+    /// Ends a GGUF load once every tensor was given: the model, with the file's tokenizer (or
+    /// `tokenizer_json`, a tokenizer.json text that replaces it; a file whose tokenizer cannot
+    /// be built loads for `generateIds` only, with a console warning). Resolves to `modelInfo()`.
+    #[wasm_bindgen(js_name = ggufFinish)]
+    pub fn gguf_finish(&self, tokenizer_json: Option<String>) -> Promise {
+        let (ctx, slot, gguf, gpu_error) = (self.ctx.clone(), self.slot.clone(), self.gguf.clone(), self.gpu_error.clone());
+        future_to_promise(async move {
+            let streamed = gguf.borrow_mut().take().ok_or_else(|| js_error(Error::invalid("ggufFinish", "no GGUF file is being loaded")))?;
+            check_gpu(&gpu_error).map_err(js_error)?;
+            let name = streamed.source_name().to_string();
+            let tokenizer = match tokenizer_json {
+                Some(json) => Some(Tokenizer::from_bytes(json.as_bytes(), &format!("{name} (tokenizer given)")).map_err(js_error)?),
+                None => match tokenizer_from_header(&streamed.header, &name, streamed.config.vocab_size) {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        web_sys::console::warn_1(&format!("mamba-wgpu: {e}; token ids only").into());
+                        None
+                    }
+                },
+            };
+            let out_of_memory = ctx.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let invalid = ctx.device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let model = streamed.finish(ctx.clone(), &mut |_| {});
+            let scoped = [invalid.pop().await, out_of_memory.pop().await];
+            let model = model.map_err(js_error)?;
+            if let Some(e) = scoped.into_iter().flatten().next() {
+                return Err(js_error(Error::Gpu(format!("uploading {name} to the GPU failed: {e}"))).into());
+            }
+            check_gpu(&gpu_error).map_err(js_error)?;
+            // wgpu's web types are not Send on wasm, so neither is Model; Session takes an Arc anyway.
+            #[allow(clippy::arc_with_non_send_sync)]
+            let model = Arc::new(model);
+            if let Some(tok) = &tokenizer {
+                tok.check_fits(model.config.vocab_size).map_err(js_error)?;
+            }
+            let session = Session::new(model.clone(), 1).map_err(js_error)?;
+            let loaded = Loaded { model, tokenizer, session, history: Vec::new(), pending: None };
             let info = model_info(&loaded);
             *slot.borrow_mut() = Slot::Ready(Box::new(loaded));
             Ok(info)
@@ -471,7 +549,7 @@ async fn benchmark(model: Arc<Model>, decode_tokens: usize) -> Result<serde_json
     }
     Ok(serde_json::json!({
         "model": model.source,
-        "weight_dtype": format!("{:?}", model.weight_dtype),
+        "weight_dtype": model.weight_dtype.name(),
         "prefill_tokens_per_s": prefill_tokens_per_s,
         "decode": decode,
         "fixed_costs": fixed_costs(&model.ctx).await?,
@@ -521,7 +599,7 @@ fn model_info(loaded: &Loaded) -> JsValue {
         "d_inner": c.d_inner,
         "n_layer": c.n_layer,
         "d_state": c.d_state,
-        "weight_dtype": format!("{:?}", m.weight_dtype),
+        "weight_dtype": m.weight_dtype.name(),
         "weight_bytes": m.weight_bytes(),
         "has_tokenizer": loaded.tokenizer.is_some(),
     }))

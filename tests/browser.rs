@@ -76,6 +76,28 @@ fn expected_text(root: &Path) -> Result<String, String> {
     json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))
 }
 
+/// The page's GGUF case: the shipped model written by `mamba-wgpu quantize --type q8_0`, and
+/// the CLI's greedy text on that file.
+fn gguf_case(root: &Path) -> Result<(PathBuf, String), String> {
+    let file = root.join("target").join("browser").join("shakespeare-q8_0.gguf");
+    std::fs::create_dir_all(file.parent().unwrap_or(root)).map_err(|e| e.to_string())?;
+    let cli = || Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
+    let quantize = run(cli().args(["quantize", "--model", SHIPPED_MODEL, "--type", "q8_0", "--out"]).arg(&file).current_dir(root), "mamba-wgpu quantize");
+    if !quantize.status.success() {
+        return Err(format!("`mamba-wgpu quantize` failed: {}", text(&quantize.stderr).trim()));
+    }
+    let output = run(
+        cli().args(["generate", "--model"]).arg(&file).args(["--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"]).current_dir(root),
+        "mamba-wgpu generate",
+    );
+    if !output.status.success() {
+        return Err(format!("`mamba-wgpu generate --model {}` failed: {}", file.display(), text(&output.stderr).trim()));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| format!("`mamba-wgpu generate --json` printed no JSON: {e}"))?;
+    let expected = json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))?;
+    Ok((file, expected))
+}
+
 /// Checks the tools, runs `web/build.sh` (once for both tests), and waits for the browser:
 /// one test drives Chromium at a time, since SwiftShader keeps every core busy.
 fn prepare(root: &Path) -> MutexGuard<'static, ()> {
@@ -108,6 +130,10 @@ fn demo_page_generates_in_headless_chromium() {
     match expected_text(&root) {
         Ok(expected) => e2e.env("E2E_EXPECTED_TEXT", expected).env_remove("E2E_EXPECTED_ERROR"),
         Err(reason) => e2e.env("E2E_EXPECTED_ERROR", reason).env_remove("E2E_EXPECTED_TEXT"),
+    };
+    match gguf_case(&root) {
+        Ok((file, expected)) => e2e.env("E2E_GGUF", file).env("E2E_GGUF_TEXT", expected).env_remove("E2E_GGUF_ERROR"),
+        Err(reason) => e2e.env("E2E_GGUF_ERROR", reason).env_remove("E2E_GGUF"),
     };
     let output = run(&mut e2e, "node web/test/e2e.mjs");
     print!("{}{}", text(&output.stdout), text(&output.stderr));

@@ -3,6 +3,7 @@
 //
 // URL parameters (all optional):
 //   model=PATH          model folder relative to this page (default models/shakespeare-mamba)
+//   saved=NAME          a GGUF file kept in this browser's storage (OPFS) by an earlier visit
 //   tokenizer=PATH      a tokenizer.json to use instead of the model folder's own (the
 //                       state-spaces checkpoints ship none); picked files may include one too
 //   prompt=TEXT         prompt text; prompt_ids=1,2,3 runs ids mode (output = the new ids)
@@ -20,7 +21,7 @@
 
 // 'mamba-wgpu' is the npm package web/build.sh makes (web/dist/npm/); index.html's import map
 // points the name at it, as an app's bundler or import map would at node_modules/mamba-wgpu.
-import init, { MambaEngine, fetchModel, readModelFiles, renderChat } from 'mamba-wgpu';
+import init, { MambaEngine, fetchModel, loadGguf, readModelFiles, renderChat } from 'mamba-wgpu';
 
 const DEFAULT_MODEL = 'models/shakespeare-mamba';
 const params = new URLSearchParams(location.search);
@@ -34,6 +35,7 @@ const ui = {
   progress: $('progress'), progressText: $('progress-text'),
   modelName: $('model-name'), modelDetails: $('model-details'), adapter: $('adapter'),
   folderInput: $('folder-input'), filesInput: $('files-input'), noWebgpu: $('no-webgpu'),
+  keep: $('keep-model'), saved: $('saved-models'), loadSaved: $('load-saved'),
 };
 
 let engine = null;
@@ -86,8 +88,77 @@ async function loadFromUrl(base) {
   await upload(files);
 }
 
-/** Loads a model from files the visitor picked (a folder or single files). */
+/** Loads a GGUF file (picked, or from the browser's storage) tensor by tensor: never whole in memory. */
+async function loadFromGguf(file, tokenizer = null) {
+  tokenizerConfig = null;
+  model = null;
+  updateButtons();
+  ui.modelName.textContent = file.name;
+  ui.modelDetails.textContent = 'loading…';
+  setProgress(0, `Reading ${file.name}…`);
+  const t0 = performance.now();
+  try {
+    model = await loadGguf(engine, file, {
+      tokenizer,
+      onProgress: (done, total) => setProgress(total ? done / total : null, `Uploading ${mb(done)} of ${mb(total)} to the GPU…`),
+    });
+  } catch (error) {
+    ui.modelDetails.textContent = 'not loaded';
+    throw error;
+  }
+  showModel((performance.now() - t0) / 1000);
+}
+
+/** The browser's own storage for models (the Origin Private File System), or null. */
+async function storageRoot() {
+  try {
+    return await navigator.storage?.getDirectory?.() ?? null;
+  } catch {
+    return null;
+  }
+}
+
+/** Copies a picked GGUF file into the browser's storage, for the next visit (?saved=NAME). */
+async function keepInBrowser(file) {
+  const root = await storageRoot();
+  if (!root || !ui.keep.checked) return;
+  setProgress(null, `Keeping ${file.name} in this browser's storage…`);
+  const handle = await root.getFileHandle(file.name, { create: true });
+  const writable = await handle.createWritable();
+  await writable.write(file); // streamed from disk by the browser
+  await writable.close();
+  document.body.dataset.saved = file.name;
+  await listSaved();
+  setProgress(1, `Ready; ${file.name} is kept in this browser (Load saved)`);
+}
+
+/** Fills the saved-models list with the GGUF files in the browser's storage. */
+async function listSaved() {
+  const root = await storageRoot();
+  const names = [];
+  if (root) for await (const [name, handle] of root.entries()) if (handle.kind === 'file' && name.endsWith('.gguf')) names.push(name);
+  ui.saved.replaceChildren(...names.sort().map((n) => new Option(n, n)));
+  ui.saved.hidden = ui.loadSaved.hidden = names.length === 0;
+}
+
+async function loadSaved(name) {
+  const root = await storageRoot();
+  if (!root) throw new Error('this browser has no storage for models (OPFS)');
+  const handle = await root.getFileHandle(name).catch(() => {
+    throw new Error(`${name} is not in this browser's storage`);
+  });
+  await loadFromGguf(await handle.getFile());
+}
+
+/** Loads a model from files the visitor picked (a folder or single files; or one .gguf file). */
 async function loadFromFiles(fileList) {
+  const gguf = [...fileList].find((f) => f.name.endsWith('.gguf'));
+  if (gguf) {
+    const tokenizerFile = [...fileList].find((f) => f.name === 'tokenizer.json');
+    await loadFromGguf(gguf, tokenizerFile ? await tokenizerFile.text() : null);
+    await keepInBrowser(gguf);
+    return;
+  }
   setProgress(0, 'Reading the picked files…');
   const files = await readModelFiles(fileList, {
     onProgress: (done, total) => setProgress(total ? done / total : null, `Reading weights: ${mb(done)} of ${mb(total)}`),
@@ -116,7 +187,10 @@ async function upload({ name, config, weights, tokenizer, tokenizerConfig: chatC
     ui.modelDetails.textContent = 'not loaded';
     throw error;
   }
-  const seconds = (performance.now() - t0) / 1000;
+  showModel((performance.now() - t0) / 1000);
+}
+
+function showModel(seconds) {
   setProgress(1, `Ready (uploaded in ${seconds.toFixed(1)} s)`);
   ui.modelDetails.textContent = `${model.model_type} · ${model.n_layer} layers · d_model ${model.d_model} · vocab ${model.vocab_size} · ` +
     `${model.weight_dtype} · ${mb(model.weight_bytes)}${model.has_tokenizer ? '' : ' · no tokenizer: ids only'}`;
@@ -132,7 +206,7 @@ function setIdsMode(on) {
 function updateButtons() {
   ui.generate.disabled = !model || running;
   ui.stop.disabled = !running;
-  ui.folderInput.disabled = ui.filesInput.disabled = !engine || running;
+  ui.folderInput.disabled = ui.filesInput.disabled = ui.loadSaved.disabled = !engine || running;
 }
 
 function parseIds(text) {
@@ -249,6 +323,18 @@ async function main() {
   ui.stop.addEventListener('click', () => engine?.stop());
   ui.folderInput.addEventListener('change', pickFiles);
   ui.filesInput.addEventListener('change', pickFiles);
+  ui.loadSaved.addEventListener('click', async () => {
+    if (running || !ui.saved.value) return;
+    clearError();
+    setStatus('loading');
+    try {
+      await loadSaved(ui.saved.value);
+      setStatus('ready');
+    } catch (error) {
+      setProgress(0, 'Loading failed');
+      showError(error);
+    }
+  });
   updateButtons();
 
   // The engine asks for the same adapter; asking here first tells "no WebGPU" apart from
@@ -273,7 +359,9 @@ async function main() {
     const fallback = adapter.isFallbackAdapter || info.isFallbackAdapter ? ', software fallback' : '';
     ui.adapter.textContent = `${name} (${a.backend}, ${a.device_type}${fallback}${a.shader_f16 ? ', shader-f16' : ''})`;
     updateButtons();
-    await loadFromUrl(params.get('model') || DEFAULT_MODEL);
+    await listSaved();
+    if (params.has('saved')) await loadSaved(params.get('saved'));
+    else await loadFromUrl(params.get('model') || DEFAULT_MODEL);
     setStatus('ready');
   } catch (error) {
     setProgress(0, 'Loading failed');

@@ -46,8 +46,8 @@ export interface ModelInfo {
   d_inner: number;
   n_layer: number;
   d_state: number;
-  /** How the weights are stored on the GPU: `"F32"` or `"F16"`. */
-  weight_dtype: 'F32' | 'F16' | (string & {});
+  /** How the mixer's matrices are stored on the GPU: `"f32"`, `"f16"`, or a GGUF block format. */
+  weight_dtype: 'f32' | 'f16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k' | (string & {});
   /** Bytes of weights on the GPU. */
   weight_bytes: number;
   /** False without a tokenizer.json: then only `generateIds` works. */
@@ -156,6 +156,20 @@ export interface ChatMessage {
  */
 export function renderChat(tokenizerConfig: string | null, messages: ChatMessage[], addGenerationPrompt: boolean): string;
 
+export interface LoadGgufOptions {
+  /** Follows the bytes read from the file and uploaded. */
+  onProgress?: ProgressCallback;
+  /** A tokenizer.json text to use instead of the one the file embeds. */
+  tokenizer?: string | null;
+}
+
+/**
+ * Loads a GGUF file (a File or Blob, e.g. from `<input type="file">` or the Origin Private File
+ * System) tensor by tensor: its header from the first bytes, then each tensor's slice, uploaded
+ * before the next is read, so the file is never whole in memory. Resolves to `ModelInfo`.
+ */
+export function loadGguf(engine: MambaEngine, file: Blob & { name?: string }, options?: LoadGgufOptions): Promise<ModelInfo>;
+
 export interface FetchModelOptions {
   /** Follows the download of the weights. */
   onProgress?: ProgressCallback;
@@ -208,6 +222,17 @@ export class MambaEngine {
    * error messages. Replaces the model loaded before. Rejects while a generation runs.
    */
   loadModel(config: string, weights: Uint8Array | number[], tokenizer?: string | null, onProgress?: ProgressCallback | null, name?: string | null): Promise<ModelInfo>;
+  /**
+   * Starts loading a GGUF file from its first bytes (`name` labels errors; the model loaded
+   * before is freed). `{need}`: the header goes on past the prefix, call again with at least
+   * `need` bytes. Else the tensors' slices of the file, `[name, offset, length]` in file order:
+   * pass each to `ggufTensor`, then call `ggufFinish`. `loadGguf` does all of it for a File.
+   */
+  ggufOpen(prefix: Uint8Array, name: string): { need: number } | { tensors: [string, number, number][]; bytes: number };
+  /** One tensor's bytes of the file `ggufOpen` started; a matrix goes to the GPU at once. */
+  ggufTensor(name: string, bytes: Uint8Array): void;
+  /** The model, once every tensor was given, with the file's tokenizer or `tokenizer` (tokenizer.json text) instead. */
+  ggufFinish(tokenizer?: string | null): Promise<ModelInfo>;
   /** The loaded model, or null. */
   modelInfo(): ModelInfo | null;
   /**

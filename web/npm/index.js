@@ -113,6 +113,34 @@ export async function fetchModel(url, options = {}) {
 }
 
 /**
+ * Loads a GGUF file (a File or Blob) tensor by tensor: the header from the file's first bytes
+ * (more when it is longer), then each tensor's slice, uploaded before the next is read, so the
+ * file is never whole in memory (a 7B model at 4 bits is 4 GB). `options.onProgress(done,
+ * total)` follows the tensor bytes; `options.tokenizer` replaces the embedded tokenizer.
+ * Resolves to the engine's `modelInfo()`.
+ */
+export async function loadGguf(engine, file, options = {}) {
+  const name = file.name ?? 'model.gguf';
+  let prefix = 1 << 20;
+  let opened;
+  for (;;) {
+    const head = new Uint8Array(await file.slice(0, Math.min(prefix, file.size)).arrayBuffer());
+    opened = engine.ggufOpen(head, name);
+    if (opened.need === undefined) break;
+    if (prefix >= file.size) throw new Error(`${name}: the header needs ${opened.need} bytes, the file has ${file.size}`);
+    prefix = Math.max(opened.need, 2 * prefix);
+  }
+  let done = 0;
+  for (const [tensor, offset, length] of opened.tensors) {
+    const bytes = new Uint8Array(await file.slice(offset, offset + length).arrayBuffer());
+    engine.ggufTensor(tensor, bytes);
+    done += length;
+    options.onProgress?.(done, opened.bytes);
+  }
+  return engine.ggufFinish(options.tokenizer ?? null);
+}
+
+/**
  * Reads a model from files the visitor picked (`<input type="file" webkitdirectory>` or
  * `multiple`, or drag and drop): `config.json`, `model.safetensors` or `pytorch_model.bin`, and
  * `tokenizer.json` if present. In a folder, the shallowest file of each name wins.

@@ -9,7 +9,11 @@
 //   (d) the page's benchmark mode (?bench=1) on the shipped model and a synthetic mamba-130m:
 //       prints its JSON and checks it holds both tokens-per-submit rows with their figures and
 //       the fixed costs (a submit's round trip, an empty dispatch); the JSON also goes to
-//       target/browser-bench.json.
+//       target/browser-bench.json;
+//   (e) a GGUF file (E2E_GGUF, made by `mamba-wgpu quantize`) picked in the file picker loads
+//       tensor by tensor and generates E2E_GGUF_TEXT (the CLI's greedy text on that file); the
+//       page keeps it in the browser's storage (OPFS), and a second page of the same browser
+//       profile loads it from there (?saved=NAME) and generates the same text.
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -20,7 +24,9 @@
 //   E2E_EXPECTED_ERROR          why the expected text could not be made (fails case (b))
 //   CHROMIUM                    the browser (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
-//   E2E_CASES                   the cases to run, e.g. "d" (default "abcd")
+//   E2E_CASES                   the cases to run, e.g. "d" (default "abcde")
+//   E2E_GGUF, E2E_GGUF_TEXT     case (e)'s file and expected text (E2E_GGUF_ERROR: why there
+//                               are none, which fails the case)
 //   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 16; the
 //                               synthetic mamba-130m decodes a quarter of them)
 // Exits 1 if any case fails. Never downloads a browser.
@@ -39,7 +45,7 @@ const prompt = process.env.E2E_PROMPT ?? 'ROMEO:';
 const maxTokens = Number(process.env.E2E_MAX_TOKENS || 20);
 const screenshotPath = path.join(here, 'screenshot.png');
 const FIXTURES = ['mamba1-tiny', 'falcon-mamba-tiny', 'mamba2-tiny'];
-const cases = new Set((process.env.E2E_CASES || 'abcd').split(''));
+const cases = new Set((process.env.E2E_CASES || 'abcde').split(''));
 // Where the benchmark mode's JSON is also written (tools/test.sh prints it).
 const benchPath = path.join(root, 'target', 'browser-bench.json');
 
@@ -226,6 +232,40 @@ async function main() {
       }
       check('benchmark mode: decode at 1 and at the adapter\'s tokens per submit, dispatches, prefill', ok, detail, logs);
       await page.close();
+    }
+
+    // (e) a GGUF file through the file picker, then from the browser's storage
+    if (cases.has('e')) {
+      const logs = [];
+      const file = process.env.E2E_GGUF;
+      const expected = process.env.E2E_GGUF_TEXT;
+      let ok = Boolean(file && expected !== undefined && existsSync(file));
+      let detail = ok ? '' : `no GGUF file to test: ${process.env.E2E_GGUF_ERROR || 'E2E_GGUF and E2E_GGUF_TEXT are unset'}`;
+      if (ok) {
+        const name = path.basename(file);
+        const context = await browser.newContext();
+        const query = `?prompt=${encodeURIComponent(prompt)}&max_tokens=${maxTokens}&temperature=0`;
+        const { page, result: first } = await runPage(context, base, query, logs, 'ready');
+        ok = first.status === 'ready';
+        detail = `initial load: ${first.status}`;
+        if (ok) {
+          await page.setInputFiles('#files-input', [file]);
+          await page.waitForFunction((n) => (document.body.dataset.saved === n && document.body.dataset.status === 'ready')
+            || document.body.dataset.status === 'error', name, { timeout: timeoutMs });
+          const picked = await generate(page);
+          ok = picked.status === 'done' && picked.output === expected;
+          detail += `; picked ${name}: ${picked.status}${picked.error ? ` (${picked.error})` : ''}, text ${picked.output === expected ? 'matches' : `differs: ${JSON.stringify(picked.output)}`}`;
+          const { page: again, result: saved } = await runPage(context, base, `${query}&saved=${encodeURIComponent(name)}&autorun=1`, logs);
+          const same = saved.status === 'done' && saved.output === expected;
+          ok = ok && same;
+          detail += `; from the browser's storage: ${saved.status}${saved.error ? ` (${saved.error})` : ''}, text ${same ? 'matches' : `differs: ${JSON.stringify(saved.output)}`}`;
+          await again.close();
+        }
+        detail += `\nexpected: ${JSON.stringify(expected)}`;
+        await page.close();
+        await context.close();
+      }
+      check('a GGUF file picked loads tensor by tensor, is kept in the browser (OPFS), and generates the CLI\'s text both times', ok, detail, logs);
     }
   } finally {
     await browser.close();
