@@ -305,3 +305,31 @@ fn quantized_models_match_the_reference_on_their_dequantized_weights() {
         }
     }
 }
+
+/// FalconMamba-7B's shape at q4_k_m (random weights of its exact shapes) loads within 4.5 GB of
+/// GPU memory, weights and one sequence's state together, on a device held to WebGPU's
+/// default 128 MiB per storage binding: every weight part fits one binding.
+#[test]
+fn falcon_mamba_7b_at_q4_k_m_fits_in_4_5_gb_and_webgpu_bindings() {
+    use mamba_wgpu::bench::synthetic::{config_for, SyntheticModel};
+    const BINDING: u64 = 128 << 20;
+    let ctx = common::own_ctx().with_max_binding_bytes(BINDING).unwrap();
+    let dtype = WeightDtype::Block(BlockFormat::Q4K);
+    let source = SyntheticModel { config: config_for("falcon-mamba-7b").unwrap(), name: "falcon-mamba-7b".into(), dtype };
+    let model = Model::load(ctx, &source, LoadOptions { weight_dtype: Some(dtype), ..Default::default() }, &mut |_| {}).unwrap();
+    let w = &model.weights;
+    let lm_head = w.lm_head.as_ref().expect("FalconMamba-7B's head is untied");
+    assert_eq!(lm_head.dtype, WeightDtype::Block(BlockFormat::Q6K), "the output matrix in Q6_K, as llama.cpp's q4_k_m");
+    assert_eq!(w.layers[0].in_proj.dtype, dtype);
+    let matrices = std::iter::once(&w.embedding).chain(std::iter::once(lm_head)).chain(w.layers.iter().flat_map(|l| [&l.in_proj, &l.out_proj]));
+    for m in matrices {
+        for part in &m.parts {
+            assert!(part.buffer.size() <= BINDING, "a part of {} bytes exceeds the binding", part.buffer.size());
+        }
+    }
+    let session = Session::new(std::sync::Arc::new(model), 1).unwrap();
+    let (state, _) = session.memory_bytes();
+    let total = session.model().weight_bytes() + state;
+    println!("falcon-mamba-7b q4_k_m: weights {:.2} GB + state {:.1} MB", session.model().weight_bytes() as f64 / 1e9, state as f64 / 1e6);
+    assert!(total <= 4_500_000_000, "{total} bytes");
+}

@@ -63,8 +63,12 @@ impl BenchOptions {
 /// each measurement, so a long run that is stopped keeps what it measured.
 pub fn run(options: &BenchOptions, log: &mut dyn FnMut(&str), progress: &mut dyn FnMut(&BenchReport)) -> Result<BenchReport> {
     // A bad --model fails before the probes spend their minutes.
-    if let Some(dir) = &options.model_dir {
-        Checkpoint::open(dir)?;
+    if let Some(path) = &options.model_dir {
+        if path.is_file() {
+            crate::gguf::GgufCheckpoint::open(path)?;
+        } else {
+            Checkpoint::open(path)?;
+        }
     }
     let ctx = pollster::block_on(GpuContext::new(options.adapter.as_deref()))?;
     log(&format!("adapter: {}", ctx.adapter));
@@ -163,6 +167,9 @@ impl ModelSpec {
             ModelSpec::Synthetic(name) => {
                 let source = synthetic::SyntheticModel { config: synthetic::config_for(name)?, name: name.clone(), dtype };
                 pollster::block_on(Model::load_checked(ctx.clone(), &source, options, &mut |_| {}))
+            }
+            ModelSpec::Folder(path) if path.is_file() => {
+                pollster::block_on(Model::load_checked(ctx.clone(), &crate::gguf::GgufCheckpoint::open(path)?, options, &mut |_| {}))
             }
             ModelSpec::Folder(dir) => pollster::block_on(Model::load_checked(ctx.clone(), &Checkpoint::open(dir)?, options, &mut |_| {})),
         }

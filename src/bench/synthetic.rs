@@ -85,8 +85,10 @@ impl TensorSource for SyntheticModel {
         &self.name
     }
 
+    /// Every tensor the config implies: no projection biases, an LM head where it is untied
+    /// (FalconMamba-7B).
     fn contains(&self, name: &str) -> bool {
-        !name.starts_with("lm_head") && !name.ends_with("proj.bias")
+        (!name.starts_with("lm_head") || !self.config.tie_embeddings) && !name.ends_with("proj.bias")
     }
 
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {

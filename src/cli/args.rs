@@ -100,7 +100,7 @@ pub struct BenchArgs {
     /// Prompt lengths for prefill; repeatable. Default: 128, 512, 2048, 8192 (--quick: 64)
     #[arg(long = "prompt-len", value_name = "L")]
     pub prompt_lens: Vec<usize>,
-    /// Benchmark this checkpoint folder instead of synthetic shapes
+    /// Benchmark this checkpoint folder (or GGUF file) instead of synthetic shapes
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
     /// Pick the GPU adapter: its number in `mamba-wgpu info`'s list, or text its line contains
