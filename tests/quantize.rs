@@ -174,3 +174,29 @@ fn streamed_gguf_loads_like_the_mapped_file() {
     let err = short.finish(ctx, &mut |_| {}).err().expect("tensors missing");
     assert!(err.to_string().contains("was not given"), "{err}");
 }
+
+/// quantize -> GGUF -> load is the model that `--dtype` quantizes at load from the folder: the
+/// same blocks, so the same logits, bit for bit (q8_0, q6_k, q4_k_m, q4_0 of the shipped model).
+#[test]
+fn quantized_files_load_as_the_folder_quantized_at_load() {
+    use mamba_wgpu::gguf::GgufCheckpoint;
+    use mamba_wgpu::quant::BlockFormat;
+    use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
+    let ctx = common::ctx();
+    let logits = |model: Model| {
+        let mut s = Session::new(std::sync::Arc::new(model), 1).unwrap();
+        let mut out = pollster::block_on(s.prefill(&[vec![7, 300, 11, 4000, 2]])).unwrap();
+        out.extend(pollster::block_on(s.step(&[42])).unwrap());
+        out
+    };
+    for (kind, format) in [("q8_0", BlockFormat::Q8_0), ("q6_k", BlockFormat::Q6K), ("q4_k_m", BlockFormat::Q4K), ("q4_0", BlockFormat::Q4_0)] {
+        let path = scratch("round-trip").join(format!("{kind}.gguf"));
+        quantize(SHIPPED, kind, &path);
+        let file = Model::load(ctx.clone(), &GgufCheckpoint::open(&path).unwrap(), LoadOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!(file.weight_dtype, WeightDtype::Block(format), "{kind}");
+        let options = LoadOptions { weight_dtype: Some(WeightDtype::Block(format)), ..Default::default() };
+        let folder = Model::load(ctx.clone(), &Checkpoint::open(Path::new(SHIPPED)).unwrap(), options, &mut |_| {}).unwrap();
+        assert_eq!(file.weight_bytes(), folder.weight_bytes(), "{kind}");
+        assert_eq!(logits(file), logits(folder), "{kind}: the GGUF file's logits differ from the folder quantized at load");
+    }
+}

@@ -7,6 +7,7 @@
 
 use std::io::Write;
 
+use super::header::{GGML_TYPE_F16, GGML_TYPE_F32};
 use super::writer::{GgufWriter, TensorStream};
 use crate::error::{Error, Result};
 use crate::gpu::WeightDtype;
@@ -15,10 +16,6 @@ use crate::model::config::MambaConfig;
 use crate::model::weight_mix::{MatrixRole, WeightMix};
 use crate::model::weights::{load_weights, TensorSink};
 use crate::quant::{self, BlockFormat};
-
-/// ggml's type ids of the float storages.
-const GGML_F32: u32 = 0;
-const GGML_F16: u32 = 1;
 
 /// The tokenizer to embed: a `tokenizer.json` (BPE) and the special ids of the model's config.
 pub struct TokenizerExport<'a> {
@@ -103,8 +100,8 @@ fn vector_shape(gguf: &str, shape: &[usize], c: &MambaConfig) -> Vec<usize> {
 
 fn ggml_type(dtype: WeightDtype) -> u32 {
     match dtype {
-        WeightDtype::F32 => GGML_F32,
-        WeightDtype::F16 => GGML_F16,
+        WeightDtype::F32 => GGML_TYPE_F32,
+        WeightDtype::F16 => GGML_TYPE_F16,
         WeightDtype::Block(f) => f.ggml_type(),
     }
 }
@@ -147,7 +144,7 @@ impl TensorSink for Plan<'_> {
     fn vector_mapped(&mut self, t: TensorBytes<'_>, _: fn(f32) -> f32) -> Result<()> {
         let name = gguf_name(t.name)?;
         let n: usize = t.shape.iter().product();
-        self.writer.tensor(&name, &vector_shape(&name, &t.shape, self.config), GGML_F32, 4 * n);
+        self.writer.tensor(&name, &vector_shape(&name, &t.shape, self.config), GGML_TYPE_F32, 4 * n);
         Ok(())
     }
 }

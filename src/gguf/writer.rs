@@ -2,17 +2,16 @@
 //! key-value pairs, then each tensor's name, dimensions, type and data offset), padding to the
 //! alignment, then the tensors' data, each starting at a multiple of the alignment.
 //!
+//! Data are aligned to GGUF's default 32 bytes (no `general.alignment` key is written).
 //! The tensor table comes before any data, so a writer first declares every tensor (name,
 //! shape, type, bytes) and then streams their data in the same order: a model is quantized
 //! and written one tensor at a time, never held whole in memory.
 
 use std::io::Write;
 
+use super::header::DEFAULT_ALIGNMENT as ALIGNMENT;
 use super::value::ValueType;
 use crate::error::{Error, Result};
-
-/// GGUF's default data alignment (no `general.alignment` key is written).
-pub const ALIGNMENT: u64 = 32;
 
 /// A tensor declared in the table: `dims` in GGUF's order (innermost first), `ggml_type` its
 /// element or block type, `bytes` the size of its data.
