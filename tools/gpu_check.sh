@@ -23,6 +23,8 @@
 #   mamba2   bench, mamba2-130m, 780m and 2.7b, f16, and the SSD scan's ratio at L=4096
 #                                                           (at most 140 s)
 #   big32    bench, mamba-790m, 1.4b and 2.8b, f32          (at most 140 s)
+#   quant    bench, mamba-1.4b and 2.8b, batch 1, f16 beside q8_0 and q4_k (the speed targets
+#            of quantized weights; not in the default run)   (at most 140 s)
 # A part that runs out of time is cut off and reported; the next one still runs.
 # .devbin/ and .gl/ are build output: keep them out of git (.git/info/exclude).
 set -euo pipefail
@@ -65,11 +67,12 @@ run_part() {
     big16) limited 140 "$bin/mamba-wgpu" bench --dtype f16 --shape mamba-790m --shape mamba-1.4b --shape mamba-2.8b --json "$out/big16.json" ;;
     mamba2) limited 140 "$bin/mamba-wgpu" bench --dtype f16 --batch 1 --shape mamba2-130m --shape mamba2-780m --shape mamba2-2.7b --json "$out/mamba2.json" ;;
     big32) limited 140 "$bin/mamba-wgpu" bench --dtype f32 --shape mamba-790m --shape mamba-1.4b --shape mamba-2.8b --json "$out/big32.json" ;;
+    quant) limited 140 "$bin/mamba-wgpu" bench --dtype f16 --dtype q8_0 --dtype q4_k --batch 1 --prompt-len 512 --shape mamba-1.4b --shape mamba-2.8b --json "$out/quant.json" ;;
     esac
 }
 
 known_part() {
-    case $1 in tests | kernels | small | big16 | mamba2 | big32) return 0 ;; *) return 1 ;; esac
+    case $1 in tests | kernels | small | big16 | mamba2 | big32 | quant) return 0 ;; *) return 1 ;; esac
 }
 
 run() {
