@@ -148,7 +148,13 @@ impl MambaEngine {
             let mut slot = sink.lock().unwrap_or_else(|p| p.into_inner());
             slot.get_or_insert_with(|| e.to_string());
         }));
-        Ok(MambaEngine { ctx, slot: Rc::new(RefCell::new(Slot::Empty)), stop: Rc::new(Cell::new(false)), gpu_error, gguf: Rc::new(RefCell::new(None)) })
+        Ok(MambaEngine {
+            ctx,
+            slot: Rc::new(RefCell::new(Slot::Empty)),
+            stop: Rc::new(Cell::new(false)),
+            gpu_error,
+            gguf: Rc::new(RefCell::new(None)),
+        })
     }
 
     /// The adapter in use: `{name, backend, device_type, driver, shader_f16, max_storage_binding_bytes,

@@ -82,12 +82,17 @@ fn gguf_case(root: &Path) -> Result<(PathBuf, String), String> {
     let file = root.join("target").join("browser").join("shakespeare-q8_0.gguf");
     std::fs::create_dir_all(file.parent().unwrap_or(root)).map_err(|e| e.to_string())?;
     let cli = || Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
-    let quantize = run(cli().args(["quantize", "--model", SHIPPED_MODEL, "--type", "q8_0", "--out"]).arg(&file).current_dir(root), "mamba-wgpu quantize");
+    let quantize =
+        run(cli().args(["quantize", "--model", SHIPPED_MODEL, "--type", "q8_0", "--out"]).arg(&file).current_dir(root), "mamba-wgpu quantize");
     if !quantize.status.success() {
         return Err(format!("`mamba-wgpu quantize` failed: {}", text(&quantize.stderr).trim()));
     }
     let output = run(
-        cli().args(["generate", "--model"]).arg(&file).args(["--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"]).current_dir(root),
+        cli()
+            .args(["generate", "--model"])
+            .arg(&file)
+            .args(["--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"])
+            .current_dir(root),
         "mamba-wgpu generate",
     );
     if !output.status.success() {
