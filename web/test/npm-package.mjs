@@ -32,7 +32,7 @@ const pkgDir = path.join(root, 'web', 'dist', 'npm');
 const fixtureDir = path.join(root, 'web', 'dist', 'fixtures', 'mamba1-tiny');
 const timeoutMs = Number(process.env.E2E_TIMEOUT_S || 600) * 1000;
 const PACKAGE_FILES = ['index.js', 'index.d.ts', 'mamba_wgpu.js', 'mamba_wgpu.d.ts', 'mamba_wgpu_bg.wasm', 'mamba_wgpu_bg.wasm.d.ts', 'README.md'];
-const EXPORTS = ['MambaEngine', 'default', 'fetchModel', 'readModelFiles', 'renderChat'];
+const EXPORTS = ['MambaEngine', 'default', 'fetchModel', 'loadGguf', 'readModelFiles', 'renderChat'];
 
 function fail(message) {
   console.error(`npm-package: ${message}`);
@@ -94,7 +94,7 @@ function checkPackageFolder() {
   const glue = readFileSync(path.join(pkgDir, 'mamba_wgpu.d.ts'), 'utf8');
   const engineMethods = declaredMethods(glue);
   const missing = engineMethods.filter((m) => !declaredMethods(ours).includes(m));
-  const functions = ['init', 'fetchModel', 'readModelFiles'].filter((f) => !new RegExp(`export (default )?function ${f}\\(`).test(ours));
+  const functions = ['init', 'fetchModel', 'loadGguf', 'readModelFiles'].filter((f) => !new RegExp(`export (default )?function ${f}\\(`).test(ours));
   check('index.d.ts declares every MambaEngine method of the wasm and the helpers',
     engineMethods.length > 5 && missing.length === 0 && functions.length === 0,
     `wasm's methods: ${engineMethods.join(', ')}${missing.length ? `\nmissing in index.d.ts: ${missing.join(', ')}` : ''}` +
