@@ -171,9 +171,9 @@ fn store(r: u32, c: u32, sum: f32) {
 
 // ---- weight formats: the same text in matvec.wgsl, matmul.wgsl and embedding.wgsl ----
 // FORMAT 0: f32; 1: f16, two per word (unpack2x16float, which every WebGPU device has);
-// 2..6: GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K blocks with their fields aligned to words
-// (src/quant/mod.rs, gpu_block), dequantized here as they are loaded; a row is a whole number
-// of blocks. `word(i)` is word i of the weight buffer, defined by each shader.
+// 2..9: GGUF's Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0, Q5_1, Q4_1 blocks with their fields aligned
+// to words (src/quant/mod.rs, gpu_block), dequantized here as they are loaded; a row is a whole
+// number of blocks. `word(i)` is word i of the weight buffer, defined by each shader.
 const F32: u32 = 0u;
 const F16: u32 = 1u;
 const Q8_0: u32 = 2u;
@@ -181,18 +181,22 @@ const Q4_0: u32 = 3u;
 const Q4_K: u32 = 4u;
 const Q5_K: u32 = 5u;
 const Q6_K: u32 = 6u;
+const Q5_0: u32 = 7u;
+const Q5_1: u32 = 8u;
+const Q4_1: u32 = 9u;
 
 // Values in a block and words per block on the GPU.
 fn block_values() -> u32 {
-    return select(32u, 256u, FORMAT >= Q4_K);
+    return select(32u, 256u, FORMAT >= Q4_K && FORMAT <= Q6_K);
 }
 
 fn block_words() -> u32 {
     switch (FORMAT) {
         case 2u: { return 9u; }
-        case 3u: { return 5u; }
+        case 3u, 9u: { return 5u; }
         case 4u: { return 36u; }
         case 5u: { return 44u; }
+        case 7u, 8u: { return 6u; }
         default: { return 53u; }
     }
 }
@@ -250,6 +254,24 @@ fn dequant8(row: u32, u: u32) -> Eight {
         let shift = (q / 2u) * 4u;
         e.lo = d * (vec4<f32>(nibbles(word(block + (q % 2u) * 2u), shift)) - 8.0);
         e.hi = d * (vec4<f32>(nibbles(word(block + (q % 2u) * 2u + 1u), shift)) - 8.0);
+    } else if (FORMAT == Q5_0 || FORMAT == Q5_1 || FORMAT == Q4_1) {
+        // quants in words 0..3 as Q4_0's; Q5: the fifth bits in word 4 (bit e: value e of the
+        // block); then d (Q5_0: value = d * (q - 16)) or d and m (value = d * q + m)
+        let block = row + (u / 4u) * block_words();
+        let q = u % 4u;
+        let shift = (q / 2u) * 4u;
+        var lo = vec4<f32>(nibbles(word(block + (q % 2u) * 2u), shift));
+        var hi = vec4<f32>(nibbles(word(block + (q % 2u) * 2u + 1u), shift));
+        let dm = unpack2x16float(word(block + block_words() - 1u));
+        var m = dm.y;
+        if (FORMAT != Q4_1) {
+            let bits = word(block + 4u) >> (8u * q);
+            lo += 16.0 * vec4<f32>((vec4<u32>(bits) >> vec4<u32>(0u, 1u, 2u, 3u)) & vec4<u32>(1u));
+            hi += 16.0 * vec4<f32>((vec4<u32>(bits) >> vec4<u32>(4u, 5u, 6u, 7u)) & vec4<u32>(1u));
+            m = select(dm.y, -16.0 * dm.x, FORMAT == Q5_0);
+        }
+        e.lo = dm.x * lo + m;
+        e.hi = dm.x * hi + m;
     } else if (FORMAT == Q4_K || FORMAT == Q5_K) {
         // d, dmin | 12 scale bytes | (Q5_K: qh, 32 bytes) | qs, 128 bytes. Values 64c .. 64c + 31
         // are the low nibbles of qs[32c ..], 64c + 32 .. the high ones; Q5_K's fifth bit is bit

@@ -294,8 +294,8 @@ fn malformed_files_are_errors_naming_the_file() {
     let file = fixture_f32(&common::fixture("mamba1-tiny"));
     let bytes = std::fs::read(&file).unwrap();
     refused("llama", &rewrite(&file, |m, _| set(m, "general.architecture", Value::String("llama".into()))), &["architecture `llama`"]);
-    let q4_1 = rewrite(&file, |_, t| t.iter_mut().find(|t| t.name == "blk.0.ssm_in.weight").unwrap().ggml_type = 3);
-    refused("q4_1", &q4_1, &["blk.0.ssm_in.weight", "ggml type 3 (q4_1)"]);
+    let q2_k = rewrite(&file, |_, t| t.iter_mut().find(|t| t.name == "blk.0.ssm_in.weight").unwrap().ggml_type = 10);
+    refused("q2_k", &q2_k, &["blk.0.ssm_in.weight", "ggml type 10 (q2_k)"]);
     refused("truncated-data", &bytes[..bytes.len() - 1000], &["past the end of the file"]);
     refused("truncated-header", &bytes[..300], &["truncated", "the header needs at least"]);
     refused("magic", &[b"GGML", &bytes[4..]].concat(), &["not a GGUF file"]);

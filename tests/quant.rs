@@ -163,6 +163,9 @@ fn gguf_name(format: BlockFormat) -> &'static str {
         BlockFormat::Q4K => "Q4_K",
         BlockFormat::Q5K => "Q5_K",
         BlockFormat::Q6K => "Q6_K",
+        BlockFormat::Q5_0 => "Q5_0",
+        BlockFormat::Q5_1 => "Q5_1",
+        BlockFormat::Q4_1 => "Q4_1",
     }
 }
 
@@ -176,7 +179,7 @@ fn dequantization_matches_the_gguf_package() {
         for set in ["", "random_"] {
             let name = gguf_name(format);
             let Some(blocks) = vectors.bytes(&format!("{name}.{set}blocks")) else {
-                assert!(set == "random_" && !matches!(format, BlockFormat::Q8_0 | BlockFormat::Q4_0), "{name}.{set}blocks missing");
+                assert!(set == "random_" && format.block_elements() == 256, "{name}.{set}blocks missing");
                 continue;
             };
             let want = vectors.f32s(&format!("{name}.{set}values")).expect("values beside blocks");
@@ -207,8 +210,8 @@ fn dequantization_matches_the_gguf_package() {
     }
 }
 
-/// Q8_0 and Q4_0 quantize byte for byte as the gguf package's port of llama.cpp's reference
-/// quantizers; the K formats (which the package cannot quantize) stay within a bound of the
+/// The 32-value formats quantize byte for byte as the gguf package's port of llama.cpp's
+/// reference quantizers; the K formats (which the package cannot quantize) stay within a bound of the
 /// package's sources (a zero block exactly, an outlier block included).
 #[test]
 fn quantization_matches_the_gguf_package() {
@@ -217,7 +220,7 @@ fn quantization_matches_the_gguf_package() {
         let name = gguf_name(format);
         let source = vectors.f32s(&format!("{name}.source")).expect("source");
         let ours = quant::quantize(format, &source);
-        if matches!(format, BlockFormat::Q8_0 | BlockFormat::Q4_0) {
+        if format.block_elements() == 32 {
             let theirs = vectors.bytes(&format!("{name}.blocks")).expect("blocks");
             assert_eq!(ours, theirs, "{name}: blocks differ from gguf.quants.quantize");
             continue;

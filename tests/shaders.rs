@@ -348,7 +348,7 @@ fn check_module(source: &str, subgroup: bool) -> Result<(), String> {
 fn override_values(name: &str) -> Result<&'static [f64], String> {
     match name {
         "WEIGHT_F16" => Ok(&[0.0, 1.0]),
-        "FORMAT" => Ok(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        "FORMAT" => Ok(&[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]),
         "BATCH" => Ok(&[1.0, 3.0, 8.0]),
         "NORM" => Ok(&[0.0, 1.0, 2.0]),
         "NORM_WEIGHT" => Ok(&[0.0, 1.0]),

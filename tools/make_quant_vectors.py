@@ -1,20 +1,20 @@
 #!/usr/bin/env python3
 """Write tests/data/quant/vectors.safetensors: reference data for GGUF block quantization.
 
-For each of Q8_0, Q4_0, Q4_K, Q5_K and Q6_K (llama.cpp / ggml block formats) the file holds
+For each of Q8_0, Q4_0, Q4_K, Q5_K, Q6_K, Q5_0, Q5_1 and Q4_1 (llama.cpp / ggml block formats) the file holds
 
   {T}.source   F32 [n_blocks, block_size]   values to quantize (fixed seed; see SOURCES)
   {T}.blocks   U8  [n_blocks, type_size]    raw GGUF blocks, exactly as they sit in a .gguf file
   {T}.values   F32 [n_blocks, block_size]   gguf.quants.dequantize({T}.blocks, T)
 
-Q8_0 and Q4_0: `{T}.blocks` = gguf.quants.quantize({T}.source, T) (the gguf package's NumPy
+The 32-value types: `{T}.blocks` = gguf.quants.quantize({T}.source, T) (the gguf package's NumPy
 port of ggml's reference quantizer), so a quantizer can be compared byte for byte. The
 K-quants: the gguf package has no quantizer for them (only dequantize), so `{T}.blocks` are
 random valid blocks (random bytes, the f16 scale fields set to finite values of moderate size)
 and are NOT quantizations of `{T}.source`; `{T}.source` is there for error-bound tests of a
 K-quantizer. The file's metadata says this too (`blocks_from`).
 
-Q8_0 and Q4_0 also have
+The 32-value types also have
 
   {T}.random_blocks  U8  [n, type_size]   random blocks: every byte value 0..255 occurs in the
                                           quant bytes, the f16 scale is finite and moderate
@@ -42,12 +42,12 @@ SEED = 20240611
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_OUT = os.path.join(ROOT, "tests", "data", "quant", "vectors.safetensors")
 
-TYPES = ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K"]
-QUANTIZED = ("Q8_0", "Q4_0")  # gguf.quants.quantize is implemented for these (checked below)
+TYPES = ["Q8_0", "Q4_0", "Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q5_1", "Q4_1"]
+QUANTIZED = ("Q8_0", "Q4_0", "Q5_0", "Q5_1", "Q4_1")  # gguf.quants.quantize is implemented for these (checked below)
 
 # Where each f16 scale sits in a block (byte offset), per type: the fields a random block
 # must have finite. Q4_K/Q5_K: d, dmin first; Q6_K: d last (after ql, qh, scales).
-F16_FIELDS = {"Q8_0": [0], "Q4_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208]}
+F16_FIELDS = {"Q8_0": [0], "Q4_0": [0], "Q4_K": [0, 2], "Q5_K": [0, 2], "Q6_K": [208], "Q5_0": [0], "Q5_1": [0, 2], "Q4_1": [0, 2]}
 
 
 def legacy_source(rng):
@@ -172,9 +172,9 @@ def main():
         "numpy": np.__version__,
         "types": ",".join(TYPES),
         "layout": "{T}.source F32 [n_blocks, block_size]; {T}.blocks U8 [n_blocks, type_size] raw GGUF blocks; "
-                  "{T}.values F32 = gguf.quants.dequantize({T}.blocks, T); Q8_0/Q4_0 also "
+                  "{T}.values F32 = gguf.quants.dequantize({T}.blocks, T); the 32-value types also "
                   "{T}.random_blocks / {T}.random_values",
-        "blocks_from": "Q8_0, Q4_0: gguf.quants.quantize({T}.source, T). Q4_K, Q5_K, Q6_K: random valid blocks "
+        "blocks_from": "Q8_0, Q4_0, Q5_0, Q5_1, Q4_1: gguf.quants.quantize({T}.source, T). Q4_K, Q5_K, Q6_K: random valid blocks "
                        "(random bytes, f16 scale fields finite +-2^[-12,1]); gguf has no quantizer for them, so "
                        "these blocks are not quantizations of {T}.source",
         "sources": "Q8_0/Q4_0 blocks: 0 normal, 1 zeros, 2 small noise + outlier +50 at [7], "

@@ -290,5 +290,8 @@ pub fn file_type(matrices: WeightDtype, medium_mix: bool) -> u32 {
         WeightDtype::Block(BlockFormat::Q4K) => 14 + medium_mix as u32,
         WeightDtype::Block(BlockFormat::Q5K) => 16 + medium_mix as u32,
         WeightDtype::Block(BlockFormat::Q6K) => 18,
+        WeightDtype::Block(BlockFormat::Q4_1) => 3,
+        WeightDtype::Block(BlockFormat::Q5_0) => 8,
+        WeightDtype::Block(BlockFormat::Q5_1) => 9,
     }
 }

@@ -3,8 +3,9 @@
 //! apply to Mamba's tensors, whose only special one is the output matrix:
 //! - the LM head, or the embedding when it is tied to the head, is the most sensitive matrix:
 //!   Q6_K for every block format but Q8_0 (which keeps Q8_0), unless `output` says otherwise;
-//! - a row that is not whole blocks takes Q8_0 where it is whole blocks of 32, else f16
-//!   (llama.cpp falls back to Q5_0 / Q5_1 there, formats this engine does not read);
+//! - a row that is not whole blocks of 256 falls back as llama.cpp's: Q4_K to Q5_0, Q5_K to
+//!   Q5_1, Q6_K to Q8_0, then to f16 where it is not whole blocks of 32 either (dt_proj's rows
+//!   of dt_rank: 48 for mamba-130m, 160 for mamba-2.8b);
 //! - f32 and f16 targets apply to every matrix.
 //!
 //! The conv weights, norms, biases, A, D and dt's bias are vectors: always f32 (TensorSink).
@@ -55,17 +56,20 @@ impl WeightMix {
     }
 }
 
-/// `dtype`, or the fallback where a row of `cols` values is not whole blocks of it.
+/// `dtype`, or llama.cpp's fallback where a row of `cols` values is not whole blocks of it.
 pub fn fits(dtype: WeightDtype, cols: usize) -> WeightDtype {
-    match dtype {
-        WeightDtype::Block(f) if !cols.is_multiple_of(f.block_elements()) => {
-            if cols.is_multiple_of(BlockFormat::Q8_0.block_elements()) {
-                WeightDtype::Block(BlockFormat::Q8_0)
-            } else {
-                WeightDtype::F16
-            }
-        }
-        other => other,
+    let WeightDtype::Block(f) = dtype else { return dtype };
+    if cols.is_multiple_of(f.block_elements()) {
+        return dtype;
+    }
+    let fallback = match f {
+        BlockFormat::Q4K => BlockFormat::Q5_0,
+        BlockFormat::Q5K => BlockFormat::Q5_1,
+        _ => BlockFormat::Q8_0,
+    };
+    match cols.is_multiple_of(fallback.block_elements()) {
+        true => WeightDtype::Block(fallback),
+        false => WeightDtype::F16,
     }
 }
 
@@ -91,7 +95,8 @@ mod tests {
     #[test]
     fn rows_that_are_not_whole_blocks_fall_back() {
         let mix = WeightMix::new(Q4K);
-        assert_eq!(mix.storage(MatrixRole::Mixer, 160), Q8, "dt_proj of rank 160");
+        assert_eq!(mix.storage(MatrixRole::Mixer, 160), WeightDtype::Block(BlockFormat::Q5_0), "dt_proj of rank 160");
+        assert_eq!(WeightMix::new(Q6K).storage(MatrixRole::Mixer, 160), Q8);
         assert_eq!(mix.storage(MatrixRole::Mixer, 48), WeightDtype::F16, "dt_proj of rank 48");
         assert_eq!(WeightMix::new(WeightDtype::F32).storage(MatrixRole::Mixer, 48), WeightDtype::F32);
     }

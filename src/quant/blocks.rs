@@ -23,6 +23,26 @@ pub fn dequantize(format: BlockFormat, bytes: &[u8], out: &mut Vec<f32>) {
                 out.extend(qs.iter().map(|&q| d * ((q & 0xF) as i32 - 8) as f32));
                 out.extend(qs.iter().map(|&q| d * ((q >> 4) as i32 - 8) as f32));
             }
+            BlockFormat::Q5_0 | BlockFormat::Q5_1 => {
+                // (d, [m,] qh, qs): element j (< 16) is qs[j]'s low nibble with bit j of qh as
+                // its fifth bit, element j + 16 the high nibble with bit j + 16:
+                // Q5_0 value = d * (q - 16), Q5_1 value = d * q + m
+                let q5_1 = format == BlockFormat::Q5_1;
+                let d = half_at(block, 0);
+                let (m, at) = if q5_1 { (half_at(block, 2), 4) } else { (-16.0 * d, 2) };
+                let qh = u32::from_le_bytes([block[at], block[at + 1], block[at + 2], block[at + 3]]);
+                let qs = &block[at + 4..at + 20];
+                let q = |j: usize, nibble: u8| (nibble as u32 | ((qh >> j) & 1) << 4) as f32;
+                out.extend(qs.iter().enumerate().map(|(j, &b)| d * q(j, b & 0xF) + m));
+                out.extend(qs.iter().enumerate().map(|(j, &b)| d * q(j + 16, b >> 4) + m));
+            }
+            BlockFormat::Q4_1 => {
+                // value = d * q + m, the nibbles laid out as Q4_0's
+                let (d, m) = (half_at(block, 0), half_at(block, 2));
+                let qs = &block[4..20];
+                out.extend(qs.iter().map(|&q| d * (q & 0xF) as f32 + m));
+                out.extend(qs.iter().map(|&q| d * (q >> 4) as f32 + m));
+            }
             BlockFormat::Q4K => k_quants::dequantize_q4_k(block, out),
             BlockFormat::Q5K => k_quants::dequantize_q5_k(block, out),
             BlockFormat::Q6K => k_quants::dequantize_q6_k(block, out),
@@ -37,6 +57,9 @@ pub fn quantize(format: BlockFormat, values: &[f32]) -> Vec<u8> {
         match format {
             BlockFormat::Q8_0 => quantize_q8_0(block, &mut out),
             BlockFormat::Q4_0 => quantize_q4_0(block, &mut out),
+            BlockFormat::Q5_0 => quantize_q5_0(block, &mut out),
+            BlockFormat::Q5_1 => quantize_q5_1(block, &mut out),
+            BlockFormat::Q4_1 => quantize_q4_1(block, &mut out),
             BlockFormat::Q4K => k_quants::quantize_q4_k(block, &mut out),
             BlockFormat::Q5K => k_quants::quantize_q5_k(block, &mut out),
             BlockFormat::Q6K => k_quants::quantize_q6_k(block, &mut out),
@@ -73,6 +96,49 @@ fn quantize_q4_0(x: &[f32], out: &mut Vec<u8>) {
     out.extend((0..16).map(|j| q(x[j]) | q(x[j + 16]) << 4));
 }
 
+/// d = -(the value of largest magnitude) / 16, q_i = min(31, trunc(x_i / d + 16.5)): Q4_0 with
+/// a fifth bit per value, kept in qh.
+fn quantize_q5_0(x: &[f32], out: &mut Vec<u8>) {
+    let max = x.iter().fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -16.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let q: Vec<u8> = x.iter().map(|&v| ((v * id + 16.5) as i8).min(31) as u8).collect();
+    push_half(out, d);
+    push_q5(&q, out);
+}
+
+/// d = (max - min) / 31, m = min, q_i = round((x_i - min) / d) (half up).
+fn quantize_q5_1(x: &[f32], out: &mut Vec<u8>) {
+    let (d, min, q) = quantize_with_min(x, 31.0);
+    push_half(out, d);
+    push_half(out, min);
+    push_q5(&q, out);
+}
+
+/// d = (max - min) / 15, m = min, q_i = min(15, round((x_i - min) / d)) (half up).
+fn quantize_q4_1(x: &[f32], out: &mut Vec<u8>) {
+    let (d, min, q) = quantize_with_min(x, 15.0);
+    push_half(out, d);
+    push_half(out, min);
+    out.extend((0..16).map(|j| q[j].min(15) | q[j + 16].min(15) << 4));
+}
+
+/// llama.cpp's asymmetric reference quantizers: (d, min, q).
+fn quantize_with_min(x: &[f32], levels: f32) -> (f32, f32, Vec<u8>) {
+    let min = x.iter().copied().fold(f32::INFINITY, f32::min);
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let d = (max - min) / levels;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    (d, min, x.iter().map(|&v| ((v - min) * id + 0.5) as u8).collect())
+}
+
+/// Q5's quants: the fifth bits as qh (bit j: value j), then the low nibbles as Q4_0's.
+fn push_q5(q: &[u8], out: &mut Vec<u8>) {
+    let qh = q.iter().enumerate().fold(0u32, |h, (j, &v)| h | ((v as u32 >> 4) & 1) << j);
+    out.extend_from_slice(&qh.to_le_bytes());
+    out.extend((0..16).map(|j| (q[j] & 0xF) | (q[j + 16] & 0xF) << 4));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +163,9 @@ mod tests {
             (BlockFormat::Q4K, amax / 7.0),
             (BlockFormat::Q5K, amax / 15.0),
             (BlockFormat::Q6K, amax / 31.0),
+            (BlockFormat::Q5_0, amax / 16.0),
+            (BlockFormat::Q5_1, amax / 15.0),
+            (BlockFormat::Q4_1, amax / 7.0),
         ] {
             let err = round_trip_error(format, &values);
             assert!(err <= bound, "{format}: max error {err} above {bound}");

@@ -9,6 +9,13 @@
 //! | Q4_K   | 256      | 144   | d * sc_j * q_i - dmin * m_j   (8 sub-blocks j of 32, 6-bit sc, m) |
 //! | Q5_K   | 256      | 176   | as Q4_K with 5-bit q                                 |
 //! | Q6_K   | 256      | 210   | d * sc_j * (q_i - 32)     (16 sub-blocks of 16, int8 sc) |
+//! | Q5_0   | 32       | 22    | d * (q_i - 16)            (q: 4 bits + a fifth in qh)  |
+//! | Q5_1   | 32       | 24    | d * q_i + m                                          |
+//! | Q4_1   | 32       | 20    | d * q_i + m                                          |
+//!
+//! The last three are what llama.cpp's K mixes fall back to for rows that are not whole
+//! blocks of 256 (Q5_0 for Q4_K, Q5_1 for Q5_K): its Q4_K_M files of most Mamba models hold a
+//! Q5_0 ssm_dt.
 //!
 //! `blocks.rs` dequantizes and quantizes on the CPU (the reference for the kernels, and
 //! `quantize`); `gpu_layout` gives the layout the kernels read, each block's fields aligned to
@@ -29,16 +36,28 @@ pub enum BlockFormat {
     Q4K,
     Q5K,
     Q6K,
+    Q5_0,
+    Q5_1,
+    Q4_1,
 }
 
 impl BlockFormat {
-    pub const ALL: [BlockFormat; 5] = [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4K, BlockFormat::Q5K, BlockFormat::Q6K];
+    pub const ALL: [BlockFormat; 8] = [
+        BlockFormat::Q8_0,
+        BlockFormat::Q4_0,
+        BlockFormat::Q4K,
+        BlockFormat::Q5K,
+        BlockFormat::Q6K,
+        BlockFormat::Q5_0,
+        BlockFormat::Q5_1,
+        BlockFormat::Q4_1,
+    ];
 
     /// Values per block.
     pub fn block_elements(self) -> usize {
         match self {
-            BlockFormat::Q8_0 | BlockFormat::Q4_0 => 32,
             BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K => 256,
+            _ => 32,
         }
     }
 
@@ -50,12 +69,15 @@ impl BlockFormat {
             BlockFormat::Q4K => 144,
             BlockFormat::Q5K => 176,
             BlockFormat::Q6K => 210,
+            BlockFormat::Q5_0 => 22,
+            BlockFormat::Q5_1 => 24,
+            BlockFormat::Q4_1 => 20,
         }
     }
 
-    /// 4-byte words per block on the GPU (`gpu_block`): Q8_0 and Q4_0 move their f16 scale
-    /// after the quants and pad it to a word, Q6_K pads its trailing f16 scale; the K formats'
-    /// other fields are already word-aligned.
+    /// 4-byte words per block on the GPU (`gpu_block`): the 32-value formats move their
+    /// quants to the front (then Q5's fifth bits, then the f16 scale and minimum, padded to a
+    /// word), Q6_K pads its trailing f16 scale; the other K formats are word-aligned as stored.
     pub fn gpu_block_words(self) -> usize {
         match self {
             BlockFormat::Q8_0 => 9,
@@ -63,6 +85,8 @@ impl BlockFormat {
             BlockFormat::Q4K => 36,
             BlockFormat::Q5K => 44,
             BlockFormat::Q6K => 53,
+            BlockFormat::Q5_0 | BlockFormat::Q5_1 => 6,
+            BlockFormat::Q4_1 => 5,
         }
     }
 
@@ -74,6 +98,9 @@ impl BlockFormat {
             BlockFormat::Q4K => 12,
             BlockFormat::Q5K => 13,
             BlockFormat::Q6K => 14,
+            BlockFormat::Q4_1 => 3,
+            BlockFormat::Q5_0 => 6,
+            BlockFormat::Q5_1 => 7,
         }
     }
 
@@ -89,6 +116,9 @@ impl BlockFormat {
             BlockFormat::Q4K => "q4_k",
             BlockFormat::Q5K => "q5_k",
             BlockFormat::Q6K => "q6_k",
+            BlockFormat::Q5_0 => "q5_0",
+            BlockFormat::Q5_1 => "q5_1",
+            BlockFormat::Q4_1 => "q4_1",
         }
     }
 
@@ -105,6 +135,9 @@ impl BlockFormat {
             BlockFormat::Q4K => 4,
             BlockFormat::Q5K => 5,
             BlockFormat::Q6K => 6,
+            BlockFormat::Q5_0 => 7,
+            BlockFormat::Q5_1 => 8,
+            BlockFormat::Q4_1 => 9,
         }
     }
 
@@ -126,6 +159,23 @@ impl BlockFormat {
             BlockFormat::Q8_0 | BlockFormat::Q4_0 => {
                 out.extend(block[2..].chunks_exact(4).map(word));
                 out.push(u16::from_le_bytes([block[0], block[1]]) as u32);
+            }
+            // (d: f16, qh: u32, qs: 16 bytes) -> qs, qh, d
+            BlockFormat::Q5_0 => {
+                out.extend(block[6..22].chunks_exact(4).map(word));
+                out.push(word(&block[2..6]));
+                out.push(u16::from_le_bytes([block[0], block[1]]) as u32);
+            }
+            // (d, m: f16, qh: u32, qs: 16 bytes) -> qs, qh, (d, m)
+            BlockFormat::Q5_1 => {
+                out.extend(block[8..24].chunks_exact(4).map(word));
+                out.push(word(&block[4..8]));
+                out.push(word(&block[0..4]));
+            }
+            // (d, m: f16, qs: 16 bytes) -> qs, (d, m)
+            BlockFormat::Q4_1 => {
+                out.extend(block[4..20].chunks_exact(4).map(word));
+                out.push(word(&block[0..4]));
             }
             // 210 bytes: the last word holds d and two bytes of padding
             BlockFormat::Q6K => {
