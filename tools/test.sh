@@ -12,7 +12,7 @@
 # without root, it says what to install and stops.
 #
 # Then: every test on the default adapter (one test thread: GPU tests contend), the ops and
-# parity tests once more on wgpu's GL backend (WGPU_BACKEND=gl), which is what a machine
+# parity tests and the quantized-weight kernels once more on wgpu's GL backend (WGPU_BACKEND=gl), which is what a machine
 # without a Vulkan driver gets, and `cargo check` of the library, its C API and the CLI for
 # macOS, iOS, Windows and Android, so a change that breaks a platform is caught here.
 set -euo pipefail
@@ -64,7 +64,7 @@ cargo build --release --locked
 cargo test --release --locked -- --test-threads=1
 echo "== the page's benchmark mode in headless Chromium (written by web/test/e2e.mjs)"
 cat target/browser-bench.json
-echo "== the ops and parity tests on wgpu's GL backend"
-WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity -- --test-threads=1
+echo "== the ops, parity and quantized-weight tests on wgpu's GL backend"
+WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity --test quant -- --test-threads=1
 echo "== the library (with its C API) and the CLI for macOS, iOS (Metal), Windows (DX12) and Android (Vulkan)"
 cargo check --locked --lib --bins $(printf -- '--target %s ' "${PLATFORMS[@]}")
