@@ -1,18 +1,20 @@
 //! # mamba-wgpu
 //!
-//! Runs Mamba-1 selective state-space language models (Gu & Dao, 2023) on any GPU through
-//! `wgpu` compute shaders: Vulkan, Metal and DX12 natively, WebGPU in the browser.
+//! Runs Mamba selective state-space language models (Gu & Dao, 2023: Mamba-1, FalconMamba,
+//! Mamba-2) on any GPU through `wgpu` compute shaders: Vulkan, Metal and DX12 natively, WebGPU
+//! in the browser.
 //!
 //! - Loads Hugging Face checkpoints (`config.json`, `model.safetensors` or shards, F32/F16/BF16),
-//!   the original state-spaces naming, and llama.cpp's GGUF files ([`gguf`]; Q8_0, Q4_0 and the
-//!   K-quants uploaded as stored).
+//!   the original state-spaces naming, and llama.cpp's GGUF files ([`gguf`]; their Q8_0, Q4_0,
+//!   Q4_1, Q5_0, Q5_1 and K-quant blocks uploaded as stored and dequantized by the kernels as
+//!   they load them, [`quant`]); writes GGUF files ([`gguf::export`]).
 //! - The whole forward pass runs in WGSL kernels (`shaders/`): embedding, fused residual +
 //!   RMSNorm, tiled matmul / matrix-vector products, causal conv1d + SiLU, dt projection +
 //!   softplus, a chunked parallel selective scan for prompts and a one-step scan for decoding.
 //! - A [`Session`] prefills prompts, steps one token at a time, and snapshots its fixed-size
 //!   recurrent state (the prompt cache).
 //!
-//! It does not run Mamba-2 or hybrid models, nor train.
+//! It does not run hybrid models (Mamba with attention), nor train.
 //!
 //! ```no_run
 //! # async fn demo() -> mamba_wgpu::Result<()> {
