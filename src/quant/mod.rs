@@ -4,7 +4,7 @@
 //!
 //! | format | elements | bytes | value of element i                                   |
 //! |--------|----------|-------|------------------------------------------------------|
-//! | Q8_0   | 32       | 34    | d * qs[i]                 (qs: int8)                  |
+//! | Q8_0   | 32       | 34    | d * qs_i                  (qs: int8)                  |
 //! | Q4_0   | 32       | 18    | d * (q_i - 8)             (q: 4 bits)                 |
 //! | Q4_K   | 256      | 144   | d * sc_j * q_i - dmin * m_j   (8 sub-blocks j of 32, 6-bit sc, m) |
 //! | Q5_K   | 256      | 176   | as Q4_K with 5-bit q                                 |
