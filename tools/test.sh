@@ -65,6 +65,7 @@ cargo test --release --locked -- --test-threads=1
 echo "== the page's benchmark mode in headless Chromium (written by web/test/e2e.mjs)"
 cat target/browser-bench.json
 echo "== the ops, parity and quantized-weight tests on wgpu's GL backend"
-WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity --test quant -- --test-threads=1
+WGPU_BACKEND=gl cargo test --release --locked --test ops --test parity -- --test-threads=1
+WGPU_BACKEND=gl cargo test --release --locked --test quant -- --test-threads=1 quantized_linear quantized_embedding dequantization
 echo "== the library (with its C API) and the CLI for macOS, iOS (Metal), Windows (DX12) and Android (Vulkan)"
 cargo check --locked --lib --bins $(printf -- '--target %s ' "${PLATFORMS[@]}")
