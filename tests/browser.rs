@@ -76,31 +76,52 @@ fn expected_text(root: &Path) -> Result<String, String> {
     json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))
 }
 
-/// The page's GGUF case: the shipped model written by `mamba-wgpu quantize --type q8_0`, and
-/// the CLI's greedy text on that file.
-fn gguf_case(root: &Path) -> Result<(PathBuf, String), String> {
-    let file = root.join("target").join("browser").join("shakespeare-q8_0.gguf");
-    std::fs::create_dir_all(file.parent().unwrap_or(root)).map_err(|e| e.to_string())?;
+/// The page's GGUF case: the shipped model written as q8_0 by `mamba-wgpu quantize` and by
+/// tools/make_gguf.py (llama.cpp's converter's conventions, with the `gguf` package), each
+/// with the CLI's greedy text on that file, as JSON `[{"file", "text"}, ...]`.
+fn gguf_cases(root: &Path) -> Result<String, String> {
+    let dir = root.join("target").join("browser");
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let cli = || Command::new(env!("CARGO_BIN_EXE_mamba-wgpu"));
+    let ours = dir.join("shakespeare-q8_0.gguf");
     let quantize =
-        run(cli().args(["quantize", "--model", SHIPPED_MODEL, "--type", "q8_0", "--out"]).arg(&file).current_dir(root), "mamba-wgpu quantize");
+        run(cli().args(["quantize", "--model", SHIPPED_MODEL, "--type", "q8_0", "--out"]).arg(&ours).current_dir(root), "mamba-wgpu quantize");
     if !quantize.status.success() {
         return Err(format!("`mamba-wgpu quantize` failed: {}", text(&quantize.stderr).trim()));
     }
-    let output = run(
-        cli()
-            .args(["generate", "--model"])
-            .arg(&file)
-            .args(["--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"])
+    let theirs = dir.join("shakespeare-converter-q8_0.gguf");
+    let python = std::env::var("MAMBA_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let convert = run(
+        Command::new(&python)
+            .arg("tools/make_gguf.py")
+            .arg(SHIPPED_MODEL)
+            .arg(&theirs)
+            .args(["--outtype", "f16", "--quant", "q8_0"])
             .current_dir(root),
-        "mamba-wgpu generate",
+        "tools/make_gguf.py (needs the `gguf` package: pip install -r tools/requirements-tests.txt)",
     );
-    if !output.status.success() {
-        return Err(format!("`mamba-wgpu generate --model {}` failed: {}", file.display(), text(&output.stderr).trim()));
+    if !convert.status.success() {
+        return Err(format!("tools/make_gguf.py failed (pip install -r tools/requirements-tests.txt): {}", text(&convert.stderr).trim()));
     }
-    let json: serde_json::Value = serde_json::from_slice(&output.stdout).map_err(|e| format!("`mamba-wgpu generate --json` printed no JSON: {e}"))?;
-    let expected = json["text"].as_str().map(str::to_string).ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))?;
-    Ok((file, expected))
+    let mut cases = Vec::new();
+    for file in [ours, theirs] {
+        let output = run(
+            cli()
+                .args(["generate", "--model"])
+                .arg(&file)
+                .args(["--prompt", PROMPT, "--max-tokens", &MAX_TOKENS.to_string(), "--temperature", "0", "--json"])
+                .current_dir(root),
+            "mamba-wgpu generate",
+        );
+        if !output.status.success() {
+            return Err(format!("`mamba-wgpu generate --model {}` failed: {}", file.display(), text(&output.stderr).trim()));
+        }
+        let json: serde_json::Value =
+            serde_json::from_slice(&output.stdout).map_err(|e| format!("`mamba-wgpu generate --json` printed no JSON: {e}"))?;
+        let expected = json["text"].as_str().ok_or_else(|| format!("`mamba-wgpu generate --json` printed no text: {json}"))?;
+        cases.push(serde_json::json!({ "file": file, "text": expected }));
+    }
+    Ok(serde_json::Value::Array(cases).to_string())
 }
 
 /// Checks the tools, runs `web/build.sh` (once for both tests), and waits for the browser:
@@ -136,8 +157,8 @@ fn demo_page_generates_in_headless_chromium() {
         Ok(expected) => e2e.env("E2E_EXPECTED_TEXT", expected).env_remove("E2E_EXPECTED_ERROR"),
         Err(reason) => e2e.env("E2E_EXPECTED_ERROR", reason).env_remove("E2E_EXPECTED_TEXT"),
     };
-    match gguf_case(&root) {
-        Ok((file, expected)) => e2e.env("E2E_GGUF", file).env("E2E_GGUF_TEXT", expected).env_remove("E2E_GGUF_ERROR"),
+    match gguf_cases(&root) {
+        Ok(cases) => e2e.env("E2E_GGUF", cases).env_remove("E2E_GGUF_ERROR"),
         Err(reason) => e2e.env("E2E_GGUF_ERROR", reason).env_remove("E2E_GGUF"),
     };
     let output = run(&mut e2e, "node web/test/e2e.mjs");

@@ -10,10 +10,11 @@
 //       prints its JSON and checks it holds both tokens-per-submit rows with their figures and
 //       the fixed costs (a submit's round trip, an empty dispatch); the JSON also goes to
 //       target/browser-bench.json;
-//   (e) a GGUF file (E2E_GGUF, made by `mamba-wgpu quantize`) picked in the file picker loads
-//       tensor by tensor and generates E2E_GGUF_TEXT (the CLI's greedy text on that file); the
-//       page keeps it in the browser's storage (OPFS), and a second page of the same browser
-//       profile loads it from there (?saved=NAME) and generates the same text.
+//   (e) GGUF files (E2E_GGUF: made by `mamba-wgpu quantize`, then by tools/make_gguf.py with the
+//       `gguf` package) picked in the file picker load tensor by tensor and generate the CLI's
+//       greedy text on each file; the page keeps the first in the browser's storage (OPFS), and
+//       a second page of the same browser profile loads it from there (?saved=NAME) and
+//       generates the same text.
 //
 // Usage: node web/test/e2e.mjs   (after web/build.sh; `cargo test --release --test browser`
 // runs both). Environment:
@@ -25,8 +26,8 @@
 //   CHROMIUM                    the browser (default /usr/bin/chromium)
 //   E2E_TIMEOUT_S               per-case limit (default 600: SwiftShader is slow)
 //   E2E_CASES                   the cases to run, e.g. "d" (default "abcde")
-//   E2E_GGUF, E2E_GGUF_TEXT     case (e)'s file and expected text (E2E_GGUF_ERROR: why there
-//                               are none, which fails the case)
+//   E2E_GGUF                    case (e)'s files and expected texts, JSON [{"file", "text"}]
+//                               (E2E_GGUF_ERROR: why there are none, which fails the case)
 //   E2E_BENCH_TOKENS            decode tokens per benchmark measurement (default 16; the
 //                               synthetic mamba-130m decodes a quarter of them)
 // Exits 1 if any case fails. Never downloads a browser.
@@ -237,11 +238,11 @@ async function main() {
     // (e) a GGUF file through the file picker, then from the browser's storage
     if (cases.has('e')) {
       const logs = [];
-      const file = process.env.E2E_GGUF;
-      const expected = process.env.E2E_GGUF_TEXT;
-      let ok = Boolean(file && expected !== undefined && existsSync(file));
-      let detail = ok ? '' : `no GGUF file to test: ${process.env.E2E_GGUF_ERROR || 'E2E_GGUF and E2E_GGUF_TEXT are unset'}`;
+      const files = process.env.E2E_GGUF ? JSON.parse(process.env.E2E_GGUF) : [];
+      let ok = files.length > 0 && files.every((f) => existsSync(f.file));
+      let detail = ok ? '' : `no GGUF file to test: ${process.env.E2E_GGUF_ERROR || 'E2E_GGUF is unset'}`;
       if (ok) {
+        const { file, text: expected } = files[0];
         const name = path.basename(file);
         const context = await browser.newContext();
         const query = `?prompt=${encodeURIComponent(prompt)}&max_tokens=${maxTokens}&temperature=0`;
@@ -260,12 +261,22 @@ async function main() {
           ok = ok && same;
           detail += `; from the browser's storage: ${saved.status}${saved.error ? ` (${saved.error})` : ''}, text ${same ? 'matches' : `differs: ${JSON.stringify(saved.output)}`}`;
           await again.close();
+          for (const other of files.slice(1)) {
+            const otherName = path.basename(other.file);
+            await page.setInputFiles('#files-input', [other.file]);
+            await page.waitForFunction((n) => (document.body.dataset.saved === n && document.body.dataset.status === 'ready')
+              || document.body.dataset.status === 'error', otherName, { timeout: timeoutMs });
+            const result = await generate(page);
+            const good = result.status === 'done' && result.output === other.text;
+            ok = ok && good;
+            detail += `; picked ${otherName}: ${result.status}${result.error ? ` (${result.error})` : ''}, text ${good ? 'matches' : `differs: ${JSON.stringify(result.output)}`}`;
+          }
         }
-        detail += `\nexpected: ${JSON.stringify(expected)}`;
+        detail += `\nexpected: ${files.map((f) => JSON.stringify(f.text)).join(', ')}`;
         await page.close();
         await context.close();
       }
-      check('a GGUF file picked loads tensor by tensor, is kept in the browser (OPFS), and generates the CLI\'s text both times', ok, detail, logs);
+      check('GGUF files (quantize\'s, the converter\'s) picked load tensor by tensor and generate the CLI\'s text; the first is kept in the browser (OPFS) and generates it again from there', ok, detail, logs);
     }
   } finally {
     await browser.close();
