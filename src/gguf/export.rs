@@ -41,10 +41,10 @@ pub fn export(source: &impl TensorSource, options: &ExportOptions, out: impl Wri
     metadata(&mut writer, c, options)?;
     // The tensor table precedes the data: a first pass declares every tensor (nothing is
     // converted), the second converts and writes them in the same order.
-    let mut plan = Plan { writer: &mut writer, mix: options.mix, config: c };
+    let mut plan = TablePass { writer: &mut writer, mix: options.mix, config: c };
     load_weights(source, &mut plan)?;
     let mut stream = writer.start(out, path)?;
-    let mut sink = Write_ { stream: &mut stream, mix: options.mix, done: 0, progress };
+    let mut sink = DataPass { stream: &mut stream, mix: options.mix, done: 0, progress };
     load_weights(source, &mut sink)?;
     stream.finish()
 }
@@ -124,13 +124,13 @@ fn matrix_size(rows: usize, cols: usize, dtype: WeightDtype) -> usize {
 }
 
 /// First pass: declares each tensor.
-struct Plan<'a> {
+struct TablePass<'a> {
     writer: &'a mut GgufWriter,
     mix: WeightMix,
     config: &'a MambaConfig,
 }
 
-impl TensorSink for Plan<'_> {
+impl TensorSink for TablePass<'_> {
     type Matrix = ();
     type Vector = ();
 
@@ -150,14 +150,14 @@ impl TensorSink for Plan<'_> {
 }
 
 /// Second pass: converts each tensor and writes it.
-struct Write_<'a, 'p, W: Write> {
+struct DataPass<'a, 'p, W: Write> {
     stream: &'a mut TensorStream<W>,
     mix: WeightMix,
     done: u64,
     progress: &'p mut dyn FnMut(u64),
 }
 
-impl<W: Write> TensorSink for Write_<'_, '_, W> {
+impl<W: Write> TensorSink for DataPass<'_, '_, W> {
     type Matrix = ();
     type Vector = ();
 
@@ -177,7 +177,7 @@ impl<W: Write> TensorSink for Write_<'_, '_, W> {
     }
 }
 
-impl<W: Write> Write_<'_, '_, W> {
+impl<W: Write> DataPass<'_, '_, W> {
     fn advance(&mut self, t: &TensorBytes) {
         self.done += t.bytes.len() as u64;
         (self.progress)(self.done);
