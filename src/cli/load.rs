@@ -1,7 +1,6 @@
 //! Opening the GPU, the checkpoint (a folder or a GGUF file) and the tokenizer for a command,
 //! with a progress bar on stderr (only when it is a terminal: logs and pipes stay clean).
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -57,7 +56,7 @@ fn upload(args: &ModelArgs, ckpt: &impl TensorSource, total: u64, tokenizer: Opt
         return Err(Error::invalid("--output-dtype", "applies with --dtype (the storage of the other matrices)"));
     }
     let options = LoadOptions { weight_dtype: args.dtype.map(WeightDtype::from), output_dtype: args.output_dtype.map(WeightDtype::from) };
-    let bar = progress_bar(total);
+    let bar = super::progress_bar(total, "loading weights [{bar:32}] {bytes}/{total_bytes}");
     let model = pollster::block_on(Model::load_checked(ctx, ckpt, options, &mut |done| bar.set_position(done)));
     bar.finish_and_clear();
     Ok(Loaded { model: Arc::new(model?), tokenizer })
@@ -130,18 +129,6 @@ pub fn open_checkpoint(source: &ModelSource) -> Result<Checkpoint> {
         }
         ModelSource::Gguf(path) => Err(gguf_not_taken(path)),
     }
-}
-
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template("loading weights [{bar:32}] {bytes}/{total_bytes}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }
 
 /// models/shakespeare-mamba compiled into the binary, so the default works from any folder

@@ -6,7 +6,6 @@
 //! stdout gets the result only (three `name: value` lines, or one JSON object with --json);
 //! the progress bar (on a terminal) and the summary go to stderr.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Instant;
 
@@ -35,7 +34,7 @@ pub fn run(args: &PerplexityArgs) -> Result<()> {
     }
 
     let mut session = Session::new(loaded.model.clone(), 1)?;
-    let bar = progress_bar(ids.len() as u64);
+    let bar = super::progress_bar(ids.len() as u64, "scoring [{bar:32}] {pos}/{len} tokens, {per_sec}");
     let started = Instant::now();
     let result = pollster::block_on(perplexity(&mut session, &ids, args.context, &mut |done, _| bar.set_position(done as u64)));
     let seconds = started.elapsed().as_secs_f64();
@@ -71,16 +70,4 @@ fn read_text(path: &Path) -> Result<String> {
         let at = e.utf8_error().valid_up_to();
         Error::io(path.display(), format!("is not UTF-8 text (invalid byte at offset {at})"))
     })
-}
-
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template("scoring [{bar:32}] {pos}/{len} tokens, {per_sec}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }

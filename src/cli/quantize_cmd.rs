@@ -2,7 +2,6 @@
 //! llama.cpp's names and layouts, its matrices in a block format or f16/f32 (src/gguf/export.rs),
 //! the tokenizer embedded.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
 use mamba_wgpu::gguf::export::{export, file_type, ExportOptions, TokenizerExport};
@@ -71,7 +70,7 @@ fn write(args: &QuantizeArgs, source: &impl TensorSource, stored_bytes: u64, nam
     let out_path = args.out.display().to_string();
     let partial = args.out.with_extension("gguf.partial");
     let file = std::fs::File::create(&partial).map_err(|e| Error::io(partial.display(), e))?;
-    let bar = progress_bar(stored_bytes);
+    let bar = super::progress_bar(stored_bytes, "quantizing [{bar:32}] {bytes}/{total_bytes} {eta}");
     let result = export(source, &options, std::io::BufWriter::new(file), &out_path, &mut |done| bar.set_position(done));
     bar.finish_and_clear();
     if let Err(e) = result {
@@ -111,18 +110,6 @@ impl SpecialIds {
         };
         SpecialIds { bos: id("bos_token_id"), eos: id("eos_token_id"), pad: id("pad_token_id") }
     }
-}
-
-fn progress_bar(total: u64) -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(total);
-    let style = indicatif::ProgressStyle::with_template("quantizing [{bar:32}] {bytes}/{total_bytes} {eta}")
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }
 
 impl QuantizeType {
