@@ -82,17 +82,10 @@ impl TensorSource for GgufCheckpoint {
     }
 
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
-        let info = self.header.tensor(name).ok_or_else(|| Error::tensor(name, format!("not found in {}", self.source)))?;
-        let stored = info.shape();
-        if stored != shape {
-            return Err(Error::tensor(
-                name,
-                format!("shape {stored:?} (GGUF dimensions {:?}) in {}, but the config implies {shape:?}", info.dims, self.source),
-            ));
-        }
+        let info = self.header.tensor_of_shape(name, shape, &self.source)?;
         // from_parts checked that every tensor lies within the bytes.
         let (start, end) = self.header.file_range(info);
         let bytes = &self.bytes.as_slice()[(start - self.base) as usize..(end - self.base) as usize];
-        Ok(TensorBytes { name, dtype: info.dtype, shape: stored, bytes: Cow::Borrowed(bytes) })
+        Ok(TensorBytes { name, dtype: info.dtype, shape: info.shape(), bytes: Cow::Borrowed(bytes) })
     }
 }

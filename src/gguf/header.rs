@@ -132,6 +132,19 @@ impl GgufHeader {
         self.by_name.get(name).map(|&i| &self.tensors[i])
     }
 
+    /// Tensor `name`, checked to have the row-major `shape` a model's config implies; `source`
+    /// names the file in errors. What a `TensorSource` of GGUF bytes answers first.
+    pub fn tensor_of_shape(&self, name: &str, shape: &[usize], source: &str) -> Result<&TensorInfo> {
+        let info = self.tensor(name).ok_or_else(|| Error::tensor(name, format!("not found in {source}")))?;
+        if info.shape() != shape {
+            return Err(Error::tensor(
+                name,
+                format!("shape {:?} (GGUF dimensions {:?}) in {source}, but the config implies {shape:?}", info.shape(), info.dims),
+            ));
+        }
+        Ok(info)
+    }
+
     /// File offset where the last tensor's data ends (the data start for a file without tensors):
     /// the least length of a file with this header.
     pub fn data_end(&self) -> u64 {

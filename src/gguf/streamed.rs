@@ -124,10 +124,7 @@ impl TensorSource for StreamedGguf {
     /// A vector's bytes; a matrix's are empty (it is on the GPU already, or, in `new`'s dry
     /// run, not read at all).
     fn tensor<'a>(&'a self, name: &'a str, shape: &[usize]) -> Result<TensorBytes<'a>> {
-        let info = self.header.tensor(name).ok_or_else(|| Error::tensor(name, format!("not found in {}", self.source)))?;
-        if info.shape() != shape {
-            return Err(Error::tensor(name, format!("shape {:?} in {}, but the config implies {shape:?}", info.shape(), self.source)));
-        }
+        let info = self.header.tensor_of_shape(name, shape, &self.source)?;
         let bytes = self.vectors.get(name).map_or(&[][..], |v| v.as_slice());
         Ok(TensorBytes { name, dtype: info.dtype, shape: info.shape(), bytes: Cow::Borrowed(bytes) })
     }
