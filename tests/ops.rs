@@ -8,9 +8,8 @@ mod common;
 use half::f16;
 use mamba_wgpu::bench::kernels::scan_per_state;
 use mamba_wgpu::gpu::kernels::SCAN_CHUNK;
-use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
-use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
+use mamba_wgpu::gpu::{GpuContext, GpuWeight, Tape};
 use mamba_wgpu::model::config::SsdShape;
 use mamba_wgpu::ops::conv1d::{conv1d_silu, Conv1d};
 use mamba_wgpu::ops::group_norm::{group_rms_norm, GroupRmsNorm};
@@ -20,21 +19,7 @@ use mamba_wgpu::ops::scan::{scan_step_dt, scan_step_fused, scan_step_fused_fits,
 use mamba_wgpu::ops::ssd::{chunk_buffer_elements, ssd_scan, Ssd, SsdKind};
 use mamba_wgpu::reference;
 
-use common::{assert_close, random_values};
-
-/// Records `f` on a fresh tape, submits, waits.
-fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
-    let mut tape = Tape::new(ctx, "test", 1024);
-    let mut rec = tape.record(ctx);
-    f(&mut rec).expect("op accepted its arguments");
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    rec.encode(&mut encoder);
-    ctx.queue.submit([encoder.finish()]);
-}
-
-fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    pollster::block_on(read_f32(ctx, buffer, n)).expect("readback")
-}
+use common::{assert_close, random_values, read, run};
 
 fn read_bytes(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<u8> {
     let bytes = pollster::block_on(mamba_wgpu::gpu::readback::read_buffers(ctx, &[buffer])).expect("readback").remove(0);

@@ -4,9 +4,8 @@
 
 mod common;
 
-use mamba_wgpu::gpu::readback::read_f32;
 use mamba_wgpu::gpu::tensor::{storage, upload_f32, TensorView, WeightData};
-use mamba_wgpu::gpu::{GpuContext, GpuWeight, Recorder, Tape};
+use mamba_wgpu::gpu::GpuWeight;
 use mamba_wgpu::model::checkpoint::TensorBytes;
 use mamba_wgpu::model::weight_mix::{MatrixRole, WeightMix};
 use mamba_wgpu::model::weights::{load_weights, HostSink, TensorSink};
@@ -15,20 +14,7 @@ use mamba_wgpu::quant::{self, BlockFormat};
 use mamba_wgpu::reference::{self, RefState};
 use mamba_wgpu::{Checkpoint, LoadOptions, Model, Session, WeightDtype};
 
-use common::{assert_close, random_values};
-
-fn run(ctx: &GpuContext, f: impl FnOnce(&mut Recorder) -> mamba_wgpu::Result<()>) {
-    let mut tape = Tape::new(ctx, "test", 1024);
-    let mut rec = tape.record(ctx);
-    f(&mut rec).expect("op accepted its arguments");
-    let mut encoder = ctx.device.create_command_encoder(&Default::default());
-    rec.encode(&mut encoder);
-    ctx.queue.submit([encoder.finish()]);
-}
-
-fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
-    pollster::block_on(read_f32(ctx, buffer, n)).expect("readback")
-}
+use common::{assert_close, random_values, read, run};
 
 /// A (rows, cols) matrix quantized to `format`: the blocks and their dequantized values.
 fn quantized(format: BlockFormat, seed: u64, rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {

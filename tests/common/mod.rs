@@ -88,3 +88,18 @@ pub fn random_values(seed: u64, n: usize, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// Records `f` on a fresh tape, submits, waits.
+pub fn run(ctx: &GpuContext, f: impl FnOnce(&mut mamba_wgpu::gpu::Recorder) -> mamba_wgpu::Result<()>) {
+    let mut tape = mamba_wgpu::gpu::Tape::new(ctx, "test", 1024);
+    let mut rec = tape.record(ctx);
+    f(&mut rec).expect("op accepted its arguments");
+    let mut encoder = ctx.device.create_command_encoder(&Default::default());
+    rec.encode(&mut encoder);
+    ctx.queue.submit([encoder.finish()]);
+}
+
+/// A buffer's first `n` f32 values.
+pub fn read(ctx: &GpuContext, buffer: &wgpu::Buffer, n: usize) -> Vec<f32> {
+    pollster::block_on(mamba_wgpu::gpu::readback::read_f32(ctx, buffer, n)).expect("readback")
+}
